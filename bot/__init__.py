@@ -1,0 +1,1 @@
+"""Channels: the Channel implementations (sandbox, Telegram, WhatsApp), inbound routing, operator bot."""

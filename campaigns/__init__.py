@@ -1,0 +1,1 @@
+"""Campaigns: audiences, templates, campaign state machine, outbox, dispatcher, throttle, scheduler."""

@@ -1,0 +1,1 @@
+"""NaCl key custody: tenant vault, data keys, field sealing, blind index, master key."""

@@ -1,0 +1,149 @@
+"""Business accounts: tenants, their API keys, vault unlock/lock and key custody."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import unicodedata
+import uuid
+
+from crypto.blind import new_lookup_key
+from crypto.keys import new_tenant_keys, unwrap_secret
+from crypto.master import MasterKey
+from crypto.vault import Keyring
+from store.engine import Database
+from store.tenants import (
+    TenantRow,
+    get_api_key,
+    get_tenant,
+    insert_api_key,
+    insert_tenant,
+    list_tenants,
+    set_custody,
+)
+
+log = logging.getLogger(__name__)
+
+API_KEY_PREFIX = "izk"
+CUSTODIES = ("passphrase", "service")
+
+
+class AccountError(Exception):
+    """A request about an account that cannot be honoured; `code` is stable."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code or self.code
+
+
+class NotFoundError(AccountError):
+    code = "not_found"
+
+
+def check_passphrase(passphrase: str, min_length: int) -> str:
+    """The passphrase as it will be used (NFC), or AccountError saying what is wrong with it."""
+    passphrase = unicodedata.normalize("NFC", passphrase)
+    if len(passphrase) < min_length:
+        raise AccountError(f"passphrase must be at least {min_length} characters",
+                           "weak_passphrase")
+    return passphrase
+
+
+async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: str,
+                        kdf: str = "moderate", min_length: int = 12) -> tuple[str, str]:
+    """Creates a tenant with its key pair and a first API key; returns (tenant_id, api_key)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise AccountError("tenant name must be 1 to 200 characters", "invalid_name")
+    keys = new_tenant_keys(check_passphrase(passphrase, min_length), kdf)
+    row = TenantRow(id=str(uuid.uuid4()), name=name, created_at=time.time(),
+                    public_key=keys.public_key, wrapped_secret=keys.wrapped_secret,
+                    wrapped_lookup_key=master.wrap(new_lookup_key()), custody="passphrase",
+                    service_wrapped_secret=None)
+    async with db.begin() as conn:
+        await insert_tenant(conn, row)
+        api_key = await _new_api_key(conn, row.id, "default")
+    log.info("tenant created", extra={"tenant_id": row.id})
+    return row.id, api_key
+
+
+async def _new_api_key(conn, tenant_id: str, name: str) -> str:
+    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    await insert_api_key(conn, key_id, tenant_id, name, _hash_secret(secret))
+    return f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+
+def _hash_secret(secret: str) -> bytes:
+    # API keys carry 256 random bits, so a fast hash is enough (no offline guessing possible).
+    return hashlib.blake2b(secret.encode(), digest_size=32, person=b"izinli-apikey").digest()
+
+
+async def authenticate(db: Database, api_key: str) -> str | None:
+    """The tenant id an API key belongs to, or None (unknown, malformed or revoked)."""
+    prefix, _, rest = api_key.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != API_KEY_PREFIX or not key_id or not secret:
+        return None
+    async with db.connect() as conn:
+        row = await get_api_key(conn, key_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
+        return None
+    return row.tenant_id
+
+
+async def tenant_row(db: Database, tenant_id: str) -> TenantRow:
+    async with db.connect() as conn:
+        row = await get_tenant(conn, tenant_id)
+    if row is None:
+        raise NotFoundError("no such tenant")
+    return row
+
+
+async def unlock(db: Database, keyring: Keyring, tenant_id: str, passphrase: str,
+                 ttl_seconds: float) -> float:
+    """Unwraps the tenant key into memory for `ttl_seconds`. Raises WrongPassphraseError."""
+    row = await tenant_row(db, tenant_id)
+    passphrase = unicodedata.normalize("NFC", passphrase)
+    # Argon2id takes ~0.5 s and 256 MiB at MODERATE: keep it off the event loop.
+    secret = await asyncio.to_thread(unwrap_secret, row.wrapped_secret, passphrase)
+    expires = keyring.unlock(tenant_id, secret, ttl_seconds)
+    log.info("vault unlocked", extra={"tenant_id": tenant_id, "ttl_seconds": ttl_seconds})
+    return expires
+
+
+def lock(keyring: Keyring, tenant_id: str) -> None:
+    keyring.lock(tenant_id)
+    log.info("vault locked", extra={"tenant_id": tenant_id})
+
+
+async def change_custody(db: Database, keyring: Keyring, master: MasterKey, tenant_id: str,
+                         custody: str) -> None:
+    """Switches key custody; only while unlocked (VaultLockedError otherwise)."""
+    if custody not in CUSTODIES:
+        raise AccountError(f"custody must be one of {', '.join(CUSTODIES)}", "invalid_custody")
+    unlocked = keyring.get(tenant_id)
+    wrapped = master.wrap(unlocked.secret_key()) if custody == "service" else None
+    async with db.begin() as conn:
+        await set_custody(conn, tenant_id, custody, wrapped)
+    log.info("key custody changed", extra={"tenant_id": tenant_id, "custody": custody})
+
+
+# Unattended tenants stay unlocked for a year at a time; re-applied at every start.
+SERVICE_TTL = 365 * 24 * 3600.0
+
+
+async def unlock_service_custody(db: Database, keyring: Keyring, master: MasterKey) -> int:
+    """Unlocks every tenant whose owner chose `service` custody; returns how many."""
+    async with db.connect() as conn:
+        rows = [r for r in await list_tenants(conn) if r.custody == "service"]
+    for row in rows:
+        if row.service_wrapped_secret:
+            keyring.unlock(row.id, master.unwrap(row.service_wrapped_secret), SERVICE_TTL)
+    return len(rows)

@@ -1,0 +1,91 @@
+"""The web application's routes and middlewares. Resources come from the composition root
+through the app keys in dashboard.keys; views never create them."""
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from dashboard import accounts, vault_api
+from dashboard.errors import error_middleware, error_response
+from dashboard.keys import TENANT, db_key, registry_key
+from dashboard.routing import Operation, openapi_document, register
+
+API_PREFIX = "/api/v1/"
+PUBLIC_API = {"/api/v1/openapi.json"}
+_metrics = web.AppKey("http_metrics", tuple)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_API:
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    tenant_id = None
+    if scheme.lower() == "bearer" and token.strip():
+        tenant_id = await accounts.authenticate(request.app[db_key], token.strip())
+    if tenant_id is None:
+        return error_response(401, "unauthorized",
+                              "a valid API key is required (Authorization: Bearer <key>)")
+    request[TENANT] = tenant_id
+    return await handler(request)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler):
+    requests, latency = request.app[_metrics]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        # The route pattern, never the concrete path: paths can carry ids.
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else "unmatched"
+        requests.labels(request.method, route, str(status)).inc()
+        latency.labels(route).observe(time.perf_counter() - started)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[db_key].ping()
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[registry_key])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(operations(), "1"))
+
+
+BASE_OPERATIONS = [
+    Operation("GET", "/healthz", healthz, "Liveness and database reachability", auth=False),
+    Operation("GET", "/metrics", metrics, "Prometheus metrics", auth=False),
+    Operation("GET", "/api/v1/openapi.json", openapi, "This document", auth=False),
+]
+
+
+def operations() -> list[Operation]:
+    return [*BASE_OPERATIONS, *vault_api.OPERATIONS]
+
+
+def setup(app: web.Application) -> None:
+    """Adds middlewares and routes; the app keys of dashboard.keys must be provided."""
+    registry = app[registry_key]
+    app[_metrics] = (
+        Counter("izinli_http_requests", "HTTP requests", ["method", "route", "status"],
+                registry=registry),
+        Histogram("izinli_http_request_seconds", "HTTP request latency", ["route"],
+                  registry=registry),
+    )
+    app.middlewares.extend([error_middleware, metrics_middleware, auth_middleware])
+    vault_api.setup(app)
+    register(app, operations())

@@ -1,0 +1,30 @@
+"""Typed application keys: what the composition root puts into the aiohttp app for views."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from crypto.master import MasterKey
+from crypto.service import FieldCrypto
+from crypto.vault import Keyring
+from store.engine import Database
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 20 * 1024 * 1024
+    unlock_ttl_seconds: int = 8 * 3600
+    max_unlock_ttl_seconds: int = 7 * 24 * 3600
+
+
+settings_key = web.AppKey("settings", WebSettings)
+db_key = web.AppKey("db", Database)
+keyring_key = web.AppKey("keyring", Keyring)
+master_key = web.AppKey("master", MasterKey)
+fields_key = web.AppKey("fields", FieldCrypto)
+registry_key = web.AppKey("registry", CollectorRegistry)
+# Set by the auth middleware on every /api/v1 request that carries a valid key.
+TENANT = web.RequestKey("tenant_id", str)

@@ -1,0 +1,80 @@
+"""API: unlock and lock the tenant's vault, and choose key custody."""
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from dashboard import accounts
+from dashboard.errors import ApiError, field, json_body
+from dashboard.keys import TENANT, db_key, keyring_key, master_key, settings_key
+from dashboard.ratelimit import FailureLimiter
+from dashboard.routing import Operation
+
+# Argon2id already costs ~0.5 s per guess; this caps a stolen API key at 5 guesses per 5 min.
+_failures = web.AppKey("unlock_failures", FailureLimiter)
+
+
+def setup(app: web.Application) -> None:
+    app[_failures] = FailureLimiter(limit=5, window_seconds=300)
+
+
+async def unlock(request: web.Request) -> web.Response:
+    app, tenant_id = request.app, request[TENANT]
+    body = await json_body(request)
+    passphrase = field(body, "passphrase", str)
+    settings = app[settings_key]
+    ttl = field(body, "ttl_seconds", float, required=False,
+                default=float(settings.unlock_ttl_seconds))
+    if not 1 <= ttl <= settings.max_unlock_ttl_seconds:
+        raise ApiError(400, "invalid_field",
+                       f"'ttl_seconds' must be between 1 and {settings.max_unlock_ttl_seconds}")
+    limiter = app[_failures]
+    if limiter.blocked(tenant_id):
+        raise ApiError(429, "too_many_attempts", "too many wrong passphrases; try again later")
+    try:
+        await accounts.unlock(app[db_key], app[keyring_key], tenant_id, passphrase, ttl)
+    except Exception:
+        limiter.failed(tenant_id)
+        raise
+    limiter.reset(tenant_id)
+    return web.Response(status=204)
+
+
+async def lock(request: web.Request) -> web.Response:
+    accounts.lock(request.app[keyring_key], request[TENANT])
+    return web.Response(status=204)
+
+
+async def status(request: web.Request) -> web.Response:
+    tenant_id = request[TENANT]
+    row = await accounts.tenant_row(request.app[db_key], tenant_id)
+    expires = request.app[keyring_key].expires_at(tenant_id)
+    remaining = None if expires is None else max(0, round(expires - time.monotonic()))
+    return web.json_response({"unlocked": expires is not None, "expires_in_seconds": remaining,
+                              "custody": row.custody})
+
+
+async def custody(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    app = request.app
+    await accounts.change_custody(app[db_key], app[keyring_key], app[master_key],
+                                  request[TENANT], field(body, "custody", str))
+    return await status(request)
+
+
+OPERATIONS = [
+    Operation("POST", "/api/v1/vault/unlock", unlock, "Unlock the tenant's keys for a while",
+              body={"type": "object", "required": ["passphrase"], "properties": {
+                  "passphrase": {"type": "string"}, "ttl_seconds": {"type": "number"}}},
+              responses={204: "Unlocked", 403: "Wrong passphrase", 429: "Too many attempts"}),
+    Operation("POST", "/api/v1/vault/lock", lock, "Forget the unlocked keys now",
+              responses={204: "Locked"}),
+    Operation("GET", "/api/v1/vault", status, "Whether the vault is unlocked, and custody"),
+    Operation("POST", "/api/v1/vault/custody", custody,
+              "Choose key custody: passphrase (default) or service (unattended sending; whoever "
+              "holds the operator master key can then read). Only while unlocked.",
+              body={"type": "object", "required": ["custody"], "properties": {
+                  "custody": {"enum": ["passphrase", "service"]}}},
+              responses={200: "New vault status", 423: "Vault is locked"}),
+]

@@ -1,0 +1,113 @@
+"""Wiring: builds the aiohttp application and the resources it shares with background tasks."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from crypto.master import MasterKey, load_master_key
+from crypto.service import FieldCrypto
+from crypto.vault import Keyring
+from dashboard import accounts
+from dashboard.app import setup as setup_dashboard
+from dashboard.keys import (
+    WebSettings,
+    db_key,
+    fields_key,
+    keyring_key,
+    master_key,
+    registry_key,
+    settings_key,
+)
+from izinli.config import Config
+from store.engine import Database, StoreError, open_database, safe_url
+from store.migrate import upgrade
+from store.tenants import SqlDataKeyStore
+
+log = logging.getLogger(__name__)
+config_key = web.AppKey("config", Config)
+# How often expired unlocks are swept (lazy expiry already makes them unusable at once).
+LOCK_SWEEP_SECONDS = 30
+
+
+def master_key_for(config: Config) -> MasterKey:
+    key = load_master_key(os.environ.get("IZINLI_MASTER_KEY"), config.master_key_path)
+    if getattr(key, "loose_permissions", False):
+        log.warning("master key file is readable by others; chmod 600 it",
+                    extra={"path": str(config.master_key_path)})
+    return key
+
+
+async def open_store(config: Config) -> Database:
+    """The database at its newest schema; the data dir is created for the embedded default."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(config.database_url, echo=config.store.echo)
+    try:
+        await _reachable(db, config.database_url)
+        await upgrade(db)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _reachable(db: Database, url: str) -> None:
+    try:
+        await db.ping()
+    except Exception as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise StoreError(f"store.url: cannot connect to {safe_url(url)} "
+                         f"({type(reason).__name__}: {_first_line(reason)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=config.server.max_import_bytes + 1)
+    app[config_key] = config
+    app[settings_key] = WebSettings(
+        max_body_bytes=config.server.max_body_bytes,
+        max_import_bytes=config.server.max_import_bytes,
+        unlock_ttl_seconds=config.crypto.unlock_ttl_seconds,
+        max_unlock_ttl_seconds=config.crypto.max_unlock_ttl_seconds)
+    app[registry_key] = CollectorRegistry()
+    app[keyring_key] = Keyring()
+    app[master_key] = master_key_for(config)
+    app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(auto_lock_context)
+    setup_dashboard(app)
+    return app
+
+
+async def database_context(app: web.Application) -> AsyncIterator[None]:
+    db = await open_store(app[config_key])
+    app[db_key] = db
+    app[fields_key] = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
+    await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
+    yield
+    await db.close()
+
+
+async def auto_lock_context(app: web.Application) -> AsyncIterator[None]:
+    keyring = app[keyring_key]
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(LOCK_SWEEP_SECONDS)
+            for tenant_id in keyring.lock_expired():
+                log.info("vault auto-locked", extra={"tenant_id": tenant_id})
+
+    task = asyncio.create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for tenant_id in keyring.unlocked_ids():
+        keyring.lock(tenant_id)

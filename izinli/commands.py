@@ -1,0 +1,78 @@
+"""What each CLI command does, once its arguments and the configuration are parsed."""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from dashboard import accounts
+from izinli.app import master_key_for, open_store
+from izinli.config import Config
+from izinli.serve import serve
+from store.migrate import upgrade
+
+Command = Callable[..., Awaitable[int]]
+
+
+async def cmd_serve(args, config: Config) -> int:
+    await serve(config)
+    return 0
+
+
+async def cmd_db_upgrade(args, config: Config) -> int:
+    db = await open_store(config)
+    try:
+        revision = await upgrade(db)
+    finally:
+        await db.close()
+    print(json.dumps({"revision": revision}))
+    return 0
+
+
+def read_passphrase(path: Path) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"passphrase file {path} is not UTF-8 text") from None
+    # A trailing newline is the editor's, not the passphrase's.
+    return text.removeprefix("\ufeff").rstrip("\r\n")
+
+
+async def cmd_tenant_create(args, config: Config) -> int:
+    passphrase = read_passphrase(args.passphrase_file)
+    accounts.check_passphrase(passphrase, config.crypto.min_passphrase_length)
+    master = master_key_for(config)
+    db = await open_store(config)
+    try:
+        tenant_id, api_key = await accounts.create_tenant(
+            db, master, args.name, passphrase, kdf=config.crypto.kdf,
+            min_length=config.crypto.min_passphrase_length)
+    finally:
+        await db.close()
+    print(json.dumps({"tenant_id": tenant_id, "api_key": api_key}))
+    return 0
+
+
+async def cmd_bench_crypto(args, config: Config) -> int:
+    from bench import crypto as bench_crypto
+    bench_crypto.run(fields=args.fields, kdf=args.kdf)
+    return 0
+
+
+_COMMANDS: dict[tuple[str, ...], Command] = {
+    ("serve",): cmd_serve,
+    ("db", "upgrade"): cmd_db_upgrade,
+    ("tenant", "create"): cmd_tenant_create,
+    ("bench", "crypto"): cmd_bench_crypto,
+}
+
+
+def lookup(args) -> Command | None:
+    sub = getattr(args, f"{args.command}_command", None)
+    key = (args.command, sub) if sub else (args.command,)
+    return _COMMANDS.get(key)

@@ -1,0 +1,201 @@
+"""Configuration: one frozen dataclass tree, loaded once from defaults ← TOML ← environment."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or of the wrong shape; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Public https URL of this service; when set, Telegram uses webhooks instead of long polling.
+    public_url: str = ""
+    max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # Empty means SQLite at <data_dir>/izinli.db.
+    url: str = ""
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class CryptoConfig:
+    # Argon2id strength for new passphrases: moderate (production), interactive, min (tests only).
+    kdf: str = "moderate"
+    unlock_ttl_seconds: int = 8 * 3600
+    max_unlock_ttl_seconds: int = 7 * 24 * 3600
+    min_passphrase_length: int = 12
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    # json: one JSON object per line; text: key=value lines for a terminal.
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("var")
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def database_url(self) -> str:
+        return self.store.url or f"sqlite+aiosqlite:///{(self.data_dir / 'izinli.db').resolve()}"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / "master.key"
+
+
+_CHOICES = {
+    "crypto.kdf": ("moderate", "interactive", "min"),
+    "log.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "log.format": ("json", "text"),
+}
+_ALIASES = {
+    "IZINLI_DATABASE_URL": "store.url",
+    "IZINLI_DATA_DIR": "data_dir",
+    "IZINLI_HOST": "server.host",
+    "IZINLI_PORT": "server.port",
+    "IZINLI_PUBLIC_URL": "server.public_url",
+    "IZINLI_LOG_LEVEL": "log.level",
+    "IZINLI_KDF": "crypto.kdf",
+}
+# Read by the composition root directly, never stored in the Config tree (it must not be printed).
+SECRET_ENV = ("IZINLI_MASTER_KEY",)
+
+
+def load(path: Path | None = None, env: typing.Mapping[str, str] | None = None,
+         overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults ← TOML file ← environment ← explicit overrides (CLI flags, dotted keys)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_flatten(_read_toml(path)))
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(Config, values, "")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _from_env(env: typing.Mapping[str, str]) -> dict[str, Any]:
+    known = {_env_name(k): k for k in _all_keys(Config, "")}
+    known.update(_ALIASES)
+    return {known[name]: value for name, value in env.items() if name in known}
+
+
+def _env_name(dotted: str) -> str:
+    return "IZINLI_" + dotted.replace(".", "_").upper()
+
+
+def _all_keys(cls: type, prefix: str) -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _all_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key.startswith(prefix) and key[len(prefix):].split(".")[0] not in names:
+            raise ConfigError(f"unknown config key '{key}'")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        dotted, kind = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            sub = {k: v for k, v in values.items() if k.startswith(dotted + ".")}
+            if dotted in values:
+                raise ConfigError(f"config key '{dotted}' must be a table")
+            kwargs[f.name] = _build(kind, sub, dotted + ".")
+        elif dotted in values:
+            kwargs[f.name] = _coerce(dotted, kind, values[dotted])
+    return cls(**kwargs)
+
+
+def _coerce(key: str, kind: Any, raw: Any) -> Any:
+    if isinstance(kind, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    try:
+        value = _COERCE[kind](raw)
+    except (ValueError, TypeError):
+        raise ConfigError(f"config key '{key}' must be {_NAMES[kind]}, got {raw!r}") from None
+    if kind is int and value < 0:
+        raise ConfigError(f"config key '{key}' must not be negative, got {value}")
+    choices = _CHOICES.get(key)
+    if choices:
+        value = value.upper() if key == "log.level" else value
+        if value not in choices:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool) or isinstance(raw, float):
+        raise TypeError
+    return int(raw)
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return raw.lower() in ("1", "true", "yes", "on")
+    raise ValueError
+
+
+def _to_str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError
+    return raw
+
+
+def _to_path(raw: Any) -> Path:
+    return Path(_to_str(raw)) if not isinstance(raw, Path) else raw
+
+
+_COERCE = {int: _to_int, bool: _to_bool, str: _to_str, Path: _to_path}
+_NAMES = {int: "an integer", bool: "true or false", str: "a string", Path: "a path"}

@@ -1,0 +1,57 @@
+"""`izinli serve`: web app, and (as they are built) dispatcher and scheduler, on one loop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from izinli.app import create_app
+from izinli.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, route path and status only: query strings can carry phone numbers."""
+
+    def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
+        self.logger.info("http request", extra={
+            "method": request.method, "path": request.path, "status": response.status,
+            "ms": round(time * 1000, 1)})
+
+
+async def serve(config: Config) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log_class=AccessLogger,
+                           access_log=logging.getLogger("izinli.access"),
+                           handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {config.server.host}:{config.server.port}: "
+                             f"{exc.strerror or exc}") from None
+        url = f"http://{config.server.host}:{config.server.port}"
+        print(f"izinli listening on {url}", flush=True)
+        log.info("listening", extra={"url": url})
+        await _until_signalled()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+class ServeError(Exception):
+    """The server could not start; the message says why."""
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,1 @@
+"""Consent: ledger, suppression, the gate, keywords, İYS client and sync."""

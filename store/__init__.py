@@ -1,0 +1,1 @@
+"""Storage: database engine (SQLite default, PostgreSQL for scale), tables, migrations."""

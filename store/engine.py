@@ -1,0 +1,100 @@
+"""The database engine: SQLite (WAL) by default, PostgreSQL (asyncpg) for scale, chosen by URL."""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message is safe to show (no password)."""
+
+
+class Database:
+    """One engine per process. `begin()` yields a connection inside a transaction."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        # On SQLite a writing transaction takes the write lock at BEGIN (see _sqlite_engine).
+        self._writer = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction, committed when the block ends without an exception."""
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (a deferred transaction on SQLite)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        from sqlalchemy import text
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may appear in a message: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable url>"
+
+
+def open_database(url: str, echo: bool = False) -> Database:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("store.url is not a database URL") from None
+    if parsed.drivername not in SUPPORTED:
+        raise StoreError(f"store.url uses driver '{parsed.drivername}'; "
+                         f"supported: {', '.join(SUPPORTED)}")
+    if parsed.drivername.startswith("sqlite"):
+        return Database(_sqlite_engine(url, echo))
+    engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10,
+                                 max_overflow=10)
+    return Database(engine)
+
+
+def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
+    # NullPool would reopen the file per transaction; the default queue pool keeps a few
+    # connections, each configured once below.
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_conn, _record):
+        # The driver's own implicit BEGIN is turned off so the "begin" hook below decides.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn):
+        # Writers take the lock at BEGIN, so two writers queue on busy_timeout instead of
+        # failing with "database is locked" when a deferred transaction tries to upgrade.
+        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+    return engine

@@ -1,0 +1,103 @@
+"""Shared fixtures: every store-backed test runs on SQLite and on PostgreSQL.
+
+PostgreSQL runs when IZINLI_TEST_DATABASE_URL names a server (each test gets a fresh database,
+dropped afterwards); it is skipped otherwise, unless IZINLI_REQUIRE_POSTGRES=1 (CI), where a
+missing or unreachable server fails the test."""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from izinli import config as configuration
+from izinli.app import create_app, open_store
+
+PG_URL = os.environ.get("IZINLI_TEST_DATABASE_URL", "")
+REQUIRE_PG = os.environ.get("IZINLI_REQUIRE_POSTGRES") == "1"
+PASSPHRASE = "doğru at pil zımba 42"
+
+
+def _pg_admin(action: str, name: str) -> None:
+    import asyncpg
+
+    async def run():
+        url = make_url(PG_URL)
+        conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                     password=url.password, database=url.database)
+        try:
+            await conn.execute(action.format(name=name))
+        finally:
+            await conn.close()
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path):
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'izinli.db'}"
+        return
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("IZINLI_REQUIRE_POSTGRES=1 but IZINLI_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL not configured (set IZINLI_TEST_DATABASE_URL)")
+    name = f"izinli_t_{secrets.token_hex(6)}"
+    try:
+        _pg_admin('CREATE DATABASE "{name}"', name)
+    except OSError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    _pg_admin('DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str, monkeypatch) -> configuration.Config:
+    monkeypatch.delenv("IZINLI_MASTER_KEY", raising=False)
+    return configuration.load(None, env={}, overrides={
+        "data_dir": tmp_path / "var", "store.url": database_url, "crypto.kdf": "min"})
+
+
+@pytest.fixture
+async def db(config):
+    database = await open_store(config)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))
+
+
+class ApiTenant:
+    """A tenant created in the running test app, with helpers to call the API as it."""
+
+    def __init__(self, client, tenant_id: str, api_key: str):
+        self.client, self.id, self.key = client, tenant_id, api_key
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def call(self, method: str, path: str, **kw):
+        headers = {**self.auth, **kw.pop("headers", {})}
+        return await self.client.request(method, "/api/v1" + path, headers=headers, **kw)
+
+    async def unlock(self, passphrase: str = PASSPHRASE, ttl: float = 3600):
+        r = await self.call("POST", "/vault/unlock", json={"passphrase": passphrase,
+                                                           "ttl_seconds": ttl})
+        assert r.status == 204, await r.text()
+
+
+@pytest.fixture
+async def tenant(client) -> ApiTenant:
+    from dashboard import accounts
+    from dashboard.keys import db_key, master_key
+    tenant_id, api_key = await accounts.create_tenant(
+        client.app[db_key], client.app[master_key], "Örnek Mağaza", PASSPHRASE, kdf="min")
+    return ApiTenant(client, tenant_id, api_key)
