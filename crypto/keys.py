@@ -113,9 +113,7 @@ def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes
     # NFC so that "İ" typed on a Turkish keyboard and the same letter pasted in decomposed
     # form (I + U+0307) unlock the same key.
     password = unicodedata.normalize("NFC", passphrase).encode("utf-8")
-    return argon2id.kdf(
-        nacl.bindings.crypto_secretbox_KEYBYTES, password, salt, opslimit, memlimit
-    )
+    return argon2id.kdf(nacl.bindings.crypto_secretbox_KEYBYTES, password, salt, opslimit, memlimit)
 
 
 def _kdf_level(kdf: str) -> tuple[int, int]:

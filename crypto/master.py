@@ -63,7 +63,7 @@ class MasterKey:
             raise CorruptDataError(f"unknown master-wrapped blob version {blob[0]}")
         try:
             return nacl.bindings.crypto_secretbox_open(
-                blob[1 + _NONCE_BYTES :], blob[1:1 + _NONCE_BYTES], self._key
+                blob[1 + _NONCE_BYTES :], blob[1 : 1 + _NONCE_BYTES], self._key
             )
         except nacl.exceptions.CryptoError:
             raise CorruptDataError("master-wrapped blob does not open with this key") from None
@@ -95,9 +95,7 @@ def parse_master_key_text(text: str, where: str = "master key") -> bytes:
         return bytes.fromhex(text)
     key = _decode_base64(text)
     if key is None or len(key) != KEY_BYTES:
-        raise ValueError(
-            f"{where} must be 32 bytes written as base64 or as 64 hex characters"
-        )
+        raise ValueError(f"{where} must be 32 bytes written as base64 or as 64 hex characters")
     return key
 
 

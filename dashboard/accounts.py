@@ -78,6 +78,17 @@ async def _new_api_key(conn, tenant_id: str, name: str) -> str:
     return f"{API_KEY_PREFIX}_{key_id}_{secret}"
 
 
+async def issue_api_key(db: Database, tenant_id: str, passphrase: str, name: str) -> str:
+    """Another API key for the tenant; the passphrase proves the caller owns it."""
+    row = await tenant_row(db, tenant_id)
+    await asyncio.to_thread(unwrap_secret, row.wrapped_secret,
+                            unicodedata.normalize("NFC", passphrase))
+    async with db.begin() as conn:
+        key = await _new_api_key(conn, tenant_id, name)
+    log.info("api key issued", extra={"tenant_id": tenant_id})
+    return key
+
+
 def _hash_secret(secret: str) -> bytes:
     # API keys carry 256 random bits, so a fast hash is enough (no offline guessing possible).
     return hashlib.blake2b(secret.encode(), digest_size=32, person=b"izinli-apikey").digest()

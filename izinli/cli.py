@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
@@ -29,8 +28,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML configuration file")
-    p.add_argument("--data-dir", type=Path, help="data directory (default ./var)")
+    # SUPPRESS: a subcommand's unset flag must not overwrite the same flag given earlier.
+    p.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                   help="TOML configuration file")
+    p.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                   help="data directory (default ./var)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,16 +44,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     db = sub.add_parser("db", help="database maintenance")
+    _common(db)
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
     _common(db_sub.add_parser("upgrade", help="apply migrations"))
     tenant = sub.add_parser("tenant", help="manage tenants (businesses)")
+    _common(tenant)
     t_sub = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", parser_class=_Parser)
     create = t_sub.add_parser("create", help="create a tenant; prints its id and first API key")
     _common(create)
     create.add_argument("name")
     create.add_argument("--passphrase-file", required=True, type=Path,
                         help="file holding the vault passphrase ('-' for stdin)")
+    key = t_sub.add_parser("api-key", help="issue another API key (proves ownership with the "
+                           "passphrase); prints it once")
+    _common(key)
+    key.add_argument("tenant_id")
+    key.add_argument("--name", default="cli")
+    key.add_argument("--passphrase-file", required=True, type=Path)
+    custody = t_sub.add_parser("custody", help="set key custody: passphrase or service")
+    _common(custody)
+    custody.add_argument("tenant_id")
+    custody.add_argument("custody", choices=["passphrase", "service"])
+    custody.add_argument("--passphrase-file", required=True, type=Path)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
+    _common(bench)
     b_sub = bench.add_subparsers(dest="bench_command", metavar="NAME", parser_class=_Parser)
     crypto = b_sub.add_parser("crypto", help="unlock, seal and open speed")
     _common(crypto)
@@ -64,7 +80,7 @@ def load_config(args: argparse.Namespace) -> Config:
     overrides = {"data_dir": getattr(args, "data_dir", None),
                  "server.host": getattr(args, "host", None),
                  "server.port": getattr(args, "port", None)}
-    return configuration.load(args.config, overrides=overrides)
+    return configuration.load(getattr(args, "config", None), overrides=overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,13 +99,19 @@ def _run(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from izinli import commands
+    handler = commands.lookup(args)
+    if handler is None:
+        raise UsageError(f"'{args.command}' needs an action (see 'izinli {args.command} --help')")
     try:
         config = load_config(args)
     except ConfigError as exc:
         return _fail(EXIT_USAGE, str(exc))
-    logs.configure(config.log.level, config.log.format)
+    # Only the server narrates; one-shot commands keep stderr for warnings and their one error.
+    level = config.log.level if args.command == "serve" else "WARNING"
+    logs.configure(level, config.log.format)
     try:
-        return asyncio.run(_dispatch(args, parser, config))
+        return asyncio.run(handler(args, config))
     except (ConfigError, StoreError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except WrongPassphraseError:
@@ -113,9 +135,3 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
-async def _dispatch(args, parser, config: Config) -> int:
-    from izinli import commands
-    handler = commands.lookup(args)
-    if handler is None:
-        raise UsageError(f"'{args.command}' needs an action (see 'izinli {args.command} --help')")
-    return await handler(args, config)

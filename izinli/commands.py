@@ -6,6 +6,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from crypto.vault import Keyring
 from dashboard import accounts
 from izinli.app import master_key_for, open_store
 from izinli.config import Config
@@ -58,6 +59,32 @@ async def cmd_tenant_create(args, config: Config) -> int:
     return 0
 
 
+async def cmd_tenant_api_key(args, config: Config) -> int:
+    passphrase = read_passphrase(args.passphrase_file)
+    db = await open_store(config)
+    try:
+        api_key = await accounts.issue_api_key(db, args.tenant_id, passphrase, args.name)
+    finally:
+        await db.close()
+    print(json.dumps({"tenant_id": args.tenant_id, "api_key": api_key}))
+    return 0
+
+
+async def cmd_tenant_custody(args, config: Config) -> int:
+    passphrase = read_passphrase(args.passphrase_file)
+    db = await open_store(config)
+    keyring = Keyring()
+    try:
+        await accounts.unlock(db, keyring, args.tenant_id, passphrase, ttl_seconds=60)
+        await accounts.change_custody(db, keyring, master_key_for(config), args.tenant_id,
+                                      args.custody)
+    finally:
+        keyring.lock(args.tenant_id)
+        await db.close()
+    print(json.dumps({"tenant_id": args.tenant_id, "custody": args.custody}))
+    return 0
+
+
 async def cmd_bench_crypto(args, config: Config) -> int:
     from bench import crypto as bench_crypto
     bench_crypto.run(fields=args.fields, kdf=args.kdf)
@@ -68,6 +95,8 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
     ("tenant", "create"): cmd_tenant_create,
+    ("tenant", "api-key"): cmd_tenant_api_key,
+    ("tenant", "custody"): cmd_tenant_custody,
     ("bench", "crypto"): cmd_bench_crypto,
 }
 

@@ -12,7 +12,7 @@ from typing import Any
 
 
 class ConfigError(Exception):
-    """A configuration value is missing, unknown or of the wrong shape; the message names the key."""
+    """A configuration value is unknown or of the wrong shape; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,13 @@ def _coerce(key: str, kind: Any, raw: Any) -> Any:
     if choices:
         value = value.upper() if key == "log.level" else value
         if value not in choices:
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}, got {raw!r}")
+            raise ConfigError(
+                f"config key '{key}' must be one of {', '.join(choices)}, got {raw!r}")
     return value
 
 
 def _to_int(raw: Any) -> int:
-    if isinstance(raw, bool) or isinstance(raw, float):
+    if isinstance(raw, (bool, float)):
         raise TypeError
     return int(raw)
 
@@ -182,8 +183,10 @@ def _to_int(raw: Any) -> int:
 def _to_bool(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return raw.lower() in ("1", "true", "yes", "on")
+    words = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+    if isinstance(raw, str) and raw.lower() in words:
+        return words[raw.lower()]
     raise ValueError
 
 

@@ -30,7 +30,8 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        return f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {extras}".rstrip()
+        line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {extras}"
+        return line.rstrip()
 
 
 def configure(level: str = "INFO", fmt: str = "json", stream=None) -> None:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class AccessLogger(AbstractAccessLogger):
     """Method, route path and status only: query strings can carry phone numbers."""
 
-    def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
+    def log(self, request, response, time):
         self.logger.info("http request", extra={
             "method": request.method, "path": request.path, "status": response.status,
             "ms": round(time * 1000, 1)})

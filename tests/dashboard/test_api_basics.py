@@ -1,6 +1,6 @@
+"""Auth, error shape, size limits, OpenAPI coverage, health and metrics."""
 import io
 
-"""Auth, error shape, size limits, OpenAPI coverage, health and metrics."""
 from dashboard.app import operations
 
 

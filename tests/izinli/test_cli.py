@@ -1,0 +1,173 @@
+"""The `izinli` executable as an operator uses it: exit codes, one-line errors, JSON output."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+IZINLI = shutil.which("izinli") or str(Path(sys.executable).with_name("izinli"))
+PASSPHRASE = "doğru at pil zımba 42"
+
+
+def run(tmp_path: Path, *args: str, env: dict | None = None, stdin: str | None = None):
+    full_env = {**os.environ, "IZINLI_KDF": "min", **(env or {})}
+    full_env.pop("IZINLI_MASTER_KEY", None)
+    return subprocess.run([IZINLI, *args, "--data-dir", str(tmp_path / "var")], cwd=tmp_path,
+                          env=full_env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_error(out, code: int, contains: str):
+    assert out.returncode == code, (out.returncode, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and contains in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def passfile(tmp_path: Path, text: str = PASSPHRASE + "\n") -> str:
+    f = tmp_path / "pass.txt"
+    f.write_text(text, encoding="utf-8")
+    return str(f)
+
+
+def create_tenant(tmp_path: Path) -> dict:
+    out = run(tmp_path, "tenant", "create", "Örnek Eczane", "--passphrase-file", passfile(tmp_path))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_help_lists_commands(tmp_path):
+    out = subprocess.run([IZINLI, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("serve", "db", "tenant", "bench"):
+        assert command in out.stdout
+
+
+def test_tenant_create_prints_id_and_key_and_makes_master_key_0600(tmp_path):
+    info = create_tenant(tmp_path)
+    assert set(info) == {"tenant_id", "api_key"} and info["api_key"].startswith("izk_")
+    mode = stat.S_IMODE((tmp_path / "var" / "master.key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_short_passphrase_is_refused(tmp_path):
+    out = run(tmp_path, "tenant", "create", "X", "--passphrase-file", passfile(tmp_path, "kısa\n"))
+    assert_one_line_error(out, 2, "at least 12 characters")
+
+
+def test_wrong_passphrase_exits_3(tmp_path):
+    info = create_tenant(tmp_path)
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("yanlış parola 12345")
+    out = run(tmp_path, "tenant", "api-key", info["tenant_id"], "--passphrase-file", str(wrong))
+    assert_one_line_error(out, 3, "wrong passphrase")
+    out = run(tmp_path, "tenant", "api-key", info["tenant_id"], "--passphrase-file", "-",
+              stdin=PASSPHRASE)
+    assert out.returncode == 0 and json.loads(out.stdout)["api_key"] != info["api_key"]
+
+
+def test_custody_from_cli(tmp_path):
+    info = create_tenant(tmp_path)
+    out = run(tmp_path, "tenant", "custody", info["tenant_id"], "service",
+              "--passphrase-file", passfile(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["custody"] == "service"
+
+
+@pytest.mark.parametrize("args, code, contains", [
+    (("frobnicate",), 2, "invalid choice"),
+    (("tenant",), 2, "needs an action"),
+    (("tenant", "create"), 2, "required"),
+    (("tenant", "create", "X", "--passphrase-file", "/nonexistent/p"), 2, "cannot read"),
+    (("serve", "--port", "abc"), 2, "invalid int value"),
+])
+def test_usage_errors_are_one_line(tmp_path, args, code, contains):
+    assert_one_line_error(run(tmp_path, *args), code, contains)
+
+
+def test_bad_config_file_exits_2(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[server]\nport = 'x'\n")
+    assert_one_line_error(run(tmp_path, "db", "upgrade", "--config", str(cfg)), 2, "server.port")
+
+
+def test_unreachable_database_exits_2_without_password(tmp_path):
+    url = "postgresql+asyncpg://izinli:s3cretpw@127.0.0.1:9/izinli"
+    out = run(tmp_path, "db", "upgrade", env={"IZINLI_DATABASE_URL": url})
+    assert_one_line_error(out, 2, "cannot connect")
+    assert "s3cretpw" not in out.stderr
+
+
+def test_bad_master_key_env_exits_2(tmp_path):
+    env = {**os.environ, "IZINLI_KDF": "min", "IZINLI_MASTER_KEY": "not-a-key"}
+    out = subprocess.run([IZINLI, "tenant", "create", "X", "--passphrase-file", passfile(tmp_path),
+                          "--data-dir", str(tmp_path / "var")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert_one_line_error(out, 2, "IZINLI_MASTER_KEY")
+    assert "not-a-key" not in out.stderr
+
+
+def test_db_upgrade_prints_revision(tmp_path):
+    out = run(tmp_path, "db", "upgrade")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["revision"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, port: int):
+    env = {**os.environ}
+    env.pop("IZINLI_MASTER_KEY", None)
+    with subprocess.Popen([IZINLI, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_serve_zero_config_prints_url_answers_health_and_stops_on_sigterm(tmp_path):
+    port = _free_port()
+    with serving(tmp_path, port) as proc:
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            assert r.status == 200
+        assert (tmp_path / "var" / "izinli.db").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert "Traceback" not in proc.stderr.read()
+
+
+def test_serve_on_a_taken_port_fails_cleanly(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        out = run(tmp_path, "serve", "--port", str(s.getsockname()[1]))
+    # The server logs its start-up on stderr; its last line is the one error.
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("izinli: cannot listen")
+
+
+def test_serve_stops_on_sigint(tmp_path):
+    with serving(tmp_path, _free_port()) as proc:
+        proc.stdout.readline()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0 and time.monotonic() - started < 10
