@@ -1,1 +1,1 @@
-"""Channels: the Channel implementations (sandbox, Telegram, WhatsApp), inbound routing, operator bot."""
+"""Channels: sandbox, Telegram, WhatsApp; inbound routing; the operator bot."""

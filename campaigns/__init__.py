@@ -1,1 +1,1 @@
-"""Campaigns: audiences, templates, campaign state machine, outbox, dispatcher, throttle, scheduler."""
+"""Campaigns: audiences, templates, state machine, outbox, dispatcher, throttle, scheduler."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+from crypto.errors import VaultLockedError
 from crypto.fields import FieldSealer, new_data_key
 from crypto.vault import Keyring
 
@@ -14,7 +15,8 @@ from crypto.vault import Keyring
 class DataKeyStore(Protocol):
     async def add(self, tenant_id: str, dek_id: bytes, sealed: bytes) -> None: ...
 
-    async def get_sealed(self, tenant_id: str, dek_ids: Collection[bytes]) -> dict[bytes, bytes]: ...
+    async def get_sealed(self, tenant_id: str,
+                         dek_ids: Collection[bytes]) -> dict[bytes, bytes]: ...
 
 
 class FieldCrypto:
@@ -28,9 +30,10 @@ class FieldCrypto:
         """A fresh data key, stored sealed to the tenant; works while the vault is locked."""
         key = new_data_key(public_key)
         await self._data_keys.add(tenant_id, key.dek_id, key.sealed)
-        if self.keyring.is_unlocked(tenant_id):
-            return self.keyring.get(tenant_id).sealer(key)
-        return FieldSealer(key.dek_id, key.dek)
+        try:
+            return self.keyring.get(tenant_id).sealer(key)  # readers then skip a seal-open
+        except VaultLockedError:
+            return FieldSealer(key.dek_id, key.dek)
 
     async def open_fields(self, tenant_id: str, blobs: Sequence[bytes]) -> list[bytes]:
         """Opens sealed fields; loads each unknown data key once. Raises VaultLockedError."""

@@ -24,6 +24,7 @@ class AccessLogger(AbstractAccessLogger):
 
 
 async def serve(config: Config) -> None:
+    stop = _stop_on_signals()  # before anything is announced, so an early Ctrl-C is clean
     app = create_app(config)
     runner = web.AppRunner(app, access_log_class=AccessLogger,
                            access_log=logging.getLogger("izinli.access"),
@@ -39,7 +40,7 @@ async def serve(config: Config) -> None:
         url = f"http://{config.server.host}:{config.server.port}"
         print(f"izinli listening on {url}", flush=True)
         log.info("listening", extra={"url": url})
-        await _until_signalled()
+        await stop.wait()
         log.info("shutting down")
     finally:
         await runner.cleanup()
@@ -49,9 +50,9 @@ class ServeError(Exception):
     """The server could not start; the message says why."""
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
