@@ -4,12 +4,16 @@ Storage of sealed data keys is a port (`DataKeyStore`) so this package imports n
 the composition root hands in the SQL implementation."""
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from crypto.errors import VaultLockedError
 from crypto.fields import FieldSealer, new_data_key
 from crypto.vault import Keyring
+
+# How long one shared data key is used before a fresh one is made.
+SHARED_KEY_SECONDS = 3600.0
 
 
 class DataKeyStore(Protocol):
@@ -25,6 +29,17 @@ class FieldCrypto:
     def __init__(self, keyring: Keyring, data_keys: DataKeyStore):
         self.keyring = keyring
         self._data_keys = data_keys
+        self._shared: dict[str, tuple[FieldSealer, float]] = {}
+
+    async def shared_sealer(self, tenant_id: str, public_key: bytes) -> FieldSealer:
+        """A data key reused by small writers (inbound messages, sandbox deliveries) for a
+        while, so each of them does not cost a sealed box and a row of its own."""
+        cached = self._shared.get(tenant_id)
+        if cached and time.monotonic() - cached[1] < SHARED_KEY_SECONDS:
+            return cached[0]
+        sealer = await self.new_sealer(tenant_id, public_key)
+        self._shared[tenant_id] = (sealer, time.monotonic())
+        return sealer
 
     async def new_sealer(self, tenant_id: str, public_key: bytes) -> FieldSealer:
         """A fresh data key, stored sealed to the tenant; works while the vault is locked."""

@@ -10,10 +10,12 @@ import time
 import unicodedata
 import uuid
 
+from campaigns.lines import add_sandbox_line
 from crypto.blind import new_lookup_key
 from crypto.keys import new_tenant_keys, unwrap_secret
 from crypto.master import MasterKey
 from crypto.vault import Keyring
+from optout.tenants import insert_defaults
 from store.engine import Database
 from store.tenants import (
     TenantRow,
@@ -67,6 +69,8 @@ async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: 
                     service_wrapped_secret=None)
     async with db.begin() as conn:
         await insert_tenant(conn, row)
+        await insert_defaults(conn, row.id, name)
+        await add_sandbox_line(conn, row.id)
         api_key = await _new_api_key(conn, row.id, "default")
     log.info("tenant created", extra={"tenant_id": row.id})
     return row.id, api_key
@@ -94,8 +98,8 @@ def _hash_secret(secret: str) -> bytes:
     return hashlib.blake2b(secret.encode(), digest_size=32, person=b"izinli-apikey").digest()
 
 
-async def authenticate(db: Database, api_key: str) -> str | None:
-    """The tenant id an API key belongs to, or None (unknown, malformed or revoked)."""
+async def authenticate(db: Database, api_key: str) -> tuple[str, str] | None:
+    """(tenant id, key id) of a valid API key, or None (unknown, malformed or revoked)."""
     prefix, _, rest = api_key.partition("_")
     key_id, _, secret = rest.partition("_")
     if prefix != API_KEY_PREFIX or not key_id or not secret:
@@ -106,7 +110,7 @@ async def authenticate(db: Database, api_key: str) -> str | None:
         return None
     if not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
         return None
-    return row.tenant_id
+    return row.tenant_id, row.id
 
 
 async def tenant_row(db: Database, tenant_id: str) -> TenantRow:

@@ -7,9 +7,9 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from dashboard import accounts, vault_api
+from dashboard import accounts, audience_api, consent_api, lines_api, vault_api
 from dashboard.errors import error_middleware, error_response
-from dashboard.keys import TENANT, db_key, registry_key
+from dashboard.keys import API_KEY_ID, TENANT, db_key, registry_key
 from dashboard.routing import Operation, openapi_document, register
 
 API_PREFIX = "/api/v1/"
@@ -22,13 +22,13 @@ async def auth_middleware(request: web.Request, handler):
     if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_API:
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    tenant_id = None
+    found = None
     if scheme.lower() == "bearer" and token.strip():
-        tenant_id = await accounts.authenticate(request.app[db_key], token.strip())
-    if tenant_id is None:
+        found = await accounts.authenticate(request.app[db_key], token.strip())
+    if found is None:
         return error_response(401, "unauthorized",
                               "a valid API key is required (Authorization: Bearer <key>)")
-    request[TENANT] = tenant_id
+    request[TENANT], request[API_KEY_ID] = found
     return await handler(request)
 
 
@@ -74,7 +74,8 @@ BASE_OPERATIONS = [
 
 
 def operations() -> list[Operation]:
-    return [*BASE_OPERATIONS, *vault_api.OPERATIONS]
+    return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
+            *audience_api.OPERATIONS, *consent_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

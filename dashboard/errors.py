@@ -6,8 +6,13 @@ import logging
 
 from aiohttp import web
 
+from campaigns.audiences import AudienceError
+from campaigns.lines import LineInputError
 from crypto.errors import CorruptDataError, VaultLockedError, WrongPassphraseError
 from dashboard.accounts import AccountError, NotFoundError
+from optout.ledger import ConsentInputError
+from optout.suppression import SuppressionInputError
+from optout.tenants import TenantNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,12 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
     (WrongPassphraseError, 403, "wrong_passphrase"),
     (VaultLockedError, 423, "vault_locked"),
     (NotFoundError, 404, None),
+    (TenantNotFoundError, 404, None),
     (AccountError, 400, None),
+    (AudienceError, 400, None),
+    (LineInputError, 400, None),
+    (ConsentInputError, 400, None),
+    (SuppressionInputError, 400, None),
 ]
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",

@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.inbound import InboundRouter
+from bot.sandbox import SandboxChannel
+from campaigns.audiences import ContactImporter
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
+from optout.tenants import TenantDirectory
 from store.engine import Database
 
 
@@ -26,5 +30,10 @@ keyring_key = web.AppKey("keyring", Keyring)
 master_key = web.AppKey("master", MasterKey)
 fields_key = web.AppKey("fields", FieldCrypto)
 registry_key = web.AppKey("registry", CollectorRegistry)
+directory_key = web.AppKey("directory", TenantDirectory)
+importer_key = web.AppKey("importer", ContactImporter)
+inbound_key = web.AppKey("inbound", InboundRouter)
+sandbox_key = web.AppKey("sandbox", SandboxChannel)
 # Set by the auth middleware on every /api/v1 request that carries a valid key.
 TENANT = web.RequestKey("tenant_id", str)
+API_KEY_ID = web.RequestKey("api_key_id", str)

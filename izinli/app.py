@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.inbound import InboundRouter
+from bot.sandbox import SandboxChannel
+from campaigns.audiences import ContactImporter
 from crypto.master import MasterKey, load_master_key
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
@@ -18,13 +21,18 @@ from dashboard.app import setup as setup_dashboard
 from dashboard.keys import (
     WebSettings,
     db_key,
+    directory_key,
     fields_key,
+    importer_key,
+    inbound_key,
     keyring_key,
     master_key,
     registry_key,
+    sandbox_key,
     settings_key,
 )
 from izinli.config import Config
+from optout.tenants import TenantDirectory
 from store.engine import Database, StoreError, open_database, safe_url
 from store.migrate import upgrade
 from store.tenants import SqlDataKeyStore
@@ -89,7 +97,12 @@ def create_app(config: Config) -> web.Application:
 async def database_context(app: web.Application) -> AsyncIterator[None]:
     db = await open_store(app[config_key])
     app[db_key] = db
-    app[fields_key] = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
+    fields = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
+    directory = TenantDirectory(app[master_key])
+    sandbox = SandboxChannel(db, fields, directory)
+    app[fields_key], app[directory_key], app[sandbox_key] = fields, directory, sandbox
+    app[importer_key] = ContactImporter(db, fields, directory)
+    app[inbound_key] = InboundRouter(db, fields, directory, channels={"sandbox": sandbox})
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     yield
     await db.close()

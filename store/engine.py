@@ -52,6 +52,15 @@ class Database:
         await self.engine.dispose()
 
 
+def dialect_insert(conn: AsyncConnection, table):
+    """INSERT with ON CONFLICT support (upserts) for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def safe_url(url: str) -> str:
     """The URL as it may appear in a message: the password hidden."""
     try:

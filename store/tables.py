@@ -43,3 +43,158 @@ data_keys = sa.Table(
     sa.Column("sealed", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
 )
+
+# --- consent issue (migration 0002) ---------------------------------------------------------
+
+tenant_settings = sa.Table(
+    "tenant_settings", metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              primary_key=True),
+    # Sender identity printed in footers and confirmations (trade name and a contact).
+    sa.Column("sender_name", sa.String(200), nullable=False),
+    sa.Column("sender_contact", sa.String(200), nullable=False, server_default=""),
+    # Language of what recipients read: "tr" (default) or "en".
+    sa.Column("language", sa.String(8), nullable=False, server_default="tr"),
+    # Brand names recognised in "<BRAND> RET"; JSON list of strings.
+    sa.Column("brand_names", sa.JSON, nullable=False),
+    sa.Column("iys_enabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("iys_code", sa.String(32), nullable=True),
+    sa.Column("iys_brand_code", sa.String(32), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="Europe/Istanbul"),
+)
+
+lines = sa.Table(
+    "lines", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("rate_per_second", sa.Double, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("state_reason", sa.String(200), nullable=True),
+    # Provider credentials as JSON, wrapped by the operator master key (channels issue).
+    sa.Column("wrapped_credentials", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+contact_lists = sa.Table(
+    "contact_lists", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+contacts = sa.Table(
+    "contacts", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    # Blind index of the normalised address: equality lookups without decrypting.
+    sa.Column("address_index", sa.LargeBinary(16), nullable=False),
+    sa.Column("address_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("name_sealed", sa.LargeBinary, nullable=True),
+    # JSON object of the other CSV columns, sealed as one field.
+    sa.Column("attributes_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("recipient_type", sa.String(16), nullable=False,
+              server_default="individual"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("erased_at", sa.Double, nullable=True),
+    sa.UniqueConstraint("tenant_id", "address_index", name="uq_contacts_address"),
+)
+
+list_members = sa.Table(
+    "list_members", metadata,
+    sa.Column("list_id", sa.String(36), sa.ForeignKey("contact_lists.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("contact_id", sa.String(36), sa.ForeignKey("contacts.id", ondelete="CASCADE"),
+              primary_key=True),
+)
+
+consent_events = sa.Table(
+    "consent_events", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("address_index", sa.LargeBinary(16), nullable=False),
+    # MESAJ / ARAMA / EPOSTA (İYS types) or a channel without an İYS type (TELEGRAM).
+    sa.Column("consent_type", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # granted | revoked
+    sa.Column("source", sa.String(200), nullable=False),
+    # İYS source code (HS_WEB, HS_MESAJ, …) when the source maps to one.
+    sa.Column("iys_source", sa.String(32), nullable=True),
+    sa.Column("recipient_type", sa.String(16), nullable=False),  # individual | merchant
+    sa.Column("evidence_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("occurred_at", sa.Double, nullable=False),
+    sa.Column("recorded_at", sa.Double, nullable=False),
+    # İYS upload: not_applicable | pending | sent | failed; deadline = 3 business days.
+    sa.Column("iys_sync_state", sa.String(16), nullable=False),
+    sa.Column("iys_deadline", sa.Double, nullable=True),
+    sa.Index("ix_consent_events_key", "tenant_id", "address_index", "consent_type"),
+)
+
+consent_state = sa.Table(
+    "consent_state", metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("address_index", sa.LargeBinary(16), primary_key=True),
+    sa.Column("consent_type", sa.String(16), primary_key=True),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("recipient_type", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("occurred_at", sa.Double, nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    # Consent as İYS holds it (ONAY / RET), kept by the İYS sync.
+    sa.Column("iys_status", sa.String(8), nullable=True),
+    # When the consent ended (revoked): the retention clock for its records starts here.
+    sa.Column("ended_at", sa.Double, nullable=True),
+)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("address_index", sa.LargeBinary(16), primary_key=True),
+    # The consent type it covers, or "*" for everything.
+    sa.Column("scope", sa.String(16), primary_key=True),
+    # opted_out | blocked | erasure | complaint | manual
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    # For the export; dropped (NULL) when the person asked for erasure.
+    sa.Column("address_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+inbound_messages = sa.Table(
+    "inbound_messages", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("provider_message_id", sa.String(200), nullable=False),
+    sa.Column("address_index", sa.LargeBinary(16), nullable=False),
+    sa.Column("address_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("text_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("intent", sa.String(8), nullable=True),  # stop | start | help
+    sa.Column("received_at", sa.Double, nullable=False),
+    # Redelivered webhooks carry the same id: acknowledged, not applied twice.
+    sa.UniqueConstraint("line_id", "provider_message_id", name="uq_inbound_provider_id"),
+)
+
+sandbox_messages = sa.Table(
+    "sandbox_messages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("to_index", sa.LargeBinary(16), nullable=False),
+    sa.Column("to_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("text_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Index("ix_sandbox_messages_to", "tenant_id", "to_index"),
+)

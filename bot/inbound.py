@@ -1,0 +1,45 @@
+"""Inbound routing: every channel's incoming text (sandbox API, Telegram, WhatsApp webhooks)
+comes through `receive`, which commits its effect and only then sends the reply."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from campaigns.ports import Channel, Line, OutboundMessage
+from crypto.service import FieldCrypto
+from optout import inbound
+from optout.inbound import InboundText, Outcome
+from optout.tenants import TenantDirectory
+from store.engine import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InboundRouter:
+    db: Database
+    fields: FieldCrypto
+    directory: TenantDirectory
+    channels: dict[str, Channel]
+
+    async def receive(self, line: Line, address: str, text: str,
+                      provider_message_id: str | None = None) -> Outcome:
+        """`address` is already normalised for the line's channel."""
+        async with self.db.connect() as conn:
+            profile = await self.directory.profile(conn, line.tenant_id)
+        # Made before the write transaction: creating a data key is a write of its own.
+        sealer = await self.fields.shared_sealer(line.tenant_id, profile.public_key)
+        msg = InboundText(tenant_id=line.tenant_id, line_id=line.id, channel=line.channel,
+                          address=address, text=text[:4096],
+                          provider_message_id=provider_message_id or str(uuid.uuid4()),
+                          received_at=time.time())
+        index = self.directory.index(line.tenant_id, address)
+        async with self.db.begin() as conn:
+            outcome = await inbound.handle(conn, profile, index, sealer, msg)
+        log.info("inbound message", extra={"tenant_id": line.tenant_id, "line_id": line.id,
+                                           "intent": outcome.intent, "duplicate": outcome.duplicate})
+        if outcome.reply:
+            await self.channels[line.channel].send(line, address, OutboundMessage(outcome.reply))
+        return outcome

@@ -1,0 +1,226 @@
+"""Audiences: contact lists and the CSV import that fills them (sealed, matched by blind
+index, consent columns turned into ledger events). Works while the vault is locked."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaigns.csvparse import ContactRow, RowError, parse
+from crypto.fields import FieldSealer
+from crypto.service import FieldCrypto
+from optout import ledger
+from optout.deadlines import parse_consent_date
+from optout.ledger import ConsentEvent
+from optout.tenants import TenantDirectory
+from store.engine import Database, dialect_insert
+from store.tables import contact_lists, contacts, list_members
+
+BATCH = 2000
+# A file full of bad rows still gets a bounded answer; the total is always reported.
+MAX_REPORTED_INVALID = 1000
+PHONE_CONSENT_TYPE = "MESAJ"
+
+
+class AudienceError(ValueError):
+    code = "invalid_request"
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    updated: int = 0
+    invalid: list[dict] = field(default_factory=list)
+    invalid_total: int = 0
+    encoding: str = ""
+    delimiter: str = ""
+
+    def reject(self, line: int, reason: str) -> None:
+        self.invalid_total += 1
+        if len(self.invalid) < MAX_REPORTED_INVALID:
+            self.invalid.append({"row": line, "reason": reason})
+
+    def as_json(self) -> dict:
+        return {"imported": self.imported, "updated": self.updated, "invalid": self.invalid,
+                "invalid_total": self.invalid_total, "encoding": self.encoding,
+                "delimiter": self.delimiter}
+
+
+async def create_list(conn: AsyncConnection, tenant_id: str, name: str) -> dict:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise AudienceError("list name must be 1 to 200 characters")
+    row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "name": name,
+           "created_at": time.time()}
+    await conn.execute(contact_lists.insert().values(**row))
+    return {"id": row["id"], "name": name, "created_at": row["created_at"]}
+
+
+async def list_exists(conn: AsyncConnection, tenant_id: str, list_id: str) -> bool:
+    q = sa.select(contact_lists.c.id).where(contact_lists.c.tenant_id == tenant_id,
+                                            contact_lists.c.id == list_id)
+    return (await conn.execute(q)).first() is not None
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    filename: str
+    uploader: str
+
+
+class ContactImporter:
+    def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory):
+        self._db, self._fields, self._directory = db, fields, directory
+
+    async def run(self, tenant_id: str, list_id: str | None, fileobj: BinaryIO,
+                  source: ImportSource) -> ImportResult:
+        """Imports in batches, each its own transaction: a long import never holds the write
+        lock that an opt-out needs, and re-running a file is idempotent."""
+        parsed = parse(fileobj)
+        async with self._db.connect() as conn:
+            profile = await self._directory.profile(conn, tenant_id)
+            index_of = await self._directory.indexer(conn, tenant_id)
+        sealer = await self._fields.new_sealer(tenant_id, profile.public_key)
+        result = ImportResult(encoding=parsed.encoding, delimiter=parsed.delimiter)
+        writer = _BatchWriter(tenant_id, list_id, sealer, source, profile.iys_enabled, index_of)
+        for batch in _batches(parsed.rows, BATCH):
+            good = [r for r in batch if _accept(r, result)]
+            async with self._db.begin() as conn:
+                imported, updated = await writer.write(conn, good, result)
+            result.imported += imported
+            result.updated += updated
+        return result
+
+
+def _batches(rows: Iterable, size: int) -> Iterator[list]:
+    it = iter(rows)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _accept(row: ContactRow | RowError, result: ImportResult) -> bool:
+    if isinstance(row, RowError):
+        result.reject(row.line, row.reason)
+        return False
+    return True
+
+
+@dataclass
+class _BatchWriter:
+    tenant_id: str
+    list_id: str | None
+    sealer: FieldSealer
+    source: ImportSource
+    iys_enabled: bool
+    index_of: Callable[[str], bytes]
+
+    async def write(self, conn: AsyncConnection, rows: list[ContactRow],
+                    result: ImportResult) -> tuple[int, int]:
+        now = time.time()
+        events, latest, accepted = [], {}, 0
+        for row in rows:
+            occurred = _occurred_at(row, now)
+            if occurred is None:
+                result.reject(row.line, "invalid_consent_date")
+                continue
+            accepted += 1
+            index = self.index_of(row.phone)
+            latest[index] = row
+            if row.consent is not None:
+                events.append(self._event(row, index, occurred))
+        existing = await _existing_ids(conn, self.tenant_id, list(latest))
+        await self._upsert(conn, latest, existing, now)
+        if self.list_id is not None:
+            await self._add_members(conn, list(latest))
+        await ledger.record(conn, self.tenant_id, events, self.iys_enabled)
+        # A person twice in the file is one contact: the second row counts as an update.
+        imported = sum(1 for i in latest if i not in existing)
+        return imported, accepted - imported
+
+    def _contact_values(self, row: ContactRow) -> dict:
+        seal = self.sealer.seal_field
+        attrs = json.dumps(row.attributes, ensure_ascii=False).encode() if row.attributes else None
+        return {"address_sealed": seal(row.phone.encode()),
+                "name_sealed": seal(row.name.encode()) if row.name else None,
+                "attributes_sealed": seal(attrs) if attrs else None,
+                "recipient_type": row.recipient_type}
+
+    async def _upsert(self, conn, latest: dict, existing: dict, now: float) -> None:
+        new = [{"id": str(uuid.uuid4()), "tenant_id": self.tenant_id, "address_index": i,
+                "created_at": now, "updated_at": now, **self._contact_values(row)}
+               for i, row in latest.items() if i not in existing]
+        if new:
+            stmt = dialect_insert(conn, contacts).on_conflict_do_nothing(
+                index_elements=["tenant_id", "address_index"])
+            await conn.execute(stmt, new)
+        changed = [{"cid": existing[i], "now": now, **_renamed(self._contact_values(row))}
+                   for i, row in latest.items() if i in existing]
+        if changed:
+            await conn.execute(_UPDATE, changed)
+
+    async def _add_members(self, conn, indexes: list[bytes]) -> None:
+        ids = await _existing_ids(conn, self.tenant_id, indexes)
+        if ids:
+            stmt = dialect_insert(conn, list_members).on_conflict_do_nothing(
+                index_elements=["list_id", "contact_id"])
+            await conn.execute(stmt, [{"list_id": self.list_id, "contact_id": c}
+                                      for c in ids.values()])
+
+    def _event(self, row: ContactRow, index: bytes, occurred: float) -> ConsentEvent:
+        evidence = {"statement": f"consent column: {row.consent}", "address": row.phone,
+                    "channel": "import", "source": row.consent_source or "",
+                    "consent_date": row.consent_date or "", "file": self.source.filename,
+                    "row": row.line, "uploader": self.source.uploader}
+        return ConsentEvent(
+            address_index=index, consent_type=PHONE_CONSENT_TYPE, status=row.consent,
+            source=row.consent_source or f"import:{self.source.filename}"[:200],
+            recipient_type=row.recipient_type, occurred_at=occurred,
+            evidence_sealed=self.sealer.seal_field(
+                json.dumps(evidence, ensure_ascii=False).encode()))
+
+
+def _renamed(values: dict) -> dict:
+    # executemany UPDATE binds must not share names with the columns they set.
+    return {f"v_{k}": v for k, v in values.items()}
+
+
+_UPDATE = contacts.update().where(contacts.c.id == sa.bindparam("cid")).values(
+    address_sealed=sa.bindparam("v_address_sealed"),
+    name_sealed=sa.func.coalesce(sa.bindparam("v_name_sealed"), contacts.c.name_sealed),
+    attributes_sealed=sa.func.coalesce(sa.bindparam("v_attributes_sealed"),
+                                       contacts.c.attributes_sealed),
+    recipient_type=sa.bindparam("v_recipient_type"),
+    updated_at=sa.bindparam("now"), erased_at=None)
+
+
+def _occurred_at(row: ContactRow, now: float) -> float | None:
+    """When the consent was given: the file's date if it has one (never in the future)."""
+    if row.consent is None or not row.consent_date:
+        return now
+    parsed = parse_consent_date(row.consent_date)
+    if parsed is None or parsed.timestamp() > now + 60:
+        return None
+    return parsed.timestamp()
+
+
+async def _existing_ids(conn, tenant_id: str, indexes: list[bytes]) -> dict[bytes, str]:
+    if not indexes:
+        return {}
+    q = sa.select(contacts.c.address_index, contacts.c.id).where(
+        contacts.c.tenant_id == tenant_id, contacts.c.address_index.in_(indexes))
+    return {bytes(r.address_index): r.id for r in await conn.execute(q)}
+
+
+async def erase_contact(conn: AsyncConnection, tenant_id: str, address_index: bytes) -> None:
+    """KVKK erasure: the contact's sealed data is dropped now; the row (blind index only) is
+    purged by retention, and the suppression keeps the person from being messaged again."""
+    await conn.execute(contacts.update().where(
+        contacts.c.tenant_id == tenant_id, contacts.c.address_index == address_index).values(
+        address_sealed=b"", name_sealed=None, attributes_sealed=None, erased_at=time.time()))

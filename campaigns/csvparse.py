@@ -1,0 +1,311 @@
+"""Streaming parser for the contact CSV files Turkish businesses export from Excel."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import io
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from optout.addresses import normalise_phone
+from optout.keywords import fold
+
+MAX_LINE_CHARS = 1024 * 1024
+_CHUNK = 64 * 1024
+# Sniffing order doubles as the tie-break: Turkish Excel writes ";" (the decimal mark is ",").
+_DELIMITERS = (";", ",", "\t", "|")
+_QUOTED = re.compile(r'"[^"]*"')
+_NON_IDENTIFIER = re.compile(r"[^a-z0-9_]+")
+
+# Readable source lists; case and Turkish spellings need not be listed because headers and
+# cell values go through optout.keywords.fold() before lookup.
+FIELD_ALIASES = {
+    "phone": ("phone", "telefon", "tel", "telefon no", "telefon numarası", "gsm", "gsm no",
+              "cep", "cep telefonu", "cep tel", "cep no", "mobile", "mobile phone",
+              "phone number", "msisdn", "numara", "whatsapp", "whatsapp numarası"),
+    "name": ("name", "ad", "adı", "isim", "ad soyad", "adı soyadı", "adsoyad", "isim soyisim",
+             "full name", "müşteri adı", "müşteri"),
+    "consent": ("consent", "izin", "onay", "iletişim izni", "ticari ileti izni", "kvkk onayı"),
+    "consent_source": ("consent_source", "izin kaynağı", "kaynak", "source"),
+    "consent_date": ("consent_date", "izin tarihi", "onay tarihi", "tarih"),
+    "recipient_type": ("recipient_type", "alıcı tipi", "müşteri tipi", "tip"),
+}
+FIRST_NAME_HEADERS = ("ad", "adı", "isim", "first name")
+LAST_NAME_HEADERS = ("soyad", "soyadı", "soyisim", "last name", "surname")
+CONSENT_VALUES = {
+    "granted": ("granted", "grant", "yes", "y", "true", "1", "evet", "e", "var", "onay",
+                "onaylı", "izinli", "izin var", "kabul", "ok", "x", "✓", "✔"),
+    "revoked": ("revoked", "revoke", "no", "n", "false", "0", "hayır", "h", "yok", "ret", "red",
+                "reddetti", "izinsiz", "izin yok", "iptal"),
+}
+RECIPIENT_TYPE_VALUES = {
+    "individual": ("individual", "bireysel", "birey", "kişi", "b"),
+    "merchant": ("merchant", "tacir", "kurumsal", "şirket", "esnaf", "t"),
+}
+
+
+def _by_folded_word(groups: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    # Raw spellings stay as keys too: fold() drops symbols, and "✓" must still mean granted.
+    return {key: target for target, words in groups.items() for word in words
+            for key in (word, fold(word))}
+
+
+_FIELD_OF_HEADER = _by_folded_word(FIELD_ALIASES)
+_FIRST_NAMES = frozenset(map(fold, FIRST_NAME_HEADERS))
+_LAST_NAMES = frozenset(map(fold, LAST_NAME_HEADERS))
+_VOCABULARY = {"consent": _by_folded_word(CONSENT_VALUES),
+               "recipient_type": _by_folded_word(RECIPIENT_TYPE_VALUES)}
+
+
+class CsvFormatError(ValueError):
+    """The file as a whole cannot be imported; `line` says where, when one line is to blame."""
+
+    code = "csv_format"
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message if line is None else f"line {line}: {message}")
+        self.line = line
+
+
+class NoPhoneColumnError(CsvFormatError):
+    code = "no_phone_column"
+
+    def __init__(self, columns: Iterable[str]):
+        self.columns = tuple(columns)
+        expected = "phone, telefon, gsm, cep, cep telefonu, mobile, msisdn, numara, whatsapp"
+        found = ", ".join(self.columns) or "none"
+        super().__init__(f"no phone column: expected one of {expected}; found: {found}")
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    line: int
+    phone: str
+    name: str
+    attributes: dict[str, str]
+    consent: str | None
+    consent_source: str | None
+    consent_date: str | None
+    recipient_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """What one header cell became: a contact field, part of the name, or an attribute."""
+
+    index: int
+    header: str
+    field: str  # a FIELD_ALIASES key, "first_name", "last_name" or "attribute"
+    key: str | None = None  # the template variable, for attributes
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    encoding: str
+    delimiter: str
+    columns: tuple[Column, ...]
+    rows: Iterator[ContactRow | RowError]
+
+
+def parse(fileobj: BinaryIO, default_region: str = "TR") -> ParsedFile:
+    """Read the header of a seekable binary file now, and its rows lazily from `rows`.
+
+    Raises CsvFormatError for an empty file and NoPhoneColumnError before any row is read;
+    a malformed line later raises CsvFormatError from the iterator.
+    """
+    encoding = detect_encoding(fileobj)
+    text = io.TextIOWrapper(_Borrowed(fileobj), encoding=encoding, errors="replace", newline="")
+    lines = _physical_lines(text)
+    skipped, header_line = _first_non_blank(lines)
+    delimiter = sniff_delimiter(header_line)
+    reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
+    columns = map_columns(_next_row(reader, skipped + 1) or [])
+    plan = _RowPlan(columns, default_region)
+    return ParsedFile(encoding, delimiter, columns, _rows(reader, skipped, plan))
+
+
+def detect_encoding(fileobj: BinaryIO) -> str:
+    """utf-8-sig or utf-16 by BOM, else utf-8 if the whole file decodes, else cp1254."""
+    fileobj.seek(0)
+    head = fileobj.read(3)
+    fileobj.seek(0)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return "utf-8" if _is_utf8(fileobj) else "cp1254"
+
+
+def _is_utf8(fileobj: BinaryIO) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for chunk in iter(functools.partial(fileobj.read, _CHUNK), b""):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    finally:
+        fileobj.seek(0)
+    return True
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The most frequent of ; , tab | outside quotes in the header line (ties in that order)."""
+    unquoted = _QUOTED.sub("", header_line)
+    return max(_DELIMITERS, key=lambda d: (unquoted.count(d), -_DELIMITERS.index(d)))
+
+
+def map_columns(header: list[str]) -> tuple[Column, ...]:
+    """Decide what each non-empty header cell becomes (see FIELD_ALIASES)."""
+    cells = [(i, cell.replace("\ufeff", "").strip()) for i, cell in enumerate(header)]
+    cells = [(i, cell, fold(cell)) for i, cell in cells if cell]
+    split_name = (any(f in _FIRST_NAMES for _, _, f in cells)
+                  and any(f in _LAST_NAMES for _, _, f in cells))
+    fields: set[str] = set()
+    keys: set[str] = set()
+    columns = []
+    for index, cell, folded in cells:
+        field = _field_of(folded, split_name)
+        # The first column claiming a field wins; a second "Telefon" is kept as an attribute.
+        if field in fields or field == "attribute":
+            columns.append(Column(index, cell, "attribute", _attribute_key(index, folded, keys)))
+        else:
+            fields.add(field)
+            columns.append(Column(index, cell, field))
+    if "phone" not in fields:
+        raise NoPhoneColumnError(cell for _, cell, _ in cells)
+    return tuple(columns)
+
+
+def _field_of(folded: str, split_name: bool) -> str:
+    if split_name and folded in _FIRST_NAMES:
+        return "first_name"
+    if split_name and folded in _LAST_NAMES:
+        return "last_name"
+    field = _FIELD_OF_HEADER.get(folded, "attribute")
+    # With first and last name columns, a full-name column would be a second, competing name.
+    return "attribute" if split_name and field == "name" else field
+
+
+def _attribute_key(index: int, folded: str, keys: set[str]) -> str:
+    # Template variables: "Doğum Günü" → dogum_gunu; non-Latin headers get their position.
+    key = _NON_IDENTIFIER.sub("", folded.replace(" ", "_")).strip("_") or f"column_{index + 1}"
+    key = f"column_{key}" if key[0].isdigit() else key
+    unique, n = key, 1
+    while unique in keys:
+        n += 1
+        unique = f"{key}_{n}"
+    keys.add(unique)
+    return unique
+
+
+class _RowPlan:
+    """Column positions resolved once, so each row is a handful of list lookups."""
+
+    def __init__(self, columns: tuple[Column, ...], default_region: str):
+        by_field = {c.field: c.index for c in columns if c.field != "attribute"}
+        self.width = max(c.index for c in columns) + 1
+        self.phone = by_field["phone"]
+        parts = ("first_name", "last_name") if "first_name" in by_field else ("name",)
+        self.name = tuple(by_field[f] for f in parts if f in by_field)
+        self.optional = {f: by_field.get(f) for f in
+                         ("consent", "consent_source", "consent_date", "recipient_type")}
+        self.attributes = tuple((c.key, c.index) for c in columns if c.field == "attribute")
+        self.default_region = default_region
+
+    def build(self, line: int, row: list[str]) -> ContactRow | RowError:
+        raw_phone = row[self.phone].strip()
+        if not raw_phone:
+            return RowError(line, "missing_phone")
+        phone = normalise_phone(raw_phone, self.default_region)
+        if phone is None:
+            return RowError(line, "invalid_phone")
+        cells = {f: _cell(row, i) for f, i in self.optional.items()}
+        consent = _classify("consent", cells["consent"]) if cells["consent"] else None
+        if cells["consent"] and consent is None:
+            return RowError(line, "invalid_consent")
+        recipient_type = _classify("recipient_type", cells["recipient_type"] or "individual")
+        if recipient_type is None:
+            return RowError(line, "invalid_recipient_type")
+        name = " ".join(" ".join(row[i] for i in self.name).split())
+        attributes = {key: row[i].strip() for key, i in self.attributes}
+        return ContactRow(line, phone, name, attributes, consent, cells["consent_source"] or None,
+                          cells["consent_date"] or None, recipient_type)
+
+
+def _cell(row: list[str], index: int | None) -> str:
+    return "" if index is None else row[index].strip()
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify(kind: str, raw: str) -> str | None:
+    # A file repeats a handful of spellings; the cache keeps fold() off the per-row path.
+    table = _VOCABULARY[kind]
+    return table.get(raw) or table.get(fold(raw))
+
+
+def _rows(reader, skipped: int, plan: _RowPlan) -> Iterator[ContactRow | RowError]:
+    while True:
+        # A row starts on the line after the ones the reader has consumed so far; quoted
+        # newlines make it consume several.
+        line = skipped + reader.line_num + 1
+        row = _next_row(reader, line)
+        if row is None:
+            return
+        if not "".join(row).strip():
+            continue
+        if len(row) < plan.width:
+            row += [""] * (plan.width - len(row))
+        yield plan.build(line, row)
+
+
+def _next_row(reader, line: int) -> list[str] | None:
+    try:
+        return next(reader, None)
+    except csv.Error as exc:
+        raise CsvFormatError(str(exc), line) from exc
+
+
+def _physical_lines(text: io.TextIOBase) -> Iterator[str]:
+    # readline(limit) keeps memory bounded even when a file has no line breaks at all.
+    for number in itertools.count(1):
+        line = text.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+            raise CsvFormatError("line is longer than 1 MiB", number)
+        yield line
+
+
+def _first_non_blank(lines: Iterator[str]) -> tuple[int, str]:
+    for skipped, line in enumerate(lines):
+        if line.strip():
+            return skipped, line
+    raise CsvFormatError("file is empty")
+
+
+class _Borrowed(io.BufferedIOBase):
+    """The caller's file seen through TextIOWrapper, which would otherwise close it when done."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._raw.read(size)
+
+    read1 = read

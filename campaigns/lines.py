@@ -1,0 +1,53 @@
+"""Sending lines: a tenant's WhatsApp numbers, Telegram bots and its sandbox line."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaigns.ports import Line
+from store.tables import lines
+
+SANDBOX_DEFAULT_RATE = 100.0
+# The sandbox accepts any rate so the pipeline can be measured unthrottled.
+SANDBOX_MAX_RATE = 1_000_000.0
+
+
+class LineInputError(ValueError):
+    code = "invalid_line"
+
+
+async def add_line(conn: AsyncConnection, tenant_id: str, channel: str, name: str,
+                   rate_per_second: float, wrapped_credentials: bytes | None = None) -> Line:
+    line = Line(id=str(uuid.uuid4()), tenant_id=tenant_id, channel=channel, name=name,
+                rate_per_second=rate_per_second, state="active")
+    await conn.execute(lines.insert().values(
+        id=line.id, tenant_id=tenant_id, channel=channel, name=name,
+        rate_per_second=rate_per_second, state="active",
+        wrapped_credentials=wrapped_credentials, created_at=time.time()))
+    return line
+
+
+async def add_sandbox_line(conn: AsyncConnection, tenant_id: str, name: str = "sandbox",
+                           rate_per_second: float = SANDBOX_DEFAULT_RATE) -> Line:
+    if not 0 < rate_per_second <= SANDBOX_MAX_RATE:
+        raise LineInputError(f"rate_per_second must be above 0 and at most {SANDBOX_MAX_RATE:.0f}")
+    return await add_line(conn, tenant_id, "sandbox", name, rate_per_second)
+
+
+def _line(row) -> Line:
+    return Line(id=row.id, tenant_id=row.tenant_id, channel=row.channel, name=row.name,
+                rate_per_second=row.rate_per_second, state=row.state)
+
+
+async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line | None:
+    q = sa.select(lines).where(lines.c.tenant_id == tenant_id, lines.c.id == line_id)
+    row = (await conn.execute(q)).first()
+    return _line(row) if row else None
+
+
+async def list_lines(conn: AsyncConnection, tenant_id: str) -> list[Line]:
+    q = sa.select(lines).where(lines.c.tenant_id == tenant_id).order_by(lines.c.created_at)
+    return [_line(r) for r in await conn.execute(q)]

@@ -1,0 +1,61 @@
+"""What the campaign pipeline needs from the outside, declared by it: a channel that sends, and
+the closed set of outcomes a send can have. bot/ implements these; nothing above bot/ ever sees
+a provider's HTTP status or error code."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    id: str
+    tenant_id: str
+    channel: str
+    name: str
+    rate_per_second: float
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    text: str
+    # Our reference the provider echoes in status callbacks (WhatsApp biz_opaque_callback_data).
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    provider_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """The recipient blocked the sender (Telegram 403): suppress the address."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptedOut:
+    """The provider says the person stopped marketing messages: record an opt-out."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryFailure:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PermanentFailure:
+    code: str
+
+
+SendResult = Sent | RateLimited | Blocked | OptedOut | TemporaryFailure | PermanentFailure
+
+
+class Channel(Protocol):
+    async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult: ...

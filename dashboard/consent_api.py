@@ -1,0 +1,207 @@
+"""API: the consent ledger, the gate's dry run, and suppressions."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+from aiohttp import web
+
+from crypto.errors import VaultLockedError
+from dashboard.errors import ApiError, field, json_body
+from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key
+from dashboard.lines_api import address_param, iso
+from dashboard.routing import Operation
+from optout import facts, ledger, suppression
+from optout.deadlines import parse_consent_date
+from optout.gate import Purpose, decide
+from optout.ledger import ConsentEvent, consent_type_for
+
+
+async def _context(request: web.Request):
+    """(profile, sealer) for writes on behalf of the calling tenant."""
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        profile = await app[directory_key].profile(conn, tenant_id)
+    return profile, await app[fields_key].shared_sealer(tenant_id, profile.public_key)
+
+
+def _occurred_at(body: dict) -> float:
+    raw = body.get("occurred_at")
+    if raw is None:
+        return time.time()
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        when = float(raw)
+    elif isinstance(raw, str) and (parsed := parse_consent_date(raw)) is not None:
+        when = parsed.timestamp()
+    else:
+        raise ApiError(400, "invalid_field", "'occurred_at' must be an ISO 8601 date-time")
+    if when > time.time() + 60:
+        raise ApiError(400, "invalid_field", "'occurred_at' is in the future")
+    return when
+
+
+async def post_consent(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    channel = field(body, "channel", str)
+    consent_type = consent_type_for(channel)
+    address = address_param(field(body, "address", str), channel, "address")
+    status, source = field(body, "status", str), field(body, "source", str)
+    evidence = body.get("evidence")
+    if not evidence or not isinstance(evidence, (str, dict)):
+        raise ApiError(400, "missing_field", "'evidence' (the statement or form shown) is required")
+    occurred = _occurred_at(body)
+    profile, sealer = await _context(request)
+    record = {"statement": evidence, "address": address, "channel": channel, "source": source,
+              "at": occurred, "recorded_by": f"api_key:{request[API_KEY_ID]}"}
+    event = ConsentEvent(
+        address_index=request.app[directory_key].index(profile.id, address),
+        consent_type=consent_type, status=status, source=source,
+        recipient_type=field(body, "recipient_type", str, required=False, default="individual"),
+        occurred_at=occurred,
+        evidence_sealed=sealer.seal_field(json.dumps(record, ensure_ascii=False).encode()))
+    async with request.app[db_key].begin() as conn:
+        (event_id,) = await ledger.record(conn, profile.id, [event], profile.iys_enabled)
+        if status == ledger.GRANTED:  # a fresh, evidenced consent supersedes an old STOP
+            await suppression.lift(conn, profile.id, event.address_index, consent_type)
+        state, _ = await ledger.state_and_history(conn, profile.id, event.address_index,
+                                                  consent_type)
+    return web.json_response({"id": event_id, "state": _state_json(state)}, status=201)
+
+
+def _state_json(state: dict | None) -> dict | None:
+    if state is None:
+        return None
+    return {"consent_type": state["consent_type"], "status": state["status"],
+            "recipient_type": state["recipient_type"], "source": state["source"],
+            "occurred_at": iso(state["occurred_at"]), "iys_status": state["iys_status"]}
+
+
+async def get_consents(request: web.Request) -> web.Response:
+    channel = request.query.get("channel", "sandbox")
+    consent_type = consent_type_for(channel)
+    address = address_param(request.query.get("address"), channel, "address")
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        index = (await app[directory_key].indexer(conn, tenant_id))(address)
+        state, history = await ledger.state_and_history(conn, tenant_id, index, consent_type)
+    evidence = await _open_evidence(request, [bytes(h["evidence_sealed"]) for h in history])
+    return web.json_response({"state": _state_json(state), "history": [
+        {"id": h["id"], "status": h["status"], "source": h["source"],
+         "iys_source": h["iys_source"], "recipient_type": h["recipient_type"],
+         "occurred_at": iso(h["occurred_at"]), "recorded_at": iso(h["recorded_at"]),
+         "iys_sync_state": h["iys_sync_state"], "iys_deadline": iso(h["iys_deadline"]),
+         "evidence": ev} for h, ev in zip(history, evidence, strict=True)]})
+
+
+async def _open_evidence(request: web.Request, blobs: list[bytes]) -> list:
+    """Evidence in the clear while unlocked; null entries (and no error) while locked."""
+    try:
+        opened = await request.app[fields_key].open_fields(request[TENANT], blobs)
+    except VaultLockedError:
+        return [None] * len(blobs)
+    return [json.loads(o) for o in opened]
+
+
+async def get_gate(request: web.Request) -> web.Response:
+    channel = request.query.get("channel", "sandbox")
+    consent_type = consent_type_for(channel)
+    try:
+        purpose = Purpose(request.query.get("purpose", "commercial"))
+    except ValueError:
+        raise ApiError(400, "invalid_field",
+                       "'purpose' must be commercial or informational") from None
+    raw = request.query.get("address")
+    if not raw:
+        raise ApiError(400, "missing_field", "'address' is required")
+    app, tenant_id = request.app, request[TENANT]
+    from optout.addresses import normalise_address
+    from optout.gate import Facts
+    address = normalise_address(raw, channel)
+    async with app[db_key].connect() as conn:
+        profile = await app[directory_key].profile(conn, tenant_id)
+        if address is None:
+            found = Facts(address_valid=False)
+        else:
+            index = app[directory_key].index(tenant_id, address)
+            found = (await facts.gather(conn, tenant_id, [index], consent_type,
+                                        profile.iys_enabled))[index]
+    decision = decide(found, purpose)
+    return web.json_response({"allowed": decision.allowed, "reason": decision.reason})
+
+
+async def post_suppression(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    channel = field(body, "channel", str, required=False, default=None)
+    scope = consent_type_for(channel) if channel else suppression.EVERYTHING
+    address = address_param(field(body, "address", str), channel or "sandbox", "address")
+    kind = field(body, "kind", str, required=False, default="manual")
+    profile, sealer = await _context(request)
+    index = request.app[directory_key].index(profile.id, address)
+    async with request.app[db_key].begin() as conn:
+        await suppression.suppress(conn, profile.id, index, scope, kind,
+                                   f"api_key:{request[API_KEY_ID]}",
+                                   sealer.seal_field(address.encode()))
+        if kind == "erasure":
+            from campaigns.audiences import erase_contact
+            await erase_contact(conn, profile.id, index)
+    return web.json_response({"scope": scope, "kind": kind}, status=201)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str | None) -> str:
+    """Spreadsheet-safe: a leading quote keeps Excel from evaluating =, +, -, @ cells."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+async def get_suppressions(request: web.Request) -> web.Response:
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        rows = await suppression.export_rows(conn, tenant_id)
+    sealed = [r for r in rows if r.address_sealed]
+    opened = await app[fields_key].open_fields(tenant_id, [bytes(r.address_sealed) for r in sealed])
+    address = {id(r): o.decode() for r, o in zip(sealed, opened, strict=True)}
+    items = [{"address": address.get(id(r)), "scope": r.scope, "kind": r.kind,
+              "source": r.source, "created_at": iso(r.created_at)} for r in rows]
+    if request.query.get("format", "csv") == "json":
+        return web.json_response({"suppressions": items})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["address", "scope", "kind", "source", "created_at"])
+    for item in items:
+        writer.writerow([_cell(item[k]) for k in ("address", "scope", "kind", "source",
+                                                  "created_at")])
+    return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+
+
+CONSENT_SCHEMA = {"type": "object", "required": ["address", "channel", "status", "source",
+                                                 "evidence"], "properties": {
+    "address": {"type": "string"}, "channel": {"type": "string"},
+    "status": {"enum": ["granted", "revoked"]}, "source": {"type": "string"},
+    "evidence": {"type": ["string", "object"]}, "occurred_at": {"type": "string"},
+    "recipient_type": {"enum": ["individual", "merchant"]}}}
+
+OPERATIONS = [
+    Operation("POST", "/api/v1/consents", post_consent, "Record a consent or a refusal",
+              body=CONSENT_SCHEMA, responses={201: "Recorded", 400: "Invalid consent"}),
+    Operation("GET", "/api/v1/consents", get_consents,
+              "Current consent state and full history for an address",
+              query=("address", "channel")),
+    Operation("GET", "/api/v1/gate", get_gate,
+              "Dry run of the send gate: would a message be allowed now, and why",
+              query=("address", "channel", "purpose")),
+    Operation("GET", "/api/v1/suppressions", get_suppressions,
+              "Export suppressions as CSV (format=json for JSON); needs the vault unlocked",
+              query=("format",), responses={200: "Export", 423: "Vault is locked"}),
+    Operation("POST", "/api/v1/suppressions", post_suppression,
+              "Suppress an address: manual, complaint, erasure or blocked",
+              body={"type": "object", "required": ["address"], "properties": {
+                  "address": {"type": "string"}, "channel": {"type": "string"},
+                  "kind": {"enum": ["manual", "complaint", "erasure", "blocked", "opted_out"]}}},
+              responses={201: "Suppressed"}),
+]

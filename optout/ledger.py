@@ -1,0 +1,125 @@
+"""The consent ledger: append-only events and the current state per (address, consent type),
+updated in the same transaction; a state only moves forward in time."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from optout.deadlines import iys_upload_deadline
+from store.engine import dialect_insert
+from store.tables import consent_events, consent_state
+
+GRANTED, REVOKED = "granted", "revoked"
+INDIVIDUAL, MERCHANT = "individual", "merchant"
+IYS_TYPES = ("MESAJ", "ARAMA", "EPOSTA")
+# Channels map to the İYS consent type that covers them; Telegram has none of its own.
+CHANNEL_TYPES = {"sandbox": "MESAJ", "whatsapp": "MESAJ", "sms": "MESAJ", "telegram": "TELEGRAM",
+                 "call": "ARAMA", "email": "EPOSTA"}
+IYS_SOURCES = frozenset({
+    "HS_2015", "HS_ATM", "HS_CAGRI_MERKEZI", "HS_E_TICARET", "HS_EORTAM", "HS_EPOSTA",
+    "HS_FIZIKSEL_ORTAM", "HS_ISLAK_IMZA", "HS_KARAR", "HS_MESAJ", "HS_MOBIL", "HS_SOSYAL_MEDYA",
+    "HS_WEB", "HS_KAMPANYA", "HS_KARTVIZIT", "HS_TAAHHUTNAME", "HS_ETKINLIK", "HS_OTOMATIK"})
+
+
+class ConsentInputError(ValueError):
+    code = "invalid_consent"
+
+
+def consent_type_for(channel: str) -> str:
+    """The consent type a channel (or an İYS type given directly) is recorded under."""
+    upper = channel.strip().upper()
+    if upper in IYS_TYPES or upper == "TELEGRAM":
+        return upper
+    try:
+        return CHANNEL_TYPES[channel.strip().lower()]
+    except KeyError:
+        raise ConsentInputError(
+            f"unknown channel '{channel}'; use one of {', '.join(CHANNEL_TYPES)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentEvent:
+    address_index: bytes
+    consent_type: str
+    status: str
+    source: str
+    recipient_type: str
+    evidence_sealed: bytes
+    occurred_at: float
+
+
+async def record(conn: AsyncConnection, tenant_id: str, events: Sequence[ConsentEvent],
+                 iys_enabled: bool = False) -> list[str]:
+    """Appends the events and moves each key's state forward; returns the event ids."""
+    if not events:
+        return []
+    now = time.time()
+    rows = [_event_row(tenant_id, e, now, iys_enabled) for e in events]
+    await conn.execute(consent_events.insert(), rows)
+    await _advance_state(conn, tenant_id, rows)
+    return [r["id"] for r in rows]
+
+
+def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -> dict:
+    if e.status not in (GRANTED, REVOKED):
+        raise ConsentInputError("status must be granted or revoked")
+    if e.recipient_type not in (INDIVIDUAL, MERCHANT):
+        raise ConsentInputError("recipient_type must be individual or merchant")
+    iys_type = e.consent_type in IYS_TYPES
+    source = e.source.strip()[:200] or "unknown"
+    return {
+        "id": str(uuid.uuid4()), "tenant_id": tenant_id, "address_index": e.address_index,
+        "consent_type": e.consent_type, "status": e.status, "source": source,
+        "iys_source": source.upper() if source.upper() in IYS_SOURCES else None,
+        "recipient_type": e.recipient_type, "evidence_sealed": e.evidence_sealed,
+        "occurred_at": e.occurred_at, "recorded_at": now,
+        "iys_sync_state": "pending" if iys_enabled and iys_type else "not_applicable",
+        "iys_deadline": _deadline(e.occurred_at) if iys_type else None,
+    }
+
+
+def _deadline(occurred_at: float) -> float:
+    from datetime import UTC, datetime
+    return iys_upload_deadline(datetime.fromtimestamp(occurred_at, UTC)).timestamp()
+
+
+async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -> None:
+    # Within one batch the newest event per key wins; across batches the WHERE below keeps
+    # an older, late-arriving event from overwriting a newer state.
+    latest: dict[tuple[bytes, str], dict] = {}
+    for r in rows:
+        key = (r["address_index"], r["consent_type"])
+        if key not in latest or latest[key]["occurred_at"] <= r["occurred_at"]:
+            latest[key] = r
+    states = [{"tenant_id": tenant_id, "address_index": r["address_index"],
+               "consent_type": r["consent_type"], "status": r["status"],
+               "recipient_type": r["recipient_type"], "source": r["source"],
+               "occurred_at": r["occurred_at"], "event_id": r["id"],
+               "ended_at": r["occurred_at"] if r["status"] == REVOKED else None}
+              for r in latest.values()]
+    stmt = dialect_insert(conn, consent_state)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "address_index", "consent_type"],
+        set_={c: stmt.excluded[c] for c in ("status", "recipient_type", "source",
+                                             "occurred_at", "event_id", "ended_at")},
+        where=consent_state.c.occurred_at <= stmt.excluded.occurred_at)
+    await conn.execute(stmt, states)
+
+
+async def state_and_history(conn: AsyncConnection, tenant_id: str, address_index: bytes,
+                            consent_type: str) -> tuple[dict | None, list[dict]]:
+    key = (consent_state.c.tenant_id == tenant_id,
+           consent_state.c.address_index == address_index,
+           consent_state.c.consent_type == consent_type)
+    state = (await conn.execute(sa.select(consent_state).where(*key))).mappings().first()
+    q = sa.select(consent_events).where(
+        consent_events.c.tenant_id == tenant_id, consent_events.c.address_index == address_index,
+        consent_events.c.consent_type == consent_type).order_by(
+        consent_events.c.occurred_at, consent_events.c.recorded_at)
+    history = [dict(r) for r in (await conn.execute(q)).mappings()]
+    return (dict(state) if state else None), history
