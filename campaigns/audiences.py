@@ -23,7 +23,7 @@ from optout.tenants import TenantDirectory
 from store.engine import Database, dialect_insert
 from store.tables import contact_lists, contacts, list_members
 
-BATCH = 2000
+BATCH = 5000
 # A file full of bad rows still gets a bounded answer; the total is always reported.
 MAX_REPORTED_INVALID = 1000
 PHONE_CONSENT_TYPE = "MESAJ"

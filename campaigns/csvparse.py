@@ -25,8 +25,8 @@ _NON_IDENTIFIER = re.compile(r"[^a-z0-9_]+")
 # Readable source lists; case and Turkish spellings need not be listed because headers and
 # cell values go through optout.keywords.fold() before lookup.
 FIELD_ALIASES = {
-    "phone": ("phone", "telefon", "tel", "telefon no", "telefon numarası", "gsm", "gsm no",
-              "cep", "cep telefonu", "cep tel", "cep no", "mobile", "mobile phone",
+    "phone": ("phone", "telefon", "gsm", "cep", "tel", "telefon no", "telefon numarası",
+              "gsm no", "cep telefonu", "cep tel", "cep no", "mobile", "mobile phone",
               "phone number", "msisdn", "numara", "whatsapp", "whatsapp numarası"),
     "name": ("name", "ad", "adı", "isim", "ad soyad", "adı soyadı", "adsoyad", "isim soyisim",
              "full name", "müşteri adı", "müşteri"),
@@ -77,13 +77,16 @@ class NoPhoneColumnError(CsvFormatError):
 
     def __init__(self, columns: Iterable[str]):
         self.columns = tuple(columns)
-        expected = "phone, telefon, gsm, cep, cep telefonu, mobile, msisdn, numara, whatsapp"
+        expected = ", ".join(FIELD_ALIASES["phone"][:4])
         found = ", ".join(self.columns) or "none"
-        super().__init__(f"no phone column: expected one of {expected}; found: {found}")
+        super().__init__(f"no phone column: expected one of {expected}, …; found: {found}")
 
 
 @dataclass(frozen=True, slots=True)
 class ContactRow:
+    """One contact as the file states it; `attributes` holds every other column by template
+    key ("" for an empty cell), and consent_date is the raw text for the caller to parse."""
+
     line: int
     phone: str
     name: str
@@ -219,8 +222,8 @@ class _RowPlan:
         self.phone = by_field["phone"]
         parts = ("first_name", "last_name") if "first_name" in by_field else ("name",)
         self.name = tuple(by_field[f] for f in parts if f in by_field)
-        self.optional = {f: by_field.get(f) for f in
-                         ("consent", "consent_source", "consent_date", "recipient_type")}
+        self.optional = tuple(by_field.get(f) for f in
+                              ("consent", "consent_source", "consent_date", "recipient_type"))
         self.attributes = tuple((c.key, c.index) for c in columns if c.field == "attribute")
         self.default_region = default_region
 
@@ -231,17 +234,17 @@ class _RowPlan:
         phone = normalise_phone(raw_phone, self.default_region)
         if phone is None:
             return RowError(line, "invalid_phone")
-        cells = {f: _cell(row, i) for f, i in self.optional.items()}
-        consent = _classify("consent", cells["consent"]) if cells["consent"] else None
-        if cells["consent"] and consent is None:
+        consent_cell, source, date, type_cell = (_cell(row, i) for i in self.optional)
+        consent = _classify("consent", consent_cell) if consent_cell else None
+        if consent_cell and consent is None:
             return RowError(line, "invalid_consent")
-        recipient_type = _classify("recipient_type", cells["recipient_type"] or "individual")
+        recipient_type = _classify("recipient_type", type_cell or "individual")
         if recipient_type is None:
             return RowError(line, "invalid_recipient_type")
         name = " ".join(" ".join(row[i] for i in self.name).split())
         attributes = {key: row[i].strip() for key, i in self.attributes}
-        return ContactRow(line, phone, name, attributes, consent, cells["consent_source"] or None,
-                          cells["consent_date"] or None, recipient_type)
+        return ContactRow(line, phone, name, attributes, consent, source or None, date or None,
+                          recipient_type)
 
 
 def _cell(row: list[str], index: int | None) -> str:
@@ -290,7 +293,8 @@ def _physical_lines(text: io.TextIOBase) -> Iterator[str]:
 
 def _first_non_blank(lines: Iterator[str]) -> tuple[int, str]:
     for skipped, line in enumerate(lines):
-        if line.strip():
+        # A second BOM (a file saved twice over) is not content either.
+        if line.replace("\ufeff", "").strip():
             return skipped, line
     raise CsvFormatError("file is empty")
 

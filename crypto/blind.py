@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import nacl.encoding
-import nacl.hash
+import hashlib
+
 import nacl.utils
 
 LOOKUP_KEY_BYTES = 32
@@ -23,9 +23,7 @@ def blind_index(lookup_key: bytes, normalised: str) -> bytes:
     """
     if len(lookup_key) != LOOKUP_KEY_BYTES:
         raise ValueError("lookup key must be 32 bytes")
-    return nacl.hash.blake2b(
-        normalised.encode("utf-8"),
-        digest_size=BLIND_INDEX_BYTES,
-        key=lookup_key,
-        encoder=nacl.encoding.RawEncoder,
-    )
+    # hashlib's BLAKE2b is the same function as libsodium's crypto_generichash (the interop
+    # test checks it) at a tenth of the call overhead; imports index every row.
+    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=BLIND_INDEX_BYTES,
+                           key=lookup_key).digest()

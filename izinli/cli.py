@@ -73,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(crypto)
     crypto.add_argument("--fields", type=int, default=1_000_000)
     crypto.add_argument("--kdf", default="moderate", choices=["moderate", "interactive", "min"])
+    imp = b_sub.add_parser("import", help="CSV import rows/s and peak memory")
+    _common(imp)
+    imp.add_argument("--rows", type=int, default=1_000_000)
+    gate = b_sub.add_parser("gate", help="batched gate decisions/s")
+    _common(gate)
+    gate.add_argument("--entries", type=int, default=1_000_000)
+    gate.add_argument("--decisions", type=int, default=200_000)
+    gate.add_argument("--batch", type=int, default=1000)
     return parser
 
 

@@ -91,6 +91,25 @@ async def cmd_bench_crypto(args, config: Config) -> int:
     return 0
 
 
+def _bench_url(config: Config) -> str | None:
+    # Only an explicitly configured database is used; the default is a throwaway SQLite file.
+    return config.store.url or None
+
+
+async def cmd_bench_import(args, config: Config) -> int:
+    from bench import consent
+    await consent.bench_import(
+        [min(100_000, args.rows), args.rows] if args.rows > 100_000 else [args.rows],
+        _bench_url(config))
+    return 0
+
+
+async def cmd_bench_gate(args, config: Config) -> int:
+    from bench import consent
+    await consent.bench_gate(args.entries, args.decisions, args.batch, _bench_url(config))
+    return 0
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
@@ -98,6 +117,8 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("tenant", "api-key"): cmd_tenant_api_key,
     ("tenant", "custody"): cmd_tenant_custody,
     ("bench", "crypto"): cmd_bench_crypto,
+    ("bench", "import"): cmd_bench_import,
+    ("bench", "gate"): cmd_bench_gate,
 }
 
 

@@ -2,15 +2,18 @@
 updated in the same transaction; a state only moves forward in time."""
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as dt_time
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from optout.deadlines import iys_upload_deadline
+from optout.deadlines import TZ, iys_upload_deadline
 from store.engine import dialect_insert
 from store.tables import consent_events, consent_state
 
@@ -84,8 +87,13 @@ def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -
 
 
 def _deadline(occurred_at: float) -> float:
-    from datetime import UTC, datetime
-    return iys_upload_deadline(datetime.fromtimestamp(occurred_at, UTC)).timestamp()
+    # Every event of an import shares a handful of days: compute each day's deadline once.
+    return _deadline_for_day(datetime.fromtimestamp(occurred_at, TZ).date())
+
+
+@functools.lru_cache(maxsize=4096)
+def _deadline_for_day(day: date) -> float:
+    return iys_upload_deadline(datetime.combine(day, dt_time(12), TZ)).timestamp()
 
 
 async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -> None:

@@ -104,7 +104,7 @@ def test_any_text_gives_none_or_a_valid_e164(raw):
 
 def test_default_region_applies_to_national_forms():
     assert normalise_phone("030 1234567", "DE") == "+49301234567"
-    assert normalise_phone("0532 111 22 33", "DE") is None
+    assert normalise_phone("0532 111 22 33", "DE") == "+495321112233"  # a German landline
     assert normalise_phone("+90 532 111 22 33", "DE") == "+905321112233"
 
 

@@ -1,0 +1,125 @@
+"""Benchmarks for the consent issue: CSV import throughput and batched gate decisions.
+
+`izinli bench import` generates Turkish-looking CSV files and imports them through the real
+importer (parse, normalise, blind index, seal, batched upserts, consent events);
+`izinli bench gate` fills consent_state with N entries and measures gather + decide in batches."""
+from __future__ import annotations
+
+import os
+import random
+import resource
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from campaigns.audiences import ContactImporter, ImportSource
+from crypto.master import MasterKey
+from crypto.service import FieldCrypto
+from crypto.vault import Keyring
+from dashboard import accounts
+from optout import facts
+from optout.gate import Purpose, decide
+from optout.tenants import TenantDirectory
+from store.engine import Database, open_database
+from store.migrate import upgrade
+from store.tables import consent_state
+from store.tenants import SqlDataKeyStore
+
+NAMES = ["Şükrü Çağlayan", "Işıl Ünlü", "İsmail Göğüş", "Ayşe Yılmaz", "Mehmet Öztürk",
+         "Zeynep Kılıç", "Gökhan Çelik", "Elif Şahin"]
+CITIES = ["İstanbul", "İzmir", "Muğla", "Eskişehir", "Çanakkale", "Diyarbakır"]
+FORMS = ["0{}", "+90 {}", "90{}", "{}"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_csv(path: Path, rows: int, seed: int = 7) -> None:
+    rnd = random.Random(seed)
+    with open(path, "w", encoding="cp1254", newline="") as fh:
+        fh.write("telefon;ad soyad;şehir;consent\n")
+        for i in range(rows):
+            national = f"5{rnd.choice('0345')}{rnd.randrange(10)}{i:07d}"
+            phone = rnd.choice(FORMS).format(national)
+            consent = "evet" if i % 3 else ""
+            fh.write(f"{phone};{rnd.choice(NAMES)};{rnd.choice(CITIES)};{consent}\n")
+
+
+async def _setup(url: str, data_dir: Path) -> tuple[Database, str, TenantDirectory, FieldCrypto]:
+    db = open_database(url)
+    await upgrade(db)
+    master = MasterKey(os.urandom(32), source="bench")
+    tenant_id, _ = await accounts.create_tenant(db, master, "Bench Mağaza", "bench passphrase 1",
+                                                kdf="min")
+    directory = TenantDirectory(master)
+    return db, tenant_id, directory, FieldCrypto(Keyring(), SqlDataKeyStore(db))
+
+
+async def bench_import(sizes: list[int], url: str | None) -> dict:
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        db, tenant_id, directory, fields = await _setup(
+            url or f"sqlite+aiosqlite:///{tmp_path / 'bench.db'}", tmp_path)
+        importer = ContactImporter(db, fields, directory)
+        for n in sizes:
+            csv_path = tmp_path / f"contacts-{n}.csv"
+            write_csv(csv_path, n, seed=n)
+            started = time.perf_counter()
+            with open(csv_path, "rb") as fh:
+                result = await importer.run(tenant_id, None, fh, ImportSource(csv_path.name, "bench"))
+            elapsed = time.perf_counter() - started
+            figures[n] = {"rows_per_s": n / elapsed, "seconds": elapsed,
+                          "imported": result.imported, "updated": result.updated,
+                          "invalid": result.invalid_total, "peak_rss_mb": peak_rss_mb(),
+                          "file_mb": csv_path.stat().st_size / 2**20}
+            print(f"import {n} rows: {n / elapsed:,.0f} rows/s ({elapsed:.1f} s, file "
+                  f"{figures[n]['file_mb']:.1f} MB, imported {result.imported}, updated "
+                  f"{result.updated}, invalid {result.invalid_total}); peak RSS so far "
+                  f"{figures[n]['peak_rss_mb']:.0f} MB", flush=True)
+            csv_path.unlink()
+        await db.close()
+    return figures
+
+
+async def _fill_consents(db: Database, tenant_id: str, n: int) -> list[bytes]:
+    indexes = [os.urandom(16) for _ in range(n)]
+    statuses = ("granted", "granted", "revoked")
+    for start in range(0, n, 20_000):
+        rows = [{"tenant_id": tenant_id, "address_index": ix, "consent_type": "MESAJ",
+                 "status": statuses[i % 3], "recipient_type": "individual", "source": "HS_WEB",
+                 "occurred_at": 1.0, "event_id": str(uuid.uuid4())}
+                for i, ix in enumerate(indexes[start:start + 20_000], start)]
+        async with db.begin() as conn:
+            await conn.execute(consent_state.insert(), rows)
+    return indexes
+
+
+async def bench_gate(entries: int, decisions: int, batch: int, url: str | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        db, tenant_id, _, _ = await _setup(
+            url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", Path(tmp))
+        started = time.perf_counter()
+        indexes = await _fill_consents(db, tenant_id, entries)
+        print(f"gate: filled {entries:,} consent entries in {time.perf_counter() - started:.1f} s",
+              flush=True)
+        rnd = random.Random(3)
+        # Half known addresses, half unknown ones (no consent recorded).
+        probe = [rnd.choice(indexes) if i % 2 else os.urandom(16) for i in range(decisions)]
+        allowed = 0
+        started = time.perf_counter()
+        async with db.connect() as conn:
+            for start in range(0, decisions, batch):
+                chunk = probe[start:start + batch]
+                found = await facts.gather(conn, tenant_id, chunk, "MESAJ")
+                allowed += sum(decide(found[i], Purpose.COMMERCIAL).allowed for i in chunk)
+        elapsed = time.perf_counter() - started
+        await db.close()
+    rate = decisions / elapsed
+    print(f"gate: {decisions:,} decisions in batches of {batch} over {entries:,} entries: "
+          f"{rate:,.0f} decisions/s ({allowed:,} allowed); peak RSS {peak_rss_mb():.0f} MB")
+    return {"decisions_per_s": rate, "allowed": allowed}
+
+
