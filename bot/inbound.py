@@ -38,8 +38,9 @@ class InboundRouter:
         index = self.directory.index(line.tenant_id, address)
         async with self.db.begin() as conn:
             outcome = await inbound.handle(conn, profile, index, sealer, msg)
-        log.info("inbound message", extra={"tenant_id": line.tenant_id, "line_id": line.id,
-                                           "intent": outcome.intent, "duplicate": outcome.duplicate})
+        log.info("inbound message", extra={
+            "tenant_id": line.tenant_id, "line_id": line.id, "intent": outcome.intent,
+            "duplicate": outcome.duplicate})
         if outcome.reply:
             await self.channels[line.channel].send(line, address, OutboundMessage(outcome.reply))
         return outcome

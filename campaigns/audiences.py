@@ -2,6 +2,7 @@
 index, consent columns turned into ledger events). Works while the vault is locked."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -21,6 +22,7 @@ from optout.deadlines import parse_consent_date
 from optout.ledger import ConsentEvent
 from optout.tenants import TenantDirectory
 from store.engine import Database, dialect_insert
+from store.ids import new_id
 from store.tables import contact_lists, contacts, list_members
 
 BATCH = 5000
@@ -41,6 +43,10 @@ class ImportResult:
     invalid_total: int = 0
     encoding: str = ""
     delimiter: str = ""
+
+    def add(self, counts: tuple[int, int]) -> None:
+        self.imported += counts[0]
+        self.updated += counts[1]
 
     def reject(self, line: int, reason: str) -> None:
         self.invalid_total += 1
@@ -82,7 +88,8 @@ class ContactImporter:
     async def run(self, tenant_id: str, list_id: str | None, fileobj: BinaryIO,
                   source: ImportSource) -> ImportResult:
         """Imports in batches, each its own transaction: a long import never holds the write
-        lock that an opt-out needs, and re-running a file is idempotent."""
+        lock that an opt-out needs, and re-running a file is idempotent. While one batch is
+        being written, the next is parsed and sealed."""
         parsed = parse(fileobj)
         async with self._db.connect() as conn:
             profile = await self._directory.profile(conn, tenant_id)
@@ -90,13 +97,19 @@ class ContactImporter:
         sealer = await self._fields.new_sealer(tenant_id, profile.public_key)
         result = ImportResult(encoding=parsed.encoding, delimiter=parsed.delimiter)
         writer = _BatchWriter(tenant_id, list_id, sealer, source, profile.iys_enabled, index_of)
+        in_flight: asyncio.Task | None = None
         for batch in _batches(parsed.rows, BATCH):
-            good = [r for r in batch if _accept(r, result)]
-            async with self._db.begin() as conn:
-                imported, updated = await writer.write(conn, good, result)
-            result.imported += imported
-            result.updated += updated
+            prepared = writer.prepare([r for r in batch if _accept(r, result)], result)
+            if in_flight is not None:
+                result.add(await in_flight)
+            in_flight = asyncio.create_task(self._write(writer, prepared))
+        if in_flight is not None:
+            result.add(await in_flight)
         return result
+
+    async def _write(self, writer: _BatchWriter, prepared: _Prepared) -> tuple[int, int]:
+        async with self._db.begin() as conn:
+            return await writer.write(conn, prepared)
 
 
 def _batches(rows: Iterable, size: int) -> Iterator[list]:
@@ -113,6 +126,15 @@ def _accept(row: ContactRow | RowError, result: ImportResult) -> bool:
 
 
 @dataclass
+class _Prepared:
+    """One batch ready to write: sealed contact values per blind index, and ledger rows."""
+    contacts: dict[bytes, dict]
+    events: list[dict]
+    accepted: int
+    now: float
+
+
+@dataclass
 class _BatchWriter:
     tenant_id: str
     list_id: str | None
@@ -121,8 +143,8 @@ class _BatchWriter:
     iys_enabled: bool
     index_of: Callable[[str], bytes]
 
-    async def write(self, conn: AsyncConnection, rows: list[ContactRow],
-                    result: ImportResult) -> tuple[int, int]:
+    def prepare(self, rows: list[ContactRow], result: ImportResult) -> _Prepared:
+        """Everything CPU-bound: indexes, sealing, consent event rows. No I/O."""
         now = time.time()
         events, latest, accepted = [], {}, 0
         for row in rows:
@@ -135,14 +157,19 @@ class _BatchWriter:
             latest[index] = row
             if row.consent is not None:
                 events.append(self._event(row, index, occurred))
-        existing = await _existing_ids(conn, self.tenant_id, list(latest))
-        await self._upsert(conn, latest, existing, now)
+        sealed = {index: self._contact_values(row) for index, row in latest.items()}
+        return _Prepared(sealed, ledger.event_rows(self.tenant_id, events, now,
+                                                   self.iys_enabled), accepted, now)
+
+    async def write(self, conn: AsyncConnection, batch: _Prepared) -> tuple[int, int]:
+        existing = await _existing_ids(conn, self.tenant_id, list(batch.contacts))
+        await self._upsert(conn, batch.contacts, existing, batch.now)
         if self.list_id is not None:
-            await self._add_members(conn, list(latest))
-        await ledger.record(conn, self.tenant_id, events, self.iys_enabled)
+            await self._add_members(conn, list(batch.contacts))
+        await ledger.insert_rows(conn, self.tenant_id, batch.events)
         # A person twice in the file is one contact: the second row counts as an update.
-        imported = sum(1 for i in latest if i not in existing)
-        return imported, accepted - imported
+        imported = sum(1 for i in batch.contacts if i not in existing)
+        return imported, batch.accepted - imported
 
     def _contact_values(self, row: ContactRow) -> dict:
         seal = self.sealer.seal_field
@@ -152,16 +179,16 @@ class _BatchWriter:
                 "attributes_sealed": seal(attrs) if attrs else None,
                 "recipient_type": row.recipient_type}
 
-    async def _upsert(self, conn, latest: dict, existing: dict, now: float) -> None:
-        new = [{"id": str(uuid.uuid4()), "tenant_id": self.tenant_id, "address_index": i,
-                "created_at": now, "updated_at": now, **self._contact_values(row)}
-               for i, row in latest.items() if i not in existing]
+    async def _upsert(self, conn, sealed: dict[bytes, dict], existing: dict, now: float) -> None:
+        new = [{"id": new_id(), "tenant_id": self.tenant_id, "address_index": i,
+                "created_at": now, "updated_at": now, **values}
+               for i, values in sealed.items() if i not in existing]
         if new:
             stmt = dialect_insert(conn, contacts).on_conflict_do_nothing(
                 index_elements=["tenant_id", "address_index"])
             await conn.execute(stmt, new)
-        changed = [{"cid": existing[i], "now": now, **_renamed(self._contact_values(row))}
-                   for i, row in latest.items() if i in existing]
+        changed = [{"cid": existing[i], "now": now, **_renamed(values)}
+                   for i, values in sealed.items() if i in existing]
         if changed:
             await conn.execute(_UPDATE, changed)
 

@@ -34,7 +34,8 @@ async def import_contacts(request: web.Request) -> web.Response:
         if spool.tell() == 0:
             raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
         spool.seek(0)
-        source = ImportSource(filename=_filename(request), uploader=f"api_key:{request[API_KEY_ID]}")
+        source = ImportSource(filename=_filename(request),
+                              uploader=f"api_key:{request[API_KEY_ID]}")
         try:
             result = await request.app[importer_key].run(tenant_id, list_id, spool, source)
         except CsvFormatError as exc:

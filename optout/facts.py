@@ -22,7 +22,7 @@ async def gather(conn: AsyncConnection, tenant_id: str, indexes: Sequence[bytes]
     merchants: set[bytes] = set()
     for start in range(0, len(indexes), CHUNK):
         chunk = list(indexes[start:start + CHUNK])
-        for row in await conn.execute(_query(tenant_id, chunk, consent_type)):
+        for row in await conn.execute(_QUERY, _params(tenant_id, chunk, consent_type)):
             index = bytes(row.address_index)
             if row.what == "c":
                 consent[index] = (row.status, row.recipient_type, row.iys_status)
@@ -34,26 +34,35 @@ async def gather(conn: AsyncConnection, tenant_id: str, indexes: Sequence[bytes]
             for i in indexes}
 
 
-def _query(tenant_id: str, chunk: list[bytes], consent_type: str):
+def _build_query():
+    # Built once with bind parameters, so SQLAlchemy compiles it once and caches it.
+    tenant, ctype = sa.bindparam("tenant"), sa.bindparam("ctype")
     states = sa.select(
         sa.literal("c").label("what"), consent_state.c.address_index,
         consent_state.c.status, consent_state.c.recipient_type, consent_state.c.iys_status,
-    ).where(consent_state.c.tenant_id == tenant_id,
-            consent_state.c.consent_type == consent_type,
-            consent_state.c.address_index.in_(chunk))
+    ).where(consent_state.c.tenant_id == tenant, consent_state.c.consent_type == ctype,
+            consent_state.c.address_index.in_(sa.bindparam("ix1", expanding=True)))
     blocks = sa.select(
         sa.literal("s").label("what"), suppressions.c.address_index,
         suppressions.c.kind, sa.null(), sa.null(),
-    ).where(suppressions.c.tenant_id == tenant_id,
-            suppressions.c.scope.in_((consent_type, EVERYTHING)),
-            suppressions.c.address_index.in_(chunk))
+    ).where(suppressions.c.tenant_id == tenant,
+            suppressions.c.scope.in_([ctype, sa.literal(EVERYTHING)]),
+            suppressions.c.address_index.in_(sa.bindparam("ix2", expanding=True)))
     # A contact imported as a merchant with no consent event yet is still a merchant.
     known_merchants = sa.select(
         sa.literal("m").label("what"), contacts.c.address_index,
         sa.null(), sa.null(), sa.null(),
-    ).where(contacts.c.tenant_id == tenant_id, contacts.c.recipient_type == "merchant",
-            contacts.c.address_index.in_(chunk))
+    ).where(contacts.c.tenant_id == tenant, contacts.c.recipient_type == "merchant",
+            contacts.c.address_index.in_(sa.bindparam("ix3", expanding=True)))
     return sa.union_all(states, blocks, known_merchants)
+
+
+_QUERY = _build_query()
+
+
+def _params(tenant_id: str, chunk: list[bytes], consent_type: str) -> dict:
+    return {"tenant": tenant_id, "ctype": consent_type, "ix1": chunk, "ix2": chunk,
+            "ix3": chunk}
 
 
 def _facts(consent: tuple | None, suppression: str | None, merchant: bool,

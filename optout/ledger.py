@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from optout.deadlines import TZ, iys_upload_deadline
 from store.engine import dialect_insert
+from store.ids import new_id
 from store.tables import consent_events, consent_state
 
 GRANTED, REVOKED = "granted", "revoked"
@@ -59,13 +59,21 @@ class ConsentEvent:
 async def record(conn: AsyncConnection, tenant_id: str, events: Sequence[ConsentEvent],
                  iys_enabled: bool = False) -> list[str]:
     """Appends the events and moves each key's state forward; returns the event ids."""
-    if not events:
-        return []
-    now = time.time()
-    rows = [_event_row(tenant_id, e, now, iys_enabled) for e in events]
-    await conn.execute(consent_events.insert(), rows)
-    await _advance_state(conn, tenant_id, rows)
+    rows = event_rows(tenant_id, events, time.time(), iys_enabled)
+    await insert_rows(conn, tenant_id, rows)
     return [r["id"] for r in rows]
+
+
+def event_rows(tenant_id: str, events: Sequence[ConsentEvent], now: float,
+               iys_enabled: bool) -> list[dict]:
+    """The rows `insert_rows` writes; built apart so bulk writers can prepare them early."""
+    return [_event_row(tenant_id, e, now, iys_enabled) for e in events]
+
+
+async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -> None:
+    if rows:
+        await conn.execute(consent_events.insert(), rows)
+        await _advance_state(conn, tenant_id, rows)
 
 
 def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -> dict:
@@ -76,7 +84,7 @@ def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -
     iys_type = e.consent_type in IYS_TYPES
     source = e.source.strip()[:200] or "unknown"
     return {
-        "id": str(uuid.uuid4()), "tenant_id": tenant_id, "address_index": e.address_index,
+        "id": new_id(), "tenant_id": tenant_id, "address_index": e.address_index,
         "consent_type": e.consent_type, "status": e.status, "source": source,
         "iys_source": source.upper() if source.upper() in IYS_SOURCES else None,
         "recipient_type": e.recipient_type, "evidence_sealed": e.evidence_sealed,
