@@ -7,7 +7,14 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from dashboard import accounts, audience_api, consent_api, lines_api, vault_api
+from dashboard import (
+    accounts,
+    audience_api,
+    consent_api,
+    lines_api,
+    settings_api,
+    vault_api,
+)
 from dashboard.errors import error_middleware, error_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, registry_key
 from dashboard.routing import Operation, openapi_document, register
@@ -75,7 +82,7 @@ BASE_OPERATIONS = [
 
 def operations() -> list[Operation]:
     return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
-            *audience_api.OPERATIONS, *consent_api.OPERATIONS]
+            *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

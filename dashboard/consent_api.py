@@ -58,7 +58,8 @@ async def post_consent(request: web.Request) -> web.Response:
     event = ConsentEvent(
         address_index=request.app[directory_key].index(profile.id, address),
         consent_type=consent_type, status=status, source=source,
-        recipient_type=field(body, "recipient_type", str, required=False, default="individual"),
+        recipient_type=ledger.recipient_type_of(
+            field(body, "recipient_type", str, required=False, default="individual")),
         occurred_at=occurred,
         evidence_sealed=sealer.seal_field(json.dumps(record, ensure_ascii=False).encode()))
     async with request.app[db_key].begin() as conn:

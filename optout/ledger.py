@@ -76,6 +76,19 @@ async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -
         await _advance_state(conn, tenant_id, rows)
 
 
+_RECIPIENT_TYPES = {"individual": INDIVIDUAL, "bireysel": INDIVIDUAL,
+                    "merchant": MERCHANT, "tacir": MERCHANT}
+
+
+def recipient_type_of(value: str) -> str:
+    """individual / merchant, also from İYS's BIREYSEL / TACIR."""
+    try:
+        return _RECIPIENT_TYPES[value.strip().lower()]
+    except KeyError:
+        raise ConsentInputError(
+            "recipient_type must be individual or merchant (BIREYSEL or TACIR)") from None
+
+
 def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -> dict:
     if e.status not in (GRANTED, REVOKED):
         raise ConsentInputError("status must be granted or revoked")

@@ -71,3 +71,9 @@ async def insert_defaults(conn: AsyncConnection, tenant_id: str, name: str) -> N
     """Settings for a new tenant: its name is the sender identity and a brand for RET."""
     await conn.execute(tenant_settings.insert().values(
         tenant_id=tenant_id, sender_name=name, brand_names=[name]))
+
+
+async def update_settings(conn: AsyncConnection, tenant_id: str, changes: dict) -> None:
+    if changes:
+        await conn.execute(tenant_settings.update().where(
+            tenant_settings.c.tenant_id == tenant_id).values(**changes))

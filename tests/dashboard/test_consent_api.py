@@ -244,3 +244,42 @@ async def test_sandbox_lines_can_be_added_with_any_rate(tenant):
     assert r.status == 400
     r = await tenant.call("POST", "/lines", json={"channel": "whatsapp", "name": "x"})
     assert r.status == 400 and (await r.json())["error"]["code"] == "unsupported_channel"
+
+
+async def test_settings_english_confirmation_and_iys_pending_ret(tenant):
+    await tenant.unlock()
+    r = await tenant.call("PATCH", "/settings", json={"iys_enabled": True})
+    assert r.status == 400  # needs the İYS codes
+    r = await tenant.call("PATCH", "/settings", json={
+        "language": "en", "sender_name": "Ornek Shop", "sender_contact": "0212 555 00 00",
+        "iys_enabled": True, "iys_code": "123456", "iys_brand_code": "654321"})
+    assert r.status == 200 and (await r.json())["language"] == "en"
+    r = await tenant.call("PATCH", "/settings", json={"colour": "red"})
+    assert r.status == 400 and (await r.json())["error"]["code"] == "unknown_field"
+    line = await _sandbox_line(tenant)
+    await _reply(tenant, line, "05321113344", "STOP")
+    (msg,) = await _inbox(tenant, "+905321113344")
+    assert msg["text"].startswith("Ornek Shop: You are unsubscribed")
+    history = (await (await tenant.call("GET", "/consents", params={
+        "address": "+905321113344"})).json())["history"]
+    assert [(h["status"], h["iys_sync_state"]) for h in history] == [("revoked", "pending")]
+
+
+async def test_bireysel_tacir_are_accepted(tenant):
+    r = await tenant.call("POST", "/consents", json={
+        "address": "05321113355", "channel": "sandbox", "status": "granted", "source": "HS_WEB",
+        "evidence": "form", "recipient_type": "TACIR"})
+    assert r.status == 201 and (await r.json())["state"]["recipient_type"] == "merchant"
+
+
+async def test_redelivered_inbound_message_is_applied_once(tenant):
+    from campaigns.lines import get_line
+    from dashboard.keys import inbound_key
+    await tenant.unlock()
+    app = tenant.client.app
+    async with app[db_key].connect() as conn:
+        line = await get_line(conn, tenant.id, await _sandbox_line(tenant))
+    first = await app[inbound_key].receive(line, "+905321113366", "RET", "wamid.ABC")
+    again = await app[inbound_key].receive(line, "+905321113366", "RET", "wamid.ABC")
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert len(await _inbox(tenant, "+905321113366")) == 1

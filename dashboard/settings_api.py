@@ -1,0 +1,72 @@
+"""API: the tenant's recipient-facing settings (sender identity, language, brands, İYS)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from dashboard.errors import ApiError, json_body
+from dashboard.keys import TENANT, db_key, directory_key
+from dashboard.routing import Operation
+from optout.tenants import TenantProfile, update_settings
+
+_TEXT = {"sender_name": 200, "sender_contact": 200, "iys_code": 32, "iys_brand_code": 32,
+         "timezone": 64}
+LANGUAGES = ("tr", "en")
+
+
+def settings_json(p: TenantProfile) -> dict:
+    return {"sender_name": p.sender_name, "sender_contact": p.sender_contact,
+            "language": p.language, "brand_names": list(p.brand_names),
+            "iys_enabled": p.iys_enabled, "iys_code": p.iys_code,
+            "iys_brand_code": p.iys_brand_code, "timezone": p.timezone}
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    async with request.app[db_key].connect() as conn:
+        profile = await request.app[directory_key].profile(conn, request[TENANT])
+    return web.json_response(settings_json(profile))
+
+
+def _validated(body: dict) -> dict:
+    changes = {}
+    for key, value in body.items():
+        if key in _TEXT:
+            if not isinstance(value, str) or len(value) > _TEXT[key]:
+                raise ApiError(400, "invalid_field", f"'{key}' must be a string of at most "
+                                                     f"{_TEXT[key]} characters")
+        elif key == "language":
+            if value not in LANGUAGES:
+                raise ApiError(400, "invalid_field", "'language' must be tr or en")
+        elif key == "iys_enabled":
+            if not isinstance(value, bool):
+                raise ApiError(400, "invalid_field", "'iys_enabled' must be true or false")
+        elif key == "brand_names":
+            if not (isinstance(value, list) and all(isinstance(v, str) and v.strip()
+                                                    for v in value) and len(value) <= 20):
+                raise ApiError(400, "invalid_field", "'brand_names' must be a list of names")
+        else:
+            raise ApiError(400, "unknown_field", f"unknown setting '{key}'")
+        changes[key] = value
+    if changes.get("sender_name", "x").strip() == "":
+        raise ApiError(400, "invalid_field", "'sender_name' must not be empty")
+    return changes
+
+
+async def patch_settings(request: web.Request) -> web.Response:
+    changes = _validated(await json_body(request))
+    async with request.app[db_key].begin() as conn:
+        profile = await request.app[directory_key].profile(conn, request[TENANT])
+        if changes.get("iys_enabled") and not (changes.get("iys_code", profile.iys_code) and
+                                               changes.get("iys_brand_code",
+                                                           profile.iys_brand_code)):
+            raise ApiError(400, "invalid_field", "enabling İYS needs iys_code and iys_brand_code")
+        await update_settings(conn, request[TENANT], changes)
+    return await get_settings(request)
+
+
+OPERATIONS = [
+    Operation("GET", "/api/v1/settings", get_settings, "The tenant's settings"),
+    Operation("PATCH", "/api/v1/settings", patch_settings,
+              "Change settings: sender_name, sender_contact, language (tr/en), brand_names, "
+              "iys_enabled, iys_code, iys_brand_code, timezone",
+              body={"type": "object"}, responses={200: "New settings", 400: "Invalid"}),
+]
