@@ -11,7 +11,9 @@ from campaigns.ports import Channel, Line, OutboundMessage
 from crypto.service import FieldCrypto
 from optout import inbound
 from optout.inbound import InboundText, Outcome
+from optout.keywords import Intent, classify
 from optout.tenants import TenantDirectory
+from optout.watch import RevocationWatch
 from store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ class InboundRouter:
     fields: FieldCrypto
     directory: TenantDirectory
     channels: dict[str, Channel]
+    watch: RevocationWatch
 
     async def receive(self, line: Line, address: str, text: str,
                       provider_message_id: str | None = None) -> Outcome:
@@ -36,11 +39,15 @@ class InboundRouter:
                           provider_message_id=provider_message_id or str(uuid.uuid4()),
                           received_at=time.time())
         index = self.directory.index(line.tenant_id, address)
+        if classify(text, profile.brand_names) is Intent.STOP:
+            self.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
         async with self.db.begin() as conn:
             outcome = await inbound.handle(conn, profile, index, sealer, msg)
         log.info("inbound message", extra={
             "tenant_id": line.tenant_id, "line_id": line.id, "intent": outcome.intent,
             "duplicate": outcome.duplicate})
         if outcome.reply:
-            await self.channels[line.channel].send(line, address, OutboundMessage(outcome.reply))
+            channel = self.channels[line.channel]
+            await channel.send(line, address, OutboundMessage(outcome.reply))
+            await channel.flush()
         return outcome

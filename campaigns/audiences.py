@@ -69,6 +69,24 @@ async def create_list(conn: AsyncConnection, tenant_id: str, name: str) -> dict:
     return {"id": row["id"], "name": name, "created_at": row["created_at"]}
 
 
+async def _remember_columns(conn: AsyncConnection, tenant_id: str, list_id: str,
+                            keys: list[str]) -> None:
+    known = await list_columns(conn, tenant_id, list_id)
+    merged = sorted(set(known or []) | set(keys))
+    await conn.execute(contact_lists.update().where(contact_lists.c.id == list_id).values(
+        columns=merged))
+
+
+async def list_columns(conn: AsyncConnection, tenant_id: str, list_id: str) -> list[str] | None:
+    """Attribute keys the list's contacts may have; None when there is no such list."""
+    q = sa.select(contact_lists.c.columns).where(contact_lists.c.tenant_id == tenant_id,
+                                                 contact_lists.c.id == list_id)
+    row = (await conn.execute(q)).first()
+    if row is None:
+        return None
+    return list(row.columns or [])
+
+
 async def list_exists(conn: AsyncConnection, tenant_id: str, list_id: str) -> bool:
     q = sa.select(contact_lists.c.id).where(contact_lists.c.tenant_id == tenant_id,
                                             contact_lists.c.id == list_id)
@@ -95,6 +113,10 @@ class ContactImporter:
             profile = await self._directory.profile(conn, tenant_id)
             index_of = await self._directory.indexer(conn, tenant_id)
         sealer = await self._fields.new_sealer(tenant_id, profile.public_key)
+        if list_id is not None:
+            keys = [c.key for c in parsed.columns if c.field == "attribute" and c.key]
+            async with self._db.begin() as conn:
+                await _remember_columns(conn, tenant_id, list_id, keys)
         result = ImportResult(encoding=parsed.encoding, delimiter=parsed.delimiter)
         writer = _BatchWriter(tenant_id, list_id, sealer, source, profile.iys_enabled, index_of)
         in_flight: asyncio.Task | None = None

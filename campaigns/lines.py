@@ -20,26 +20,50 @@ class LineInputError(ValueError):
 
 
 async def add_line(conn: AsyncConnection, tenant_id: str, channel: str, name: str,
-                   rate_per_second: float, wrapped_credentials: bytes | None = None) -> Line:
+                   rate_per_second: float, wrapped_credentials: bytes | None = None,
+                   options: dict | None = None) -> Line:
     line = Line(id=str(uuid.uuid4()), tenant_id=tenant_id, channel=channel, name=name,
-                rate_per_second=rate_per_second, state="active")
+                rate_per_second=rate_per_second, state="active", options=options)
     await conn.execute(lines.insert().values(
         id=line.id, tenant_id=tenant_id, channel=channel, name=name,
         rate_per_second=rate_per_second, state="active",
-        wrapped_credentials=wrapped_credentials, created_at=time.time()))
+        wrapped_credentials=wrapped_credentials, created_at=time.time(), options=options))
     return line
 
 
 async def add_sandbox_line(conn: AsyncConnection, tenant_id: str, name: str = "sandbox",
-                           rate_per_second: float = SANDBOX_DEFAULT_RATE) -> Line:
+                           rate_per_second: float = SANDBOX_DEFAULT_RATE,
+                           simulate: dict | None = None) -> Line:
     if not 0 < rate_per_second <= SANDBOX_MAX_RATE:
         raise LineInputError(f"rate_per_second must be above 0 and at most {SANDBOX_MAX_RATE:.0f}")
-    return await add_line(conn, tenant_id, "sandbox", name, rate_per_second)
+    options = {"simulate": _simulation(simulate)} if simulate else None
+    return await add_line(conn, tenant_id, "sandbox", name, rate_per_second, options=options)
+
+
+_SIMULATION = {"latency_ms": (0, 60_000), "failure_rate": (0, 1),
+               "enforced_rate_per_second": (0.001, SANDBOX_MAX_RATE)}
+
+
+def _simulation(simulate: dict) -> dict:
+    """Sandbox provider behaviour: latency, random temporary failures, an enforced rate (429)."""
+    if not isinstance(simulate, dict):
+        raise LineInputError("'simulate' must be an object")
+    checked = {}
+    for key, value in simulate.items():
+        if key not in _SIMULATION:
+            raise LineInputError(f"unknown simulate option '{key}'; "
+                                 f"known: {', '.join(_SIMULATION)}")
+        low, high = _SIMULATION[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not low <= value <= high:
+            raise LineInputError(f"simulate.{key} must be a number from {low} to {high}")
+        checked[key] = float(value)
+    return checked
 
 
 def _line(row) -> Line:
     return Line(id=row.id, tenant_id=row.tenant_id, channel=row.channel, name=row.name,
-                rate_per_second=row.rate_per_second, state=row.state)
+                rate_per_second=row.rate_per_second, state=row.state, options=row.options)
 
 
 async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line | None:
@@ -51,3 +75,16 @@ async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line 
 async def list_lines(conn: AsyncConnection, tenant_id: str) -> list[Line]:
     q = sa.select(lines).where(lines.c.tenant_id == tenant_id).order_by(lines.c.created_at)
     return [_line(r) for r in await conn.execute(q)]
+
+
+async def active_lines(conn: AsyncConnection, line_ids: list[str]) -> list[Line]:
+    if not line_ids:
+        return []
+    q = sa.select(lines).where(lines.c.id.in_(line_ids))
+    return [_line(r) for r in await conn.execute(q)]
+
+
+async def set_line_state(conn: AsyncConnection, line_id: str, state: str,
+                         reason: str | None) -> None:
+    await conn.execute(lines.update().where(lines.c.id == line_id).values(
+        state=state, state_reason=reason))

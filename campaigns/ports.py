@@ -15,6 +15,7 @@ class Line:
     name: str
     rate_per_second: float
     state: str
+    options: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,5 +58,13 @@ class PermanentFailure:
 SendResult = Sent | RateLimited | Blocked | OptedOut | TemporaryFailure | PermanentFailure
 
 
+# PermanentFailure codes that mean the provider is unhappy with the LINE, not the recipient:
+# the dispatcher pauses the line (WhatsApp 131048 spam rate limit, 368 policy block).
+LINE_PAUSE_CODES = frozenset({"spam_rate_limited", "policy_blocked"})
+
+
 class Channel(Protocol):
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult: ...
+
+    async def flush(self) -> None:
+        """Makes buffered work durable (the sandbox batches its writes); may do nothing."""

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from dashboard import (
     accounts,
     audience_api,
+    campaign_api,
     consent_api,
     lines_api,
     settings_api,
@@ -82,7 +83,8 @@ BASE_OPERATIONS = [
 
 def operations() -> list[Operation]:
     return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
-            *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS]
+            *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS,
+            *campaign_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from campaigns.audiences import AudienceError
 from campaigns.lines import LineInputError
+from campaigns.service import CampaignError, CampaignNotFoundError, CampaignStateError
 from crypto.errors import CorruptDataError, VaultLockedError, WrongPassphraseError
 from dashboard.accounts import AccountError, NotFoundError
 from optout.ledger import ConsentInputError
@@ -35,6 +36,9 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
     (VaultLockedError, 423, "vault_locked"),
     (NotFoundError, 404, None),
     (TenantNotFoundError, 404, None),
+    (CampaignNotFoundError, 404, None),
+    (CampaignStateError, 409, None),
+    (CampaignError, 400, None),
     (AccountError, 400, None),
     (AudienceError, 400, None),
     (LineInputError, 400, None),
@@ -43,6 +47,7 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
 ]
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               409: "conflict",
                405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
                422: "unprocessable", 429: "too_many_requests"}
 

@@ -1,6 +1,7 @@
 """Typed application keys: what the composition root puts into the aiohttp app for views."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from optout.tenants import TenantDirectory
+from optout.watch import RevocationWatch
 from store.engine import Database
 
 
@@ -34,6 +36,10 @@ directory_key = web.AppKey("directory", TenantDirectory)
 importer_key = web.AppKey("importer", ContactImporter)
 inbound_key = web.AppKey("inbound", InboundRouter)
 sandbox_key = web.AppKey("sandbox", SandboxChannel)
+watch_key = web.AppKey("watch", RevocationWatch)
+channels_key = web.AppKey("channels", dict)
+# Called with (campaign_id, send_at) when a campaign becomes scheduled: sets its timer.
+scheduler_hook_key = web.AppKey("scheduler_hook", Callable[[str, float | None], None])
 # Set by the auth middleware on every /api/v1 request that carries a valid key.
 TENANT = web.RequestKey("tenant_id", str)
 API_KEY_ID = web.RequestKey("api_key_id", str)

@@ -13,7 +13,8 @@ from optout.addresses import normalise_address
 
 def line_json(line: Line) -> dict:
     return {"id": line.id, "channel": line.channel, "name": line.name,
-            "rate_per_second": line.rate_per_second, "state": line.state}
+            "rate_per_second": line.rate_per_second, "state": line.state,
+            "simulate": (line.options or {}).get("simulate")}
 
 
 async def get_lines(request: web.Request) -> web.Response:
@@ -32,8 +33,9 @@ async def post_line(request: web.Request) -> web.Response:
         raise ApiError(400, "unsupported_channel",
                        f"channel '{channel}' cannot be added yet; only 'sandbox' lines exist")
     rate = field(body, "rate_per_second", float, required=False, default=100.0)
+    simulate = field(body, "simulate", dict, required=False, default=None)
     async with request.app[db_key].begin() as conn:
-        line = await add_sandbox_line(conn, request[TENANT], name, rate)
+        line = await add_sandbox_line(conn, request[TENANT], name, rate, simulate)
     return web.json_response(line_json(line), status=201)
 
 
@@ -82,7 +84,10 @@ def iso(ts: float | None) -> str | None:
 
 LINE_SCHEMA = {"type": "object", "required": ["channel", "name"], "properties": {
     "channel": {"enum": ["sandbox"]}, "name": {"type": "string"},
-    "rate_per_second": {"type": "number"}}}
+    "rate_per_second": {"type": "number"},
+    "simulate": {"type": "object", "properties": {
+        "latency_ms": {"type": "number"}, "failure_rate": {"type": "number"},
+        "enforced_rate_per_second": {"type": "number"}}}}}
 
 OPERATIONS = [
     Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines"),

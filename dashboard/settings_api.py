@@ -17,13 +17,24 @@ def settings_json(p: TenantProfile) -> dict:
     return {"sender_name": p.sender_name, "sender_contact": p.sender_contact,
             "language": p.language, "brand_names": list(p.brand_names),
             "iys_enabled": p.iys_enabled, "iys_code": p.iys_code,
-            "iys_brand_code": p.iys_brand_code, "timezone": p.timezone}
+            "iys_brand_code": p.iys_brand_code, "timezone": p.timezone,
+            "quiet_hours": p.quiet_hours, "quiet_start_hour": p.quiet_start_hour,
+            "quiet_end_hour": p.quiet_end_hour}
 
 
 async def get_settings(request: web.Request) -> web.Response:
     async with request.app[db_key].connect() as conn:
         profile = await request.app[directory_key].profile(conn, request[TENANT])
     return web.json_response(settings_json(profile))
+
+
+def _known_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _validated(body: dict) -> dict:
@@ -33,12 +44,17 @@ def _validated(body: dict) -> dict:
             if not isinstance(value, str) or len(value) > _TEXT[key]:
                 raise ApiError(400, "invalid_field", f"'{key}' must be a string of at most "
                                                      f"{_TEXT[key]} characters")
+            if key == "timezone" and not _known_zone(value):
+                raise ApiError(400, "invalid_field", "'timezone' must be an IANA zone name")
         elif key == "language":
             if value not in LANGUAGES:
                 raise ApiError(400, "invalid_field", "'language' must be tr or en")
-        elif key == "iys_enabled":
+        elif key in ("iys_enabled", "quiet_hours"):
             if not isinstance(value, bool):
-                raise ApiError(400, "invalid_field", "'iys_enabled' must be true or false")
+                raise ApiError(400, "invalid_field", f"'{key}' must be true or false")
+        elif key in ("quiet_start_hour", "quiet_end_hour"):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 23:
+                raise ApiError(400, "invalid_field", f"'{key}' must be an hour from 0 to 23")
         elif key == "brand_names":
             if not (isinstance(value, list) and all(isinstance(v, str) and v.strip()
                                                     for v in value) and len(value) <= 20):
@@ -67,6 +83,7 @@ OPERATIONS = [
     Operation("GET", "/api/v1/settings", get_settings, "The tenant's settings"),
     Operation("PATCH", "/api/v1/settings", patch_settings,
               "Change settings: sender_name, sender_contact, language (tr/en), brand_names, "
-              "iys_enabled, iys_code, iys_brand_code, timezone",
+              "iys_enabled, iys_code, iys_brand_code, timezone, quiet_hours, quiet_start_hour, "
+              "quiet_end_hour",
               body={"type": "object"}, responses={200: "New settings", 400: "Invalid"}),
 ]

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from bot.inbound import InboundRouter
 from bot.sandbox import SandboxChannel
 from campaigns.audiences import ContactImporter
+from campaigns.dispatcher import Dispatcher, DispatchSettings
+from campaigns.outbox import recover_in_flight
 from crypto.master import MasterKey, load_master_key
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
@@ -20,6 +22,7 @@ from dashboard import accounts
 from dashboard.app import setup as setup_dashboard
 from dashboard.keys import (
     WebSettings,
+    channels_key,
     db_key,
     directory_key,
     fields_key,
@@ -29,18 +32,21 @@ from dashboard.keys import (
     master_key,
     registry_key,
     sandbox_key,
+    scheduler_hook_key,
     settings_key,
+    watch_key,
 )
 from izinli.config import Config
+from izinli.scheduler import Timers
+from optout.retention import RetentionPolicy
 from optout.tenants import TenantDirectory
+from optout.watch import RevocationWatch
 from store.engine import Database, StoreError, open_database, safe_url
 from store.migrate import upgrade
 from store.tenants import SqlDataKeyStore
 
 log = logging.getLogger(__name__)
 config_key = web.AppKey("config", Config)
-# How often expired unlocks are swept (lazy expiry already makes them unusable at once).
-LOCK_SWEEP_SECONDS = 30
 
 
 def master_key_for(config: Config) -> MasterKey:
@@ -88,8 +94,9 @@ def create_app(config: Config) -> web.Application:
     app[registry_key] = CollectorRegistry()
     app[keyring_key] = Keyring()
     app[master_key] = master_key_for(config)
+    app[watch_key] = RevocationWatch()
     app.cleanup_ctx.append(database_context)
-    app.cleanup_ctx.append(auto_lock_context)
+    app.cleanup_ctx.append(pipeline_context)
     setup_dashboard(app)
     return app
 
@@ -101,26 +108,42 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     directory = TenantDirectory(app[master_key])
     sandbox = SandboxChannel(db, fields, directory)
     app[fields_key], app[directory_key], app[sandbox_key] = fields, directory, sandbox
+    app[channels_key] = {"sandbox": sandbox}
     app[importer_key] = ContactImporter(db, fields, directory)
-    app[inbound_key] = InboundRouter(db, fields, directory, channels={"sandbox": sandbox})
+    app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
+                                     watch=app[watch_key])
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     yield
     await db.close()
 
 
-async def auto_lock_context(app: web.Application) -> AsyncIterator[None]:
-    keyring = app[keyring_key]
-
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(LOCK_SWEEP_SECONDS)
-            for tenant_id in keyring.lock_expired():
-                log.info("vault auto-locked", extra={"tenant_id": tenant_id})
-
-    task = asyncio.create_task(sweep())
+async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
+    """Crash recovery, the timers and the dispatcher, sharing the web app's loop."""
+    db, config = app[db_key], app[config_key]
+    async with db.begin() as conn:
+        interrupted = await recover_in_flight(conn)
+    if interrupted:
+        log.warning("messages interrupted by a crash marked unknown",
+                    extra={"count": interrupted})
+    timers = Timers(db, app[keyring_key], RetentionPolicy(
+        consent_years=config.retention.consent_years,
+        message_years=config.retention.message_years,
+        erased_contact_days=config.retention.erased_contact_days))
+    app[scheduler_hook_key] = timers.campaign_due_at
+    await timers.start()
+    dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],
+                            app[watch_key], DispatchSettings(
+                                frequency_cap=config.campaigns.frequency_cap,
+                                spam_first_sends=config.campaigns.spam_first_sends,
+                                spam_optout_rate=config.campaigns.spam_optout_rate,
+                                max_consecutive_errors=config.campaigns.max_consecutive_errors))
+    task = asyncio.create_task(dispatcher.run())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await dispatcher.stop()
+    timers.stop()
+    keyring = app[keyring_key]
     for tenant_id in keyring.unlocked_ids():
         keyring.lock(tenant_id)

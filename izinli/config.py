@@ -49,12 +49,35 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class CampaignConfig:
+    # Commercial messages per recipient per 7 days, across campaigns.
+    frequency_cap: int = 3
+    # Auto-pause when more than this share of the first sends opt out or block.
+    spam_first_sends: int = 200
+    spam_optout_rate: float = 0.02
+    # Auto-pause after this many send errors in a row.
+    max_consecutive_errors: int = 50
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    # Consent records are kept this long after the consent ended (Law 6563: 3 years).
+    consent_years: float = 3.0
+    # Inbound and simulated messages are kept this long.
+    message_years: float = 3.0
+    # Erased contacts' remaining rows are deleted after this many days (0: at the next purge).
+    erased_contact_days: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("var")
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    campaigns: CampaignConfig = field(default_factory=CampaignConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def database_url(self) -> str:
@@ -163,7 +186,7 @@ def _coerce(key: str, kind: Any, raw: Any) -> Any:
         value = _COERCE[kind](raw)
     except (ValueError, TypeError):
         raise ConfigError(f"config key '{key}' must be {_NAMES[kind]}, got {raw!r}") from None
-    if kind is int and value < 0:
+    if kind in (int, float) and value < 0:
         raise ConfigError(f"config key '{key}' must not be negative, got {value}")
     choices = _CHOICES.get(key)
     if choices:
@@ -200,5 +223,12 @@ def _to_path(raw: Any) -> Path:
     return Path(_to_str(raw)) if not isinstance(raw, Path) else raw
 
 
-_COERCE = {int: _to_int, bool: _to_bool, str: _to_str, Path: _to_path}
-_NAMES = {int: "an integer", bool: "true or false", str: "a string", Path: "a path"}
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise TypeError
+    return float(raw)
+
+
+_COERCE = {int: _to_int, bool: _to_bool, str: _to_str, Path: _to_path, float: _to_float}
+_NAMES = {int: "an integer", bool: "true or false", str: "a string", Path: "a path",
+          float: "a number"}

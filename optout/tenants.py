@@ -25,6 +25,9 @@ class TenantProfile:
     iys_code: str | None
     iys_brand_code: str | None
     timezone: str
+    quiet_hours: bool = False
+    quiet_start_hour: int = 9
+    quiet_end_hour: int = 21
 
 
 class TenantNotFoundError(Exception):
@@ -53,7 +56,9 @@ class TenantDirectory:
             id=tenant_id, public_key=bytes(row.public_key), sender_name=row.sender_name,
             sender_contact=row.sender_contact, language=row.language,
             brand_names=tuple(names), iys_enabled=bool(row.iys_enabled), iys_code=row.iys_code,
-            iys_brand_code=row.iys_brand_code, timezone=row.timezone)
+            iys_brand_code=row.iys_brand_code, timezone=row.timezone,
+            quiet_hours=bool(row.quiet_hours), quiet_start_hour=row.quiet_start_hour,
+            quiet_end_hour=row.quiet_end_hour)
 
     def index(self, tenant_id: str, normalised_address: str) -> bytes:
         """Blind index of an address; `profile` must have been loaded once for the tenant."""

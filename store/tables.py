@@ -61,6 +61,10 @@ tenant_settings = sa.Table(
     sa.Column("iys_code", sa.String(32), nullable=True),
     sa.Column("iys_brand_code", sa.String(32), nullable=True),
     sa.Column("timezone", sa.String(64), nullable=False, server_default="Europe/Istanbul"),
+    # Quiet hours (off by default): commercial sends only inside [start, end) local time.
+    sa.Column("quiet_hours", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("quiet_start_hour", sa.Integer, nullable=False, server_default="9"),
+    sa.Column("quiet_end_hour", sa.Integer, nullable=False, server_default="21"),
 )
 
 lines = sa.Table(
@@ -76,6 +80,8 @@ lines = sa.Table(
     # Provider credentials as JSON, wrapped by the operator master key (channels issue).
     sa.Column("wrapped_credentials", sa.LargeBinary, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
+    # Channel options that are not secret (sandbox simulation: latency, failures, limits).
+    sa.Column("options", sa.JSON, nullable=True),
 )
 
 contact_lists = sa.Table(
@@ -85,6 +91,8 @@ contact_lists = sa.Table(
               nullable=False, index=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # Attribute keys seen in imports (not personal): what templates may use.
+    sa.Column("columns", sa.JSON, nullable=True),
 )
 
 contacts = sa.Table(
@@ -197,4 +205,47 @@ sandbox_messages = sa.Table(
     sa.Column("text_sealed", sa.LargeBinary, nullable=False),
     sa.Column("at", sa.Double, nullable=False),
     sa.Index("ix_sandbox_messages_to", "tenant_id", "to_index"),
+)
+
+# --- campaign issue (migration 0003) --------------------------------------------------------
+
+campaigns = sa.Table(
+    "campaigns", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id"), nullable=False),
+    sa.Column("list_id", sa.String(36), sa.ForeignKey("contact_lists.id"), nullable=False),
+    sa.Column("purpose", sa.String(16), nullable=False),  # commercial | informational
+    sa.Column("template_sealed", sa.LargeBinary, nullable=False),
+    # draft → scheduled → running ⇄ paused → completed | cancelled | failed; waiting_unlock
+    sa.Column("state", sa.String(16), nullable=False),
+    # Why it waits or stopped (quiet_hours, vault_locked, spam_guard: …), for the owner.
+    sa.Column("state_reason", sa.String(200), nullable=True),
+    sa.Column("send_at", sa.Double, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Index("ix_campaigns_line_state", "line_id", "state"),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("campaign_id", sa.String(36), sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("contact_id", sa.String(36), nullable=False),
+    # pending → sending → sent → delivered | read | failed; skipped(reason); unknown
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("provider_id", sa.String(200), nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("sent_at", sa.Double, nullable=True),
+    # At most one message per (campaign, recipient), enforced by the database.
+    sa.UniqueConstraint("campaign_id", "contact_id", name="uq_outbox_campaign_contact"),
+    sa.Index("ix_outbox_claim", "campaign_id", "state", "id"),
+    sa.Index("ix_outbox_contact_sent", "tenant_id", "contact_id", "sent_at"),
 )

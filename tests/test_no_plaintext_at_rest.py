@@ -63,7 +63,7 @@ async def _full_cycle(app, client) -> dict[str, bytes | str]:
     assert [o.decode() for o in opened] == PLAINTEXTS * 2
     unlocked = app[keyring_key].get(tenant_id)
     secrets = {"passphrase": PASSPHRASE, "api_key": api_key,
-               "api_key_secret": api_key.rsplit("_", 1)[1],
+               "api_key_secret": api_key.split("_", 2)[2],
                "tenant_secret_key": unlocked.secret_key(),
                "lookup_key": app[master_key].unwrap(row.wrapped_lookup_key),
                "dek_locked_writer": locked_writer._dek, "dek_unlocked": unlocked_writer._dek}

@@ -1,0 +1,176 @@
+"""SQL for campaigns and their outbox: building it in bulk, claiming work, recording results,
+and deriving a campaign's counts (its state follows from its outbox)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.tables import campaigns, contacts, list_members, outbox
+
+OPEN_STATES = ("pending", "sending")
+COUNT_KEYS = ("pending", "sending", "sent", "delivered", "read", "failed", "skipped", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    campaign_id: str
+    tenant_id: str
+    contact_id: str
+    address_index: bytes
+    address_sealed: bytes
+    name_sealed: bytes | None
+    attributes_sealed: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    id: int
+    state: str
+    reason: str | None = None
+    provider_id: str | None = None
+    sent_at: float | None = None
+
+
+async def build(conn: AsyncConnection, campaign_id: str, tenant_id: str, list_id: str) -> int:
+    """One pending row per list member, in one INSERT … SELECT (a million rows in seconds).
+    The UNIQUE (campaign, contact) makes a repeated build add nothing."""
+    now = time.time()
+    members = sa.select(
+        sa.literal(campaign_id), sa.literal(tenant_id), list_members.c.contact_id,
+        sa.literal("pending"), sa.literal(now),
+    ).join(contacts, contacts.c.id == list_members.c.contact_id).where(
+        list_members.c.list_id == list_id, contacts.c.erased_at.is_(None),
+        ~sa.exists().where(outbox.c.campaign_id == campaign_id,
+                           outbox.c.contact_id == list_members.c.contact_id))
+    result = await conn.execute(outbox.insert().from_select(
+        ["campaign_id", "tenant_id", "contact_id", "state", "updated_at"], members))
+    return result.rowcount
+
+
+async def claim(conn: AsyncConnection, campaign_ids: Sequence[str], limit: int) -> list[Claimed]:
+    """The next pending rows of these campaigns with their contacts' sealed fields. Claiming
+    does not change them; `mark_sending` does, right before the sends."""
+    q = sa.select(
+        outbox.c.id, outbox.c.campaign_id, outbox.c.tenant_id, outbox.c.contact_id,
+        contacts.c.address_index, contacts.c.address_sealed, contacts.c.name_sealed,
+        contacts.c.attributes_sealed,
+    ).join(contacts, contacts.c.id == outbox.c.contact_id).where(
+        outbox.c.campaign_id.in_(list(campaign_ids)), outbox.c.state == "pending",
+    ).order_by(outbox.c.id).limit(limit)
+    return [Claimed(r.id, r.campaign_id, r.tenant_id, r.contact_id, bytes(r.address_index),
+                    bytes(r.address_sealed), _b(r.name_sealed), _b(r.attributes_sealed))
+            for r in await conn.execute(q)]
+
+
+def _b(value) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+_SET_STATE = outbox.update().where(outbox.c.id == sa.bindparam("row_id")).values(
+    state=sa.bindparam("new_state"), reason=sa.bindparam("new_reason"),
+    provider_id=sa.bindparam("new_provider_id"), sent_at=sa.bindparam("new_sent_at"),
+    updated_at=sa.bindparam("now"))
+
+
+async def mark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Committed by the caller BEFORE any provider call: after a crash these become unknown."""
+    if ids:
+        await conn.execute(outbox.update().where(
+            outbox.c.id.in_(list(ids)), outbox.c.state == "pending").values(
+            state="sending", updated_at=time.time()))
+
+
+async def record(conn: AsyncConnection, results: Sequence[Result]) -> None:
+    if results:
+        now = time.time()
+        await conn.execute(_SET_STATE, [
+            {"row_id": r.id, "new_state": r.state, "new_reason": r.reason,
+             "new_provider_id": r.provider_id, "new_sent_at": r.sent_at, "now": now}
+            for r in results])
+
+
+async def recover_in_flight(conn: AsyncConnection) -> int:
+    """After a crash: rows still `sending` may or may not have reached the provider. They
+    become `unknown` and are never resent automatically (a missed message beats a double)."""
+    result = await conn.execute(outbox.update().where(outbox.c.state == "sending").values(
+        state="unknown", reason="interrupted", updated_at=time.time()))
+    return result.rowcount
+
+
+async def requeue(conn: AsyncConnection, campaign_id: str) -> int:
+    """`retry failed`: failed and unknown rows go back to pending, on the owner's request."""
+    result = await conn.execute(outbox.update().where(
+        outbox.c.campaign_id == campaign_id, outbox.c.state.in_(("failed", "unknown"))).values(
+        state="pending", reason=None, updated_at=time.time()))
+    return result.rowcount
+
+
+async def skip_open(conn: AsyncConnection, campaign_id: str, reason: str) -> int:
+    result = await conn.execute(outbox.update().where(
+        outbox.c.campaign_id == campaign_id, outbox.c.state == "pending").values(
+        state="skipped", reason=reason, updated_at=time.time()))
+    return result.rowcount
+
+
+async def counts(conn: AsyncConnection, campaign_id: str) -> tuple[dict, dict]:
+    """({state: n}, {skip reason: n}) from the outbox."""
+    q = sa.select(outbox.c.state, outbox.c.reason, sa.func.count()).where(
+        outbox.c.campaign_id == campaign_id).group_by(outbox.c.state, outbox.c.reason)
+    by_state = dict.fromkeys(COUNT_KEYS, 0)
+    skipped: dict[str, int] = {}
+    for state, reason, n in await conn.execute(q):
+        by_state[state] = by_state.get(state, 0) + n
+        if state == "skipped":
+            skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+    return by_state, skipped
+
+
+async def sent_recently(conn: AsyncConnection, tenant_id: str, contact_ids: Sequence[str],
+                        since: float) -> dict[str, int]:
+    """Commercial messages per contact since `since`, across campaigns (frequency cap)."""
+    if not contact_ids:
+        return {}
+    q = sa.select(outbox.c.contact_id, sa.func.count()).join(
+        campaigns, campaigns.c.id == outbox.c.campaign_id).where(
+        outbox.c.tenant_id == tenant_id, outbox.c.contact_id.in_(list(contact_ids)),
+        outbox.c.sent_at >= since, campaigns.c.purpose == "commercial",
+    ).group_by(outbox.c.contact_id)
+    return {cid: n for cid, n in await conn.execute(q)}
+
+
+async def finish_drained(conn: AsyncConnection, campaign_ids: Sequence[str]) -> list[str]:
+    """Running campaigns with nothing pending or in flight become completed."""
+    if not campaign_ids:
+        return []
+    busy = sa.select(outbox.c.campaign_id).where(
+        outbox.c.campaign_id.in_(list(campaign_ids)), outbox.c.state.in_(OPEN_STATES)).distinct()
+    busy_ids = {r[0] for r in await conn.execute(busy)}
+    done = [c for c in campaign_ids if c not in busy_ids]
+    if done:
+        await conn.execute(campaigns.update().where(
+            campaigns.c.id.in_(done), campaigns.c.state == "running").values(
+            state="completed", state_reason=None, finished_at=time.time()))
+    return done
+
+
+async def optouts_among_first(conn: AsyncConnection, campaign_id: str,
+                              first: int) -> tuple[int, int]:
+    """(sent, stopped): of the campaign's first `first` sent messages, how many recipients
+    opted out or blocked the sender afterwards — the spam guard's signal."""
+    from store.tables import suppressions
+    firsts = sa.select(outbox.c.contact_id, outbox.c.sent_at, outbox.c.tenant_id).where(
+        outbox.c.campaign_id == campaign_id, outbox.c.sent_at.is_not(None),
+    ).order_by(outbox.c.sent_at).limit(first).subquery()
+    sent = (await conn.execute(sa.select(sa.func.count()).select_from(firsts))).scalar()
+    stopped_q = sa.select(sa.func.count(sa.distinct(firsts.c.contact_id))).select_from(
+        firsts.join(contacts, contacts.c.id == firsts.c.contact_id).join(
+            suppressions, sa.and_(suppressions.c.tenant_id == firsts.c.tenant_id,
+                                  suppressions.c.address_index == contacts.c.address_index))
+    ).where(suppressions.c.kind.in_(("opted_out", "blocked")),
+            suppressions.c.created_at >= firsts.c.sent_at)
+    return sent, (await conn.execute(stopped_q)).scalar()

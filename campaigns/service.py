@@ -1,0 +1,159 @@
+"""Campaign lifecycle: create (template checked and sealed), start (outbox built), pause,
+resume, cancel, retry; the state machine of DESIGN.md lives here and nowhere else."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaigns import outbox
+from campaigns.audiences import list_columns
+from campaigns.lines import get_line
+from campaigns.render import DEFAULT_FIELDS, TemplateError, check_placeholders, compile_template
+from crypto.fields import FieldSealer
+from store.tables import campaigns
+
+PURPOSES = ("commercial", "informational")
+TERMINAL = ("completed", "cancelled", "failed")
+# action → states it may start from
+_FROM = {
+    "start": ("draft",),
+    "pause": ("running", "waiting_unlock", "scheduled"),
+    "resume": ("paused",),
+    "cancel": ("draft", "scheduled", "running", "paused", "waiting_unlock"),
+    "retry": ("running", "paused", "completed", "waiting_unlock"),
+}
+
+
+class CampaignError(ValueError):
+    code = "invalid_campaign"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code or self.code
+
+
+class CampaignNotFoundError(CampaignError):
+    code = "not_found"
+
+
+class CampaignStateError(CampaignError):
+    code = "invalid_state"
+
+
+@dataclass(frozen=True)
+class NewCampaign:
+    name: str
+    line_id: str
+    list_id: str
+    purpose: str
+    template: str
+    send_at: float | None = None
+
+
+async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
+                 sealer: FieldSealer) -> str:
+    await _check(conn, tenant_id, spec)
+    campaign_id = str(uuid.uuid4())
+    await conn.execute(campaigns.insert().values(
+        id=campaign_id, tenant_id=tenant_id, name=spec.name.strip(), line_id=spec.line_id,
+        list_id=spec.list_id, purpose=spec.purpose,
+        template_sealed=sealer.seal_field(spec.template.encode()), state="draft",
+        send_at=spec.send_at, created_at=time.time()))
+    return campaign_id
+
+
+async def _check(conn: AsyncConnection, tenant_id: str, spec: NewCampaign) -> None:
+    if not spec.name.strip() or len(spec.name) > 200:
+        raise CampaignError("'name' must be 1 to 200 characters", "invalid_field")
+    if spec.purpose not in PURPOSES:
+        raise CampaignError("'purpose' must be commercial or informational", "invalid_field")
+    if await get_line(conn, tenant_id, spec.line_id) is None:
+        raise CampaignNotFoundError("no such line")
+    columns = await list_columns(conn, tenant_id, spec.list_id)
+    if columns is None:
+        raise CampaignNotFoundError("no such list")
+    try:
+        check_placeholders(compile_template(spec.template), [*DEFAULT_FIELDS, *columns])
+    except TemplateError as exc:
+        raise CampaignError(str(exc), exc.code) from None
+
+
+async def get(conn: AsyncConnection, tenant_id: str, campaign_id: str):
+    q = sa.select(campaigns).where(campaigns.c.tenant_id == tenant_id,
+                                   campaigns.c.id == campaign_id)
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise CampaignNotFoundError("no such campaign")
+    return row
+
+
+async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, action: str,
+                     now: float | None = None) -> str:
+    """Applies an owner's action; returns the new state (CampaignStateError if not allowed)."""
+    row = await get(conn, tenant_id, campaign_id)
+    if row.state not in _FROM[action]:
+        raise CampaignStateError(f"cannot {action} a campaign that is {row.state}")
+    now = time.time() if now is None else now
+    if action == "start":
+        await outbox.build(conn, row.id, tenant_id, row.list_id)
+        state = "scheduled" if row.send_at and row.send_at > now else "running"
+        return await _set(conn, row.id, state, None, started_at=now)
+    if action == "pause":
+        return await _set(conn, row.id, "paused", "paused by owner")
+    if action == "resume":
+        return await _set(conn, row.id, "scheduled" if row.send_at and row.send_at > now
+                          else "running", None)
+    if action == "cancel":
+        await outbox.skip_open(conn, row.id, "cancelled")
+        return await _set(conn, row.id, "cancelled", "cancelled by owner", finished_at=now)
+    await outbox.requeue(conn, row.id)
+    return await _set(conn, row.id, "running" if row.state == "completed" else row.state, None)
+
+
+async def _set(conn: AsyncConnection, campaign_id: str, state: str, reason: str | None,
+               **extra) -> str:
+    await conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(
+        state=state, state_reason=reason, **extra))
+    return state
+
+
+async def set_state(conn: AsyncConnection, campaign_ids, state: str, reason: str | None,
+                    only_from: tuple[str, ...]) -> None:
+    """System transitions (dispatcher, scheduler): waiting_unlock, spam-guard pauses, due."""
+    ids = list(campaign_ids)
+    if ids:
+        await conn.execute(campaigns.update().where(
+            campaigns.c.id.in_(ids), campaigns.c.state.in_(only_from)).values(
+            state=state, state_reason=reason))
+
+
+async def active(conn: AsyncConnection) -> list:
+    """Campaigns the dispatcher looks after: running, or waiting for an unlock."""
+    q = sa.select(campaigns.c.id, campaigns.c.tenant_id, campaigns.c.line_id,
+                  campaigns.c.state, campaigns.c.purpose).where(
+        campaigns.c.state.in_(("running", "waiting_unlock")))
+    return list(await conn.execute(q))
+
+
+async def due(conn: AsyncConnection, now: float) -> list[str]:
+    """Scheduled campaigns whose send_at has come."""
+    q = sa.select(campaigns.c.id).where(campaigns.c.state == "scheduled",
+                                        campaigns.c.send_at <= now)
+    return [r.id for r in await conn.execute(q)]
+
+
+async def scheduled(conn: AsyncConnection) -> list:
+    q = sa.select(campaigns.c.id, campaigns.c.send_at).where(campaigns.c.state == "scheduled")
+    return list(await conn.execute(q))
+
+
+async def status(conn: AsyncConnection, row) -> dict:
+    counts, skipped = await outbox.counts(conn, row.id)
+    return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
+            "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
+            "send_at": row.send_at, "created_at": row.created_at, "started_at": row.started_at,
+            "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped}

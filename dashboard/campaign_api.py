@@ -1,0 +1,133 @@
+"""API: campaigns — create, start, pause, resume, cancel, retry failed, preview, status."""
+from __future__ import annotations
+
+import json
+import time
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from campaigns import service
+from campaigns.render import compile_template, compose
+from campaigns.service import NewCampaign
+from dashboard.errors import ApiError, field, json_body
+from dashboard.keys import TENANT, db_key, directory_key, fields_key, scheduler_hook_key
+from dashboard.lines_api import address_param
+from dashboard.routing import Operation
+from optout.deadlines import parse_consent_date
+from store.tables import campaigns, contacts, list_members
+
+
+def _send_at(body: dict) -> float | None:
+    raw = body.get("send_at")
+    if raw is None:
+        return None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    parsed = parse_consent_date(raw) if isinstance(raw, str) else None
+    if parsed is None:
+        raise ApiError(400, "invalid_field", "'send_at' must be an ISO 8601 date-time")
+    return parsed.timestamp()
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    spec = NewCampaign(
+        name=field(body, "name", str), line_id=field(body, "line_id", str),
+        list_id=field(body, "list_id", str),
+        purpose=field(body, "purpose", str, required=False, default="commercial"),
+        template=field(body, "template", str), send_at=_send_at(body))
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        profile = await app[directory_key].profile(conn, tenant_id)
+    sealer = await app[fields_key].shared_sealer(tenant_id, profile.public_key)
+    async with app[db_key].begin() as conn:
+        campaign_id = await service.create(conn, tenant_id, spec, sealer)
+        row = await service.get(conn, tenant_id, campaign_id)
+        return web.json_response(await service.status(conn, row), status=201)
+
+
+async def show(request: web.Request) -> web.Response:
+    async with request.app[db_key].connect() as conn:
+        row = await service.get(conn, request[TENANT], request.match_info["id"])
+        return web.json_response(await service.status(conn, row))
+
+
+async def index(request: web.Request) -> web.Response:
+    q = sa.select(campaigns).where(campaigns.c.tenant_id == request[TENANT]).order_by(
+        campaigns.c.created_at.desc()).limit(500)
+    async with request.app[db_key].connect() as conn:
+        rows = list(await conn.execute(q))
+        return web.json_response({"campaigns": [await service.status(conn, r) for r in rows]})
+
+
+def _action(name: str):
+    async def handler(request: web.Request) -> web.Response:
+        tenant_id, campaign_id = request[TENANT], request.match_info["id"]
+        async with request.app[db_key].begin() as conn:
+            await service.transition(conn, tenant_id, campaign_id, name)
+            row = await service.get(conn, tenant_id, campaign_id)
+            body = await service.status(conn, row)
+        if body["state"] == "scheduled":
+            request.app[scheduler_hook_key](campaign_id, row.send_at)
+        return web.json_response(body)
+    handler.__name__ = f"campaign_{name}"
+    return handler
+
+
+async def preview(request: web.Request) -> web.Response:
+    """Renders the campaign for one contact of its list (by address, or the first one)."""
+    app, tenant_id = request.app, request[TENANT]
+    body = await json_body(request)
+    raw = field(body, "address", str, required=False, default=None)
+    async with app[db_key].connect() as conn:
+        row = await service.get(conn, tenant_id, request.match_info["id"])
+        profile = await app[directory_key].profile(conn, tenant_id)
+        q = sa.select(contacts).join(list_members, list_members.c.contact_id == contacts.c.id
+                                     ).where(list_members.c.list_id == row.list_id,
+                                             contacts.c.erased_at.is_(None))
+        if raw is not None:
+            index = app[directory_key].index(tenant_id, address_param(raw, "sandbox", "address"))
+            q = q.where(contacts.c.address_index == index)
+        contact = (await conn.execute(q.limit(1))).first()
+    if contact is None:
+        raise ApiError(404, "not_found", "no such contact in the campaign's list")
+    blobs = [bytes(row.template_sealed), bytes(contact.address_sealed)]
+    blobs += [bytes(b) for b in (contact.name_sealed, contact.attributes_sealed) if b]
+    opened = await app[fields_key].open_fields(tenant_id, blobs)
+    template, address = opened[0].decode(), opened[1].decode()
+    rest = iter(opened[2:])
+    name = next(rest).decode() if contact.name_sealed else ""
+    attrs = json.loads(next(rest)) if contact.attributes_sealed else {}
+    text = compose(compile_template(template), {**attrs, "name": name, "phone": address},
+                   commercial=row.purpose == "commercial", sender_name=profile.sender_name,
+                   sender_contact=profile.sender_contact, language=profile.language)
+    return web.json_response({"to": address, "text": text, "at": time.time()})
+
+
+CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "template"],
+                 "properties": {"name": {"type": "string"}, "line_id": {"type": "string"},
+                                "list_id": {"type": "string"},
+                                "purpose": {"enum": ["commercial", "informational"]},
+                                "template": {"type": "string"},
+                                "send_at": {"type": "string", "format": "date-time"}}}
+_ACTIONS = {"start": "Start (builds the outbox; scheduled when send_at is in the future)",
+            "pause": "Pause", "resume": "Resume a paused campaign",
+            "cancel": "Cancel; pending messages are skipped as cancelled",
+            "retry": "Retry failed: failed and unknown messages go back to pending"}
+
+OPERATIONS = [
+    Operation("POST", "/api/v1/campaigns", create, "Create a campaign (draft)",
+              body=CREATE_SCHEMA, responses={201: "Created", 400: "Invalid (e.g. unknown "
+                                             "placeholder)", 404: "No such line or list"}),
+    Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns"),
+    Operation("GET", "/api/v1/campaigns/{id}", show,
+              "A campaign with counts and skipped_by_reason, derived from its outbox"),
+    *[Operation("POST", f"/api/v1/campaigns/{{id}}/{name}", _action(name), summary,
+                responses={200: "Campaign", 409: "Not allowed in this state"})
+      for name, summary in _ACTIONS.items()],
+    Operation("POST", "/api/v1/campaigns/{id}/preview", preview,
+              "Render the message for a contact of the list (needs the vault unlocked)",
+              body={"type": "object", "properties": {"address": {"type": "string"}}},
+              responses={200: "{to, text}", 423: "Vault is locked"}),
+]

@@ -1,0 +1,59 @@
+"""Timers (APScheduler drives timers only; the tables are the truth and jobs are rebuilt from
+them at start): campaigns due at send_at, the vault auto-lock sweep, the daily retention purge."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from campaigns import service
+from crypto.vault import Keyring
+from optout import retention
+from optout.retention import RetentionPolicy
+from store.engine import Database
+
+log = logging.getLogger(__name__)
+LOCK_SWEEP_SECONDS = 30
+
+
+class Timers:
+    def __init__(self, db: Database, keyring: Keyring, policy: RetentionPolicy):
+        self.db, self.keyring, self.policy = db, keyring, policy
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def start(self) -> None:
+        self.scheduler.add_job(self.sweep_locks, "interval", seconds=LOCK_SWEEP_SECONDS,
+                               id="lock-sweep", replace_existing=True)
+        self.scheduler.add_job(self.purge, "cron", hour=0, minute=30, id="retention",
+                               replace_existing=True, misfire_grace_time=None)
+        async with self.db.connect() as conn:
+            for row in await service.scheduled(conn):
+                self.campaign_due_at(row.id, row.send_at)
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def campaign_due_at(self, campaign_id: str, send_at: float | None) -> None:
+        when = datetime.fromtimestamp(max(send_at or 0, time.time()), UTC)
+        self.scheduler.add_job(self.start_due, "date", run_date=when, args=[campaign_id],
+                               id=f"campaign-{campaign_id}", replace_existing=True,
+                               misfire_grace_time=None)
+
+    async def start_due(self, campaign_id: str) -> None:
+        async with self.db.begin() as conn:
+            await service.set_state(conn, [campaign_id], "running", None,
+                                    only_from=("scheduled",))
+        log.info("scheduled campaign started", extra={"campaign_id": campaign_id})
+
+    async def sweep_locks(self) -> None:
+        for tenant_id in self.keyring.lock_expired():
+            log.info("vault auto-locked", extra={"tenant_id": tenant_id})
+
+    async def purge(self) -> None:
+        async with self.db.begin() as conn:
+            counts = await retention.purge(conn, time.time(), self.policy)
+        log.info("retention purge", extra=counts)
