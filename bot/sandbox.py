@@ -50,6 +50,7 @@ class SandboxChannel:
         self.rate_limited = 0  # 429s answered, for benchmarks
 
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult:
+        started = time.time()  # when the "provider" got the message, before any await
         simulate = (line.options or {}).get("simulate") or {}
         refusal = self._simulated_refusal(line, simulate)
         if refusal is not None:
@@ -62,7 +63,7 @@ class SandboxChannel:
             "tenant_id": line.tenant_id, "line_id": line.id,
             "to_index": self._directory.index(line.tenant_id, address),
             "to_sealed": sealer.seal_field(address.encode()),
-            "text_sealed": sealer.seal_field(message.text.encode()), "at": time.time()})
+            "text_sealed": sealer.seal_field(message.text.encode()), "at": started})
         if len(self._buffer) >= FLUSH_AT:
             await self.flush()
         return Sent(provider_id=f"sandbox-{uuid.uuid4()}")

@@ -145,7 +145,7 @@ class Dispatcher:
             for campaign_id in done:
                 log.info("campaign completed", extra={"campaign_id": campaign_id})
             return False
-        await self._round(line, claimed)
+        await self._round(line, claimed, rows)
         return True
 
     async def _sendable(self, line: Line, rows) -> list[str]:
@@ -175,7 +175,7 @@ class Dispatcher:
             self._throttles[line.id] = (line.rate_per_second, throttle)
         return throttle
 
-    async def _round(self, line: Line, claimed: list[Claimed]) -> None:
+    async def _round(self, line: Line, claimed: list[Claimed], rows) -> None:
         work = _Round()
         plans = await self._plan(line, claimed, work)
         async with self.db.begin() as conn:
@@ -183,7 +183,9 @@ class Dispatcher:
         await self._send_all(line, plans, work)
         await self.channels[line.channel].flush()
         await self._record(line, work)
-        await self._guard({row.campaign_id for row in claimed}, line)
+        acknowledged = {r.id for r in rows if r.guard_acknowledged}
+        await self._guard({row.campaign_id for row in claimed} - acknowledged,
+                          {row.campaign_id for row in claimed} & acknowledged)
 
     async def _plan(self, line: Line, claimed: list[Claimed], work: _Round):
         """Gate, frequency cap, decrypt and render: [(row, address, text)] to send."""
@@ -272,6 +274,11 @@ class Dispatcher:
     async def _send_one(self, channel: Channel, line: Line, row: Claimed, address: str,
                         text: str, work: _Round, gate: asyncio.Semaphore) -> None:
         try:
+            # Checked again with no await before the provider call starts: a revocation
+            # noted (and so committed) before this instant is always seen.
+            if self.watch.revoked(row.tenant_id, row.address_index):
+                work.results.append(Result(row.id, "skipped", "opted_out"))
+                return
             outcome = await channel.send(line, address, OutboundMessage(text, str(row.id)))
         except Exception as exc:  # an adapter bug must not lose the row's fate
             log.error("channel send raised", extra={"line_id": line.id,
@@ -324,15 +331,16 @@ class Dispatcher:
         async with self.db.connect() as conn:
             return (await self.directory.profile(conn, tenant_id)).public_key
 
-    async def _guard(self, campaign_ids: set[str], line: Line) -> None:
-        """Auto-pause on too many opt-outs early on, or a run of send errors."""
+    async def _guard(self, campaign_ids: set[str], acknowledged: set[str]) -> None:
+        """Auto-pause on too many opt-outs early on (unless the owner already resumed after
+        such a pause), or on a run of send errors."""
         s = self.settings
         async with self.db.begin() as conn:
-            for campaign_id in campaign_ids:
+            for campaign_id in campaign_ids | acknowledged:
                 reason = None
                 if self._errors[campaign_id] >= s.max_consecutive_errors:
                     reason = f"spam_guard: {self._errors[campaign_id]} send errors in a row"
-                else:
+                elif campaign_id not in acknowledged:
                     sent, stopped = await outbox.optouts_among_first(conn, campaign_id,
                                                                      s.spam_first_sends)
                     if stopped > s.spam_optout_rate * s.spam_first_sends:

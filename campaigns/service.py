@@ -105,8 +105,9 @@ async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, ac
     if action == "pause":
         return await _set(conn, row.id, "paused", "paused by owner")
     if action == "resume":
+        acknowledged = row.guard_acknowledged or (row.state_reason or "").startswith("spam_guard")
         return await _set(conn, row.id, "scheduled" if row.send_at and row.send_at > now
-                          else "running", None)
+                          else "running", None, guard_acknowledged=acknowledged)
     if action == "cancel":
         await outbox.skip_open(conn, row.id, "cancelled")
         return await _set(conn, row.id, "cancelled", "cancelled by owner", finished_at=now)
@@ -134,7 +135,7 @@ async def set_state(conn: AsyncConnection, campaign_ids, state: str, reason: str
 async def active(conn: AsyncConnection) -> list:
     """Campaigns the dispatcher looks after: running, or waiting for an unlock."""
     q = sa.select(campaigns.c.id, campaigns.c.tenant_id, campaigns.c.line_id,
-                  campaigns.c.state, campaigns.c.purpose).where(
+                  campaigns.c.state, campaigns.c.purpose, campaigns.c.guard_acknowledged).where(
         campaigns.c.state.in_(("running", "waiting_unlock")))
     return list(await conn.execute(q))
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from crypto.errors import VaultLockedError
 from dashboard.errors import ApiError, field, json_body
-from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key
+from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, watch_key
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
 from optout import facts, ledger, suppression
@@ -62,6 +62,8 @@ async def post_consent(request: web.Request) -> web.Response:
             field(body, "recipient_type", str, required=False, default="individual")),
         occurred_at=occurred,
         evidence_sealed=sealer.seal_field(json.dumps(record, ensure_ascii=False).encode()))
+    if status == ledger.REVOKED:  # before the commit: see optout.watch
+        request.app[watch_key].note(profile.id, event.address_index)
     async with request.app[db_key].begin() as conn:
         (event_id,) = await ledger.record(conn, profile.id, [event], profile.iys_enabled)
         if status == ledger.GRANTED:  # a fresh, evidenced consent supersedes an old STOP
@@ -140,6 +142,7 @@ async def post_suppression(request: web.Request) -> web.Response:
     kind = field(body, "kind", str, required=False, default="manual")
     profile, sealer = await _context(request)
     index = request.app[directory_key].index(profile.id, address)
+    request.app[watch_key].note(profile.id, index)
     async with request.app[db_key].begin() as conn:
         await suppression.suppress(conn, profile.id, index, scope, kind,
                                    f"api_key:{request[API_KEY_ID]}",

@@ -223,6 +223,8 @@ campaigns = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     # Why it waits or stopped (quiet_hours, vault_locked, spam_guard: …), for the owner.
     sa.Column("state_reason", sa.String(200), nullable=True),
+    # Set when the owner resumes after a spam-guard pause: the opt-out rule has had its say.
+    sa.Column("guard_acknowledged", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("send_at", sa.Double, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double, nullable=True),

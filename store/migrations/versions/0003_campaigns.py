@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("template_sealed", sa.LargeBinary, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("state_reason", sa.String(200), nullable=True),
+        # Set when the owner resumes after a spam-guard pause: the opt-out rule has had its say.
+        sa.Column("guard_acknowledged", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("send_at", sa.Double, nullable=True),
         sa.Column("created_at", sa.Double, nullable=False),
         sa.Column("started_at", sa.Double, nullable=True),
