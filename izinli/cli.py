@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--entries", type=int, default=1_000_000)
     gate.add_argument("--decisions", type=int, default=200_000)
     gate.add_argument("--batch", type=int, default=1000)
+    disp = b_sub.add_parser("dispatch", help="dispatcher msgs/s against a raw floor, RSS")
+    _common(disp)
+    disp.add_argument("--recipients", type=int, action="append",
+                      help="repeatable; default 10000 and 1000000")
+    thr = b_sub.add_parser("throttle", help="pacing accuracy against enforced provider limits")
+    _common(thr)
+    thr.add_argument("--lines", type=int, default=20)
+    thr.add_argument("--rate", type=float, default=80)
+    thr.add_argument("--seconds", type=float, default=60)
     return parser
 
 

@@ -110,6 +110,18 @@ async def cmd_bench_gate(args, config: Config) -> int:
     return 0
 
 
+async def cmd_bench_dispatch(args, config: Config) -> int:
+    from bench import dispatch
+    await dispatch.bench_dispatch(args.recipients or [10_000, 1_000_000])
+    return 0
+
+
+async def cmd_bench_throttle(args, config: Config) -> int:
+    from bench import dispatch
+    await dispatch.bench_throttle(args.lines, args.rate, args.seconds)
+    return 0
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
@@ -119,6 +131,8 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("bench", "crypto"): cmd_bench_crypto,
     ("bench", "import"): cmd_bench_import,
     ("bench", "gate"): cmd_bench_gate,
+    ("bench", "dispatch"): cmd_bench_dispatch,
+    ("bench", "throttle"): cmd_bench_throttle,
 }
 
 
