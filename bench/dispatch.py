@@ -21,7 +21,7 @@ import nacl.bindings
 from bot.sandbox import SandboxChannel
 from campaigns import service
 from campaigns.audiences import create_list
-from campaigns.dispatcher import DispatchSettings, Dispatcher
+from campaigns.dispatcher import Dispatcher, DispatchSettings
 from campaigns.lines import add_sandbox_line
 from campaigns.service import NewCampaign
 from crypto.master import MasterKey
@@ -60,7 +60,7 @@ class World:
         self.sandbox = SandboxChannel(self.db, self.fields, self.directory)
         self.dispatcher = Dispatcher(self.db, self.fields, self.directory,
                                      {"sandbox": self.sandbox}, RevocationWatch(),
-                                     DispatchSettings(max_batch=1000))
+                                     DispatchSettings())
         async with self.db.connect() as conn:
             self.profile = await self.directory.profile(conn, self.tenant_id)
             self.index_of = await self.directory.indexer(conn, self.tenant_id)
@@ -149,7 +149,7 @@ async def bench_dispatch(sizes: list[int]) -> dict:
             world = await World().open(f"sqlite+aiosqlite:///{db_path}")
             list_id = await world.audience(n)
             line_id = await world.line(1_000_000)
-            cid, build = await world.campaign(line_id, list_id)
+            _cid, build = await world.campaign(line_id, list_id)
             started = time.perf_counter()
             await _dispatch(world, line_id)
             ours = n / (time.perf_counter() - started)

@@ -27,7 +27,7 @@ from store.tables import sandbox_messages
 
 # Deliveries are written in batches; a send's result returns before its row is durable, which
 # is what a real provider does too (an outbox row then stays `sending` until flushed).
-FLUSH_AT = 500
+FLUSH_AT = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class DispatchSettings:
     tick_seconds: float = 0.2
     batch_seconds: float = 0.5
-    max_batch: int = 1000
+    max_batch: int = 2000
     max_in_flight: int = 64
     frequency_cap: int = 3
     spam_first_sends: int = 200
@@ -158,12 +158,18 @@ class Dispatcher:
                     profile = await self.directory.profile(conn, r.tenant_id)
                     if _quiet(profile):
                         quiet.append(r.id)
-        async with self.db.begin() as conn:
-            await service.set_state(conn, locked, "waiting_unlock", "vault is locked",
-                                    only_from=("running",))
-            await service.set_state(conn, quiet, "running", QUIET_HOURS, only_from=("running",))
-            ready = [r.id for r in rows if r.id not in locked and r.id not in quiet]
-            await service.set_state(conn, ready, "running", None, only_from=("running",))
+        ready = [r.id for r in rows if r.id not in locked and r.id not in quiet]
+        # Only what changes is written: this runs every round.
+        reason = {r.id: r.state_reason for r in rows}
+        quiet = [c for c in quiet if reason[c] != QUIET_HOURS]
+        cleared = [c for c in ready if reason[c] is not None]
+        if locked or quiet or cleared:
+            async with self.db.begin() as conn:
+                await service.set_state(conn, locked, "waiting_unlock", "vault is locked",
+                                        only_from=("running",))
+                await service.set_state(conn, quiet, "running", QUIET_HOURS,
+                                        only_from=("running",))
+                await service.set_state(conn, cleared, "running", None, only_from=("running",))
         for campaign_id in locked:
             log.warning("campaign waits for an unlock", extra={"campaign_id": campaign_id})
         return ready
@@ -204,7 +210,9 @@ class Dispatcher:
             profile = await self.directory.profile(conn, tenant_id)
             found = await facts.gather(conn, tenant_id, [r.address_index for r in rows],
                                        consent_type, profile.iys_enabled)
-            counts = await outbox.sent_recently(conn, tenant_id, [r.contact_id for r in rows],
+            commercial = [r.contact_id for r in rows
+                          if (await self._campaign(r.campaign_id)).purpose == "commercial"]
+            counts = await outbox.sent_recently(conn, tenant_id, commercial,
                                                 time.time() - FREQUENCY_WINDOW)
         allowed = []
         for row in rows:
@@ -254,39 +262,36 @@ class Dispatcher:
         return info
 
     async def _send_all(self, line: Line, plans, work: _Round) -> None:
+        """Up to max_in_flight sends at once (a real provider answers in tens of ms), paced
+        by the line's throttle; workers share one queue instead of a task per message."""
         throttle = self._throttle(line)
         channel = self.channels[line.channel]
-        gate = asyncio.Semaphore(self.settings.max_in_flight)
-        tasks = []
-        for row, address, text in plans:
-            while (wait := throttle.wait_time(time.monotonic(), address)) > 0:
-                await asyncio.sleep(wait)
-            # The last look before the provider: a STOP noted since the claim wins.
-            if self.watch.revoked(row.tenant_id, row.address_index):
-                work.results.append(Result(row.id, "skipped", "opted_out"))
-                continue
-            throttle.sent(address, time.monotonic())
-            await gate.acquire()
-            tasks.append(asyncio.create_task(
-                self._send_one(channel, line, row, address, text, work, gate)))
-        await asyncio.gather(*tasks)
+        queue = iter(plans)
 
-    async def _send_one(self, channel: Channel, line: Line, row: Claimed, address: str,
-                        text: str, work: _Round, gate: asyncio.Semaphore) -> None:
+        async def worker() -> None:
+            for row, address, text in queue:
+                while (wait := throttle.wait_time(time.monotonic(), address)) > 0:
+                    await asyncio.sleep(wait)
+                # Checked with no await before the provider call starts: a revocation noted
+                # (and so committed) before this instant is always seen.
+                if self.watch.revoked(row.tenant_id, row.address_index):
+                    work.results.append(Result(row.id, "skipped", "opted_out"))
+                    continue
+                throttle.sent(address, time.monotonic())
+                outcome = await self._send_one(channel, line, address, text, row.id)
+                work.results.append(self._result(line, row, address, outcome, work))
+
+        workers = min(self.settings.max_in_flight, len(plans))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+    async def _send_one(self, channel: Channel, line: Line, address: str, text: str,
+                        row_id: int):
         try:
-            # Checked again with no await before the provider call starts: a revocation
-            # noted (and so committed) before this instant is always seen.
-            if self.watch.revoked(row.tenant_id, row.address_index):
-                work.results.append(Result(row.id, "skipped", "opted_out"))
-                return
-            outcome = await channel.send(line, address, OutboundMessage(text, str(row.id)))
+            return await channel.send(line, address, OutboundMessage(text, str(row_id)))
         except Exception as exc:  # an adapter bug must not lose the row's fate
             log.error("channel send raised", extra={"line_id": line.id,
                                                     "error": type(exc).__name__})
-            outcome = PermanentFailure("channel_error")
-        finally:
-            gate.release()
-        work.results.append(self._result(line, row, address, outcome, work))
+            return PermanentFailure("channel_error")
 
     def _result(self, line: Line, row: Claimed, address: str, outcome, work: _Round) -> Result:
         throttle = self._throttle(line)

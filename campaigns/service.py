@@ -135,7 +135,8 @@ async def set_state(conn: AsyncConnection, campaign_ids, state: str, reason: str
 async def active(conn: AsyncConnection) -> list:
     """Campaigns the dispatcher looks after: running, or waiting for an unlock."""
     q = sa.select(campaigns.c.id, campaigns.c.tenant_id, campaigns.c.line_id,
-                  campaigns.c.state, campaigns.c.purpose, campaigns.c.guard_acknowledged).where(
+                  campaigns.c.state, campaigns.c.state_reason, campaigns.c.purpose,
+                  campaigns.c.guard_acknowledged).where(
         campaigns.c.state.in_(("running", "waiting_unlock")))
     return list(await conn.execute(q))
 

@@ -250,4 +250,6 @@ outbox = sa.Table(
     sa.UniqueConstraint("campaign_id", "contact_id", name="uq_outbox_campaign_contact"),
     sa.Index("ix_outbox_claim", "campaign_id", "state", "id"),
     sa.Index("ix_outbox_contact_sent", "tenant_id", "contact_id", "sent_at"),
+    # The spam guard reads a campaign's first sends in order.
+    sa.Index("ix_outbox_campaign_sent", "campaign_id", "sent_at"),
 )

@@ -62,6 +62,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_outbox_claim", "outbox", ["campaign_id", "state", "id"])
     op.create_index("ix_outbox_contact_sent", "outbox", ["tenant_id", "contact_id", "sent_at"])
+    op.create_index("ix_outbox_campaign_sent", "outbox", ["campaign_id", "sent_at"])
 
 
 def downgrade() -> None:
