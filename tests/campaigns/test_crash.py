@@ -48,25 +48,29 @@ class Api:
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, port: int, env: dict):
-    log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")
-    proc = subprocess.Popen([IZINLI, "serve", "--port", str(port),
-                             "--data-dir", str(tmp_path / "var")], cwd=tmp_path, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "server exited"
-                time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
+    with open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb") as log:
+        proc = subprocess.Popen([IZINLI, "serve", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "var")], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _healthy(proc, port)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _healthy(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            return
+        except OSError:
+            assert proc.poll() is None, "server exited"
+            time.sleep(0.1)
+    raise AssertionError("server did not become healthy")
 
 
 def _wait(api: Api, cid: str, done, timeout: float = 120) -> dict:
