@@ -284,3 +284,18 @@ async def test_quiet_hours_hold_commercial_sends(tenant, purpose):
     c = await _state(tenant, cid)
     assert (c["state"], c["state_reason"], c["counts"]["pending"]) == ("running",
                                                                         "quiet_hours", 1)
+
+
+async def test_send_at_schedules_the_start(tenant):
+    await tenant.unlock()
+    list_id = await _list(tenant, ["05330000012,A,evet,"])
+    send_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    r = await tenant.call("POST", "/campaigns", json={
+        "name": "zamanlı", "line_id": await _lines(tenant), "list_id": list_id,
+        "template": "Merhaba", "send_at": send_at})
+    cid = (await r.json())["id"]
+    c = await (await tenant.call("POST", f"/campaigns/{cid}/start")).json()
+    assert c["state"] == "scheduled" and c["counts"]["pending"] == 1
+    await asyncio.sleep(0.5)
+    assert (await _state(tenant, cid))["state"] == "scheduled"
+    assert (await _until(tenant, cid, timeout=15))["counts"]["sent"] == 1
