@@ -16,7 +16,7 @@ from dashboard import (
     settings_api,
     vault_api,
 )
-from dashboard.errors import error_middleware, error_response
+from dashboard.errors import error_middleware, error_response, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, registry_key
 from dashboard.routing import Operation, openapi_document, register
 
@@ -62,7 +62,7 @@ async def metrics_middleware(request: web.Request, handler):
 
 async def healthz(request: web.Request) -> web.Response:
     await request.app[db_key].ping()
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -71,7 +71,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(operations(), "1"))
+    return json_response(openapi_document(operations(), "1"))
 
 
 BASE_OPERATIONS = [

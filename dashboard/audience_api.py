@@ -7,7 +7,7 @@ from aiohttp import web
 
 from campaigns.audiences import ImportSource, create_list, list_exists
 from campaigns.csvparse import CsvFormatError
-from dashboard.errors import ApiError, field, json_body
+from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, importer_key, settings_key
 from dashboard.routing import Operation
 
@@ -19,7 +19,7 @@ async def post_list(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with request.app[db_key].begin() as conn:
         created = await create_list(conn, request[TENANT], field(body, "name", str))
-    return web.json_response(created, status=201)
+    return json_response(created, status=201)
 
 
 async def import_contacts(request: web.Request) -> web.Response:
@@ -40,7 +40,7 @@ async def import_contacts(request: web.Request) -> web.Response:
             result = await request.app[importer_key].run(tenant_id, list_id, spool, source)
         except CsvFormatError as exc:
             raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
-    return web.json_response(result.as_json())
+    return json_response(result.as_json())
 
 
 async def _spool(request: web.Request, spool, limit: int) -> None:

@@ -10,7 +10,7 @@ from aiohttp import web
 from campaigns import service
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
-from dashboard.errors import ApiError, field, json_body
+from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import TENANT, db_key, directory_key, fields_key, scheduler_hook_key
 from dashboard.lines_api import address_param
 from dashboard.routing import Operation
@@ -44,13 +44,13 @@ async def create(request: web.Request) -> web.Response:
     async with app[db_key].begin() as conn:
         campaign_id = await service.create(conn, tenant_id, spec, sealer)
         row = await service.get(conn, tenant_id, campaign_id)
-        return web.json_response(await service.status(conn, row), status=201)
+        return json_response(await service.status(conn, row), status=201)
 
 
 async def show(request: web.Request) -> web.Response:
     async with request.app[db_key].connect() as conn:
         row = await service.get(conn, request[TENANT], request.match_info["id"])
-        return web.json_response(await service.status(conn, row))
+        return json_response(await service.status(conn, row))
 
 
 async def index(request: web.Request) -> web.Response:
@@ -58,7 +58,7 @@ async def index(request: web.Request) -> web.Response:
         campaigns.c.created_at.desc()).limit(500)
     async with request.app[db_key].connect() as conn:
         rows = list(await conn.execute(q))
-        return web.json_response({"campaigns": [await service.status(conn, r) for r in rows]})
+        return json_response({"campaigns": [await service.status(conn, r) for r in rows]})
 
 
 def _action(name: str):
@@ -70,7 +70,7 @@ def _action(name: str):
             body = await service.status(conn, row)
         if body["state"] == "scheduled":
             request.app[scheduler_hook_key](campaign_id, row.send_at)
-        return web.json_response(body)
+        return json_response(body)
     handler.__name__ = f"campaign_{name}"
     return handler
 
@@ -102,7 +102,7 @@ async def preview(request: web.Request) -> web.Response:
     text = compose(compile_template(template), {**attrs, "name": name, "phone": address},
                    commercial=row.purpose == "commercial", sender_name=profile.sender_name,
                    sender_contact=profile.sender_contact, language=profile.language)
-    return web.json_response({"to": address, "text": text, "at": time.time()})
+    return json_response({"to": address, "text": text, "at": time.time()})
 
 
 CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "template"],

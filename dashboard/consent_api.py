@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from crypto.errors import VaultLockedError
-from dashboard.errors import ApiError, field, json_body
+from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, watch_key
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
@@ -70,7 +70,7 @@ async def post_consent(request: web.Request) -> web.Response:
             await suppression.lift(conn, profile.id, event.address_index, consent_type)
         state, _ = await ledger.state_and_history(conn, profile.id, event.address_index,
                                                   consent_type)
-    return web.json_response({"id": event_id, "state": _state_json(state)}, status=201)
+    return json_response({"id": event_id, "state": _state_json(state)}, status=201)
 
 
 def _state_json(state: dict | None) -> dict | None:
@@ -90,7 +90,7 @@ async def get_consents(request: web.Request) -> web.Response:
         index = (await app[directory_key].indexer(conn, tenant_id))(address)
         state, history = await ledger.state_and_history(conn, tenant_id, index, consent_type)
     evidence = await _open_evidence(request, [bytes(h["evidence_sealed"]) for h in history])
-    return web.json_response({"state": _state_json(state), "history": [
+    return json_response({"state": _state_json(state), "history": [
         {"id": h["id"], "status": h["status"], "source": h["source"],
          "iys_source": h["iys_source"], "recipient_type": h["recipient_type"],
          "occurred_at": iso(h["occurred_at"]), "recorded_at": iso(h["recorded_at"]),
@@ -131,7 +131,7 @@ async def get_gate(request: web.Request) -> web.Response:
             found = (await facts.gather(conn, tenant_id, [index], consent_type,
                                         profile.iys_enabled))[index]
     decision = decide(found, purpose)
-    return web.json_response({"allowed": decision.allowed, "reason": decision.reason})
+    return json_response({"allowed": decision.allowed, "reason": decision.reason})
 
 
 async def post_suppression(request: web.Request) -> web.Response:
@@ -150,7 +150,7 @@ async def post_suppression(request: web.Request) -> web.Response:
         if kind == "erasure":
             from campaigns.audiences import erase_contact
             await erase_contact(conn, profile.id, index)
-    return web.json_response({"scope": scope, "kind": kind}, status=201)
+    return json_response({"scope": scope, "kind": kind}, status=201)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -172,7 +172,7 @@ async def get_suppressions(request: web.Request) -> web.Response:
     items = [{"address": address.get(id(r)), "scope": r.scope, "kind": r.kind,
               "source": r.source, "created_at": iso(r.created_at)} for r in rows]
     if request.query.get("format", "csv") == "json":
-        return web.json_response({"suppressions": items})
+        return json_response({"suppressions": items})
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["address", "scope", "kind", "source", "created_at"])

@@ -5,7 +5,7 @@ from aiohttp import web
 
 from campaigns.lines import add_sandbox_line, get_line, list_lines
 from campaigns.ports import Line
-from dashboard.errors import ApiError, field, json_body
+from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import TENANT, db_key, inbound_key, sandbox_key
 from dashboard.routing import Operation
 from optout.addresses import normalise_address
@@ -20,7 +20,7 @@ def line_json(line: Line) -> dict:
 async def get_lines(request: web.Request) -> web.Response:
     async with request.app[db_key].connect() as conn:
         found = await list_lines(conn, request[TENANT])
-    return web.json_response({"lines": [line_json(line) for line in found]})
+    return json_response({"lines": [line_json(line) for line in found]})
 
 
 async def post_line(request: web.Request) -> web.Response:
@@ -36,7 +36,7 @@ async def post_line(request: web.Request) -> web.Response:
     simulate = field(body, "simulate", dict, required=False, default=None)
     async with request.app[db_key].begin() as conn:
         line = await add_sandbox_line(conn, request[TENANT], name, rate, simulate)
-    return web.json_response(line_json(line), status=201)
+    return json_response(line_json(line), status=201)
 
 
 async def tenant_line(request: web.Request, line_id: str) -> Line:
@@ -64,7 +64,7 @@ async def sandbox_inbound(request: web.Request) -> web.Response:
     address = address_param(field(body, "from", str), "sandbox", "from")
     text = field(body, "text", str)
     outcome = await request.app[inbound_key].receive(line, address, text)
-    return web.json_response({"intent": outcome.intent.value if outcome.intent else None,
+    return json_response({"intent": outcome.intent.value if outcome.intent else None,
                               "duplicate": outcome.duplicate,
                               "replied": outcome.reply is not None})
 
@@ -73,7 +73,7 @@ async def sandbox_messages(request: web.Request) -> web.Response:
     raw = request.query.get("to")
     to = address_param(raw, "sandbox", "to") if raw is not None else None
     delivered = await request.app[sandbox_key].received(request[TENANT], to)
-    return web.json_response({"messages": [
+    return json_response({"messages": [
         {"to": d.to, "text": d.text, "at": iso(d.at), "line_id": d.line_id} for d in delivered]})
 
 

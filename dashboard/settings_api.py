@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.errors import ApiError, json_body
+from dashboard.errors import ApiError, json_body, json_response
 from dashboard.keys import TENANT, db_key, directory_key
 from dashboard.routing import Operation
 from optout.tenants import TenantProfile, update_settings
@@ -25,7 +25,7 @@ def settings_json(p: TenantProfile) -> dict:
 async def get_settings(request: web.Request) -> web.Response:
     async with request.app[db_key].connect() as conn:
         profile = await request.app[directory_key].profile(conn, request[TENANT])
-    return web.json_response(settings_json(profile))
+    return json_response(settings_json(profile))
 
 
 def _known_zone(name: str) -> bool:

@@ -6,7 +6,7 @@ import time
 from aiohttp import web
 
 from dashboard import accounts
-from dashboard.errors import ApiError, field, json_body
+from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import TENANT, db_key, keyring_key, master_key, settings_key
 from dashboard.ratelimit import FailureLimiter
 from dashboard.routing import Operation
@@ -51,7 +51,7 @@ async def status(request: web.Request) -> web.Response:
     row = await accounts.tenant_row(request.app[db_key], tenant_id)
     expires = request.app[keyring_key].expires_at(tenant_id)
     remaining = None if expires is None else max(0, round(expires - time.monotonic()))
-    return web.json_response({"unlocked": expires is not None, "expires_in_seconds": remaining,
+    return json_response({"unlocked": expires is not None, "expires_in_seconds": remaining,
                               "custody": row.custody})
 
 
