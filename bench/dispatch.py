@@ -186,7 +186,9 @@ async def bench_throttle(lines: int, rate: float, seconds: float) -> dict:
                 row = await service.get(conn, world.tenant_id, cid)
                 sent.append((await service.status(conn, row))["counts"]["sent"])
         await world.db.close()
-    achieved = [s / elapsed / rate for s in sent]
+    # What a provider enforcing `rate` with a half-second burst admits in `elapsed` seconds.
+    allowed = rate * elapsed + max(1.0, rate * 0.5)
+    achieved = [s / allowed for s in sent]
     print(f"throttle: {lines} lines × {rate:g} msg/s for {elapsed:.1f} s: achieved "
           f"{min(achieved):.1%} (worst line) / {sum(achieved) / lines:.1%} (mean) of the "
           f"allowed rate; {world.sandbox.rate_limited} answers were 429; "

@@ -206,17 +206,17 @@ class Dispatcher:
 
     async def _plan_tenant(self, tenant_id: str, rows: list[Claimed], consent_type: str,
                            work: _Round):
-        async with self.db.connect() as conn:
+        infos = {c: await self._campaign(c) for c in {r.campaign_id for r in rows}}
+        commercial = [r.contact_id for r in rows if infos[r.campaign_id].purpose == "commercial"]
+        async with self.db.connect() as conn:  # one connection, never a second one inside
             profile = await self.directory.profile(conn, tenant_id)
             found = await facts.gather(conn, tenant_id, [r.address_index for r in rows],
                                        consent_type, profile.iys_enabled)
-            commercial = [r.contact_id for r in rows
-                          if (await self._campaign(r.campaign_id)).purpose == "commercial"]
             counts = await outbox.sent_recently(conn, tenant_id, commercial,
                                                 time.time() - FREQUENCY_WINDOW)
         allowed = []
         for row in rows:
-            info = await self._campaign(row.campaign_id)
+            info = infos[row.campaign_id]
             decision = decide(found[row.address_index], Purpose(info.purpose))
             reason = decision.reason if not decision.allowed else None
             if reason is None and not row.address_sealed:

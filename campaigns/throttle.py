@@ -41,8 +41,10 @@ def _until(deadline: float, now: float) -> float:
 class TokenBucket:
     """Tokens refill at `rate` per second up to `burst`; a message takes one."""
 
-    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0) -> None:
+    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0,
+                 headroom: float = 0.0) -> None:
         self._fixed_burst = None if burst is None else _positive(burst, "burst")
+        self._headroom = headroom
         self._rate = _positive(rate, "rate")
         self._burst = self._burst_for(self._rate)
         self._tokens = self._burst
@@ -90,7 +92,9 @@ class TokenBucket:
 
     def _burst_for(self, rate: float) -> float:
         # Half a second of messages at most, so a line never floods the provider at once.
-        return self._fixed_burst if self._fixed_burst is not None else max(1.0, rate * 0.5)
+        if self._fixed_burst is not None:
+            return self._fixed_burst
+        return max(1.0, rate * 0.5 - self._headroom)
 
     def _available(self, now: float, n: float) -> float:
         # A request larger than the burst may save up past it, else it could never be served.
@@ -298,6 +302,9 @@ def frequency_capped(sent_in_window: int, cap: int = 3) -> bool:
     return sent_in_window >= cap
 
 
+PROVIDER_HEADROOM = 1.0
+
+
 class LineThrottle:
     """Everything that paces one sending line, except quiet hours and frequency caps."""
 
@@ -314,7 +321,9 @@ class LineThrottle:
         self.aimd = Aimd(self._ceiling, min_rate=min(1.0, self._ceiling))
         self.rolling_cap = RollingCap(daily_unique_limit)
         self.pairs = PairLimiter(pair_interval or 0.0)
-        self.bucket = TokenBucket(self.effective_rate(now), now=now)
+        # One message less of burst than the provider allows: both buckets then refill in step
+        # with ours a token behind, so jitter between our clock and theirs never costs a 429.
+        self.bucket = TokenBucket(self.effective_rate(now), now=now, headroom=PROVIDER_HEADROOM)
 
     def effective_rate(self, now: float) -> float:
         return min(self._limit(now), self.aimd.rate)
