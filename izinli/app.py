@@ -60,7 +60,8 @@ def master_key_for(config: Config) -> MasterKey:
 async def open_store(config: Config) -> Database:
     """The database at its newest schema; the data dir is created for the embedded default."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(config.database_url, echo=config.store.echo)
+    db = open_database(config.database_url, echo=config.store.echo,
+                       sqlite_cache_mb=config.store.sqlite_cache_mb)
     try:
         await _reachable(db, config.database_url)
         await upgrade(db)

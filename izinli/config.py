@@ -30,6 +30,8 @@ class StoreConfig:
     # Empty means SQLite at <data_dir>/izinli.db.
     url: str = ""
     echo: bool = False
+    # SQLite page cache per connection, MiB (more helps million-row imports; costs memory).
+    sqlite_cache_mb: int = 8
 
 
 @dataclass(frozen=True)

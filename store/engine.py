@@ -88,7 +88,7 @@ def safe_url(url: str) -> str:
         return "<unparseable url>"
 
 
-def open_database(url: str, echo: bool = False) -> Database:
+def open_database(url: str, echo: bool = False, sqlite_cache_mb: int = 8) -> Database:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -97,13 +97,13 @@ def open_database(url: str, echo: bool = False) -> Database:
         raise StoreError(f"store.url uses driver '{parsed.drivername}'; "
                          f"supported: {', '.join(SUPPORTED)}")
     if parsed.drivername.startswith("sqlite"):
-        return Database(_sqlite_engine(url, echo))
+        return Database(_sqlite_engine(url, echo, sqlite_cache_mb))
     engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10,
                                  max_overflow=10)
     return Database(engine)
 
 
-def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
+def _sqlite_engine(url: str, echo: bool, cache_mb: int) -> AsyncEngine:
     # NullPool would reopen the file per transaction; the default queue pool keeps a few
     # connections, each configured once below.
     engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -117,9 +117,9 @@ def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # 64 MiB of page cache: blind-index B-trees are written at random places, and a
-        # million-contact import otherwise rereads index pages from the OS all the time.
-        cursor.execute("PRAGMA cache_size=-65536")
+        # Page cache per connection: more speeds up imports that write blind indexes at
+        # random places; each pooled connection holds up to this much memory.
+        cursor.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
