@@ -20,7 +20,7 @@ from crypto.service import FieldCrypto
 from optout import ledger
 from optout.deadlines import parse_consent_date
 from optout.ledger import ConsentEvent
-from optout.tenants import TenantDirectory
+from optout.tenants import TenantDirectory, update_settings
 from store.engine import Database, dialect_insert
 from store.ids import new_id
 from store.tables import contact_lists, contacts, list_members
@@ -184,6 +184,8 @@ class _BatchWriter:
                                                    self.iys_enabled), accepted, now)
 
     async def write(self, conn: AsyncConnection, batch: _Prepared) -> tuple[int, int]:
+        if any(v["recipient_type"] == "merchant" for v in batch.contacts.values()):
+            await update_settings(conn, self.tenant_id, {"has_merchant_contacts": True})
         existing = await _existing_ids(conn, self.tenant_id, list(batch.contacts))
         await self._upsert(conn, batch.contacts, existing, batch.now)
         if self.list_id is not None:

@@ -211,7 +211,8 @@ class Dispatcher:
         async with self.db.connect() as conn:  # one connection, never a second one inside
             profile = await self.directory.profile(conn, tenant_id)
             found = await facts.gather(conn, tenant_id, [r.address_index for r in rows],
-                                       consent_type, profile.iys_enabled)
+                                       consent_type, profile.iys_enabled,
+                                       profile.has_merchant_contacts)
             counts = await outbox.sent_recently(conn, tenant_id, commercial,
                                                 time.time() - FREQUENCY_WINDOW)
         allowed = []

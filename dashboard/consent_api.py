@@ -129,7 +129,8 @@ async def get_gate(request: web.Request) -> web.Response:
         else:
             index = app[directory_key].index(tenant_id, address)
             found = (await facts.gather(conn, tenant_id, [index], consent_type,
-                                        profile.iys_enabled))[index]
+                                        profile.iys_enabled,
+                                        profile.has_merchant_contacts))[index]
     decision = decide(found, purpose)
     return json_response({"allowed": decision.allowed, "reason": decision.reason})
 

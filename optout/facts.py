@@ -15,26 +15,30 @@ CHUNK = 5000
 
 
 async def gather(conn: AsyncConnection, tenant_id: str, indexes: Sequence[bytes],
-                 consent_type: str, iys_enabled: bool = False) -> dict[bytes, Facts]:
-    """Facts per blind index: consent state of `consent_type` and the strongest suppression."""
+                 consent_type: str, iys_enabled: bool = False,
+                 merchants: bool = True) -> dict[bytes, Facts]:
+    """Facts per blind index: consent state of `consent_type` and the strongest suppression.
+    `merchants=False` (the tenant never imported a merchant) skips the contacts lookup."""
+    query = _QUERY if merchants else _QUERY_NO_MERCHANTS
     consent: dict[bytes, tuple] = {}
     suppressed: dict[bytes, str] = {}
-    merchants: set[bytes] = set()
+    known_merchants: set[bytes] = set()
     for start in range(0, len(indexes), CHUNK):
         chunk = list(indexes[start:start + CHUNK])
-        for row in await conn.execute(_QUERY, _params(tenant_id, chunk, consent_type)):
+        for row in await conn.execute(query, _params(tenant_id, chunk, consent_type,
+                                                     merchants)):
             index = bytes(row.address_index)
             if row.what == "c":
                 consent[index] = (row.status, row.recipient_type, row.iys_status)
             elif row.what == "m":
-                merchants.add(index)
+                known_merchants.add(index)
             elif index not in suppressed or PRECEDENCE[row.status] < PRECEDENCE[suppressed[index]]:
                 suppressed[index] = row.status
-    return {i: _facts(consent.get(i), suppressed.get(i), i in merchants, iys_enabled)
+    return {i: _facts(consent.get(i), suppressed.get(i), i in known_merchants, iys_enabled)
             for i in indexes}
 
 
-def _build_query():
+def _build_query(merchants: bool):
     # Built once with bind parameters, so SQLAlchemy compiles it once and caches it.
     tenant, ctype = sa.bindparam("tenant"), sa.bindparam("ctype")
     states = sa.select(
@@ -54,15 +58,20 @@ def _build_query():
         sa.null(), sa.null(), sa.null(),
     ).where(contacts.c.tenant_id == tenant, contacts.c.recipient_type == "merchant",
             contacts.c.address_index.in_(sa.bindparam("ix3", expanding=True)))
+    if not merchants:
+        return sa.union_all(states, blocks)
     return sa.union_all(states, blocks, known_merchants)
 
 
-_QUERY = _build_query()
+_QUERY = _build_query(merchants=True)
+_QUERY_NO_MERCHANTS = _build_query(merchants=False)
 
 
-def _params(tenant_id: str, chunk: list[bytes], consent_type: str) -> dict:
-    return {"tenant": tenant_id, "ctype": consent_type, "ix1": chunk, "ix2": chunk,
-            "ix3": chunk}
+def _params(tenant_id: str, chunk: list[bytes], consent_type: str, merchants: bool) -> dict:
+    params = {"tenant": tenant_id, "ctype": consent_type, "ix1": chunk, "ix2": chunk}
+    if merchants:
+        params["ix3"] = chunk
+    return params
 
 
 def _facts(consent: tuple | None, suppression: str | None, merchant: bool,

@@ -28,6 +28,7 @@ class TenantProfile:
     quiet_hours: bool = False
     quiet_start_hour: int = 9
     quiet_end_hour: int = 21
+    has_merchant_contacts: bool = False
 
 
 class TenantNotFoundError(Exception):
@@ -58,7 +59,8 @@ class TenantDirectory:
             brand_names=tuple(names), iys_enabled=bool(row.iys_enabled), iys_code=row.iys_code,
             iys_brand_code=row.iys_brand_code, timezone=row.timezone,
             quiet_hours=bool(row.quiet_hours), quiet_start_hour=row.quiet_start_hour,
-            quiet_end_hour=row.quiet_end_hour)
+            quiet_end_hour=row.quiet_end_hour,
+            has_merchant_contacts=bool(row.has_merchant_contacts))
 
     def index(self, tenant_id: str, normalised_address: str) -> bytes:
         """Blind index of an address; `profile` must have been loaded once for the tenant."""

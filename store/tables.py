@@ -65,6 +65,8 @@ tenant_settings = sa.Table(
     sa.Column("quiet_hours", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("quiet_start_hour", sa.Integer, nullable=False, server_default="9"),
     sa.Column("quiet_end_hour", sa.Integer, nullable=False, server_default="21"),
+    # Set once a merchant contact is imported: only then does the gate look contacts up.
+    sa.Column("has_merchant_contacts", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 lines = sa.Table(
@@ -159,6 +161,8 @@ consent_state = sa.Table(
     sa.Column("iys_status", sa.String(8), nullable=True),
     # When the consent ended (revoked): the retention clock for its records starts here.
     sa.Column("ended_at", sa.Double, nullable=True),
+    # Clustered on the key: the gate's lookups read one B-tree, not an index and a table.
+    sqlite_with_rowid=False,
 )
 
 suppressions = sa.Table(
@@ -174,6 +178,8 @@ suppressions = sa.Table(
     # For the export; dropped (NULL) when the person asked for erasure.
     sa.Column("address_sealed", sa.LargeBinary, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
+    # Clustered on the key: the gate's lookups read one B-tree, not an index and a table.
+    sqlite_with_rowid=False,
 )
 
 inbound_messages = sa.Table(

@@ -109,6 +109,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("iys_status", sa.String(8), nullable=True),
         sa.Column("ended_at", sa.Double, nullable=True),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "suppressions",
@@ -119,6 +120,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(200), nullable=False),
         sa.Column("address_sealed", sa.LargeBinary, nullable=True),
         sa.Column("created_at", sa.Double, nullable=False),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "inbound_messages",

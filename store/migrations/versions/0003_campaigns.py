@@ -24,6 +24,8 @@ def upgrade() -> None:
                                    server_default="9"))
         batch.add_column(sa.Column("quiet_end_hour", sa.Integer, nullable=False,
                                    server_default="21"))
+        batch.add_column(sa.Column("has_merchant_contacts", sa.Boolean, nullable=False,
+                                   server_default=sa.false()))
     op.create_table(
         "campaigns",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -69,7 +71,8 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_table("campaigns")
     with op.batch_alter_table("tenant_settings") as batch:
-        for column in ("quiet_end_hour", "quiet_start_hour", "quiet_hours"):
+        for column in ("has_merchant_contacts", "quiet_end_hour", "quiet_start_hour",
+                       "quiet_hours"):
             batch.drop_column(column)
     with op.batch_alter_table("contact_lists") as batch:
         batch.drop_column("columns")
