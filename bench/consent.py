@@ -117,7 +117,7 @@ async def bench_gate(entries: int, decisions: int, batch: int, url: str | None) 
         async with db.connect() as conn:
             for start in range(0, decisions, batch):
                 chunk = probe[start:start + batch]
-                found = await facts.gather(conn, tenant_id, chunk, "MESAJ")
+                found = await facts.gather(conn, tenant_id, chunk, "MESAJ", merchants=False)
                 allowed += sum(decide(found[i], Purpose.COMMERCIAL).allowed for i in chunk)
         elapsed = time.perf_counter() - started
         await db.close()
