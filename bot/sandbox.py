@@ -22,12 +22,15 @@ from campaigns.ports import (
 from campaigns.throttle import TokenBucket
 from crypto.service import FieldCrypto
 from optout.tenants import TenantDirectory
+from store import raw
 from store.engine import Database
 from store.tables import sandbox_messages
 
 # Deliveries are written in batches; a send's result returns before its row is durable, which
 # is what a real provider does too (an outbox row then stays `sending` until flushed).
 FLUSH_AT = 1000
+_INSERT = ("INSERT INTO sandbox_messages (tenant_id, line_id, to_index, to_sealed, text_sealed, "
+           "at) VALUES (?, ?, ?, ?, ?, ?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,7 @@ class SandboxChannel:
                  rng: random.Random | None = None):
         self._db, self._fields, self._directory = db, fields, directory
         self._rng = rng or random.Random()
-        self._buffer: list[dict] = []
+        self._buffer: list[tuple] = []
         self._limits: dict[str, TokenBucket] = {}
         self._public_keys: dict[str, bytes] = {}
         self._lock = asyncio.Lock()
@@ -59,11 +62,10 @@ class SandboxChannel:
             await asyncio.sleep(simulate["latency_ms"] / 1000)
         sealer = await self._fields.shared_sealer(line.tenant_id,
                                                   await self._public_key(line.tenant_id))
-        self._buffer.append({
-            "tenant_id": line.tenant_id, "line_id": line.id,
-            "to_index": self._directory.index(line.tenant_id, address),
-            "to_sealed": sealer.seal_field(address.encode()),
-            "text_sealed": sealer.seal_field(message.text.encode()), "at": started})
+        self._buffer.append((
+            line.tenant_id, line.id, self._directory.index(line.tenant_id, address),
+            sealer.seal_field(address.encode()), sealer.seal_field(message.text.encode()),
+            started))
         if len(self._buffer) >= FLUSH_AT:
             await self.flush()
         return Sent(provider_id=f"sandbox-{uuid.uuid4()}")
@@ -97,7 +99,7 @@ class SandboxChannel:
             rows, self._buffer = self._buffer, []
             if rows:
                 async with self._db.begin() as conn:
-                    await conn.execute(sandbox_messages.insert(), rows)
+                    await raw.execute_many(conn, _INSERT, rows)
 
     async def received(self, tenant_id: str, to: str | None = None,
                        limit: int = 10_000) -> list[Delivered]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from store import raw
 from store.tables import campaigns, contacts, list_members, outbox
 
 OPEN_STATES = ("pending", "sending")
@@ -55,16 +56,15 @@ async def build(conn: AsyncConnection, campaign_id: str, tenant_id: str, list_id
 async def claim(conn: AsyncConnection, campaign_ids: Sequence[str], limit: int) -> list[Claimed]:
     """The next pending rows of these campaigns with their contacts' sealed fields. Claiming
     does not change them; `mark_sending` does, right before the sends."""
-    q = sa.select(
-        outbox.c.id, outbox.c.campaign_id, outbox.c.tenant_id, outbox.c.contact_id,
-        contacts.c.address_index, contacts.c.address_sealed, contacts.c.name_sealed,
-        contacts.c.attributes_sealed,
-    ).join(contacts, contacts.c.id == outbox.c.contact_id).where(
-        outbox.c.campaign_id.in_(list(campaign_ids)), outbox.c.state == "pending",
-    ).order_by(outbox.c.id).limit(limit)
-    return [Claimed(r.id, r.campaign_id, r.tenant_id, r.contact_id, bytes(r.address_index),
-                    bytes(r.address_sealed), _b(r.name_sealed), _b(r.attributes_sealed))
-            for r in await conn.execute(q)]
+    ids = list(campaign_ids)
+    rows = await raw.fetch(conn, (
+        "SELECT o.id, o.campaign_id, o.tenant_id, o.contact_id, c.address_index, "
+        "c.address_sealed, c.name_sealed, c.attributes_sealed FROM outbox o "
+        "JOIN contacts c ON c.id = o.contact_id "
+        f"WHERE o.campaign_id IN ({raw.marks(len(ids))}) AND o.state = 'pending' "
+        "ORDER BY o.id LIMIT ?"), (*ids, limit))
+    return [Claimed(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), _b(r[6]), _b(r[7]))
+            for r in rows]
 
 
 def _b(value) -> bytes | None:
@@ -79,19 +79,20 @@ _SET_STATE = outbox.update().where(outbox.c.id == sa.bindparam("row_id")).values
 
 async def mark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
     """Committed by the caller BEFORE any provider call: after a crash these become unknown."""
-    if ids:
-        await conn.execute(outbox.update().where(
-            outbox.c.id.in_(list(ids)), outbox.c.state == "pending").values(
-            state="sending", updated_at=time.time()))
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        await raw.execute(conn, "UPDATE outbox SET state = 'sending', updated_at = ? "
+                                f"WHERE id IN ({raw.marks(len(chunk))}) AND state = 'pending'",
+                          (time.time(), *chunk))
 
 
 async def record(conn: AsyncConnection, results: Sequence[Result]) -> None:
-    if results:
-        now = time.time()
-        await conn.execute(_SET_STATE, [
-            {"row_id": r.id, "new_state": r.state, "new_reason": r.reason,
-             "new_provider_id": r.provider_id, "new_sent_at": r.sent_at, "now": now}
-            for r in results])
+    now = time.time()
+    await raw.execute_many(
+        conn, "UPDATE outbox SET state = ?, reason = ?, provider_id = ?, sent_at = ?, "
+              "updated_at = ? WHERE id = ?",
+        [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id) for r in results])
 
 
 async def recover_in_flight(conn: AsyncConnection) -> int:

@@ -1,0 +1,38 @@
+"""Plain SQL for the few statements that run per message (claims, status writes, deliveries):
+written once with `?` placeholders and sent to the driver as they are, because SQLAlchemy's
+per-row parameter processing costs more than SQLite's own work on these paths."""
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@functools.lru_cache(maxsize=256)
+def _dollar(sql: str) -> str:
+    counter = iter(range(1, 1_000_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def for_driver(conn: AsyncConnection, sql: str) -> str:
+    """`sql` (with ? placeholders) in the connection driver's own parameter style."""
+    return _dollar(sql) if conn.dialect.paramstyle == "numeric_dollar" else sql
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+async def execute_many(conn: AsyncConnection, sql: str, rows: Sequence[tuple]) -> None:
+    if rows:
+        await conn.exec_driver_sql(for_driver(conn, sql), list(rows))
+
+
+async def execute(conn: AsyncConnection, sql: str, params: tuple = ()) -> int:
+    return (await conn.exec_driver_sql(for_driver(conn, sql), params)).rowcount
+
+
+async def fetch(conn: AsyncConnection, sql: str, params: tuple = ()) -> list:
+    return (await conn.exec_driver_sql(for_driver(conn, sql), params)).fetchall()
