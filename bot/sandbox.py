@@ -28,7 +28,7 @@ from store.tables import sandbox_messages
 
 # Deliveries are written in batches; a send's result returns before its row is durable, which
 # is what a real provider does too (an outbox row then stays `sending` until flushed).
-FLUSH_AT = 1000
+FLUSH_AT = 5000
 _INSERT = ("INSERT INTO sandbox_messages (tenant_id, line_id, to_index, to_sealed, text_sealed, "
            "at) VALUES (?, ?, ?, ?, ?, ?)")
 
