@@ -21,9 +21,10 @@ from optout import ledger
 from optout.deadlines import parse_consent_date
 from optout.ledger import ConsentEvent
 from optout.tenants import TenantDirectory, update_settings
-from store.engine import Database, dialect_insert
+from store import raw
+from store.engine import Database
 from store.ids import new_id
-from store.tables import contact_lists, contacts, list_members
+from store.tables import contact_lists, contacts
 
 BATCH = 5000
 # A file full of bad rows still gets a bounded answer; the total is always reported.
@@ -204,25 +205,18 @@ class _BatchWriter:
                 "recipient_type": row.recipient_type}
 
     async def _upsert(self, conn, sealed: dict[bytes, dict], existing: dict, now: float) -> None:
-        new = [{"id": new_id(), "tenant_id": self.tenant_id, "address_index": i,
-                "created_at": now, "updated_at": now, **values}
-               for i, values in sealed.items() if i not in existing]
-        if new:
-            stmt = dialect_insert(conn, contacts).on_conflict_do_nothing(
-                index_elements=["tenant_id", "address_index"])
-            await conn.execute(stmt, new)
-        changed = [{"cid": existing[i], "now": now, **_renamed(values)}
-                   for i, values in sealed.items() if i in existing]
-        if changed:
-            await conn.execute(_UPDATE, changed)
+        await raw.execute_many(conn, _INSERT_CONTACT, [
+            (new_id(), self.tenant_id, i, v["address_sealed"], v["name_sealed"],
+             v["attributes_sealed"], v["recipient_type"], now, now)
+            for i, v in sealed.items() if i not in existing])
+        await raw.execute_many(conn, _UPDATE_CONTACT, [
+            (v["address_sealed"], v["name_sealed"], v["attributes_sealed"],
+             v["recipient_type"], now, existing[i])
+            for i, v in sealed.items() if i in existing])
 
     async def _add_members(self, conn, indexes: list[bytes]) -> None:
         ids = await _existing_ids(conn, self.tenant_id, indexes)
-        if ids:
-            stmt = dialect_insert(conn, list_members).on_conflict_do_nothing(
-                index_elements=["list_id", "contact_id"])
-            await conn.execute(stmt, [{"list_id": self.list_id, "contact_id": c}
-                                      for c in ids.values()])
+        await raw.execute_many(conn, _INSERT_MEMBER, [(self.list_id, c) for c in ids.values()])
 
     def _event(self, row: ContactRow, index: bytes, occurred: float) -> ConsentEvent:
         evidence = {"statement": f"consent column: {row.consent}", "address": row.phone,
@@ -237,18 +231,18 @@ class _BatchWriter:
                 json.dumps(evidence, ensure_ascii=False).encode()))
 
 
-def _renamed(values: dict) -> dict:
-    # executemany UPDATE binds must not share names with the columns they set.
-    return {f"v_{k}": v for k, v in values.items()}
-
-
-_UPDATE = contacts.update().where(contacts.c.id == sa.bindparam("cid")).values(
-    address_sealed=sa.bindparam("v_address_sealed"),
-    name_sealed=sa.func.coalesce(sa.bindparam("v_name_sealed"), contacts.c.name_sealed),
-    attributes_sealed=sa.func.coalesce(sa.bindparam("v_attributes_sealed"),
-                                       contacts.c.attributes_sealed),
-    recipient_type=sa.bindparam("v_recipient_type"),
-    updated_at=sa.bindparam("now"), erased_at=None)
+# A concurrent import may have created the contact a moment ago: then it is left as it is.
+_INSERT_CONTACT = (
+    "INSERT INTO contacts (id, tenant_id, address_index, address_sealed, name_sealed, "
+    "attributes_sealed, recipient_type, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (tenant_id, address_index) DO NOTHING")
+# Empty cells keep what the contact had; a re-import brings an erased contact back.
+_UPDATE_CONTACT = (
+    "UPDATE contacts SET address_sealed = ?, name_sealed = COALESCE(?, name_sealed), "
+    "attributes_sealed = COALESCE(?, attributes_sealed), recipient_type = ?, updated_at = ?, "
+    "erased_at = NULL WHERE id = ?")
+_INSERT_MEMBER = ("INSERT INTO list_members (list_id, contact_id) VALUES (?, ?) "
+                  "ON CONFLICT (list_id, contact_id) DO NOTHING")
 
 
 def _occurred_at(row: ContactRow, now: float) -> float | None:
@@ -262,11 +256,14 @@ def _occurred_at(row: ContactRow, now: float) -> float | None:
 
 
 async def _existing_ids(conn, tenant_id: str, indexes: list[bytes]) -> dict[bytes, str]:
-    if not indexes:
-        return {}
-    q = sa.select(contacts.c.address_index, contacts.c.id).where(
-        contacts.c.tenant_id == tenant_id, contacts.c.address_index.in_(indexes))
-    return {bytes(r.address_index): r.id for r in await conn.execute(q)}
+    found: dict[bytes, str] = {}
+    for start in range(0, len(indexes), 5000):
+        chunk = indexes[start:start + 5000]
+        rows = await raw.fetch(conn, "SELECT address_index, id FROM contacts WHERE tenant_id = ? "
+                                     f"AND address_index IN ({raw.marks(len(chunk))})",
+                               (tenant_id, *chunk))
+        found.update({bytes(r[0]): r[1] for r in rows})
+    return found
 
 
 async def erase_contact(conn: AsyncConnection, tenant_id: str, address_index: bytes) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from optout.deadlines import TZ, iys_upload_deadline
-from store.engine import dialect_insert
+from store import raw
 from store.ids import new_id
 from store.tables import consent_events, consent_state
 
@@ -70,9 +70,27 @@ def event_rows(tenant_id: str, events: Sequence[ConsentEvent], now: float,
     return [_event_row(tenant_id, e, now, iys_enabled) for e in events]
 
 
+_EVENT_COLUMNS = ("id", "tenant_id", "address_index", "consent_type", "status", "source",
+                  "iys_source", "recipient_type", "evidence_sealed", "occurred_at",
+                  "recorded_at", "iys_sync_state", "iys_deadline")
+_INSERT_EVENTS = (f"INSERT INTO consent_events ({', '.join(_EVENT_COLUMNS)}) "
+                  f"VALUES ({raw.marks(len(_EVENT_COLUMNS))})")
+_STATE_COLUMNS = ("tenant_id", "address_index", "consent_type", "status", "recipient_type",
+                  "source", "occurred_at", "event_id", "ended_at")
+# A state only moves forward in time: an older event arriving late is kept in the history
+# but does not overwrite a newer state.
+_UPSERT_STATE = (
+    f"INSERT INTO consent_state ({', '.join(_STATE_COLUMNS)}) "
+    f"VALUES ({raw.marks(len(_STATE_COLUMNS))}) "
+    "ON CONFLICT (tenant_id, address_index, consent_type) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS[3:])
+    + " WHERE consent_state.occurred_at <= excluded.occurred_at")
+
+
 async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -> None:
     if rows:
-        await conn.execute(consent_events.insert(), rows)
+        await raw.execute_many(conn, _INSERT_EVENTS,
+                               [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
         await _advance_state(conn, tenant_id, rows)
 
 
@@ -125,19 +143,11 @@ async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict]
         key = (r["address_index"], r["consent_type"])
         if key not in latest or latest[key]["occurred_at"] <= r["occurred_at"]:
             latest[key] = r
-    states = [{"tenant_id": tenant_id, "address_index": r["address_index"],
-               "consent_type": r["consent_type"], "status": r["status"],
-               "recipient_type": r["recipient_type"], "source": r["source"],
-               "occurred_at": r["occurred_at"], "event_id": r["id"],
-               "ended_at": r["occurred_at"] if r["status"] == REVOKED else None}
+    states = [(tenant_id, r["address_index"], r["consent_type"], r["status"],
+               r["recipient_type"], r["source"], r["occurred_at"], r["id"],
+               r["occurred_at"] if r["status"] == REVOKED else None)
               for r in latest.values()]
-    stmt = dialect_insert(conn, consent_state)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "address_index", "consent_type"],
-        set_={c: stmt.excluded[c] for c in ("status", "recipient_type", "source",
-                                             "occurred_at", "event_id", "ended_at")},
-        where=consent_state.c.occurred_at <= stmt.excluded.occurred_at)
-    await conn.execute(stmt, states)
+    await raw.execute_many(conn, _UPSERT_STATE, states)
 
 
 async def state_and_history(conn: AsyncConnection, tenant_id: str, address_index: bytes,

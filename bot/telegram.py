@@ -1,0 +1,256 @@
+"""The Telegram channel: one aiogram Bot per line, Bot API errors classified into send outcomes."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    AiogramError,
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.methods import GetUpdates
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.token import TokenValidationError
+
+from bot.telegram_updates import CONSENT_NO, CONSENT_YES, UPDATE_KINDS
+from campaigns.ports import (
+    Blocked,
+    Line,
+    OptedOut,
+    OutboundMessage,
+    PermanentFailure,
+    RateLimited,
+    SendResult,
+    Sent,
+    TemporaryFailure,
+)
+from optout.addresses import normalise_telegram_chat_id
+
+log = logging.getLogger(__name__)
+
+PRODUCTION_BASE_URL = "https://api.telegram.org"
+# Per request. aiogram's 60 s default would let one stuck request hold a sending worker for a
+# minute; long polls get their own wait added on top.
+REQUEST_TIMEOUT = 20
+# Descriptions of a 403 that mean the person is gone (blocked the bot, deleted the account, or
+# removed the bot from the chat). Other 403s ("bot can't initiate conversation with a user")
+# are not a refusal by the person and must not become a suppression.
+_GONE = ("blocked by the user", "user is deactivated", "kicked")
+# Everything a Bot API call can raise that is the provider's doing, not a bug of ours.
+_PROVIDER_ERRORS = (AiogramError, TokenValidationError, TimeoutError, aiohttp.ClientError)
+
+
+@dataclass(frozen=True, repr=False)
+class TelegramCredentials:
+    bot_token: str
+    base_url: str = PRODUCTION_BASE_URL
+    webhook_secret: str = ""
+
+    def __repr__(self) -> str:
+        # The token is the bot: whoever reads it from a log or traceback can send as the line.
+        secret = "<hidden>" if self.webhook_secret else "''"
+        return (f"TelegramCredentials(bot_token=<hidden>, base_url={self.base_url!r}, "
+                f"webhook_secret={secret})")
+
+    def to_json(self) -> str:
+        return json.dumps({"bot_token": self.bot_token, "base_url": self.base_url,
+                           "webhook_secret": self.webhook_secret})
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> TelegramCredentials:
+        """Raises ValueError on anything but the shape to_json writes (never quoting values)."""
+        fields = json.loads(data)
+        if not isinstance(fields, dict) or not isinstance(fields.get("bot_token"), str):
+            raise ValueError("Telegram credentials need a bot_token string")
+        base_url = fields.get("base_url", PRODUCTION_BASE_URL)
+        secret = fields.get("webhook_secret", "")
+        if not isinstance(base_url, str) or not isinstance(secret, str):
+            raise ValueError("Telegram credentials: base_url and webhook_secret are strings")
+        return cls(fields["bot_token"], base_url, secret)
+
+
+def new_webhook_secret() -> str:
+    """A secret_token Telegram accepts: 1-256 characters of A-Z, a-z, 0-9, _ and -."""
+    return secrets.token_urlsafe(32)
+
+
+class TelegramLineError(Exception):
+    """A Bot API call other than a send failed; `outcome` says how, `code` in one word."""
+
+    def __init__(self, outcome: SendResult):
+        self.outcome = outcome
+        self.code = _code_of(outcome)
+        super().__init__(f"Telegram Bot API call failed: {self.code}")
+
+
+def classify_exception(exc: BaseException) -> SendResult:
+    """The one place a Telegram error becomes an outcome; nothing above bot/ sees aiogram's."""
+    if isinstance(exc, TelegramRetryAfter):
+        return RateLimited(float(exc.retry_after))
+    if isinstance(exc, TelegramForbiddenError):
+        return Blocked() if _says(exc, _GONE) else PermanentFailure("forbidden")
+    if isinstance(exc, TelegramBadRequest):
+        return PermanentFailure("chat_not_found" if _says(exc, ("chat not found",))
+                                else "bad_request")
+    for kinds, outcome in _BY_TYPE:
+        if isinstance(exc, kinds):
+            return outcome
+    return TemporaryFailure("unexpected")
+
+
+# Order matters: subclasses before their bases (EntityTooLarge is a NetworkError).
+_BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], SendResult], ...] = (
+    # Telegram answers 404 for a malformed token in the URL and 401 for a revoked one.
+    ((TelegramUnauthorizedError, TelegramNotFound, TokenValidationError),
+     PermanentFailure("auth_failed")),
+    (TelegramConflictError, PermanentFailure("conflict")),
+    (TelegramMigrateToChat, PermanentFailure("chat_migrated")),
+    (TelegramEntityTooLarge, PermanentFailure("too_large")),
+    (TelegramServerError, TemporaryFailure("server_error")),
+    ((TelegramNetworkError, aiohttp.ClientError), TemporaryFailure("network_error")),
+    (TimeoutError, TemporaryFailure("timeout")),
+    (ClientDecodeError, TemporaryFailure("bad_response")),
+    (TelegramAPIError, TemporaryFailure("telegram_error")),
+)
+
+
+def _says(exc: TelegramAPIError, phrases: tuple[str, ...]) -> bool:
+    description = exc.message.lower()
+    return any(phrase in description for phrase in phrases)
+
+
+def _code_of(outcome: SendResult) -> str:
+    if isinstance(outcome, PermanentFailure):
+        return outcome.code
+    if isinstance(outcome, TemporaryFailure):
+        return outcome.reason
+    return {RateLimited: "rate_limited", Blocked: "blocked", OptedOut: "opted_out"}.get(
+        type(outcome), "sent")
+
+
+class _GetRawUpdates(GetUpdates):
+    # Updates stay the dicts Telegram sent, exactly what a webhook delivers, so one parser
+    # serves both; an update shape aiogram cannot validate never wedges the poll loop.
+    __returning__ = list[dict[str, Any]]
+
+
+class TelegramChannel:
+    """Channel over the Telegram Bot API; `credentials_for` unwraps a line's stored credentials
+    and is asked on every call, so a new token or base URL takes effect on the next send."""
+
+    def __init__(self, credentials_for: Callable[[Line], Awaitable[TelegramCredentials]]):
+        self._credentials_for = credentials_for
+        self._bots: dict[str, tuple[tuple[str, str], Bot]] = {}
+        # Bots replaced after a credential change; other sends may still be using them.
+        self._retired: list[Bot] = []
+
+    async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult:
+        return await self._send_text(line, address, message.text)
+
+    async def flush(self) -> None:
+        """Nothing is buffered: Telegram has the message once send returns."""
+
+    async def send_consent_offer(self, line: Line, chat_id: str, text: str, accept_label: str,
+                                 decline_label: str) -> SendResult:
+        """`text` with accept / decline buttons; a tap comes back as a ConsentTap event."""
+        keyboard = InlineKeyboardMarkup(inline_keyboard=[[
+            InlineKeyboardButton(text=accept_label, callback_data=CONSENT_YES),
+            InlineKeyboardButton(text=decline_label, callback_data=CONSENT_NO),
+        ]])
+        return await self._send_text(line, chat_id, text, reply_markup=keyboard)
+
+    async def answer_callback(self, line: Line, callback_query_id: str, text: str) -> bool:
+        """Stops the button's spinner and shows `text`. False on failure, which is harmless:
+        the tap is already recorded, and Telegram refuses answers after ~15 s anyway."""
+        try:
+            bot = await self._bot(line)
+            await bot.answer_callback_query(callback_query_id, text=text)
+        except _PROVIDER_ERRORS as exc:
+            _log_failure(line, "answerCallbackQuery", exc)
+            return False
+        return True
+
+    async def set_webhook(self, line: Line, url: str, secret: str) -> None:
+        """Telegram will POST updates to `url` with `secret` in X-Telegram-Bot-Api-Secret-Token."""
+        await self._call(line, "setWebhook", lambda bot: bot.set_webhook(
+            url=url, secret_token=secret or None, allowed_updates=list(UPDATE_KINDS)))
+
+    async def delete_webhook(self, line: Line) -> None:
+        await self._call(line, "deleteWebhook", lambda bot: bot.delete_webhook())
+
+    async def poll(self, line: Line, offset: int | None, timeout: int) -> list[dict]:
+        """Long polling (getUpdates): raw update dicts for parse_update. Pass the last
+        update_id + 1 as the next offset; that is what confirms the earlier ones."""
+        method = _GetRawUpdates(offset=offset, timeout=timeout,
+                                allowed_updates=list(UPDATE_KINDS))
+        return await self._call(line, "getUpdates", lambda bot: bot(
+            method, request_timeout=REQUEST_TIMEOUT + timeout))
+
+    async def close(self) -> None:
+        bots = [bot for _, bot in self._bots.values()] + self._retired
+        self._bots, self._retired = {}, []
+        # Not Bot.close(): that is the Bot API method "close", which logs the bot out of its
+        # server. Only the HTTP sessions are ours to close.
+        await asyncio.gather(*(bot.session.close() for bot in bots))
+
+    async def _send_text(self, line: Line, address: str, text: str, **options) -> SendResult:
+        chat_id = normalise_telegram_chat_id(address)
+        if chat_id is None:
+            return PermanentFailure("invalid_address")
+        try:
+            bot = await self._bot(line)
+            # No parse_mode: texts carry business content, and "<" must arrive as "<".
+            sent = await bot.send_message(chat_id=int(chat_id), text=text, **options)
+        except _PROVIDER_ERRORS as exc:
+            return _log_failure(line, "sendMessage", exc)
+        return Sent(str(sent.message_id))
+
+    async def _call(self, line: Line, name: str, call: Callable[[Bot], Awaitable[Any]]) -> Any:
+        try:
+            return await call(await self._bot(line))
+        except _PROVIDER_ERRORS as exc:
+            # from None: the chained aiohttp error may quote the URL, and the URL holds the token.
+            raise TelegramLineError(_log_failure(line, name, exc)) from None
+
+    async def _bot(self, line: Line) -> Bot:
+        credentials = await self._credentials_for(line)
+        key = (credentials.bot_token, credentials.base_url)
+        cached = self._bots.get(line.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        bot = Bot(credentials.bot_token, session=AiohttpSession(
+            api=TelegramAPIServer.from_base(credentials.base_url), timeout=REQUEST_TIMEOUT))
+        if cached is not None:
+            self._retired.append(cached[1])
+        self._bots[line.id] = (key, bot)
+        return bot
+
+
+def _log_failure(line: Line, method: str, exc: BaseException) -> SendResult:
+    """Classifies `exc` and logs it by type only: its text can hold the chat id or the URL
+    with the token, and the failed method object holds the message text."""
+    outcome = classify_exception(exc)
+    log.debug("telegram call failed", extra={
+        "line_id": line.id, "method": method, "error": type(exc).__name__,
+        "outcome": _code_of(outcome)})
+    return outcome

@@ -1,0 +1,280 @@
+"""A fake WhatsApp Cloud API (Graph) server and builders of signed, realistic webhook payloads."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+WABA_ID = "102290129340398"
+PHONE_NUMBER_ID = "106540352242922"
+DISPLAY_NUMBER = "15550783881"
+
+# (HTTP status, message, details) as Graph answers them; details are Meta's wording.
+ERRORS: dict[int, tuple[int, str, str]] = {
+    1: (500, "An unknown error occurred", "Possibly a temporary issue due to downtime."),
+    2: (503, "Service temporarily unavailable", "Temporary due to downtime or overload."),
+    4: (400, "(#4) Application request limit reached",
+        "The app has reached its API call rate limit."),
+    100: (400, "(#100) Invalid parameter", "Invalid parameter"),
+    190: (401, "Invalid OAuth access token - Cannot parse access token", ""),
+    368: (400, "(#368) Temporarily blocked for policies violations",
+          "The WhatsApp Business Account associated with the app has been restricted or "
+          "disabled for violating a platform policy."),
+    613: (400, "(#613) Calls to this api have exceeded the rate limit.",
+          "Calls to this API have exceeded the rate limit."),
+    80007: (400, "(#80007) Rate limit issues",
+            "The WhatsApp Business Account has reached its rate limit."),
+    130429: (400, "(#130429) Rate limit hit", "Cloud API message throughput has been reached."),
+    131000: (500, "(#131000) Something went wrong",
+             "Message failed to send due to an unknown error."),
+    131016: (503, "(#131016) Service unavailable",
+             "A service is temporarily unavailable."),
+    131026: (400, "(#131026) Message Undeliverable", "Unable to deliver message."),
+    131047: (400, "(#131047) Re-engagement message",
+             "Message failed to send because more than 24 hours have passed since the "
+             "customer last replied to this number."),
+    131048: (400, "(#131048) Spam rate limit hit",
+             "Message failed to send because there are restrictions on how many messages "
+             "can be sent from this phone number."),
+    131049: (400, "(#131049) This message was not delivered to maintain healthy ecosystem "
+                  "engagement.",
+             "In order to maintain a healthy ecosystem engagement, the message failed to be "
+             "delivered."),
+    131050: (400, "(#131050) Unable to deliver the message. This recipient has chosen to stop "
+                  "receiving marketing messages on WhatsApp from your business.",
+             "Unable to deliver the message."),
+    131056: (400, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+             "Message failed to send because there were too many messages sent from this "
+             "phone number to the same phone number in a short period of time."),
+}
+THROTTLING = frozenset({4, 613, 80007, 130429, 131056})
+
+
+@dataclass
+class GraphState:
+    access_token: str = "EAAG-test-token"
+    phone_number_ids: set[str] = field(default_factory=lambda: {PHONE_NUMBER_ID})
+    rate_per_second: float = 80.0  # per business number; the bucket holds one second
+    pair_interval: float = 6.0  # one message per 6 s to the same user (131056)
+    fail: dict[str, int] = field(default_factory=dict)  # wa_id (no '+') → Graph error code
+    retry_after: str | None = None  # a Retry-After header on throttling answers, if set
+    latency: float = 0.0  # seconds before answering, to exercise client timeouts
+    clock: Callable[[], float] = time.monotonic  # inject a fixed clock for exact tests
+    sent: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)  # every body received, raw
+    _tokens: dict[str, tuple[float, float]] = field(  # number → (tokens, at)
+        default_factory=dict, init=False, repr=False)
+    _last_to: dict[tuple[str, str], float] = field(default_factory=dict, init=False, repr=False)
+    _ids: itertools.count = field(default_factory=itertools.count, init=False, repr=False)
+
+    def take_token(self, number: str) -> bool:
+        now, burst = self.clock(), self.rate_per_second
+        tokens, at = self._tokens.get(number, (burst, now))
+        tokens = min(burst, tokens + (now - at) * self.rate_per_second)
+        if tokens < 1:
+            self._tokens[number] = (tokens, now)
+            return False
+        self._tokens[number] = (tokens - 1, now)
+        return True
+
+    def pair_free(self, number: str, to: str) -> bool:
+        last = self._last_to.get((number, to))
+        return last is None or self.clock() - last >= self.pair_interval
+
+    def accept(self, number: str, body: dict) -> str:
+        wamid = "wamid." + base64.b64encode(
+            f"{number}:{next(self._ids)}:{secrets.token_hex(4)}".encode()).decode()
+        self._last_to[(number, body["to"])] = self.clock()
+        self.sent.append({"to": body["to"], "text": (body.get("text") or {}).get("body"),
+                          "template": body.get("template"), "type": body["type"],
+                          "reference": body.get("biz_opaque_callback_data"), "id": wamid,
+                          "at": time.time()})
+        return wamid
+
+
+def graph_error(code: int, details: str | None = None, subcode: int | None = None
+                ) -> web.Response:
+    status, message, default_details = ERRORS.get(code, (400, f"(#{code}) Error", ""))
+    error: dict = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if code != 190:  # token errors come from Graph itself, without WhatsApp's error_data
+        error["error_data"] = {"messaging_product": "whatsapp",
+                               "details": details or default_details}
+    error["fbtrace_id"] = "A" + secrets.token_urlsafe(16)
+    return web.json_response({"error": error}, status=status)
+
+
+def _missing(body: object) -> str | None:
+    """The first required field a /messages body lacks, as Graph names it."""
+    if not isinstance(body, dict):
+        return "body"
+    if body.get("messaging_product") != "whatsapp":
+        return "messaging_product"
+    to = body.get("to")
+    if not isinstance(to, str) or not to.isdigit():
+        return "to"
+    kind = body.get("type", "text")
+    if kind == "text":
+        text = body.get("text")
+        ok = isinstance(text, dict) and isinstance(text.get("body"), str) and text["body"]
+        return None if ok and len(text["body"]) <= 4096 else "text.body"
+    if kind == "template":
+        template = body.get("template")
+        ok = (isinstance(template, dict) and template.get("name")
+              and isinstance(template.get("language"), dict) and template["language"].get("code"))
+        return None if ok else "template"
+    return "type"
+
+
+def create_graph_app(state: GraphState) -> web.Application:
+    async def messages(request: web.Request) -> web.Response:
+        if state.latency:
+            await asyncio.sleep(state.latency)
+        number = request.match_info["phone_number_id"]
+        if request.headers.get("Authorization") != f"Bearer {state.access_token}":
+            return graph_error(190)
+        if number not in state.phone_number_ids:
+            return graph_error(100, f"Object with ID '{number}' does not exist", subcode=33)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        state.requests.append(body)
+        if (missing := _missing(body)) is not None:
+            return graph_error(100, f"The parameter {missing} is required.")
+        return _send(number, body)
+
+    def _send(number: str, body: dict) -> web.Response:
+        if not state.take_token(number):
+            return _throttled(130429)
+        if (code := state.fail.get(body["to"])) is not None:
+            return _throttled(code)
+        if not state.pair_free(number, body["to"]):
+            return _throttled(131056)
+        wamid = state.accept(number, body)
+        return web.json_response({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+            "messages": [{"id": wamid, "message_status": "accepted"}]})
+
+    def _throttled(code: int) -> web.Response:
+        response = graph_error(code)
+        if state.retry_after is not None and code in THROTTLING:
+            response.headers["Retry-After"] = state.retry_after
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{version}/{phone_number_id}/messages", messages)
+    return app
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+def signed_webhook(app_secret: str, payload: dict) -> tuple[bytes, dict[str, str]]:
+    """The raw body and headers Meta would POST (X-Hub-Signature-256 over the exact bytes)."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    signature = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={signature}"}
+
+
+def batch(*payloads: dict) -> dict:
+    """Several webhooks delivered as one, the way Meta batches entries."""
+    return {"object": "whatsapp_business_account",
+            "entry": [entry for payload in payloads for entry in payload["entry"]]}
+
+
+def _wa(number: str) -> str:
+    return number.removeprefix("+")
+
+
+def _now() -> str:
+    return str(int(time.time()))
+
+
+def _wamid() -> str:
+    return "wamid." + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _webhook(value: dict, field_name: str = "messages",
+             phone_number_id: str = PHONE_NUMBER_ID) -> dict:
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": DISPLAY_NUMBER,
+                          "phone_number_id": phone_number_id}} | value
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": WABA_ID, "changes": [{"value": value, "field": field_name}]}]}
+
+
+def _inbound(sender: str, message: dict, phone_number_id: str, name: str) -> dict:
+    message = {"from": _wa(sender), "id": message.pop("id", None) or _wamid(),
+               "timestamp": message.pop("timestamp", None) or _now()} | message
+    return _webhook({"contacts": [{"profile": {"name": name}, "wa_id": _wa(sender)}],
+                     "messages": [message]}, phone_number_id=phone_number_id)
+
+
+def text_message_payload(sender: str, text: str, *, message_id: str | None = None,
+                         timestamp: str | None = None, phone_number_id: str = PHONE_NUMBER_ID,
+                         name: str = "Ayşe Yılmaz") -> dict:
+    return _inbound(sender, {"id": message_id, "timestamp": timestamp, "type": "text",
+                             "text": {"body": text}}, phone_number_id, name)
+
+
+def button_payload(sender: str, title: str, *, kind: str = "quick_reply",
+                   payload: str | None = None, message_id: str | None = None,
+                   phone_number_id: str = PHONE_NUMBER_ID, name: str = "Ayşe Yılmaz") -> dict:
+    """A tap on a template quick-reply button (`quick_reply`), an interactive reply button
+    (`button_reply`) or a list row (`list_reply`)."""
+    reply_id = payload or title.upper().replace(" ", "_")
+    context = {"from": DISPLAY_NUMBER, "id": _wamid()}
+    if kind == "quick_reply":
+        message = {"type": "button", "button": {"payload": reply_id, "text": title}}
+    elif kind in ("button_reply", "list_reply"):
+        reply = {"id": reply_id, "title": title}
+        if kind == "list_reply":
+            reply["description"] = ""
+        message = {"type": "interactive", "interactive": {"type": kind, kind: reply}}
+    else:
+        raise ValueError(f"unknown button kind {kind!r}")
+    message = {"context": context, "id": message_id} | message
+    return _inbound(sender, message, phone_number_id, name)
+
+
+def status_payload(message_id: str, status: str, recipient: str, *,
+                   reference: str | None = None, error_code: int | None = None,
+                   timestamp: str | None = None,
+                   phone_number_id: str = PHONE_NUMBER_ID) -> dict:
+    item: dict = {"id": message_id, "status": status, "timestamp": timestamp or _now(),
+                  "recipient_id": _wa(recipient)}
+    if reference is not None:
+        item["biz_opaque_callback_data"] = reference
+    if status in ("sent", "delivered"):
+        item["conversation"] = {"id": secrets.token_hex(16), "origin": {"type": "marketing"}}
+        item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "marketing"}
+    if error_code is not None:
+        _, message, details = ERRORS.get(error_code, (400, f"(#{error_code}) Error", ""))
+        title = message.split(") ", 1)[-1]
+        item["errors"] = [{"code": error_code, "title": title, "message": title,
+                           "error_data": {"details": details},
+                           "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/"
+                                   "support/error-codes/"}]
+    return _webhook({"statuses": [item]}, phone_number_id=phone_number_id)
+
+
+def user_preferences_payload(wa_id: str, value: str, *, category: str = "marketing_messages",
+                             timestamp: int | None = None,
+                             phone_number_id: str = PHONE_NUMBER_ID) -> dict:
+    detail = f"User requested to {value} marketing messages"
+    return _webhook({"contacts": [{"wa_id": _wa(wa_id)}],
+                     "user_preferences": [{"wa_id": _wa(wa_id), "detail": detail,
+                                           "category": category, "value": value,
+                                           "timestamp": timestamp or int(time.time())}]},
+                    field_name="user_preferences", phone_number_id=phone_number_id)
