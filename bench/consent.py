@@ -47,8 +47,9 @@ def write_csv(path: Path, rows: int, seed: int = 7) -> None:
             fh.write(f"{phone};{rnd.choice(NAMES)};{rnd.choice(CITIES)};{consent}\n")
 
 
-async def _setup(url: str, data_dir: Path) -> tuple[Database, str, TenantDirectory, FieldCrypto]:
-    db = open_database(url)
+async def _setup(url: str, data_dir: Path,
+                 cache_mb: int = 8) -> tuple[Database, str, TenantDirectory, FieldCrypto]:
+    db = open_database(url, sqlite_cache_mb=cache_mb)
     await upgrade(db)
     master = MasterKey(os.urandom(32), source="bench")
     tenant_id, _ = await accounts.create_tenant(db, master, "Bench Mağaza", "bench passphrase 1",
@@ -57,12 +58,12 @@ async def _setup(url: str, data_dir: Path) -> tuple[Database, str, TenantDirecto
     return db, tenant_id, directory, FieldCrypto(Keyring(), SqlDataKeyStore(db))
 
 
-async def bench_import(sizes: list[int], url: str | None) -> dict:
+async def bench_import(sizes: list[int], url: str | None, cache_mb: int = 8) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         db, tenant_id, directory, fields = await _setup(
-            url or f"sqlite+aiosqlite:///{tmp_path / 'bench.db'}", tmp_path)
+            url or f"sqlite+aiosqlite:///{tmp_path / 'bench.db'}", tmp_path, cache_mb)
         importer = ContactImporter(db, fields, directory)
         for n in sizes:
             csv_path = tmp_path / f"contacts-{n}.csv"

@@ -1,4 +1,4 @@
-"""Telegram updates as our events: pure parsing of Bot API update dicts, commands, webhook secrets."""
+"""Telegram updates as our events: pure parsing of update dicts, bot commands, webhook secrets."""
 from __future__ import annotations
 
 import hmac

@@ -11,6 +11,9 @@ from campaigns.ports import Line
 from store.tables import lines
 
 SANDBOX_DEFAULT_RATE = 100.0
+# Provider ceilings (DESIGN.md): WhatsApp 80 msg/s per number by default, up to 1,000 when
+# Meta raised it; Telegram about 30 msg/s per bot.
+PROVIDER_RATES = {"whatsapp": (80.0, 1000.0), "telegram": (30.0, 30.0)}
 # The sandbox accepts any rate so the pipeline can be measured unthrottled.
 SANDBOX_MAX_RATE = 1_000_000.0
 
@@ -88,3 +91,27 @@ async def set_line_state(conn: AsyncConnection, line_id: str, state: str,
                          reason: str | None) -> None:
     await conn.execute(lines.update().where(lines.c.id == line_id).values(
         state=state, state_reason=reason))
+
+
+async def add_provider_line(conn: AsyncConnection, tenant_id: str, channel: str, name: str,
+                            rate_per_second: float | None, wrapped_credentials: bytes,
+                            options: dict | None = None) -> Line:
+    """A WhatsApp number or Telegram bot; its credentials arrive wrapped by the master key."""
+    default, ceiling = PROVIDER_RATES[channel]
+    rate = default if rate_per_second is None else rate_per_second
+    if not 0 < rate <= ceiling:
+        raise LineInputError(f"rate_per_second for {channel} must be above 0 and at most "
+                             f"{ceiling:.0f}")
+    return await add_line(conn, tenant_id, channel, name, rate, wrapped_credentials, options)
+
+
+async def wrapped_credentials(conn: AsyncConnection, line_id: str) -> bytes | None:
+    q = sa.select(lines.c.wrapped_credentials).where(lines.c.id == line_id)
+    row = (await conn.execute(q)).first()
+    return None if row is None or row[0] is None else bytes(row[0])
+
+
+async def line_by_id(conn: AsyncConnection, line_id: str) -> Line | None:
+    """Any tenant's line (webhooks arrive by line id, before we know the tenant)."""
+    row = (await conn.execute(sa.select(lines).where(lines.c.id == line_id))).first()
+    return _line(row) if row else None

@@ -100,7 +100,7 @@ async def cmd_bench_import(args, config: Config) -> int:
     from bench import consent
     await consent.bench_import(
         [min(100_000, args.rows), args.rows] if args.rows > 100_000 else [args.rows],
-        _bench_url(config))
+        _bench_url(config), config.store.sqlite_cache_mb)
     return 0
 
 

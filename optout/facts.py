@@ -49,8 +49,28 @@ async def _rows(conn: AsyncConnection, query, tenant_id: str, chunk: list[bytes]
         if merchants:
             params += [tenant_id, *chunk]
         return (await conn.exec_driver_sql(sql, tuple(params))).fetchall()
+    if conn.dialect.name == "postgresql":
+        # One array parameter per probe instead of thousands of scalars.
+        params = (tenant_id, consent_type, chunk, tenant_id, consent_type, chunk)
+        if merchants:
+            params += (tenant_id, chunk)
+        return (await conn.exec_driver_sql(_pg_sql(merchants), params)).fetchall()
     result = await conn.execute(query, _params(tenant_id, chunk, consent_type, merchants))
     return result.fetchall()
+
+
+@functools.lru_cache(maxsize=4)
+def _pg_sql(merchants: bool) -> str:
+    sql = ("SELECT 'c', address_index, status, recipient_type, iys_status FROM consent_state "
+           "WHERE tenant_id = $1 AND consent_type = $2 AND address_index = ANY($3::bytea[]) "
+           "UNION ALL SELECT 's', address_index, kind, NULL, NULL FROM suppressions "
+           f"WHERE tenant_id = $4 AND scope IN ($5, '{EVERYTHING}') "
+           "AND address_index = ANY($6::bytea[])")
+    if merchants:
+        sql += (" UNION ALL SELECT 'm', address_index, NULL, NULL, NULL FROM contacts "
+                "WHERE tenant_id = $7 AND recipient_type = 'merchant' "
+                "AND address_index = ANY($8::bytea[])")
+    return sql
 
 
 @functools.lru_cache(maxsize=64)
