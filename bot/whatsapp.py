@@ -153,12 +153,10 @@ def _accepted(body: dict | None) -> SendResult:
 
 def _error_code(body: dict | None) -> int | None:
     error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None
-    try:
-        return int(error.get("code"))
-    except (TypeError, ValueError):
-        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        return int(code)  # some relays quote the code
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def _retry_after(headers) -> float | None:
@@ -186,6 +184,8 @@ class WhatsAppChannel:
 
     async def send_payload(self, line: Line, payload: dict) -> SendResult:
         """Posts a prepared /messages body (e.g. from `template_payload`) for the line."""
+        # A loader failure (line deleted, master key changed) is not a provider answer: it
+        # propagates, and the dispatcher records the row as a channel error.
         credentials = await self._credentials_for(line)
         url = f"{credentials.base_url.rstrip('/')}/{credentials.phone_number_id}/messages"
         headers = {"Authorization": f"Bearer {credentials.access_token}"}

@@ -101,7 +101,7 @@ def _guarded(parse_item, number: str, item) -> WebhookEvent | None:
     # One bad item must not drop its neighbours: Meta retries the whole batch on an error.
     try:
         return parse_item(number, item)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return None
 
 
@@ -147,7 +147,7 @@ def _error_code(errors) -> int | None:
         return None
     try:
         return int(errors[0]["code"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 

@@ -200,7 +200,7 @@ def test_a_payload_for_another_object_is_ignored():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
         st.sampled_from(["entry", "changes", "value", "metadata", "phone_number_id",
                          "messages", "statuses", "user_preferences", "type", "text", "body",
