@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from campaigns.ports import Channel, Line, OutboundMessage
 from crypto.service import FieldCrypto
-from optout import inbound
+from optout import inbound, suppression
 from optout.inbound import InboundText, Outcome
 from optout.keywords import Intent, classify
+from optout.ledger import consent_type_for
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
 from store.engine import Database
@@ -51,3 +52,34 @@ class InboundRouter:
             await channel.send(line, address, OutboundMessage(outcome.reply))
             await channel.flush()
         return outcome
+
+    async def _context(self, line: Line, address: str):
+        async with self.db.connect() as conn:
+            profile = await self.directory.profile(conn, line.tenant_id)
+        sealer = await self.fields.shared_sealer(line.tenant_id, profile.public_key)
+        return profile, sealer, self.directory.index(line.tenant_id, address)
+
+    async def stopped_by_provider(self, line: Line, address: str, source: str, evidence: str,
+                                  kind: str = "opted_out") -> None:
+        """An opt-out the provider reports (WhatsApp stop preference or error 131050, a
+        Telegram block): applied like a STOP, without a reply."""
+        profile, sealer, index = await self._context(line, address)
+        self.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
+        async with self.db.begin() as conn:
+            await inbound.apply_stop(conn, profile, index, sealer, line.channel, address,
+                                     source, evidence, kind=kind)
+        log.info("provider opt-out", extra={"tenant_id": line.tenant_id, "line_id": line.id,
+                                            "kind": kind})
+
+    async def granted(self, line: Line, address: str, source: str, statement: str) -> None:
+        profile, sealer, index = await self._context(line, address)
+        async with self.db.begin() as conn:
+            await inbound.apply_grant(conn, profile, index, sealer, line.channel, address,
+                                      source, statement, time.time())
+
+    async def unblocked(self, line: Line, address: str) -> None:
+        """The person unblocked the bot: only the block is lifted (that is not consent)."""
+        _, _, index = await self._context(line, address)
+        async with self.db.begin() as conn:
+            await suppression.lift(conn, line.tenant_id, index, consent_type_for(line.channel),
+                                   kinds=("blocked",))

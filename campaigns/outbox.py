@@ -88,11 +88,38 @@ async def mark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
 
 
 async def record(conn: AsyncConnection, results: Sequence[Result]) -> None:
+    """The dispatcher's outcomes. A row a status webhook already moved on (a fast provider's
+    "delivered" can overtake our own bookkeeping) is not moved back."""
     now = time.time()
     await raw.execute_many(
         conn, "UPDATE outbox SET state = ?, reason = ?, provider_id = ?, sent_at = ?, "
-              "updated_at = ? WHERE id = ?",
+              "updated_at = ? WHERE id = ? AND state IN ('pending', 'sending')",
         [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id) for r in results])
+
+
+# Provider statuses only move a row forward; `unknown` rows are reconciled by them.
+_STATUS_RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "failed": 2,
+                "delivered": 3, "read": 4}
+
+
+async def apply_status(conn: AsyncConnection, tenant_id: str, row_id: int, status: str,
+                       provider_id: str | None, reason: str | None = None) -> bool:
+    """A provider status callback (sent, delivered, read, failed) for one of our rows."""
+    rows = await raw.fetch(conn, "SELECT state FROM outbox WHERE id = ? AND tenant_id = ?",
+                           (row_id, tenant_id))
+    if not rows or rows[0][0] not in _STATUS_RANK:
+        return False
+    current = rows[0][0]
+    if _STATUS_RANK[status] <= _STATUS_RANK[current] and current not in ("unknown", "sending"):
+        return False  # a redelivered or out-of-order callback
+    if status == "failed" and current in ("delivered", "read"):
+        return False
+    await raw.execute(conn, "UPDATE outbox SET state = ?, reason = COALESCE(?, reason), "
+                            "provider_id = COALESCE(provider_id, ?), "
+                            "sent_at = COALESCE(sent_at, ?), updated_at = ? WHERE id = ?",
+                      (status, reason, provider_id,
+                       time.time() if status != "failed" else None, time.time(), row_id))
+    return True
 
 
 async def recover_in_flight(conn: AsyncConnection) -> int:

@@ -15,6 +15,7 @@ from dashboard import (
     lines_api,
     settings_api,
     vault_api,
+    webhooks,
 )
 from dashboard.errors import error_middleware, error_response, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, registry_key
@@ -84,7 +85,7 @@ BASE_OPERATIONS = [
 def operations() -> list[Operation]:
     return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
             *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS,
-            *campaign_api.OPERATIONS]
+            *campaign_api.OPERATIONS, *webhooks.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

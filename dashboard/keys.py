@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
 from bot.sandbox import SandboxChannel
 from campaigns.audiences import ContactImporter
@@ -38,6 +39,7 @@ inbound_key = web.AppKey("inbound", InboundRouter)
 sandbox_key = web.AppKey("sandbox", SandboxChannel)
 watch_key = web.AppKey("watch", RevocationWatch)
 channels_key = web.AppKey("channels", dict)
+credentials_key = web.AppKey("credentials", CredentialStore)
 # Called with (campaign_id, send_at) when a campaign becomes scheduled: sets its timer.
 scheduler_hook_key = web.AppKey("scheduler_hook", Callable[[str, float | None], None])
 # Set by the auth middleware on every /api/v1 request that carries a valid key.

@@ -3,18 +3,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from campaigns.lines import add_sandbox_line, get_line, list_lines
+from bot.whatsapp import DEFAULT_BASE_URL, WhatsAppCredentials
+from campaigns.lines import add_provider_line, add_sandbox_line, get_line, list_lines
 from campaigns.ports import Line
+from campaigns.throttle import WHATSAPP_TIERS
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import TENANT, db_key, inbound_key, sandbox_key
+from dashboard.keys import TENANT, channels_key, credentials_key, db_key, inbound_key, sandbox_key
 from dashboard.routing import Operation
 from optout.addresses import normalise_address
 
 
 def line_json(line: Line) -> dict:
-    return {"id": line.id, "channel": line.channel, "name": line.name,
-            "rate_per_second": line.rate_per_second, "state": line.state,
-            "simulate": (line.options or {}).get("simulate")}
+    """What the owner sees of a line: never its credentials."""
+    options = line.options or {}
+    found = {"id": line.id, "channel": line.channel, "name": line.name,
+             "rate_per_second": line.rate_per_second, "state": line.state,
+             "webhook_path": f"/webhooks/{line.channel}/{line.id}"
+             if line.channel != "sandbox" else None}
+    found.update({k: options[k] for k in ("simulate", "messaging_tier") if k in options})
+    return found
 
 
 async def get_lines(request: web.Request) -> web.Response:
@@ -29,13 +36,35 @@ async def post_line(request: web.Request) -> web.Response:
     name = field(body, "name", str).strip()
     if not name or len(name) > 200:
         raise ApiError(400, "invalid_field", "'name' must be 1 to 200 characters")
+    if channel == "whatsapp":
+        return await _post_whatsapp_line(request, body, name)
+    if channel == "telegram" and "telegram" in request.app[channels_key]:
+        return await _post_telegram_line(request, body, name)
     if channel != "sandbox":
         raise ApiError(400, "unsupported_channel",
-                       f"channel '{channel}' cannot be added yet; only 'sandbox' lines exist")
+                       f"unknown channel '{channel}'; use sandbox, whatsapp or telegram")
     rate = field(body, "rate_per_second", float, required=False, default=100.0)
     simulate = field(body, "simulate", dict, required=False, default=None)
     async with request.app[db_key].begin() as conn:
         line = await add_sandbox_line(conn, request[TENANT], name, rate, simulate)
+    return json_response(line_json(line), status=201)
+
+
+async def _post_whatsapp_line(request: web.Request, body: dict, name: str) -> web.Response:
+    creds = WhatsAppCredentials(
+        phone_number_id=field(body, "phone_number_id", str),
+        access_token=field(body, "access_token", str), app_secret=field(body, "app_secret", str),
+        verify_token=field(body, "verify_token", str),
+        base_url=field(body, "base_url", str, required=False, default=DEFAULT_BASE_URL))
+    tier = field(body, "messaging_tier", int, required=False, default=0)
+    if not 0 <= tier < len(WHATSAPP_TIERS):
+        raise ApiError(400, "invalid_field", f"'messaging_tier' must be 0 to "
+                                             f"{len(WHATSAPP_TIERS) - 1} (250 → unlimited)")
+    wrapped = request.app[credentials_key].wrap(creds.to_json())
+    rate = field(body, "rate_per_second", float, required=False, default=None)
+    async with request.app[db_key].begin() as conn:
+        line = await add_provider_line(conn, request[TENANT], "whatsapp", name, rate, wrapped,
+                                       {"messaging_tier": tier})
     return json_response(line_json(line), status=201)
 
 
@@ -83,7 +112,11 @@ def iso(ts: float | None) -> str | None:
 
 
 LINE_SCHEMA = {"type": "object", "required": ["channel", "name"], "properties": {
-    "channel": {"enum": ["sandbox"]}, "name": {"type": "string"},
+    "channel": {"enum": ["sandbox", "whatsapp", "telegram"]}, "name": {"type": "string"},
+    "phone_number_id": {"type": "string"}, "access_token": {"type": "string"},
+    "app_secret": {"type": "string"}, "verify_token": {"type": "string"},
+    "messaging_tier": {"type": "integer"}, "bot_token": {"type": "string"},
+    "base_url": {"type": "string"},
     "rate_per_second": {"type": "number"},
     "simulate": {"type": "object", "properties": {
         "latency_ms": {"type": "number"}, "failure_rate": {"type": "number"},
@@ -91,7 +124,9 @@ LINE_SCHEMA = {"type": "object", "required": ["channel", "name"], "properties": 
 
 OPERATIONS = [
     Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines"),
-    Operation("POST", "/api/v1/lines", post_line, "Add a sending line (sandbox for now)",
+    Operation("POST", "/api/v1/lines", post_line,
+              "Add a sending line: sandbox, a WhatsApp Cloud API number or a Telegram bot "
+              "(credentials are stored wrapped by the operator key and never shown again)",
               body=LINE_SCHEMA, responses={201: "Line created", 400: "Invalid line"}),
     Operation("POST", "/api/v1/sandbox/inbound", sandbox_inbound,
               "Simulate a recipient's reply on a sandbox line (STOP, BAŞLA, YARDIM, …)",

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
 from bot.sandbox import SandboxChannel
+from bot.whatsapp import WhatsAppChannel
 from campaigns.audiences import ContactImporter
 from campaigns.dispatcher import Dispatcher, DispatchSettings
 from campaigns.outbox import recover_in_flight
@@ -23,6 +25,7 @@ from dashboard.app import setup as setup_dashboard
 from dashboard.keys import (
     WebSettings,
     channels_key,
+    credentials_key,
     db_key,
     directory_key,
     fields_key,
@@ -109,12 +112,16 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     directory = TenantDirectory(app[master_key])
     sandbox = SandboxChannel(db, fields, directory)
     app[fields_key], app[directory_key], app[sandbox_key] = fields, directory, sandbox
-    app[channels_key] = {"sandbox": sandbox}
+    credentials = CredentialStore(db, app[master_key])
+    whatsapp = WhatsAppChannel(credentials.whatsapp)
+    app[credentials_key] = credentials
+    app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp}
     app[importer_key] = ContactImporter(db, fields, directory)
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
                                      watch=app[watch_key])
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     yield
+    await whatsapp.close()
     await db.close()
 
 

@@ -73,9 +73,10 @@ def _evidence(sealer: FieldSealer, **facts) -> bytes:
 
 
 async def apply_stop(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
-                     channel: str, address: str, source: str, evidence_text: str) -> None:
+                     channel: str, address: str, source: str, evidence_text: str,
+                     kind: str = "opted_out") -> None:
     """Revokes the channel's consent and suppresses the address for it (also used for a
-    provider's opt-out signal and a blocked bot)."""
+    provider's opt-out signal and a blocked bot, with kind "blocked")."""
     consent_type = consent_type_for(channel)
     now = time.time()
     await ledger.record(conn, profile.id, [ConsentEvent(
@@ -83,18 +84,26 @@ async def apply_stop(conn, profile: TenantProfile, address_index: bytes, sealer:
         source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=now,
         evidence_sealed=_evidence(sealer, statement=evidence_text, address=address,
                                   channel=channel, at=now))], iys_enabled=profile.iys_enabled)
-    await suppression.suppress(conn, profile.id, address_index, consent_type, "opted_out",
+    await suppression.suppress(conn, profile.id, address_index, consent_type, kind,
                                source, sealer.seal_field(address.encode()))
 
 
 async def _apply_start(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
                        msg: InboundText) -> None:
-    consent_type = consent_type_for(msg.channel)
+    await apply_grant(conn, profile, address_index, sealer, msg.channel, msg.address,
+                      f"inbound:{msg.channel}", msg.text, msg.received_at)
+
+
+async def apply_grant(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
+                      channel: str, address: str, source: str, statement: str,
+                      at: float) -> None:
+    """The person said yes on the channel itself (START, a consent button, WhatsApp resume):
+    a granted consent with what they did as evidence; their opt-out is lifted."""
+    consent_type = consent_type_for(channel)
     await ledger.record(conn, profile.id, [ConsentEvent(
         address_index=address_index, consent_type=consent_type, status=ledger.GRANTED,
-        source=f"inbound:{msg.channel}", recipient_type=ledger.INDIVIDUAL,
-        occurred_at=msg.received_at,
-        evidence_sealed=_evidence(sealer, statement=msg.text, address=msg.address,
-                                  channel=msg.channel, at=msg.received_at))],
+        source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=at,
+        evidence_sealed=_evidence(sealer, statement=statement, address=address,
+                                  channel=channel, at=at))],
         iys_enabled=profile.iys_enabled)
     await suppression.lift(conn, profile.id, address_index, consent_type)

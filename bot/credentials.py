@@ -1,0 +1,38 @@
+"""Provider credentials of lines: stored wrapped by the operator master key, unwrapped on
+demand and kept in memory per line (webhooks and sends need them while the vault is locked)."""
+from __future__ import annotations
+
+from bot.whatsapp import WhatsAppCredentials
+from campaigns.lines import wrapped_credentials
+from campaigns.ports import Line
+from crypto.master import MasterKey
+from store.engine import Database
+
+
+class CredentialStore:
+    def __init__(self, db: Database, master: MasterKey):
+        self._db, self._master = db, master
+        self._cache: dict[str, bytes] = {}
+
+    def wrap(self, plaintext_json: bytes) -> bytes:
+        return self._master.wrap(plaintext_json)
+
+    async def _json(self, line_id: str) -> bytes:
+        found = self._cache.get(line_id)
+        if found is None:
+            async with self._db.connect() as conn:
+                blob = await wrapped_credentials(conn, line_id)
+            if blob is None:
+                raise LookupError("line has no credentials")
+            found = self._cache[line_id] = self._master.unwrap(blob)
+        return found
+
+    async def whatsapp(self, line: Line) -> WhatsAppCredentials:
+        return WhatsAppCredentials.from_json(await self._json(line.id))
+
+    async def telegram(self, line: Line):
+        from bot.telegram import TelegramCredentials
+        return TelegramCredentials.from_json(await self._json(line.id))
+
+    def forget(self, line_id: str) -> None:
+        self._cache.pop(line_id, None)

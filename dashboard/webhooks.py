@@ -1,0 +1,130 @@
+"""Provider webhooks: WhatsApp Cloud API (signed; messages, statuses, preferences) and the
+Telegram Bot API (secret token). They arrive per line, outside /api/v1 and its API keys."""
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from bot.whatsapp import outcome_for_error
+from bot.whatsapp_webhook import (
+    SIGNATURE_HEADER,
+    InboundText,
+    PreferenceChange,
+    StatusUpdate,
+    handshake,
+    parse,
+    verify_signature,
+)
+from campaigns import outbox
+from campaigns.lines import line_by_id
+from campaigns.ports import (
+    Blocked,
+    Line,
+    OptedOut,
+    PermanentFailure,
+    RateLimited,
+    TemporaryFailure,
+)
+from dashboard.errors import ApiError, json_response, read_limited
+from dashboard.keys import credentials_key, db_key, inbound_key, settings_key
+from dashboard.routing import Operation
+from optout.addresses import normalise_phone
+
+log = logging.getLogger(__name__)
+
+
+async def provider_line(request: web.Request, channel: str) -> Line:
+    async with request.app[db_key].connect() as conn:
+        line = await line_by_id(conn, request.match_info["line_id"])
+    if line is None or line.channel != channel:
+        raise ApiError(404, "not_found", "no such line")
+    return line
+
+
+async def whatsapp_handshake(request: web.Request) -> web.Response:
+    line = await provider_line(request, "whatsapp")
+    creds = await request.app[credentials_key].whatsapp(line)
+    challenge = handshake(request.query, creds.verify_token)
+    if challenge is None:
+        raise ApiError(403, "forbidden", "hub.verify_token does not match this line")
+    return web.Response(text=challenge)
+
+
+async def whatsapp_events(request: web.Request) -> web.Response:
+    line = await provider_line(request, "whatsapp")
+    creds = await request.app[credentials_key].whatsapp(line)
+    raw = await read_limited(request, request.app[settings_key].max_body_bytes)
+    if not verify_signature(creds.app_secret, raw, request.headers.get(SIGNATURE_HEADER)):
+        raise ApiError(401, "bad_signature", "X-Hub-Signature-256 does not match the body")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "invalid_json", "webhook body is not JSON") from None
+    handled = 0
+    for event in parse(payload if isinstance(payload, dict) else {}):
+        if event.phone_number_id not in (None, creds.phone_number_id):
+            continue  # another number of the same app
+        handled += await _whatsapp_event(request.app, line, event)
+    return json_response({"ok": True, "handled": handled})
+
+
+async def _whatsapp_event(app: web.Application, line: Line, event) -> int:
+    router = app[inbound_key]
+    if isinstance(event, InboundText):
+        address = normalise_phone(event.from_address)
+        if address:
+            await router.receive(line, address, event.text, event.message_id)
+            return 1
+    elif isinstance(event, StatusUpdate):
+        return await _status(app, line, event)
+    elif isinstance(event, PreferenceChange):
+        address = normalise_phone(event.address)
+        if address and event.value == "stop":
+            await router.stopped_by_provider(line, address, "whatsapp:user_preferences",
+                                             "marketing messages stopped in WhatsApp")
+            return 1
+        if address and event.value == "resume":
+            await router.granted(line, address, "whatsapp:user_preferences",
+                                 "marketing messages resumed in WhatsApp")
+            return 1
+    return 0
+
+
+async def _status(app: web.Application, line: Line, event: StatusUpdate) -> int:
+    if not (event.reference or "").isdigit():
+        return 0  # not one of our campaign messages (a confirmation, another tool)
+    reason = None
+    if event.status == "failed" and event.error_code is not None:
+        outcome = outcome_for_error(event.error_code)
+        reason = _reason(outcome)
+        address = normalise_phone(event.recipient)
+        if isinstance(outcome, OptedOut) and address:
+            await app[inbound_key].stopped_by_provider(
+                line, address, "whatsapp:131050", "recipient stopped marketing messages")
+    async with app[db_key].begin() as conn:
+        changed = await outbox.apply_status(conn, line.tenant_id, int(event.reference),
+                                            event.status, event.message_id, reason)
+    return int(changed)
+
+
+def _reason(outcome) -> str:
+    if isinstance(outcome, PermanentFailure):
+        return outcome.code
+    if isinstance(outcome, TemporaryFailure):
+        return outcome.reason
+    return {OptedOut: "opted_out", Blocked: "blocked", RateLimited: "rate_limited"}.get(
+        type(outcome), "failed")
+
+
+OPERATIONS = [
+    Operation("GET", "/webhooks/whatsapp/{line_id}", whatsapp_handshake,
+              "WhatsApp webhook verification (hub.mode, hub.verify_token, hub.challenge)",
+              auth=False, query=("hub.mode", "hub.verify_token", "hub.challenge"),
+              responses={200: "The challenge", 403: "Wrong verify token"}),
+    Operation("POST", "/webhooks/whatsapp/{line_id}", whatsapp_events,
+              "WhatsApp webhook: messages, statuses, user preferences (X-Hub-Signature-256)",
+              auth=False, body={"type": "object"},
+              responses={200: "Processed", 401: "Bad signature; nothing changed"}),
+]
