@@ -14,7 +14,9 @@ class CredentialStore:
         self._db, self._master = db, master
         self._cache: dict[str, bytes] = {}
 
-    def wrap(self, plaintext_json: bytes) -> bytes:
+    def wrap(self, plaintext_json: bytes | str) -> bytes:
+        if isinstance(plaintext_json, str):
+            plaintext_json = plaintext_json.encode()
         return self._master.wrap(plaintext_json)
 
     async def _json(self, line_id: str) -> bytes:

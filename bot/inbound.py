@@ -2,12 +2,13 @@
 comes through `receive`, which commits its effect and only then sends the reply."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from campaigns.ports import Channel, Line, OutboundMessage
+from campaigns.ports import Channel, Line, OutboundMessage, RateLimited
 from crypto.service import FieldCrypto
 from optout import inbound, suppression
 from optout.inbound import InboundText, Outcome
@@ -18,6 +19,8 @@ from optout.watch import RevocationWatch
 from store.engine import Database
 
 log = logging.getLogger(__name__)
+# Longer provider waits are not worth a background retry for a confirmation.
+REPLY_RETRY_LIMIT = 30.0
 
 
 @dataclass
@@ -27,6 +30,7 @@ class InboundRouter:
     directory: TenantDirectory
     channels: dict[str, Channel]
     watch: RevocationWatch
+    _pending_replies: set = field(default_factory=set)
 
     async def receive(self, line: Line, address: str, text: str,
                       provider_message_id: str | None = None) -> Outcome:
@@ -48,10 +52,30 @@ class InboundRouter:
             "tenant_id": line.tenant_id, "line_id": line.id, "intent": outcome.intent,
             "duplicate": outcome.duplicate})
         if outcome.reply:
-            channel = self.channels[line.channel]
-            await channel.send(line, address, OutboundMessage(outcome.reply))
-            await channel.flush()
+            await self.reply(line, address, outcome.reply)
         return outcome
+
+    async def reply(self, line: Line, address: str, text: str) -> None:
+        """Sends a confirmation now, or, when the provider asks to wait (WhatsApp allows one
+        message per 6 s to a person), a little later in the background."""
+        channel = self.channels[line.channel]
+        result = await channel.send(line, address, OutboundMessage(text))
+        await channel.flush()
+        if isinstance(result, RateLimited) and result.retry_after <= REPLY_RETRY_LIMIT:
+            task = asyncio.create_task(self._retry_reply(line, address, text,
+                                                         result.retry_after))
+            self._pending_replies.add(task)
+            task.add_done_callback(self._pending_replies.discard)
+
+    async def _retry_reply(self, line: Line, address: str, text: str, wait: float) -> None:
+        channel = self.channels[line.channel]
+        for _ in range(3):
+            await asyncio.sleep(wait)
+            result = await channel.send(line, address, OutboundMessage(text))
+            if not isinstance(result, RateLimited):
+                return
+            wait = result.retry_after
+        log.warning("confirmation not sent", extra={"line_id": line.id})
 
     async def _context(self, line: Line, address: str):
         async with self.db.connect() as conn:

@@ -28,7 +28,12 @@ from campaigns.ports import (
     Sent,
 )
 from campaigns.render import Template, compile_template, compose
-from campaigns.throttle import FREQUENCY_WINDOW, LineThrottle, quiet_hours_wait
+from campaigns.throttle import (
+    FREQUENCY_WINDOW,
+    LineThrottle,
+    quiet_hours_wait,
+    warmup_limit,
+)
 from crypto.service import FieldCrypto
 from optout import facts, suppression
 from optout.gate import FREQUENCY_CAP, QUIET_HOURS, Purpose, decide
@@ -67,6 +72,7 @@ class _Round:
     # (tenant, blind index, address, suppression kind) the provider told us about
     stops: list[tuple[str, bytes, str, str]] = field(default_factory=list)
     pause_line: str | None = None
+    daily_limit: set[str] = field(default_factory=set)  # campaigns held by the 24 h cap
 
 
 class Dispatcher:
@@ -134,6 +140,8 @@ class Dispatcher:
         if not running:
             return False
         throttle = self._throttle(line)
+        if throttle.rolling_cap.next_free_at(time.monotonic()) > time.monotonic():
+            return False  # the 24 h unique-recipient cap is full: nothing can go out yet
         limit = max(1, min(self.settings.max_batch,
                            int(throttle.effective_rate(time.monotonic())
                                * self.settings.batch_seconds)))
@@ -177,7 +185,8 @@ class Dispatcher:
     def _throttle(self, line: Line) -> LineThrottle:
         rate, throttle = self._throttles.get(line.id, (None, None))
         if throttle is None or rate != line.rate_per_second:
-            throttle = LineThrottle(line.rate_per_second, now=time.monotonic())
+            throttle = LineThrottle(line.rate_per_second, now=time.monotonic(),
+                                    **_provider_limits(line))
             self._throttles[line.id] = (line.rate_per_second, throttle)
         return throttle
 
@@ -278,6 +287,11 @@ class Dispatcher:
                 if self.watch.revoked(row.tenant_id, row.address_index):
                     work.results.append(Result(row.id, "skipped", "opted_out"))
                     continue
+                if not throttle.admits(address, time.monotonic()):
+                    # The line's 24 h unique-recipient limit (WhatsApp tier) is reached.
+                    work.results.append(Result(row.id, "pending"))
+                    work.daily_limit.add(row.campaign_id)
+                    continue
                 throttle.sent(address, time.monotonic())
                 outcome = await self._send_one(channel, line, address, text, row.id)
                 work.results.append(self._result(line, row, address, outcome, work))
@@ -329,6 +343,8 @@ class Dispatcher:
                                            f"provider:{line.channel}", sealed[address])
             if work.pause_line:
                 await set_line_state(conn, line.id, "paused", work.pause_line)
+            await service.set_state(conn, work.daily_limit, "running", "daily_limit",
+                                    only_from=("running",))
         if work.pause_line:
             log.warning("line paused on a provider signal",
                         extra={"line_id": line.id, "reason": work.pause_line})
@@ -357,6 +373,18 @@ class Dispatcher:
                                             only_from=("running",))
                     log.warning("campaign auto-paused", extra={"campaign_id": campaign_id,
                                                                "reason": reason})
+
+
+# What providers enforce per line (DESIGN.md): WhatsApp one message per 6 s to a person and a
+# rolling 24 h cap of unique recipients by tier; Telegram one message per second per chat.
+def _provider_limits(line: Line) -> dict:
+    if line.channel == "whatsapp":
+        tier = int((line.options or {}).get("messaging_tier", 0))
+        return {"pair_interval": 6.0, "daily_unique_limit": warmup_limit(tier),
+                "provider_max_rate": 1000.0}
+    if line.channel == "telegram":
+        return {"pair_interval": 1.0, "provider_max_rate": 30.0}
+    return {}
 
 
 def _quiet(profile: TenantProfile) -> bool:

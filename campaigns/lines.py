@@ -115,3 +115,8 @@ async def line_by_id(conn: AsyncConnection, line_id: str) -> Line | None:
     """Any tenant's line (webhooks arrive by line id, before we know the tenant)."""
     row = (await conn.execute(sa.select(lines).where(lines.c.id == line_id))).first()
     return _line(row) if row else None
+
+
+async def lines_of_channel(conn: AsyncConnection, channel: str) -> list[Line]:
+    q = sa.select(lines).where(lines.c.channel == channel, lines.c.state == "active")
+    return [_line(r) for r in await conn.execute(q)]

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
 from bot.sandbox import SandboxChannel
+from bot.telegram_inbound import TelegramInbound
 from campaigns.audiences import ContactImporter
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
@@ -40,6 +41,9 @@ sandbox_key = web.AppKey("sandbox", SandboxChannel)
 watch_key = web.AppKey("watch", RevocationWatch)
 channels_key = web.AppKey("channels", dict)
 credentials_key = web.AppKey("credentials", CredentialStore)
+telegram_inbound_key = web.AppKey("telegram_inbound", TelegramInbound)
+# The service's public https URL ("" when it has none: Telegram then uses long polling).
+public_url_key = web.AppKey("public_url", str)
 # Called with (campaign_id, send_at) when a campaign becomes scheduled: sets its timer.
 scheduler_hook_key = web.AppKey("scheduler_hook", Callable[[str, float | None], None])
 # Set by the auth middleware on every /api/v1 request that carries a valid key.

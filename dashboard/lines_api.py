@@ -1,16 +1,34 @@
 """API: sending lines, and the sandbox's simulated phones (inbound replies, received messages)."""
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
+from bot.telegram import (
+    PRODUCTION_BASE_URL,
+    TelegramCredentials,
+    TelegramLineError,
+    new_webhook_secret,
+)
 from bot.whatsapp import DEFAULT_BASE_URL, WhatsAppCredentials
 from campaigns.lines import add_provider_line, add_sandbox_line, get_line, list_lines
 from campaigns.ports import Line
 from campaigns.throttle import WHATSAPP_TIERS
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import TENANT, channels_key, credentials_key, db_key, inbound_key, sandbox_key
+from dashboard.keys import (
+    TENANT,
+    channels_key,
+    credentials_key,
+    db_key,
+    inbound_key,
+    public_url_key,
+    sandbox_key,
+)
 from dashboard.routing import Operation
 from optout.addresses import normalise_address
+
+log = logging.getLogger(__name__)
 
 
 def line_json(line: Line) -> dict:
@@ -38,7 +56,7 @@ async def post_line(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "'name' must be 1 to 200 characters")
     if channel == "whatsapp":
         return await _post_whatsapp_line(request, body, name)
-    if channel == "telegram" and "telegram" in request.app[channels_key]:
+    if channel == "telegram":
         return await _post_telegram_line(request, body, name)
     if channel != "sandbox":
         raise ApiError(400, "unsupported_channel",
@@ -65,6 +83,27 @@ async def _post_whatsapp_line(request: web.Request, body: dict, name: str) -> we
     async with request.app[db_key].begin() as conn:
         line = await add_provider_line(conn, request[TENANT], "whatsapp", name, rate, wrapped,
                                        {"messaging_tier": tier})
+    return json_response(line_json(line), status=201)
+
+
+async def _post_telegram_line(request: web.Request, body: dict, name: str) -> web.Response:
+    creds = TelegramCredentials(
+        bot_token=field(body, "bot_token", str),
+        base_url=field(body, "base_url", str, required=False, default=PRODUCTION_BASE_URL),
+        webhook_secret=new_webhook_secret())
+    wrapped = request.app[credentials_key].wrap(creds.to_json())
+    rate = field(body, "rate_per_second", float, required=False, default=None)
+    async with request.app[db_key].begin() as conn:
+        line = await add_provider_line(conn, request[TENANT], "telegram", name, rate, wrapped)
+    public_url = request.app[public_url_key]
+    if public_url:  # otherwise the poller picks the line up within seconds
+        try:
+            await request.app[channels_key]["telegram"].set_webhook(
+                line, f"{public_url.rstrip('/')}/webhooks/telegram/{line.id}",
+                creds.webhook_secret)
+        except TelegramLineError as exc:
+            log.warning("telegram webhook not set", extra={"line_id": line.id,
+                                                           "reason": exc.code})
     return json_response(line_json(line), status=201)
 
 

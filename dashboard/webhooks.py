@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from bot.telegram_updates import verify_secret
 from bot.whatsapp import outcome_for_error
 from bot.whatsapp_webhook import (
     SIGNATURE_HEADER,
@@ -28,7 +29,13 @@ from campaigns.ports import (
     TemporaryFailure,
 )
 from dashboard.errors import ApiError, json_response, read_limited
-from dashboard.keys import credentials_key, db_key, inbound_key, settings_key
+from dashboard.keys import (
+    credentials_key,
+    db_key,
+    inbound_key,
+    settings_key,
+    telegram_inbound_key,
+)
 from dashboard.routing import Operation
 from optout.addresses import normalise_phone
 
@@ -118,6 +125,22 @@ def _reason(outcome) -> str:
         type(outcome), "failed")
 
 
+async def telegram_events(request: web.Request) -> web.Response:
+    line = await provider_line(request, "telegram")
+    creds = await request.app[credentials_key].telegram(line)
+    if not verify_secret(creds.webhook_secret,
+                         request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
+        raise ApiError(401, "bad_secret", "X-Telegram-Bot-Api-Secret-Token does not match")
+    raw = await read_limited(request, request.app[settings_key].max_body_bytes)
+    try:
+        update = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "invalid_json", "webhook body is not JSON") from None
+    handled = await request.app[telegram_inbound_key].handle(
+        line, update if isinstance(update, dict) else {})
+    return json_response({"ok": True, "handled": handled})
+
+
 OPERATIONS = [
     Operation("GET", "/webhooks/whatsapp/{line_id}", whatsapp_handshake,
               "WhatsApp webhook verification (hub.mode, hub.verify_token, hub.challenge)",
@@ -127,4 +150,8 @@ OPERATIONS = [
               "WhatsApp webhook: messages, statuses, user preferences (X-Hub-Signature-256)",
               auth=False, body={"type": "object"},
               responses={200: "Processed", 401: "Bad signature; nothing changed"}),
+    Operation("POST", "/webhooks/telegram/{line_id}", telegram_events,
+              "Telegram Bot API webhook (X-Telegram-Bot-Api-Secret-Token)", auth=False,
+              body={"type": "object"},
+              responses={200: "Processed", 401: "Bad secret; nothing changed"}),
 ]

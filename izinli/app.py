@@ -13,9 +13,12 @@ from prometheus_client import CollectorRegistry
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
 from bot.sandbox import SandboxChannel
+from bot.telegram import TelegramChannel
+from bot.telegram_inbound import TelegramInbound, TelegramPoller
 from bot.whatsapp import WhatsAppChannel
 from campaigns.audiences import ContactImporter
 from campaigns.dispatcher import Dispatcher, DispatchSettings
+from campaigns.lines import lines_of_channel
 from campaigns.outbox import recover_in_flight
 from crypto.master import MasterKey, load_master_key
 from crypto.service import FieldCrypto
@@ -33,10 +36,12 @@ from dashboard.keys import (
     inbound_key,
     keyring_key,
     master_key,
+    public_url_key,
     registry_key,
     sandbox_key,
     scheduler_hook_key,
     settings_key,
+    telegram_inbound_key,
     watch_key,
 )
 from izinli.config import Config
@@ -87,6 +92,11 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
+async def _telegram_lines(db: Database) -> list:
+    async with db.connect() as conn:
+        return await lines_of_channel(conn, "telegram")
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.server.max_import_bytes + 1)
     app[config_key] = config
@@ -99,6 +109,7 @@ def create_app(config: Config) -> web.Application:
     app[keyring_key] = Keyring()
     app[master_key] = master_key_for(config)
     app[watch_key] = RevocationWatch()
+    app[public_url_key] = config.server.public_url
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(pipeline_context)
     setup_dashboard(app)
@@ -114,14 +125,17 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[fields_key], app[directory_key], app[sandbox_key] = fields, directory, sandbox
     credentials = CredentialStore(db, app[master_key])
     whatsapp = WhatsAppChannel(credentials.whatsapp)
+    telegram = TelegramChannel(credentials.telegram)
     app[credentials_key] = credentials
-    app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp}
+    app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp, "telegram": telegram}
     app[importer_key] = ContactImporter(db, fields, directory)
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
                                      watch=app[watch_key])
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
+    app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram)
     yield
     await whatsapp.close()
+    await telegram.close()
     await db.close()
 
 
@@ -145,11 +159,19 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
                                 spam_first_sends=config.campaigns.spam_first_sends,
                                 spam_optout_rate=config.campaigns.spam_optout_rate,
                                 max_consecutive_errors=config.campaigns.max_consecutive_errors))
-    task = asyncio.create_task(dispatcher.run())
+    tasks = [asyncio.create_task(dispatcher.run())]
+    poller = None
+    if not config.server.public_url:
+        poller = TelegramPoller(app[telegram_inbound_key], lambda: _telegram_lines(db),
+                                timeout=config.server.telegram_poll_seconds)
+        tasks.append(asyncio.create_task(poller.run()))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if poller is not None:
+        await poller.stop()
     await dispatcher.stop()
     timers.stop()
     keyring = app[keyring_key]

@@ -21,6 +21,8 @@ class ServerConfig:
     port: int = 8080
     # Public https URL of this service; when set, Telegram uses webhooks instead of long polling.
     public_url: str = ""
+    # Without a public URL Telegram bots are long-polled; each poll waits this long.
+    telegram_poll_seconds: int = 25
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 20 * 1024 * 1024
 

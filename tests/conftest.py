@@ -59,7 +59,8 @@ def database_url(request, tmp_path: Path):
 def config(tmp_path: Path, database_url: str, monkeypatch) -> configuration.Config:
     monkeypatch.delenv("IZINLI_MASTER_KEY", raising=False)
     return configuration.load(None, env={}, overrides={
-        "data_dir": tmp_path / "var", "store.url": database_url, "crypto.kdf": "min"})
+        "data_dir": tmp_path / "var", "store.url": database_url, "crypto.kdf": "min",
+        "server.telegram_poll_seconds": 1})
 
 
 @pytest.fixture
@@ -70,7 +71,8 @@ async def db(config):
 
 
 @pytest.fixture
-async def client(aiohttp_client, config):
+async def client(config, aiohttp_client):
+    # config (and its database) first: torn down after the app that uses them.
     return await aiohttp_client(create_app(config))
 
 

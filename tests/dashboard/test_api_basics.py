@@ -1,5 +1,5 @@
 """Auth, error shape, size limits, OpenAPI coverage, health and metrics."""
-import io
+import asyncio
 
 from dashboard.app import operations
 
@@ -22,11 +22,19 @@ async def test_unknown_route_and_method_are_json_errors(tenant):
     assert r.status == 405 and (await r.json())["error"]["code"] == "method_not_allowed"
 
 
-async def test_oversized_body_is_413(tenant):
-    big = io.BytesIO(b"{" + b" " * (1024 * 1024 + 10) + b"}")
-    r = await tenant.call("POST", "/vault/unlock", data=big,
-                          headers={"Content-Type": "application/json"})
-    assert r.status == 413 and (await r.json())["error"]["code"] == "payload_too_large"
+async def test_oversized_body_is_413(client, tenant):
+    """Refused from its Content-Length alone, before any of it is read. (A raw socket: an
+    HTTP client still writing the body would see the early answer as a broken pipe.)"""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write((f"POST /api/v1/vault/unlock HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {tenant.key}\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {1024 * 1024 + 10}\r\n\r\n{{").encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    body = await reader.read(200)
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 413") and b"payload_too_large" in body
 
 
 async def test_openapi_covers_every_route(client):

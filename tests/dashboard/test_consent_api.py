@@ -243,6 +243,8 @@ async def test_sandbox_lines_can_be_added_with_any_rate(tenant):
                                                   "rate_per_second": 0})
     assert r.status == 400
     r = await tenant.call("POST", "/lines", json={"channel": "whatsapp", "name": "x"})
+    assert r.status == 400 and (await r.json())["error"]["code"] == "missing_field"
+    r = await tenant.call("POST", "/lines", json={"channel": "pigeon", "name": "x"})
     assert r.status == 400 and (await r.json())["error"]["code"] == "unsupported_channel"
 
 

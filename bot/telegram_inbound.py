@@ -1,0 +1,165 @@
+"""What recipients do with a business's Telegram bot: /start offers explicit consent with two
+buttons (the tap is the evidence), /stop and stop words opt out, /help informs, /verilerim
+tells what is held about them (KVKK art. 11), and blocking the bot suppresses the chat.
+Webhooks and long polling both hand their updates to `TelegramInbound.handle`."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from bot.inbound import InboundRouter
+from bot.telegram import TelegramChannel, TelegramLineError
+from bot.telegram_updates import (
+    ChatBlocked,
+    ChatText,
+    ChatUnblocked,
+    ConsentTap,
+    command_of,
+    parse_update,
+)
+from campaigns.ports import Line
+from optout import ledger
+from optout.tenants import TenantProfile
+
+log = logging.getLogger(__name__)
+
+_TEXTS = {
+    "tr": {
+        "offer": "{sender} size kampanya ve duyurularını Telegram'dan göndermek istiyor. Kabul "
+                 "ediyor musunuz? İstediğiniz zaman /stop yazarak ayrılabilirsiniz.",
+        "yes": "Evet, kabul ediyorum", "no": "Hayır",
+        "accepted": "{sender}: Onayınız kaydedildi. Ayrılmak için /stop yazın.",
+        "declined": "Tamam, size ticari ileti göndermeyeceğiz.",
+        "data": "{sender} bu sohbet için şunları tutuyor: ticari ileti izni: {status}{since}; "
+                "izin kaydı sayısı: {events}. Ad, numara ve mesajlar şifreli saklanır. "
+                "Verilerinizin silinmesini istemek için {contact}.",
+    },
+    "en": {
+        "offer": "{sender} would like to send you offers and news on Telegram. Do you agree? "
+                 "You can leave at any time by sending /stop.",
+        "yes": "Yes, I agree", "no": "No",
+        "accepted": "{sender}: Your consent is recorded. Send /stop to leave.",
+        "declined": "OK, we will not send you marketing messages.",
+        "data": "{sender} holds this for this chat: marketing consent: {status}{since}; "
+                "consent records: {events}. Names, numbers and messages are stored encrypted. "
+                "To ask for erasure, {contact}.",
+    },
+}
+_STATUS = {"tr": {"granted": "var", "revoked": "geri alındı", None: "yok"},
+           "en": {"granted": "given", "revoked": "withdrawn", None: "none"}}
+
+
+class TelegramInbound:
+    def __init__(self, router: InboundRouter, channel: TelegramChannel):
+        self.router, self.channel = router, channel
+
+    async def handle(self, line: Line, update: dict) -> int:
+        handled = 0
+        for event in parse_update(update):
+            handled += 1
+            if isinstance(event, ChatText):
+                await self._text(line, event)
+            elif isinstance(event, ConsentTap):
+                await self._tap(line, event)
+            elif isinstance(event, ChatBlocked):
+                await self.router.stopped_by_provider(line, event.chat_id, "telegram:blocked",
+                                                      "the person blocked the bot",
+                                                      kind="blocked")
+            elif isinstance(event, ChatUnblocked):
+                await self.router.unblocked(line, event.chat_id)
+        return handled
+
+    async def _profile(self, line: Line) -> TenantProfile:
+        async with self.router.db.connect() as conn:
+            return await self.router.directory.profile(conn, line.tenant_id)
+
+    async def _text(self, line: Line, event: ChatText) -> None:
+        command = command_of(event.text)
+        name = command[0] if command else None
+        if name == "start":
+            profile = await self._profile(line)
+            texts = _TEXTS.get(profile.language, _TEXTS["tr"])
+            await self.channel.send_consent_offer(
+                line, event.chat_id, texts["offer"].format(sender=profile.sender_name),
+                texts["yes"], texts["no"])
+        elif name == "verilerim":
+            await self._my_data(line, event.chat_id)
+        else:  # /stop, /help and plain words go through the shared keyword path
+            await self.router.receive(line, event.chat_id, event.text,
+                                      provider_message_id=f"tg-{event.update_id}")
+
+    async def _tap(self, line: Line, tap: ConsentTap) -> None:
+        profile = await self._profile(line)
+        texts = _TEXTS.get(profile.language, _TEXTS["tr"])
+        if tap.accepted:
+            shown = tap.message_text or texts["offer"].format(sender=profile.sender_name)
+            await self.router.granted(line, tap.chat_id, "telegram:consent_button",
+                                      f"{shown} → {texts['yes']} (user {tap.user_id})")
+            reply = texts["accepted"].format(sender=profile.sender_name)
+        else:
+            reply = texts["declined"]
+        await self.channel.answer_callback(line, tap.callback_query_id, reply)
+        await self.router.reply(line, tap.chat_id, reply)
+
+    async def _my_data(self, line: Line, chat_id: str) -> None:
+        profile = await self._profile(line)
+        language = profile.language if profile.language in _TEXTS else "tr"
+        async with self.router.db.connect() as conn:
+            index = (await self.router.directory.indexer(conn, line.tenant_id))(chat_id)
+            state, history = await ledger.state_and_history(conn, line.tenant_id, index,
+                                                            "TELEGRAM")
+        status = state["status"] if state else None
+        contact = profile.sender_contact or profile.sender_name
+        text = _TEXTS[language]["data"].format(
+            sender=profile.sender_name, status=_STATUS[language][status],
+            since=f" ({_date(state['occurred_at'])})" if state else "", events=len(history),
+            contact=f"{contact} ile iletişime geçin" if language == "tr" else f"contact {contact}")
+        await self.router.reply(line, chat_id, text)
+
+
+def _date(ts: float) -> str:
+    import time
+    return time.strftime("%Y-%m-%d", time.gmtime(ts + 3 * 3600))
+
+
+class TelegramPoller:
+    """Long polling for bots when the service has no public URL: one task per line."""
+
+    def __init__(self, inbound: TelegramInbound, lines: Callable, timeout: int = 25):
+        self.inbound, self._lines, self._timeout = inbound, lines, timeout
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    async def run(self, every: float = 5.0) -> None:
+        while True:
+            for line in await self._lines():
+                task = self._tasks.get(line.id)
+                if task is None or task.done():
+                    self._tasks[line.id] = asyncio.create_task(self._poll(line))
+            await asyncio.sleep(every)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _poll(self, line: Line) -> None:
+        offset = None
+        while True:
+            try:
+                updates = await self.inbound.channel.poll(line, offset, self._timeout)
+            except TelegramLineError as exc:
+                log.warning("telegram polling failed", extra={"line_id": line.id,
+                                                              "reason": exc.code})
+                await asyncio.sleep(5)
+                continue
+            for update in updates:
+                offset = max(offset or 0, int(update.get("update_id", 0)) + 1)
+                try:
+                    await self.inbound.handle(line, update)
+                except Exception as exc:  # one bad update must not stop the bot
+                    log.error("telegram update failed", extra={"line_id": line.id,
+                                                               "error": type(exc).__name__})
