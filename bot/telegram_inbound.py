@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 
 from bot.inbound import InboundRouter
+from bot.operator import COMMANDS as OPERATOR_COMMANDS
+from bot.operator import OperatorDesk
 from bot.telegram import TelegramChannel, TelegramLineError
 from bot.telegram_updates import (
     ChatBlocked,
@@ -52,8 +54,9 @@ _STATUS = {"tr": {"granted": "var", "revoked": "geri alındı", None: "yok"},
 
 
 class TelegramInbound:
-    def __init__(self, router: InboundRouter, channel: TelegramChannel):
-        self.router, self.channel = router, channel
+    def __init__(self, router: InboundRouter, channel: TelegramChannel,
+                 desk: OperatorDesk | None = None):
+        self.router, self.channel, self.desk = router, channel, desk
 
     async def handle(self, line: Line, update: dict) -> int:
         handled = 0
@@ -86,6 +89,9 @@ class TelegramInbound:
                 texts["yes"], texts["no"])
         elif name == "verilerim":
             await self._my_data(line, event.chat_id)
+        elif name in OPERATOR_COMMANDS and self.desk is not None:
+            reply = await self.desk.handle(line, event.chat_id, name, command[1])
+            await self.router.reply(line, event.chat_id, reply)
         else:  # /stop, /help and plain words go through the shared keyword path
             await self.router.receive(line, event.chat_id, event.text,
                                       provider_message_id=f"tg-{event.update_id}")

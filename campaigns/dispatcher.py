@@ -18,9 +18,11 @@ from campaigns.lines import active_lines, set_line_state
 from campaigns.outbox import Claimed, Result
 from campaigns.ports import (
     LINE_PAUSE_CODES,
+    Alerts,
     Blocked,
     Channel,
     Line,
+    NoAlerts,
     OptedOut,
     OutboundMessage,
     PermanentFailure,
@@ -78,9 +80,11 @@ class _Round:
 class Dispatcher:
     def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory,
                  channels: dict[str, Channel], watch: RevocationWatch,
-                 settings: DispatchSettings | None = None):
+                 settings: DispatchSettings | None = None, alerts: Alerts | None = None):
         self.db, self.fields, self.directory = db, fields, directory
         self.channels, self.watch = channels, watch
+        self.alerts = alerts or NoAlerts()
+        self._alerting: set[asyncio.Task] = set()
         self.settings = settings or DispatchSettings()
         self._tasks: dict[str, asyncio.Task] = {}
         self._throttles: dict[str, tuple[float, LineThrottle]] = {}
@@ -150,8 +154,10 @@ class Dispatcher:
         if not claimed:
             async with self.db.begin() as conn:
                 done = await outbox.finish_drained(conn, running)
+            tenant_of = {r.id: r.tenant_id for r in rows}
             for campaign_id in done:
                 log.info("campaign completed", extra={"campaign_id": campaign_id})
+                self._alert(tenant_of[campaign_id], campaign_id, "completed")
             return False
         await self._round(line, claimed, rows)
         return True
@@ -178,8 +184,10 @@ class Dispatcher:
                 await service.set_state(conn, quiet, "running", QUIET_HOURS,
                                         only_from=("running",))
                 await service.set_state(conn, cleared, "running", None, only_from=("running",))
+        tenant_of = {r.id: r.tenant_id for r in rows}
         for campaign_id in locked:
             log.warning("campaign waits for an unlock", extra={"campaign_id": campaign_id})
+            self._alert(tenant_of[campaign_id], campaign_id, "waiting_unlock")
         return ready
 
     def _throttle(self, line: Line) -> LineThrottle:
@@ -200,7 +208,8 @@ class Dispatcher:
         await self._record(line, work)
         acknowledged = {r.id for r in rows if r.guard_acknowledged}
         await self._guard({row.campaign_id for row in claimed} - acknowledged,
-                          {row.campaign_id for row in claimed} & acknowledged)
+                          {row.campaign_id for row in claimed} & acknowledged,
+                          {row.campaign_id: row.tenant_id for row in claimed})
 
     async def _plan(self, line: Line, claimed: list[Claimed], work: _Round):
         """Gate, frequency cap, decrypt and render: [(row, address, text)] to send."""
@@ -348,15 +357,18 @@ class Dispatcher:
         if work.pause_line:
             log.warning("line paused on a provider signal",
                         extra={"line_id": line.id, "reason": work.pause_line})
+            self._alert(line.tenant_id, None, "line_paused", work.pause_line)
 
     async def _public_key(self, tenant_id: str) -> bytes:
         async with self.db.connect() as conn:
             return (await self.directory.profile(conn, tenant_id)).public_key
 
-    async def _guard(self, campaign_ids: set[str], acknowledged: set[str]) -> None:
+    async def _guard(self, campaign_ids: set[str], acknowledged: set[str],
+                     tenants: dict[str, str]) -> None:
         """Auto-pause on too many opt-outs early on (unless the owner already resumed after
         such a pause), or on a run of send errors."""
         s = self.settings
+        paused: list[tuple[str, str]] = []
         async with self.db.begin() as conn:
             for campaign_id in campaign_ids | acknowledged:
                 reason = None
@@ -373,6 +385,22 @@ class Dispatcher:
                                             only_from=("running",))
                     log.warning("campaign auto-paused", extra={"campaign_id": campaign_id,
                                                                "reason": reason})
+                    paused.append((campaign_id, reason))
+        for campaign_id, reason in paused:
+            self._alert(tenants[campaign_id], campaign_id, "paused", reason)
+
+    def _alert(self, tenant_id: str, campaign_id: str | None, event: str,
+               detail: str | None = None) -> None:
+        """Tells the owner in the background: an alert must never slow or break sending."""
+        async def send() -> None:
+            try:
+                await self.alerts.campaign_event(tenant_id, campaign_id, event, detail)
+            except Exception as exc:
+                log.warning("alert not sent", extra={"event": event,
+                                                     "error": type(exc).__name__})
+        task = asyncio.create_task(send())
+        self._alerting.add(task)
+        task.add_done_callback(self._alerting.discard)
 
 
 # What providers enforce per line (DESIGN.md): WhatsApp one message per 6 s to a person and a

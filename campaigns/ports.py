@@ -68,3 +68,17 @@ class Channel(Protocol):
 
     async def flush(self) -> None:
         """Makes buffered work durable (the sandbox batches its writes); may do nothing."""
+
+
+class Alerts(Protocol):
+    """Told when a campaign needs the owner: completed, paused (with the reason), waiting for
+    an unlock, or its line paused by a provider signal."""
+
+    async def campaign_event(self, tenant_id: str, campaign_id: str | None, event: str,
+                             detail: str | None = None) -> None: ...
+
+
+class NoAlerts:
+    async def campaign_event(self, tenant_id: str, campaign_id: str | None, event: str,
+                             detail: str | None = None) -> None:
+        return None

@@ -13,6 +13,7 @@ from dashboard import (
     campaign_api,
     consent_api,
     lines_api,
+    operator_api,
     settings_api,
     vault_api,
     webhooks,
@@ -85,7 +86,7 @@ BASE_OPERATIONS = [
 def operations() -> list[Operation]:
     return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
             *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS,
-            *campaign_api.OPERATIONS, *webhooks.OPERATIONS]
+            *campaign_api.OPERATIONS, *webhooks.OPERATIONS, *operator_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
+from bot.operator import OperatorDesk
 from bot.sandbox import SandboxChannel
 from bot.telegram_inbound import TelegramInbound
 from campaigns.audiences import ContactImporter
@@ -42,6 +43,7 @@ watch_key = web.AppKey("watch", RevocationWatch)
 channels_key = web.AppKey("channels", dict)
 credentials_key = web.AppKey("credentials", CredentialStore)
 telegram_inbound_key = web.AppKey("telegram_inbound", TelegramInbound)
+operator_desk_key = web.AppKey("operator_desk", OperatorDesk)
 # The service's public https URL ("" when it has none: Telegram then uses long polling).
 public_url_key = web.AppKey("public_url", str)
 # Called with (campaign_id, send_at) when a campaign becomes scheduled: sets its timer.

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
+from bot.operator import OperatorDesk
 from bot.sandbox import SandboxChannel
 from bot.telegram import TelegramChannel
 from bot.telegram_inbound import TelegramInbound, TelegramPoller
@@ -36,6 +37,7 @@ from dashboard.keys import (
     inbound_key,
     keyring_key,
     master_key,
+    operator_desk_key,
     public_url_key,
     registry_key,
     sandbox_key,
@@ -132,7 +134,9 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
                                      watch=app[watch_key])
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
-    app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram)
+    app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram)
+    app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
+                                                app[operator_desk_key])
     yield
     await whatsapp.close()
     await telegram.close()
@@ -158,7 +162,8 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
                                 frequency_cap=config.campaigns.frequency_cap,
                                 spam_first_sends=config.campaigns.spam_first_sends,
                                 spam_optout_rate=config.campaigns.spam_optout_rate,
-                                max_consecutive_errors=config.campaigns.max_consecutive_errors))
+                                max_consecutive_errors=config.campaigns.max_consecutive_errors),
+                            alerts=app[operator_desk_key])
     tasks = [asyncio.create_task(dispatcher.run())]
     poller = None
     if not config.server.public_url:

@@ -259,3 +259,28 @@ outbox = sa.Table(
     # The spam guard reads a campaign's first sends in order.
     sa.Index("ix_outbox_campaign_sent", "campaign_id", "sent_at"),
 )
+
+# --- operator bot (migration 0004) ----------------------------------------------------------
+
+operator_codes = sa.Table(
+    "operator_codes", metadata,
+    # SHA-256 of the one-time code; the code itself is shown once and never stored.
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+operators = sa.Table(
+    "operators", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("chat_index", sa.LargeBinary(16), nullable=False),
+    # Alerts go out while the vault is locked, so the chat id is wrapped by the master key.
+    sa.Column("chat_wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("line_id", "chat_index", name="uq_operators_chat"),
+)

@@ -239,3 +239,38 @@ async def test_telegram_long_polling_without_public_url(tenant, bot_api, tg_line
     async def offered():
         return any(m.chat_id == 700100300 for m in state.sent)
     assert await _until(offered, timeout=15)
+
+
+async def test_operator_bot_links_steers_and_alerts(tenant, bot_api, tg_line):
+    state, _ = bot_api
+    await tenant.unlock()
+    owner = 900100200
+    r = await tenant.call("POST", "/operator-link")
+    assert r.status == 201
+    code = (await r.json())["code"]
+    await _post_tg(tenant, tg_line, text_update(owner, "/campaigns", 20))
+
+    async def said(fragment):
+        async def check():
+            return [m for m in state.sent if m.chat_id == owner and fragment in m.text]
+        return await _until(check, timeout=8)
+
+    await said("işletme kullanıcıları")  # not linked yet
+    await _post_tg(tenant, tg_line, text_update(owner, f"/link {code}", 21))
+    await said("Bağlandı")
+    await _post_tg(tenant, tg_line, text_update(owner, "/link AAAA-BBBB", 22))
+    await said("geçersiz")
+    # A sandbox campaign finishes: the owner's chat hears about it.
+    sandbox = next(line for line in (await (await tenant.call("GET", "/lines")).json())["lines"]
+               if line["channel"] == "sandbox")["id"]
+    c = await _campaign(tenant, sandbox, ["05360000001,A,evet"])
+    await said(f"«{c['name']}» tamamlandı")
+    await _post_tg(tenant, tg_line, text_update(owner, "/campaigns", 23))
+    await said(c["id"][:8])
+    await _post_tg(tenant, tg_line, text_update(owner, "/unlock parolam", 24))
+    await said("parola kabul etmez")
+
+
+async def test_operator_link_needs_a_telegram_line(tenant):
+    r = await tenant.call("POST", "/operator-link")
+    assert r.status == 400 and (await r.json())["error"]["code"] == "no_telegram_line"
