@@ -180,6 +180,10 @@ class WhatsAppChannel:
         digits = address.removeprefix("+")
         if not (digits.isascii() and digits.isdigit()):
             return PermanentFailure("invalid_address")
+        if message.template is not None:
+            t = message.template
+            return await self.send_payload(line, template_payload(
+                address, t.name, t.language, t.parameters, message.reference))
         return await self.send_payload(line, text_payload(address, message))
 
     async def send_payload(self, line: Line, payload: dict) -> SendResult:

@@ -26,10 +26,11 @@ from campaigns.ports import (
     OptedOut,
     OutboundMessage,
     PermanentFailure,
+    ProviderTemplate,
     RateLimited,
     Sent,
 )
-from campaigns.render import Template, compile_template, compose
+from campaigns.render import Template, compile_template, compose, render
 from campaigns.throttle import (
     FREQUENCY_WINDOW,
     LineThrottle,
@@ -65,6 +66,7 @@ class _CampaignInfo:
     tenant_id: str
     purpose: str
     template: Template
+    channel_template: tuple[str, str, tuple[Template, ...]] | None = None
 
 
 @dataclass
@@ -261,11 +263,12 @@ class Dispatcher:
             name = next(it).decode() if row.name_sealed else ""
             attrs = _json(next(it)) if row.attributes_sealed else {}
             info = self._campaigns[row.campaign_id]
-            text = compose(info.template, {**attrs, "name": name, "phone": address},
+            fields = {**attrs, "name": name, "phone": address}
+            text = compose(info.template, fields,
                            commercial=info.purpose == "commercial",
                            sender_name=profile.sender_name,
                            sender_contact=profile.sender_contact, language=profile.language)
-            plans.append((row, address, text))
+            plans.append((row, address, text, _provider_template(info, fields)))
         return plans
 
     async def _campaign(self, campaign_id: str) -> _CampaignInfo:
@@ -276,7 +279,8 @@ class Dispatcher:
                     campaigns.c.id == campaign_id))).one()
             (template,) = await self.fields.open_fields(row.tenant_id,
                                                         [bytes(row.template_sealed)])
-            info = _CampaignInfo(row.tenant_id, row.purpose, compile_template(template.decode()))
+            info = _CampaignInfo(row.tenant_id, row.purpose, compile_template(template.decode()),
+                                 _channel_template(row.channel_template))
             self._campaigns[campaign_id] = info
         return info
 
@@ -288,7 +292,7 @@ class Dispatcher:
         queue = iter(plans)
 
         async def worker() -> None:
-            for row, address, text in queue:
+            for row, address, text, template in queue:
                 while (wait := throttle.wait_time(time.monotonic(), address)) > 0:
                     await asyncio.sleep(wait)
                 # Checked with no await before the provider call starts: a revocation noted
@@ -302,16 +306,17 @@ class Dispatcher:
                     work.daily_limit.add(row.campaign_id)
                     continue
                 throttle.sent(address, time.monotonic())
-                outcome = await self._send_one(channel, line, address, text, row.id)
+                outcome = await self._send_one(channel, line, address,
+                                               OutboundMessage(text, str(row.id), template))
                 work.results.append(self._result(line, row, address, outcome, work))
 
         workers = min(self.settings.max_in_flight, len(plans))
         await asyncio.gather(*(worker() for _ in range(workers)))
 
-    async def _send_one(self, channel: Channel, line: Line, address: str, text: str,
-                        row_id: int):
+    async def _send_one(self, channel: Channel, line: Line, address: str,
+                        message: OutboundMessage):
         try:
-            return await channel.send(line, address, OutboundMessage(text, str(row_id)))
+            return await channel.send(line, address, message)
         except Exception as exc:  # an adapter bug must not lose the row's fate
             log.error("channel send raised", extra={"line_id": line.id,
                                                     "error": type(exc).__name__})
@@ -413,6 +418,20 @@ def _provider_limits(line: Line) -> dict:
     if line.channel == "telegram":
         return {"pair_interval": 1.0, "provider_max_rate": 30.0}
     return {}
+
+
+def _channel_template(spec: dict | None):
+    if not spec:
+        return None
+    return (spec["name"], spec.get("language", "tr"),
+            tuple(compile_template(p) for p in spec.get("parameters", [])))
+
+
+def _provider_template(info: _CampaignInfo, fields: dict) -> ProviderTemplate | None:
+    if info.channel_template is None:
+        return None
+    name, language, parameters = info.channel_template
+    return ProviderTemplate(name, language, tuple(render(p, fields) for p in parameters))
 
 
 def _quiet(profile: TenantProfile) -> bool:

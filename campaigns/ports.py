@@ -19,10 +19,21 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderTemplate:
+    """An approved provider template (WhatsApp): required for business-initiated messages
+    outside the 24 h customer window. `parameters` fill its {{1}}, {{2}}… in order."""
+    name: str
+    language: str
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     text: str
     # Our reference the provider echoes in status callbacks (WhatsApp biz_opaque_callback_data).
     reference: str | None = None
+    # When set, channels that have templates send it instead of `text` (kept for the record).
+    template: ProviderTemplate | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,8 @@ class NewCampaign:
     purpose: str
     template: str
     send_at: float | None = None
+    # {"name", "language", "parameters": [template strings]} for WhatsApp lines
+    channel_template: dict | None = None
 
 
 async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
@@ -62,6 +64,7 @@ async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
         id=campaign_id, tenant_id=tenant_id, name=spec.name.strip(), line_id=spec.line_id,
         list_id=spec.list_id, purpose=spec.purpose,
         template_sealed=sealer.seal_field(spec.template.encode()), state="draft",
+        channel_template=spec.channel_template,
         send_at=spec.send_at, created_at=time.time()))
     return campaign_id
 
@@ -76,10 +79,27 @@ async def _check(conn: AsyncConnection, tenant_id: str, spec: NewCampaign) -> No
     columns = await list_columns(conn, tenant_id, spec.list_id)
     if columns is None:
         raise CampaignNotFoundError("no such list")
+    available = [*DEFAULT_FIELDS, *columns]
     try:
-        check_placeholders(compile_template(spec.template), [*DEFAULT_FIELDS, *columns])
+        check_placeholders(compile_template(spec.template), available)
+        for parameter in _template_parameters(spec.channel_template):
+            check_placeholders(compile_template(parameter), available)
     except TemplateError as exc:
         raise CampaignError(str(exc), exc.code) from None
+
+
+def _template_parameters(channel_template: dict | None) -> list[str]:
+    if channel_template is None:
+        return []
+    name = channel_template.get("name")
+    language = channel_template.get("language", "tr")
+    parameters = channel_template.get("parameters", [])
+    if not isinstance(name, str) or not name or not isinstance(language, str) or \
+            not isinstance(parameters, list) or \
+            not all(isinstance(p, str) and p for p in parameters):
+        raise CampaignError("'whatsapp_template' needs a name, a language and a list of "
+                            "non-empty parameter strings", "invalid_field")
+    return parameters
 
 
 async def get(conn: AsyncConnection, tenant_id: str, campaign_id: str):
@@ -157,5 +177,6 @@ async def status(conn: AsyncConnection, row) -> dict:
     counts, skipped = await outbox.counts(conn, row.id)
     return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
+            "whatsapp_template": row.channel_template,
             "send_at": row.send_at, "created_at": row.created_at, "started_at": row.started_at,
             "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped}

@@ -36,7 +36,8 @@ async def create(request: web.Request) -> web.Response:
         name=field(body, "name", str), line_id=field(body, "line_id", str),
         list_id=field(body, "list_id", str),
         purpose=field(body, "purpose", str, required=False, default="commercial"),
-        template=field(body, "template", str), send_at=_send_at(body))
+        template=field(body, "template", str), send_at=_send_at(body),
+        channel_template=field(body, "whatsapp_template", dict, required=False, default=None))
     app, tenant_id = request.app, request[TENANT]
     async with app[db_key].connect() as conn:
         profile = await app[directory_key].profile(conn, tenant_id)
@@ -110,6 +111,10 @@ CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "t
                                 "list_id": {"type": "string"},
                                 "purpose": {"enum": ["commercial", "informational"]},
                                 "template": {"type": "string"},
+                                "whatsapp_template": {"type": "object", "properties": {
+                                    "name": {"type": "string"}, "language": {"type": "string"},
+                                    "parameters": {"type": "array",
+                                                   "items": {"type": "string"}}}},
                                 "send_at": {"type": "string", "format": "date-time"}}}
 _ACTIONS = {"start": "Start (builds the outbox; scheduled when send_at is in the future)",
             "pause": "Pause", "resume": "Resume a paused campaign",

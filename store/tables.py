@@ -225,6 +225,8 @@ campaigns = sa.Table(
     sa.Column("list_id", sa.String(36), sa.ForeignKey("contact_lists.id"), nullable=False),
     sa.Column("purpose", sa.String(16), nullable=False),  # commercial | informational
     sa.Column("template_sealed", sa.LargeBinary, nullable=False),
+    # WhatsApp approved template: {"name", "language", "parameters": ["{{name}}", …]}.
+    sa.Column("channel_template", sa.JSON, nullable=True),
     # draft → scheduled → running ⇄ paused → completed | cancelled | failed; waiting_unlock
     sa.Column("state", sa.String(16), nullable=False),
     # Why it waits or stopped (quiet_hours, vault_locked, spam_guard: …), for the owner.

@@ -274,3 +274,28 @@ async def test_operator_bot_links_steers_and_alerts(tenant, bot_api, tg_line):
 async def test_operator_link_needs_a_telegram_line(tenant):
     r = await tenant.call("POST", "/operator-link")
     assert r.status == 400 and (await r.json())["error"]["code"] == "no_telegram_line"
+
+
+async def test_whatsapp_campaign_with_an_approved_template(tenant, graph, wa_line):
+    state, _ = graph
+    await tenant.unlock()
+    list_id = (await (await tenant.call("POST", "/lists", json={"name": "t"})).json())["id"]
+    await tenant.call("POST", f"/contacts/import?list_id={list_id}",
+                      data="phone,name,sehir,consent\n05370000001,Ayşe,Van,evet\n".encode(),
+                      headers={"Content-Type": "text/csv"})
+    body = {"name": "şablon", "line_id": wa_line["id"], "list_id": list_id,
+            "template": "Merhaba {{name}}", "whatsapp_template": {
+                "name": "kampanya_duyuru", "language": "tr",
+                "parameters": ["{{name}}", "{{sehir|şehriniz}}"]}}
+    r = await tenant.call("POST", "/campaigns", json={
+        **body, "whatsapp_template": {"name": "x", "parameters": ["{{ilce}}"]}})
+    assert r.status == 400 and "ilce" in (await r.json())["error"]["message"]
+    cid = (await (await tenant.call("POST", "/campaigns", json=body)).json())["id"]
+    await tenant.call("POST", f"/campaigns/{cid}/start")
+
+    async def sent():
+        return [m for m in state.sent if m["type"] == "template"]
+    (msg,) = await _until(sent)
+    assert msg["template"]["name"] == "kampanya_duyuru"
+    params = [p["text"] for p in msg["template"]["components"][0]["parameters"]]
+    assert params == ["Ayşe", "Van"] and msg["reference"]

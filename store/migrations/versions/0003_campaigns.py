@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("list_id", sa.String(36), sa.ForeignKey("contact_lists.id"), nullable=False),
         sa.Column("purpose", sa.String(16), nullable=False),
         sa.Column("template_sealed", sa.LargeBinary, nullable=False),
+        # WhatsApp approved template: {"name", "language", "parameters": ["{{name}}", …]}.
+        sa.Column("channel_template", sa.JSON, nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("state_reason", sa.String(200), nullable=True),
         # Set when the owner resumes after a spam-guard pause: the opt-out rule has had its say.
