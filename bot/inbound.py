@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from campaigns.audiences import add_subscriber
 from campaigns.ports import Channel, Line, OutboundMessage, RateLimited
 from crypto.service import FieldCrypto
 from optout import inbound, suppression
@@ -95,11 +96,17 @@ class InboundRouter:
         log.info("provider opt-out", extra={"tenant_id": line.tenant_id, "line_id": line.id,
                                             "kind": kind})
 
-    async def granted(self, line: Line, address: str, source: str, statement: str) -> None:
+    async def granted(self, line: Line, address: str, source: str, statement: str,
+                      subscribe_to: str | None = None) -> None:
+        """A consent given on the channel itself; with `subscribe_to` the person also joins
+        that list (created on first use), so the business can send a campaign to them."""
         profile, sealer, index = await self._context(line, address)
         async with self.db.begin() as conn:
             await inbound.apply_grant(conn, profile, index, sealer, line.channel, address,
                                       source, statement, time.time())
+            if subscribe_to:
+                await add_subscriber(conn, line.tenant_id, subscribe_to, index,
+                                     sealer.seal_field(address.encode()))
 
     async def unblocked(self, line: Line, address: str) -> None:
         """The person unblocked the bot: only the block is lifted (that is not consent)."""

@@ -53,6 +53,11 @@ _STATUS = {"tr": {"granted": "var", "revoked": "geri alındı", None: "yok"},
            "en": {"granted": "given", "revoked": "withdrawn", None: "none"}}
 
 
+def subscribers_list(line: Line) -> str:
+    """The list a bot's consenting subscribers join (campaigns on the bot can target it)."""
+    return f"Telegram: {line.name}"
+
+
 class TelegramInbound:
     def __init__(self, router: InboundRouter, channel: TelegramChannel,
                  desk: OperatorDesk | None = None):
@@ -102,7 +107,8 @@ class TelegramInbound:
         if tap.accepted:
             shown = tap.message_text or texts["offer"].format(sender=profile.sender_name)
             await self.router.granted(line, tap.chat_id, "telegram:consent_button",
-                                      f"{shown} → {texts['yes']} (user {tap.user_id})")
+                                      f"{shown} → {texts['yes']} (user {tap.user_id})",
+                                      subscribe_to=subscribers_list(line))
             reply = texts["accepted"].format(sender=profile.sender_name)
         else:
             reply = texts["declined"]

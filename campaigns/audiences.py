@@ -272,3 +272,18 @@ async def erase_contact(conn: AsyncConnection, tenant_id: str, address_index: by
     await conn.execute(contacts.update().where(
         contacts.c.tenant_id == tenant_id, contacts.c.address_index == address_index).values(
         address_sealed=b"", name_sealed=None, attributes_sealed=None, erased_at=time.time()))
+
+
+async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, index: bytes,
+                         address_sealed: bytes) -> str:
+    """Someone who opted in on a channel itself (a Telegram consent tap) joins the list named
+    `list_name`, created on first use; returns the list id."""
+    rows = await raw.fetch(conn, "SELECT id FROM contact_lists WHERE tenant_id = ? AND name = ?",
+                           (tenant_id, list_name))
+    list_id = rows[0][0] if rows else (await create_list(conn, tenant_id, list_name))["id"]
+    now = time.time()
+    await raw.execute(conn, _INSERT_CONTACT, (new_id(), tenant_id, index, address_sealed, None,
+                                              None, "individual", now, now))
+    ids = await _existing_ids(conn, tenant_id, [index])
+    await raw.execute(conn, _INSERT_MEMBER, (list_id, ids[index]))
+    return list_id

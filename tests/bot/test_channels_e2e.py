@@ -204,11 +204,27 @@ async def test_telegram_start_consent_campaign_stop_and_block(tenant, bot_api, t
     assert await _gate(tenant, str(chat), "telegram") == "no_consent"
     await _post_tg(tenant, tg_line, callback_update(chat, "consent:yes", 2))
     assert await _gate(tenant, str(chat), "telegram") == "allowed"
-    # A campaign to the chat goes through the bot.
-    list_id = (await (await tenant.call("POST", "/lists", json={"name": "tg"})).json())["id"]
+    # The subscriber joined the bot's list; a campaign to it goes out through the bot.
+    from dashboard.keys import db_key
+    from store import raw
+    async with tenant.client.app[db_key].connect() as conn:
+        (list_id,) = (await raw.fetch(conn, "SELECT id FROM contact_lists WHERE name = ?",
+                                      ("Telegram: Mağaza botu",)))[0]
+    await asyncio.sleep(1.1)  # Telegram: one message a second per chat
     r = await tenant.call("POST", "/campaigns", json={
-        "name": "tg", "line_id": tg_line["id"], "list_id": list_id, "template": "x"})
+        "name": "tg", "line_id": tg_line["id"], "list_id": list_id,
+        "template": "Hafta sonu indirimi!"})
     assert r.status == 201
+    cid = (await r.json())["id"]
+    await tenant.call("POST", f"/campaigns/{cid}/start")
+
+    async def done():
+        c = await (await tenant.call("GET", f"/campaigns/{cid}")).json()
+        return c if c["state"] == "completed" else None
+    c = await _until(done)
+    assert c["counts"]["sent"] == 1, c
+    assert any(m.chat_id == chat and m.text.startswith("Hafta sonu indirimi!")
+               for m in state.sent)
     # /verilerim answers what is held; /stop opts out; blocking suppresses.
     await _post_tg(tenant, tg_line, text_update(chat, "/verilerim", 3))
 
