@@ -102,24 +102,28 @@ _STATUS_RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "failed": 2
                 "delivered": 3, "read": 4}
 
 
+def _movable_from(status: str) -> tuple[str, ...]:
+    """States a provider `status` may overwrite: anything ranked below it (a `failed` never
+    overwrites a delivery) — so redelivered or out-of-order callbacks change nothing."""
+    rank = _STATUS_RANK[status]
+    return tuple(state for state, r in _STATUS_RANK.items()
+                 if r < rank or (state in ("unknown", "sending") and r <= rank))
+
+
 async def apply_status(conn: AsyncConnection, tenant_id: str, row_id: int, status: str,
                        provider_id: str | None, reason: str | None = None) -> bool:
     """A provider status callback (sent, delivered, read, failed) for one of our rows."""
-    rows = await raw.fetch(conn, "SELECT state FROM outbox WHERE id = ? AND tenant_id = ?",
-                           (row_id, tenant_id))
-    if not rows or rows[0][0] not in _STATUS_RANK:
+    if status not in _STATUS_RANK:
         return False
-    current = rows[0][0]
-    if _STATUS_RANK[status] <= _STATUS_RANK[current] and current not in ("unknown", "sending"):
-        return False  # a redelivered or out-of-order callback
-    if status == "failed" and current in ("delivered", "read"):
-        return False
-    await raw.execute(conn, "UPDATE outbox SET state = ?, reason = COALESCE(?, reason), "
-                            "provider_id = COALESCE(provider_id, ?), "
-                            "sent_at = COALESCE(sent_at, ?), updated_at = ? WHERE id = ?",
-                      (status, reason, provider_id,
-                       time.time() if status != "failed" else None, time.time(), row_id))
-    return True
+    movable = _movable_from(status)
+    changed = await raw.execute(
+        conn, "UPDATE outbox SET state = ?, reason = COALESCE(?, reason), "
+              "provider_id = COALESCE(provider_id, ?), sent_at = COALESCE(sent_at, ?), "
+              "updated_at = ? WHERE id = ? AND tenant_id = ? "
+              f"AND state IN ({raw.marks(len(movable))})",
+        (status, reason, provider_id, time.time() if status != "failed" else None, time.time(),
+         row_id, tenant_id, *movable))
+    return changed == 1
 
 
 async def recover_in_flight(conn: AsyncConnection) -> int:

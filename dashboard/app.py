@@ -100,4 +100,5 @@ def setup(app: web.Application) -> None:
     )
     app.middlewares.extend([error_middleware, metrics_middleware, auth_middleware])
     vault_api.setup(app)
+    webhooks.setup(app)
     register(app, operations())

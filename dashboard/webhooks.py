@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from aiohttp import web
 
@@ -42,9 +43,26 @@ from optout.addresses import normalise_phone
 log = logging.getLogger(__name__)
 
 
+# Webhooks come in bursts for a handful of lines; a line's tenant and channel never change.
+_lines_key = web.AppKey("webhook_lines", dict)
+_LINE_SECONDS = 60.0
+
+
+def setup(app: web.Application) -> None:
+    app[_lines_key] = {}
+
+
 async def provider_line(request: web.Request, channel: str) -> Line:
-    async with request.app[db_key].connect() as conn:
-        line = await line_by_id(conn, request.match_info["line_id"])
+    line_id = request.match_info["line_id"]
+    cache = request.app[_lines_key]
+    cached = cache.get(line_id)
+    if cached and time.monotonic() - cached[0] < _LINE_SECONDS:
+        line = cached[1]
+    else:
+        async with request.app[db_key].connect() as conn:
+            line = await line_by_id(conn, line_id)
+        if line is not None:
+            cache[line_id] = (time.monotonic(), line)
     if line is None or line.channel != channel:
         raise ApiError(404, "not_found", "no such line")
     return line

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     thr.add_argument("--lines", type=int, default=20)
     thr.add_argument("--rate", type=float, default=80)
     thr.add_argument("--seconds", type=float, default=60)
+    hooks = b_sub.add_parser("webhooks", help="signed WhatsApp status webhooks per second")
+    _common(hooks)
+    hooks.add_argument("--requests", type=int, default=5000)
+    hooks.add_argument("--concurrency", type=int, default=20)
     return parser
 
 

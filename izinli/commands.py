@@ -122,6 +122,12 @@ async def cmd_bench_throttle(args, config: Config) -> int:
     return 0
 
 
+async def cmd_bench_webhooks(args, config: Config) -> int:
+    from bench import webhooks
+    await webhooks.bench_webhooks(args.requests, args.concurrency)
+    return 0
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
@@ -133,6 +139,7 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("bench", "gate"): cmd_bench_gate,
     ("bench", "dispatch"): cmd_bench_dispatch,
     ("bench", "throttle"): cmd_bench_throttle,
+    ("bench", "webhooks"): cmd_bench_webhooks,
 }
 
 
