@@ -15,6 +15,7 @@ from dashboard import (
     lines_api,
     operator_api,
     settings_api,
+    subjects_api,
     vault_api,
     webhooks,
 )
@@ -86,7 +87,8 @@ BASE_OPERATIONS = [
 def operations() -> list[Operation]:
     return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
             *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS,
-            *campaign_api.OPERATIONS, *webhooks.OPERATIONS, *operator_api.OPERATIONS]
+            *campaign_api.OPERATIONS, *webhooks.OPERATIONS, *operator_api.OPERATIONS,
+            *subjects_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

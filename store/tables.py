@@ -286,3 +286,19 @@ operators = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("line_id", "chat_index", name="uq_operators_chat"),
 )
+
+# --- KVKK data-subject requests (migration 0005) -----------------------------------------
+
+subject_requests = sa.Table(
+    "subject_requests", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("address_index", sa.LargeBinary(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # access | export | erasure | correction
+    sa.Column("channel", sa.String(16), nullable=False),  # where it came from: api | telegram
+    sa.Column("received_at", sa.Double, nullable=False),
+    # KVKK art. 13: answered within 30 days.
+    sa.Column("due_at", sa.Double, nullable=False),
+    sa.Column("completed_at", sa.Double, nullable=True),
+)
