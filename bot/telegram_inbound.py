@@ -22,7 +22,7 @@ from bot.telegram_updates import (
     parse_update,
 )
 from campaigns.ports import Line
-from optout import ledger
+from optout import ledger, subjects
 from optout.tenants import TenantProfile
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,9 @@ _TEXTS = {
         "declined": "Tamam, size ticari ileti göndermeyeceğiz.",
         "data": "{sender} bu sohbet için şunları tutuyor: ticari ileti izni: {status}{since}; "
                 "izin kaydı sayısı: {events}. Ad, numara ve mesajlar şifreli saklanır. "
-                "Verilerinizin silinmesini istemek için {contact}.",
+                "Silinmesini istiyorsanız /sil yazın ya da {contact}.",
+        "erased": "{sender}: Verileriniz silindi; size bir daha mesaj gönderilmeyecek. "
+                  "Yasal olarak saklanması gereken izin kayıtları süresi dolunca silinir.",
     },
     "en": {
         "offer": "{sender} would like to send you offers and news on Telegram. Do you agree? "
@@ -46,7 +48,9 @@ _TEXTS = {
         "declined": "OK, we will not send you marketing messages.",
         "data": "{sender} holds this for this chat: marketing consent: {status}{since}; "
                 "consent records: {events}. Names, numbers and messages are stored encrypted. "
-                "To ask for erasure, {contact}.",
+                "To have them erased send /sil, or {contact}.",
+        "erased": "{sender}: Your data is erased and you will not be messaged again. Consent "
+                  "records the law requires are destroyed when their period ends.",
     },
 }
 _STATUS = {"tr": {"granted": "var", "revoked": "geri alındı", None: "yok"},
@@ -94,6 +98,8 @@ class TelegramInbound:
                 texts["yes"], texts["no"])
         elif name == "verilerim":
             await self._my_data(line, event.chat_id)
+        elif name == "sil":
+            await self._erase(line, event.chat_id)
         elif name in OPERATOR_COMMANDS and self.desk is not None:
             reply = await self.desk.handle(line, event.chat_id, name, command[1])
             await self.router.reply(line, event.chat_id, reply)
@@ -129,6 +135,21 @@ class TelegramInbound:
             since=f" ({_date(state['occurred_at'])})" if state else "", events=len(history),
             contact=f"{contact} ile iletişime geçin" if language == "tr" else f"contact {contact}")
         await self.router.reply(line, chat_id, text)
+
+
+    async def _erase(self, line: Line, chat_id: str) -> None:
+        """KVKK erasure asked in the chat: done at once; the person stays unreachable."""
+        async with self.router.db.connect() as conn:
+            index = (await self.router.directory.indexer(conn, line.tenant_id))(chat_id)
+        self.router.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
+        async with self.router.db.begin() as conn:
+            await subjects.erase(conn, line.tenant_id, index)
+            await subjects.record_request(conn, line.tenant_id, index, "erasure", "telegram",
+                                          done=True)
+        profile = await self._profile(line)
+        texts = _TEXTS.get(profile.language, _TEXTS["tr"])
+        await self.router.reply(line, chat_id, texts["erased"].format(
+            sender=profile.sender_name))
 
 
 def _date(ts: float) -> str:

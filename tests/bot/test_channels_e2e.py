@@ -234,6 +234,14 @@ async def test_telegram_start_consent_campaign_stop_and_block(tenant, bot_api, t
     assert "var" in data.text
     await _post_tg(tenant, tg_line, text_update(chat, "/stop", 4))
     assert await _gate(tenant, str(chat), "telegram") == "opted_out"
+    await _post_tg(tenant, tg_line, text_update(chat, "/sil", 6))
+
+    async def erased():
+        return [m for m in state.sent if m.chat_id == chat and "silindi" in m.text]
+    await _until(erased, timeout=8)
+    r = await tenant.call("GET", "/gate", params={"address": str(chat), "channel": "telegram",
+                                                  "purpose": "informational"})
+    assert (await r.json())["reason"] in ("opted_out", "suppressed")
     other = 700100201
     await _post_tg(tenant, tg_line, kicked_update(other, 5))
     r = await tenant.call("GET", "/gate", params={"address": str(other), "channel": "telegram",
