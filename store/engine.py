@@ -104,9 +104,10 @@ def open_database(url: str, echo: bool = False, sqlite_cache_mb: int = 8) -> Dat
 
 
 def _sqlite_engine(url: str, echo: bool, cache_mb: int) -> AsyncEngine:
-    # NullPool would reopen the file per transaction; the default queue pool keeps a few
-    # connections, each configured once below.
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+    # A small pool: SQLite has one writer anyway, and every pooled connection keeps its own
+    # page cache (NullPool instead would reopen the file for every transaction).
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, pool_size=2,
+                                 max_overflow=8)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn, _record):
