@@ -26,7 +26,9 @@ NOT_FOUND = "not_found"
 BAD_RESPONSE = "bad_response"
 _T = TypeVar("_T")
 # İYS messages sometimes quote the rejected value; numbers and e-mail addresses never leave here.
-_PERSONAL = re.compile(r"[^\s@\"']+@[^\s@\"']+|\+?\d[\d ()-]{5,}\d")
+# (Phone shapes only: digit runs, or 3-4/3/2/2 groups, so dates in messages stay readable.)
+_PERSONAL = re.compile(r"[^\s@\"']+@[^\s@\"']+|\+?\d{7,}"
+                       r"|\(?\d{3,4}\)?[ -]?\d{3}[ -]?\d{2}[ -]?\d{2}")
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class LoggedRequest:
     method: str
     path: str
     query: dict[str, str]
+    content_type: str
     status: int
     at: float
 
@@ -268,7 +269,7 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
     state = request.app[STATE_KEY]
     response = await handler(request)
     state.requests.append(LoggedRequest(request.method, request.path, dict(request.query),
-                                        response.status, state.clock()))
+                                        request.content_type, response.status, state.clock()))
     return response
 
 
