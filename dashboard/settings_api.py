@@ -1,10 +1,12 @@
 """API: the tenant's recipient-facing settings (sender identity, language, brands, İYS)."""
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from dashboard.errors import ApiError, json_body, json_response
-from dashboard.keys import TENANT, db_key, directory_key
+from dashboard.keys import TENANT, db_key, directory_key, master_key
 from dashboard.routing import Operation
 from optout.tenants import TenantProfile, update_settings
 
@@ -19,7 +21,7 @@ def settings_json(p: TenantProfile) -> dict:
             "iys_enabled": p.iys_enabled, "iys_code": p.iys_code,
             "iys_brand_code": p.iys_brand_code, "timezone": p.timezone,
             "quiet_hours": p.quiet_hours, "quiet_start_hour": p.quiet_start_hour,
-            "quiet_end_hour": p.quiet_end_hour}
+            "quiet_end_hour": p.quiet_end_hour, "iys_connected": p.iys_connected}
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -55,6 +57,12 @@ def _validated(body: dict) -> dict:
         elif key in ("quiet_start_hour", "quiet_end_hour"):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 23:
                 raise ApiError(400, "invalid_field", f"'{key}' must be an hour from 0 to 23")
+        elif key == "iys_credentials":
+            if not (isinstance(value, dict) and all(
+                    isinstance(value.get(k), str) and value.get(k)
+                    for k in ("base_url", "username", "password"))):
+                raise ApiError(400, "invalid_field", "'iys_credentials' needs base_url, "
+                                                     "username and password")
         elif key == "brand_names":
             if not (isinstance(value, list) and all(isinstance(v, str) and v.strip()
                                                     for v in value) and len(value) <= 20):
@@ -75,6 +83,17 @@ async def patch_settings(request: web.Request) -> web.Response:
                                                changes.get("iys_brand_code",
                                                            profile.iys_brand_code)):
             raise ApiError(400, "invalid_field", "enabling İYS needs iys_code and iys_brand_code")
+        if "iys_credentials" in changes:
+            given = changes.pop("iys_credentials")
+            codes = {"iys_code": changes.get("iys_code", profile.iys_code) or "",
+                     "brand_code": changes.get("iys_brand_code", profile.iys_brand_code) or ""}
+            if not all(codes.values()):
+                raise ApiError(400, "invalid_field", "set iys_code and iys_brand_code with the "
+                                                     "İYS credentials")
+            plain = json.dumps({**{k: given[k] for k in ("base_url", "username", "password")},
+                                **codes}).encode()
+            changes["iys_credentials"] = request.app[master_key].wrap(plain)
+            changes["iys_cursor"] = None
         await update_settings(conn, request[TENANT], changes)
     return await get_settings(request)
 

@@ -35,6 +35,7 @@ from dashboard.keys import (
     fields_key,
     importer_key,
     inbound_key,
+    iys_sync_key,
     keyring_key,
     master_key,
     operator_desk_key,
@@ -48,6 +49,7 @@ from dashboard.keys import (
 )
 from izinli.config import Config
 from izinli.scheduler import Timers
+from optout.iys_sync import IysSync
 from optout.retention import RetentionPolicy
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
@@ -135,6 +137,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
                                      watch=app[watch_key])
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram)
+    app[iys_sync_key] = IysSync(db, app[master_key], directory, fields, app[watch_key])
     app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
                                                 app[operator_desk_key])
     yield
@@ -154,7 +157,8 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
     timers = Timers(db, app[keyring_key], RetentionPolicy(
         consent_years=config.retention.consent_years,
         message_years=config.retention.message_years,
-        erased_contact_days=config.retention.erased_contact_days))
+        erased_contact_days=config.retention.erased_contact_days),
+        iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes)
     app[scheduler_hook_key] = timers.campaign_due_at
     await timers.start()
     dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],

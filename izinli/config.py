@@ -74,6 +74,12 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class IysConfig:
+    # How often refusals made in İYS are pulled (the law expects at least hourly).
+    pull_minutes: int = 15
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("var")
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -82,6 +88,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     campaigns: CampaignConfig = field(default_factory=CampaignConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    iys: IysConfig = field(default_factory=IysConfig)
 
     @property
     def database_url(self) -> str:

@@ -19,8 +19,10 @@ LOCK_SWEEP_SECONDS = 30
 
 
 class Timers:
-    def __init__(self, db: Database, keyring: Keyring, policy: RetentionPolicy):
+    def __init__(self, db: Database, keyring: Keyring, policy: RetentionPolicy,
+                 iys_pull=None, iys_pull_minutes: int = 15):
         self.db, self.keyring, self.policy = db, keyring, policy
+        self.iys_pull, self.iys_pull_minutes = iys_pull, iys_pull_minutes
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def start(self) -> None:
@@ -28,6 +30,10 @@ class Timers:
                                id="lock-sweep", replace_existing=True)
         self.scheduler.add_job(self.purge, "cron", hour=0, minute=30, id="retention",
                                replace_existing=True, misfire_grace_time=None)
+        if self.iys_pull is not None:
+            # Refusals made in İYS block sends as soon as they are pulled (at least hourly).
+            self.scheduler.add_job(self.iys_pull, "interval", minutes=self.iys_pull_minutes,
+                                   id="iys-pull", replace_existing=True, max_instances=1)
         async with self.db.connect() as conn:
             for row in await service.scheduled(conn):
                 self.campaign_due_at(row.id, row.send_at)

@@ -29,6 +29,7 @@ class TenantProfile:
     quiet_start_hour: int = 9
     quiet_end_hour: int = 21
     has_merchant_contacts: bool = False
+    iys_connected: bool = False
 
 
 class TenantNotFoundError(Exception):
@@ -60,7 +61,8 @@ class TenantDirectory:
             iys_brand_code=row.iys_brand_code, timezone=row.timezone,
             quiet_hours=bool(row.quiet_hours), quiet_start_hour=row.quiet_start_hour,
             quiet_end_hour=row.quiet_end_hour,
-            has_merchant_contacts=bool(row.has_merchant_contacts))
+            has_merchant_contacts=bool(row.has_merchant_contacts),
+            iys_connected=row.iys_credentials is not None)
 
     def index(self, tenant_id: str, normalised_address: str) -> bytes:
         """Blind index of an address; `profile` must have been loaded once for the tenant."""

@@ -67,6 +67,9 @@ tenant_settings = sa.Table(
     sa.Column("quiet_end_hour", sa.Integer, nullable=False, server_default="21"),
     # Set once a merchant contact is imported: only then does the gate look contacts up.
     sa.Column("has_merchant_contacts", sa.Boolean, nullable=False, server_default=sa.false()),
+    # İYS API account (base URL, user, password) wrapped by the master key; the pull cursor.
+    sa.Column("iys_credentials", sa.LargeBinary, nullable=True),
+    sa.Column("iys_cursor", sa.String(500), nullable=True),
 )
 
 lines = sa.Table(

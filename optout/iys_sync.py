@@ -1,0 +1,97 @@
+"""İYS → izinli: refusals people make in İYS itself (web, e-Devlet, "RET <brand>" to 3338) are
+pulled with a kept cursor and applied as revocations at once — noted for the dispatcher before
+they commit, so no send to that person starts afterwards."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import sqlalchemy as sa
+
+from crypto.master import MasterKey
+from crypto.service import FieldCrypto
+from optout import ledger
+from optout.iys import IysClient, IysCredentials, with_backoff
+from optout.iys_rules import IysConsent
+from optout.ledger import ConsentEvent
+from optout.tenants import TenantDirectory
+from optout.watch import RevocationWatch
+from store import raw
+from store.engine import Database
+from store.tables import tenant_settings
+
+log = logging.getLogger(__name__)
+PAGE = 1000
+
+
+class IysSync:
+    def __init__(self, db: Database, master: MasterKey, directory: TenantDirectory,
+                 fields: FieldCrypto, watch: RevocationWatch, client_factory=IysClient):
+        self.db, self.master, self.directory = db, master, directory
+        self.fields, self.watch, self._client_factory = fields, watch, client_factory
+
+    async def pull_all(self) -> int:
+        async with self.db.connect() as conn:
+            tenants = [r[0] for r in await raw.fetch(
+                conn, "SELECT tenant_id FROM tenant_settings WHERE iys_enabled "
+                      "AND iys_credentials IS NOT NULL")]
+        applied = 0
+        for tenant_id in tenants:
+            try:
+                applied += await self.pull(tenant_id)
+            except Exception as exc:  # one tenant's İYS trouble must not stop the others
+                log.error("iys pull failed", extra={"tenant_id": tenant_id,
+                                                    "error": type(exc).__name__})
+        return applied
+
+    async def pull(self, tenant_id: str) -> int:
+        """Applies every change since the kept cursor; returns how many refusals applied."""
+        async with self.db.connect() as conn:
+            row = (await conn.execute(sa.select(
+                tenant_settings.c.iys_credentials, tenant_settings.c.iys_cursor).where(
+                tenant_settings.c.tenant_id == tenant_id))).one()
+        credentials = IysCredentials.from_json(json.loads(self.master.unwrap(
+            bytes(row.iys_credentials))))
+        cursor, applied = row.iys_cursor, 0
+        async with self._client_factory(credentials) as client:
+            while True:
+                items, next_cursor = await with_backoff(
+                    lambda after=cursor: client.changes(after, PAGE))
+                applied += await self._apply(tenant_id, items, next_cursor)
+                if len(items) < PAGE or next_cursor == cursor:
+                    return applied
+                cursor = next_cursor
+
+    async def _apply(self, tenant_id: str, items: list[IysConsent], cursor: str | None) -> int:
+        async with self.db.connect() as conn:
+            profile = await self.directory.profile(conn, tenant_id)
+        sealer = await self.fields.shared_sealer(tenant_id, profile.public_key)
+        refusals = [i for i in items if i.status == "RET"]
+        for item in refusals:  # before the commit: see optout.watch
+            self.watch.note(tenant_id, self.directory.index(tenant_id, item.recipient))
+        async with self.db.begin() as conn:
+            for item in items:
+                await self._apply_one(conn, tenant_id, sealer, item)
+            await conn.execute(tenant_settings.update().where(
+                tenant_settings.c.tenant_id == tenant_id).values(iys_cursor=cursor))
+        if refusals:
+            log.info("iys refusals applied", extra={"tenant_id": tenant_id,
+                                                    "count": len(refusals)})
+        return len(refusals)
+
+    async def _apply_one(self, conn, tenant_id: str, sealer, item: IysConsent) -> None:
+        index = self.directory.index(tenant_id, item.recipient)
+        if item.status == "RET":
+            evidence = {"statement": "refused in İYS", "address": item.recipient,
+                        "source": item.source, "at": item.consent_date.isoformat()}
+            await ledger.record(conn, tenant_id, [ConsentEvent(
+                address_index=index, consent_type=item.type, status=ledger.REVOKED,
+                source=f"IYS:{item.source}",
+                recipient_type="merchant" if item.recipient_type == "TACIR" else "individual",
+                occurred_at=min(item.consent_date.timestamp(), time.time()),
+                evidence_sealed=sealer.seal_field(
+                    json.dumps(evidence, ensure_ascii=False).encode()))])
+        await raw.execute(conn, "UPDATE consent_state SET iys_status = ? WHERE tenant_id = ? "
+                                "AND address_index = ? AND consent_type = ?",
+                          (item.status, tenant_id, index, item.type))

@@ -1,0 +1,65 @@
+"""Refusals made in İYS reach the gate (and so a running campaign) at the next pull."""
+from datetime import UTC, datetime
+
+import pytest
+from fakes.iys import BRAND_CODE, IYS_CODE, PASSWORD, USERNAME, IysState, create_iys_app
+
+from dashboard.keys import iys_sync_key
+
+
+@pytest.fixture
+async def iys(aiohttp_server):
+    state = IysState()
+    server = await aiohttp_server(create_iys_app(state))
+    return state, str(server.make_url("")).rstrip("/")
+
+
+async def _enable(tenant, base: str):
+    r = await tenant.call("PATCH", "/settings", json={
+        "iys_enabled": True, "iys_code": IYS_CODE, "iys_brand_code": BRAND_CODE,
+        "iys_credentials": {"base_url": base, "username": USERNAME, "password": PASSWORD}})
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    assert body["iys_connected"] is True and PASSWORD not in await r.text()
+
+
+async def _gate(tenant, address):
+    r = await tenant.call("GET", "/gate", params={"address": address, "channel": "whatsapp"})
+    return (await r.json())["reason"]
+
+
+async def test_refusal_in_iys_blocks_commercial_sends_after_a_pull(tenant, iys):
+    state, base = iys
+    await tenant.call("POST", "/consents", json={
+        "address": "05321239876", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu"})
+    await _enable(tenant, base)
+    sync = tenant.client.app[iys_sync_key]
+    state.citizen_refuse("+905321239876", "MESAJ", datetime.now(UTC))
+    assert await sync.pull(tenant.id) == 1
+    assert await _gate(tenant, "+905321239876") == "iys_refused"
+    # The cursor is kept: the same change is not applied twice.
+    assert await sync.pull(tenant.id) == 0
+    history = (await (await tenant.call("GET", "/consents", params={
+        "address": "+905321239876", "channel": "whatsapp"})).json())["history"]
+    # İYS dates have whole seconds, so within one second the order may tie; both are kept.
+    assert sorted(h["status"] for h in history) == ["granted", "revoked"]
+    assert any(h["source"].startswith("IYS") for h in history)
+
+
+async def test_iys_outage_is_retried_and_reported_not_fatal(tenant, iys):
+    state, base = iys
+    await _enable(tenant, base)
+    state.outage = True
+    sync = tenant.client.app[iys_sync_key]
+    assert await sync.pull_all() == 0  # logged, retried next time, nothing applied
+    state.outage = False
+    state.citizen_refuse("+905321239877", "MESAJ", datetime.now(UTC))
+    assert await sync.pull_all() == 1
+
+
+async def test_iys_credentials_need_the_codes(tenant, iys):
+    _, base = iys
+    r = await tenant.call("PATCH", "/settings", json={
+        "iys_credentials": {"base_url": base, "username": USERNAME, "password": PASSWORD}})
+    assert r.status == 400
