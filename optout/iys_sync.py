@@ -1,6 +1,7 @@
-"""İYS → izinli: refusals people make in İYS itself (web, e-Devlet, "RET <brand>" to 3338) are
-pulled with a kept cursor and applied as revocations at once — noted for the dispatcher before
-they commit, so no send to that person starts afterwards."""
+"""Two-way İYS sync. Pull: refusals people make in İYS itself (web, e-Devlet, "RET <brand>" to
+3338) are fetched with a kept cursor and applied as revocations at once — noted for the
+dispatcher before they commit, so no send to that person starts afterwards. Push: consents and
+refusals collected here go to İYS in bulk before their 3-business-day deadline."""
 from __future__ import annotations
 
 import json
@@ -9,17 +10,19 @@ import time
 
 import sqlalchemy as sa
 
+from crypto.errors import VaultLockedError
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from optout import ledger
-from optout.iys import IysClient, IysCredentials, with_backoff
+from optout.deadlines import TZ
+from optout.iys import Accepted, IysClient, IysCredentials, Rejected, with_backoff
 from optout.iys_rules import IysConsent
 from optout.ledger import ConsentEvent
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
 from store import raw
 from store.engine import Database
-from store.tables import tenant_settings
+from store.tables import consent_events, tenant_settings
 
 log = logging.getLogger(__name__)
 PAGE = 1000
@@ -39,21 +42,69 @@ class IysSync:
         applied = 0
         for tenant_id in tenants:
             try:
+                await self.push(tenant_id)
                 applied += await self.pull(tenant_id)
             except Exception as exc:  # one tenant's İYS trouble must not stop the others
                 log.error("iys pull failed", extra={"tenant_id": tenant_id,
                                                     "error": type(exc).__name__})
         return applied
 
-    async def pull(self, tenant_id: str) -> int:
-        """Applies every change since the kept cursor; returns how many refusals applied."""
+    async def _account(self, tenant_id: str) -> tuple[IysCredentials, str | None]:
         async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(
                 tenant_settings.c.iys_credentials, tenant_settings.c.iys_cursor).where(
                 tenant_settings.c.tenant_id == tenant_id))).one()
-        credentials = IysCredentials.from_json(json.loads(self.master.unwrap(
-            bytes(row.iys_credentials))))
-        cursor, applied = row.iys_cursor, 0
+        return IysCredentials.from_json(json.loads(self.master.unwrap(
+            bytes(row.iys_credentials)))), row.iys_cursor
+
+    async def push(self, tenant_id: str) -> dict[str, int]:
+        """Uploads pending consent events. The phone number is in the sealed evidence, so this
+        runs while the vault is unlocked (always, under `service` custody)."""
+        async with self.db.connect() as conn:
+            pending = list(await conn.execute(sa.select(consent_events).where(
+                consent_events.c.tenant_id == tenant_id,
+                consent_events.c.iys_sync_state == "pending").order_by(
+                consent_events.c.occurred_at).limit(PAGE)))
+        if not pending:
+            return {}
+        try:
+            opened = await self.fields.open_fields(
+                tenant_id, [bytes(e.evidence_sealed) for e in pending])
+        except VaultLockedError:
+            log.warning("iys push waits for an unlock", extra={"tenant_id": tenant_id,
+                                                               "pending": len(pending)})
+            return {}
+        records, states = [], {}
+        for event, evidence in zip(pending, opened, strict=True):
+            record = _record_for(event, json.loads(evidence))
+            if record is None:
+                states[event.id] = "failed"  # no İYS source code: the owner must fix it
+            else:
+                records.append((event.id, record))
+        credentials, _ = await self._account(tenant_id)
+        if records:
+            async with self._client_factory(credentials) as client:
+                request_id = await with_backoff(
+                    lambda: client.add_bulk([r for _, r in records]))
+                results = await with_backoff(
+                    lambda: client.bulk_result(request_id, len(records)))
+            for result in results:
+                if isinstance(result.outcome, Accepted):
+                    states[records[result.index][0]] = "sent"
+                elif isinstance(result.outcome, Rejected):
+                    states[records[result.index][0]] = "failed"
+        async with self.db.begin() as conn:
+            for event_id, state in states.items():
+                await raw.execute(conn, "UPDATE consent_events SET iys_sync_state = ? "
+                                        "WHERE id = ?", (state, event_id))
+        counts = {s: list(states.values()).count(s) for s in ("sent", "failed")}
+        log.info("iys push", extra={"tenant_id": tenant_id, **counts})
+        return counts
+
+    async def pull(self, tenant_id: str) -> int:
+        """Applies every change since the kept cursor; returns how many refusals applied."""
+        credentials, cursor = await self._account(tenant_id)
+        applied = 0
         async with self._client_factory(credentials) as client:
             while True:
                 items, next_cursor = await with_backoff(
@@ -95,3 +146,22 @@ class IysSync:
         await raw.execute(conn, "UPDATE consent_state SET iys_status = ? WHERE tenant_id = ? "
                                 "AND address_index = ? AND consent_type = ?",
                           (item.status, tenant_id, index, item.type))
+
+
+# Where a consent came from → the İYS source code, when our own source is not already one.
+_SOURCE_BY_PREFIX = {"inbound:": "HS_MESAJ", "whatsapp:": "HS_MESAJ", "telegram:": "HS_MESAJ"}
+
+
+def _record_for(event, evidence: dict) -> IysConsent | None:
+    source = event.iys_source or next(
+        (code for prefix, code in _SOURCE_BY_PREFIX.items() if event.source.startswith(prefix)),
+        None)
+    address = evidence.get("address")
+    if source is None or not address:
+        return None
+    from datetime import datetime
+    return IysConsent(
+        recipient=address, recipient_type="TACIR" if event.recipient_type == "merchant"
+        else "BIREYSEL", type=event.consent_type, source=source,
+        status="ONAY" if event.status == "granted" else "RET",
+        consent_date=datetime.fromtimestamp(event.occurred_at, TZ))

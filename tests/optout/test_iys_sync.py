@@ -63,3 +63,24 @@ async def test_iys_credentials_need_the_codes(tenant, iys):
     r = await tenant.call("PATCH", "/settings", json={
         "iys_credentials": {"base_url": base, "username": USERNAME, "password": PASSWORD}})
     assert r.status == 400
+
+
+async def test_consents_collected_here_are_pushed_to_iys(tenant, iys):
+    state, base = iys
+    await _enable(tenant, base)
+    for status in ("granted", "revoked"):
+        r = await tenant.call("POST", "/consents", json={
+            "address": "05321239878", "channel": "whatsapp", "status": status,
+            "source": "HS_WEB", "evidence": "web formu"})
+        assert r.status == 201
+    sync = tenant.client.app[iys_sync_key]
+    assert await sync.push(tenant.id) == {}  # locked: the numbers are sealed; it waits
+    await tenant.unlock()
+    counts = await sync.push(tenant.id)
+    assert counts["sent"] + counts["failed"] == 2, counts
+    history = state.history("+905321239878", "MESAJ")
+    assert [e.status for e in history][:1] == ["ONAY"]
+    states = [h["iys_sync_state"] for h in (await (await tenant.call("GET", "/consents", params={
+        "address": "+905321239878", "channel": "whatsapp"})).json())["history"]]
+    assert "pending" not in states
+    assert await sync.push(tenant.id) == {}  # nothing left
