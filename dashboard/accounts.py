@@ -15,6 +15,7 @@ from crypto.blind import new_lookup_key
 from crypto.keys import new_tenant_keys, unwrap_secret
 from crypto.master import MasterKey
 from crypto.vault import Keyring
+from optout import audit
 from optout.tenants import insert_defaults
 from store.engine import Database
 from store.tenants import (
@@ -72,6 +73,7 @@ async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: 
         await insert_defaults(conn, row.id, name)
         await add_sandbox_line(conn, row.id)
         api_key = await _new_api_key(conn, row.id, "default")
+        await audit.record(conn, row.id, "cli", "tenant.create")
     log.info("tenant created", extra={"tenant_id": row.id})
     return row.id, api_key
 
@@ -89,6 +91,7 @@ async def issue_api_key(db: Database, tenant_id: str, passphrase: str, name: str
                             unicodedata.normalize("NFC", passphrase))
     async with db.begin() as conn:
         key = await _new_api_key(conn, tenant_id, name)
+        await audit.record(conn, tenant_id, "cli", "api_key.issue", name=name)
     log.info("api key issued", extra={"tenant_id": tenant_id})
     return key
 

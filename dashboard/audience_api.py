@@ -7,6 +7,7 @@ from aiohttp import web
 
 from campaigns.audiences import ImportSource, create_list, list_exists
 from campaigns.csvparse import CsvFormatError
+from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, importer_key, settings_key
 from dashboard.routing import Operation
@@ -40,6 +41,8 @@ async def import_contacts(request: web.Request) -> web.Response:
             result = await request.app[importer_key].run(tenant_id, list_id, spool, source)
         except CsvFormatError as exc:
             raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
+    await audited(request, "contacts.import", list_id=list_id, imported=result.imported,
+                  updated=result.updated, invalid=result.invalid_total)
     return json_response(result.as_json())
 
 

@@ -11,9 +11,10 @@ from campaigns import service
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import TENANT, db_key, directory_key, fields_key, scheduler_hook_key
+from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, scheduler_hook_key
 from dashboard.lines_api import address_param
 from dashboard.routing import Operation
+from optout import audit
 from optout.deadlines import parse_consent_date
 from store.tables import campaigns, contacts, list_members
 
@@ -44,6 +45,8 @@ async def create(request: web.Request) -> web.Response:
     sealer = await app[fields_key].shared_sealer(tenant_id, profile.public_key)
     async with app[db_key].begin() as conn:
         campaign_id = await service.create(conn, tenant_id, spec, sealer)
+        await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}",
+                           "campaign.create", campaign_id=campaign_id, purpose=spec.purpose)
         row = await service.get(conn, tenant_id, campaign_id)
         return json_response(await service.status(conn, row), status=201)
 
@@ -67,6 +70,8 @@ def _action(name: str):
         tenant_id, campaign_id = request[TENANT], request.match_info["id"]
         async with request.app[db_key].begin() as conn:
             await service.transition(conn, tenant_id, campaign_id, name)
+            await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}",
+                               f"campaign.{name}", campaign_id=campaign_id)
             row = await service.get(conn, tenant_id, campaign_id)
             body = await service.status(conn, row)
         if body["state"] == "scheduled":

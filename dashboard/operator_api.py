@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from campaigns.lines import list_lines
+from dashboard.auditing import audited
 from dashboard.errors import ApiError, json_response
 from dashboard.keys import TENANT, db_key, operator_desk_key
 from dashboard.routing import Operation
@@ -19,6 +20,7 @@ async def operator_link(request: web.Request) -> web.Response:
         raise ApiError(400, "no_telegram_line",
                        "add a Telegram line first: the operator bot talks through it")
     code, expires = await request.app[operator_desk_key].new_code(request[TENANT])
+    await audited(request, "operator.link_code")
     return json_response({
         "code": code, "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
         "how": f"Send /link {code} to your Telegram bot within 10 minutes.",

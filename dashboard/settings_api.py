@@ -6,8 +6,9 @@ import json
 from aiohttp import web
 
 from dashboard.errors import ApiError, json_body, json_response
-from dashboard.keys import TENANT, db_key, directory_key, master_key
+from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, master_key
 from dashboard.routing import Operation
+from optout import audit
 from optout.tenants import TenantProfile, update_settings
 
 _TEXT = {"sender_name": 200, "sender_contact": 200, "iys_code": 32, "iys_brand_code": 32,
@@ -95,6 +96,8 @@ async def patch_settings(request: web.Request) -> web.Response:
             changes["iys_credentials"] = request.app[master_key].wrap(plain)
             changes["iys_cursor"] = None
         await update_settings(conn, request[TENANT], changes)
+        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+                           "settings.update", keys=sorted(changes))
     return await get_settings(request)
 
 

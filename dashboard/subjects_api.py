@@ -7,10 +7,10 @@ import json
 from aiohttp import web
 
 from dashboard.errors import field, json_body, json_response
-from dashboard.keys import TENANT, db_key, directory_key, fields_key, watch_key
+from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, watch_key
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
-from optout import subjects
+from optout import audit, subjects
 
 
 async def _index(request: web.Request, raw_address: str | None, channel: str) -> tuple:
@@ -31,6 +31,8 @@ async def access(request: web.Request) -> web.Response:
     async with app[db_key].begin() as conn:
         report["request_id"] = await subjects.record_request(conn, tenant_id, index, "access",
                                                              "api", done=True)
+        await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}", "subject.access",
+                           request_id=report["request_id"])
     return json_response(report)
 
 
@@ -70,6 +72,8 @@ async def erase(request: web.Request) -> web.Response:
         counts = await subjects.erase(conn, request[TENANT], index)
         request_id = await subjects.record_request(conn, request[TENANT], index, "erasure",
                                                    "api", done=True)
+        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+                           "subject.erase", request_id=request_id, **counts)
     return json_response({"request_id": request_id, "erased": counts})
 
 

@@ -6,6 +6,7 @@ import time
 from aiohttp import web
 
 from dashboard import accounts
+from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import TENANT, db_key, keyring_key, master_key, settings_key
 from dashboard.ratelimit import FailureLimiter
@@ -36,13 +37,16 @@ async def unlock(request: web.Request) -> web.Response:
         await accounts.unlock(app[db_key], app[keyring_key], tenant_id, passphrase, ttl)
     except Exception:
         limiter.failed(tenant_id)
+        await audited(request, "vault.unlock_failed")
         raise
     limiter.reset(tenant_id)
+    await audited(request, "vault.unlock", ttl_seconds=ttl)
     return web.Response(status=204)
 
 
 async def lock(request: web.Request) -> web.Response:
     accounts.lock(request.app[keyring_key], request[TENANT])
+    await audited(request, "vault.lock")
     return web.Response(status=204)
 
 
@@ -60,6 +64,7 @@ async def custody(request: web.Request) -> web.Response:
     app = request.app
     await accounts.change_custody(app[db_key], app[keyring_key], app[master_key],
                                   request[TENANT], field(body, "custody", str))
+    await audited(request, "vault.custody", custody=body["custody"])
     return await status(request)
 
 

@@ -49,6 +49,7 @@ from dashboard.keys import (
 )
 from izinli.config import Config
 from izinli.scheduler import Timers
+from optout import audit
 from optout.iys_sync import IysSync
 from optout.retention import RetentionPolicy
 from optout.tenants import TenantDirectory
@@ -158,7 +159,8 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         consent_years=config.retention.consent_years,
         message_years=config.retention.message_years,
         erased_contact_days=config.retention.erased_contact_days),
-        iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes)
+        iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes,
+        master=app[master_key])
     app[scheduler_hook_key] = timers.campaign_due_at
     await timers.start()
     dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],
@@ -183,6 +185,7 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         await poller.stop()
     await dispatcher.stop()
     timers.stop()
+    await audit.checkpoint(db, app[master_key])  # the last hour is signed too
     keyring = app[keyring_key]
     for tenant_id in keyring.unlocked_ids():
         keyring.lock(tenant_id)

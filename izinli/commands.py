@@ -128,12 +128,41 @@ async def cmd_bench_webhooks(args, config: Config) -> int:
     return 0
 
 
+async def cmd_audit_verify(args, config: Config) -> int:
+    from optout.audit import verify_chain
+    db = await open_store(config)
+    try:
+        verdict = await verify_chain(db)
+    finally:
+        await db.close()
+    if verdict.broken_at is not None:
+        print(f"izinli: audit log broken at entry {verdict.broken_at}: {verdict.reason}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({"entries": verdict.entries, "checkpoints": verdict.checkpoints,
+                      "ok": True}))
+    return 0
+
+
+async def cmd_audit_checkpoint(args, config: Config) -> int:
+    from optout.audit import checkpoint
+    db = await open_store(config)
+    try:
+        seq = await checkpoint(db, master_key_for(config))
+    finally:
+        await db.close()
+    print(json.dumps({"signed_through": seq}))
+    return 0
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
     ("tenant", "create"): cmd_tenant_create,
     ("tenant", "api-key"): cmd_tenant_api_key,
     ("tenant", "custody"): cmd_tenant_custody,
+    ("audit", "verify"): cmd_audit_verify,
+    ("audit", "checkpoint"): cmd_audit_checkpoint,
     ("bench", "crypto"): cmd_bench_crypto,
     ("bench", "import"): cmd_bench_import,
     ("bench", "gate"): cmd_bench_gate,

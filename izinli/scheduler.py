@@ -10,7 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from campaigns import service
 from crypto.vault import Keyring
-from optout import retention
+from optout import audit, retention
 from optout.retention import RetentionPolicy
 from store.engine import Database
 
@@ -20,8 +20,8 @@ LOCK_SWEEP_SECONDS = 30
 
 class Timers:
     def __init__(self, db: Database, keyring: Keyring, policy: RetentionPolicy,
-                 iys_pull=None, iys_pull_minutes: int = 15):
-        self.db, self.keyring, self.policy = db, keyring, policy
+                 iys_pull=None, iys_pull_minutes: int = 15, master=None):
+        self.db, self.keyring, self.policy, self.master = db, keyring, policy, master
         self.iys_pull, self.iys_pull_minutes = iys_pull, iys_pull_minutes
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -30,6 +30,8 @@ class Timers:
                                id="lock-sweep", replace_existing=True)
         self.scheduler.add_job(self.purge, "cron", hour=0, minute=30, id="retention",
                                replace_existing=True, misfire_grace_time=None)
+        self.scheduler.add_job(self.checkpoint, "interval", hours=1, id="audit-checkpoint",
+                               replace_existing=True)
         if self.iys_pull is not None:
             # Refusals made in İYS block sends as soon as they are pulled (at least hourly).
             self.scheduler.add_job(self.iys_pull, "interval", minutes=self.iys_pull_minutes,
@@ -62,4 +64,9 @@ class Timers:
     async def purge(self) -> None:
         async with self.db.begin() as conn:
             counts = await retention.purge(conn, time.time(), self.policy)
+            await audit.record(conn, None, "system", "retention.purge", **counts)
         log.info("retention purge", extra=counts)
+
+    async def checkpoint(self) -> None:
+        if self.master is not None:
+            await audit.checkpoint(self.db, self.master)

@@ -305,3 +305,36 @@ subject_requests = sa.Table(
     sa.Column("due_at", sa.Double, nullable=False),
     sa.Column("completed_at", sa.Double, nullable=True),
 )
+
+# --- audit log (migration 0007) -------------------------------------------------------------
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("tenant_id", sa.String(36), nullable=True),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    # JSON without personal data: ids, counts, states.
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("signature", sa.LargeBinary(64), nullable=False),
+    sa.Column("verify_key", sa.LargeBinary(32), nullable=False),
+)
+
+operator_keys = sa.Table(
+    "operator_keys", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("wrapped_seed", sa.LargeBinary, nullable=False),
+    sa.Column("verify_key", sa.LargeBinary(32), nullable=False),
+)

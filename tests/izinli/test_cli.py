@@ -171,3 +171,16 @@ def test_serve_stops_on_sigint(tmp_path):
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0 and time.monotonic() - started < 10
+
+
+def test_audit_verify_from_cli(tmp_path):
+    import sqlite3
+    create_tenant(tmp_path)
+    out = run(tmp_path, "audit", "checkpoint")
+    assert out.returncode == 0 and json.loads(out.stdout)["signed_through"] == 1
+    out = run(tmp_path, "audit", "verify")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"entries": 1, "checkpoints": 1, "ok": True}
+    with sqlite3.connect(tmp_path / "var" / "izinli.db") as raw:
+        raw.execute("UPDATE audit_log SET action = 'nothing.happened' WHERE seq = 1")
+    assert_one_line_error(run(tmp_path, "audit", "verify"), 1, "broken at entry 1")

@@ -1,0 +1,12 @@
+"""Records what API callers do in the audit log (ids, counts and states only)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from dashboard.keys import API_KEY_ID, TENANT, db_key
+from optout import audit
+
+
+async def audited(request: web.Request, action: str, **detail) -> None:
+    await audit.write(request.app[db_key], request[TENANT],
+                      f"api_key:{request.get(API_KEY_ID, '?')}", action, **detail)
