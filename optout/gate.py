@@ -13,6 +13,8 @@ NO_CONSENT = "no_consent"
 OPTED_OUT = "opted_out"
 SUPPRESSED = "suppressed"
 IYS_REFUSED = "iys_refused"
+# Granted here but not yet ONAY in İYS (upload pending): not sendable while İYS is on.
+IYS_PENDING = "iys_pending"
 QUIET_HOURS = "quiet_hours"
 FREQUENCY_CAP = "frequency_cap"
 INVALID_ADDRESS = "invalid_address"
@@ -53,6 +55,7 @@ _NO_CONSENT = Decision(False, NO_CONSENT)
 _OPTED_OUT = Decision(False, OPTED_OUT)
 _SUPPRESSED = Decision(False, SUPPRESSED)
 _IYS_REFUSED = Decision(False, IYS_REFUSED)
+_IYS_PENDING = Decision(False, IYS_PENDING)
 _INVALID_ADDRESS = Decision(False, INVALID_ADDRESS)
 _BLOCKED = Decision(False, BLOCKED)
 # Kinds with a reason of their own; every other kind (erasure, complaint, manual…) is
@@ -106,6 +109,9 @@ def _commercial(facts: Facts) -> Decision:
     # Anything but "merchant" is treated as an individual: the stricter rule is the safe one.
     if facts.iys_enabled:
         # With İYS on for the tenant, only ONAY in İYS counts as a standing consent.
-        return _ALLOW if facts.iys_status == "ONAY" else _NO_CONSENT
+        if facts.iys_status == "ONAY":
+            return _ALLOW
+        return _IYS_PENDING if facts.consent == "granted" and facts.iys_status is None \
+            else _NO_CONSENT
     return _ALLOW if facts.consent == "granted" else _NO_CONSENT
 

@@ -74,7 +74,7 @@ class IysSync:
             log.warning("iys push waits for an unlock", extra={"tenant_id": tenant_id,
                                                                "pending": len(pending)})
             return {}
-        records, states = [], {}
+        records, states, accepted = [], {}, []
         for event, evidence in zip(pending, opened, strict=True):
             record = _record_for(event, json.loads(evidence))
             if record is None:
@@ -91,12 +91,20 @@ class IysSync:
             for result in results:
                 if isinstance(result.outcome, Accepted):
                     states[records[result.index][0]] = "sent"
+                    accepted.append(records[result.index][1])
                 elif isinstance(result.outcome, Rejected):
                     states[records[result.index][0]] = "failed"
         async with self.db.begin() as conn:
             for event_id, state in states.items():
                 await raw.execute(conn, "UPDATE consent_events SET iys_sync_state = ? "
                                         "WHERE id = ?", (state, event_id))
+            for record in accepted:  # what İYS now holds is what the gate will check
+                await raw.execute(conn, "UPDATE consent_state SET iys_status = ? "
+                                        "WHERE tenant_id = ? AND address_index = ? "
+                                        "AND consent_type = ?",
+                                  (record.status, tenant_id,
+                                   self.directory.index(tenant_id, record.recipient),
+                                   record.type))
         counts = {s: list(states.values()).count(s) for s in ("sent", "failed")}
         log.info("iys push", extra={"tenant_id": tenant_id, **counts})
         return counts

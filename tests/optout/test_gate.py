@@ -34,7 +34,7 @@ CASES = [
     (Facts(consent="granted", iys_enabled=True, iys_status="ONAY"), COMM, "allowed"),
     (Facts(iys_enabled=True, iys_status="ONAY"), COMM, "allowed"),
     (Facts(consent="revoked", iys_enabled=True, iys_status="ONAY"), COMM, "opted_out"),
-    (Facts(consent="granted", iys_enabled=True), COMM, "no_consent"),
+    (Facts(consent="granted", iys_enabled=True), COMM, "iys_pending"),
     (Facts(consent="granted", iys_enabled=True, iys_status="RET"), COMM, "iys_refused"),
     (Facts(consent="revoked", iys_enabled=True, iys_status="RET"), COMM, "iys_refused"),
     # İYS off for the tenant: a stale İYS status does not count either way.
@@ -58,7 +58,7 @@ def test_cases_cover_every_reason_the_gate_computes():
     computed = {reason for _, _, reason in CASES}
     assert computed == {
         gate.ALLOWED, gate.NO_CONSENT, gate.OPTED_OUT, gate.SUPPRESSED, gate.IYS_REFUSED,
-        gate.INVALID_ADDRESS, gate.BLOCKED,
+        gate.INVALID_ADDRESS, gate.BLOCKED, gate.IYS_PENDING,
     }
 
 
@@ -170,7 +170,11 @@ def legal_verdict(h: History, purpose: Purpose) -> str:
     standing = h.iys_status == "ONAY" if h.iys_enabled else h.consent == "granted"
     if standing and not refused:
         return "allowed"
-    return "opted_out" if refused else "no_consent"
+    if refused:
+        return "opted_out"
+    # Our own consent waiting for its İYS upload is pending, not missing.
+    pending = h.iys_enabled and h.consent == "granted" and h.iys_status is None
+    return "iys_pending" if pending else "no_consent"
 
 
 events = st.one_of(
@@ -206,7 +210,8 @@ any_facts = st.builds(
 def test_informational_allowed_means_commercial_allowed_or_a_consent_reason(facts):
     if decide(facts, INFO).allowed:
         commercial = decide(facts, COMM)
-        assert commercial.allowed or commercial.reason in {"no_consent", "opted_out", "iys_refused"}
+        assert commercial.allowed or commercial.reason in {"no_consent", "opted_out", "iys_refused",
+                                                           "iys_pending"}
 
 
 @given(any_facts, st.sampled_from(list(Purpose)))

@@ -74,6 +74,7 @@ async def test_consents_collected_here_are_pushed_to_iys(tenant, iys):
             "source": "HS_WEB", "evidence": "web formu"})
         assert r.status == 201
     sync = tenant.client.app[iys_sync_key]
+    assert await _gate(tenant, "+905321239878") in ("opted_out", "iys_pending")
     assert await sync.push(tenant.id) == {}  # locked: the numbers are sealed; it waits
     await tenant.unlock()
     counts = await sync.push(tenant.id)
@@ -84,3 +85,15 @@ async def test_consents_collected_here_are_pushed_to_iys(tenant, iys):
         "address": "+905321239878", "channel": "whatsapp"})).json())["history"]]
     assert "pending" not in states
     assert await sync.push(tenant.id) == {}  # nothing left
+
+
+async def test_with_iys_on_a_consent_is_pending_until_iys_accepts_it(tenant, iys):
+    _, base = iys
+    await _enable(tenant, base)
+    await tenant.call("POST", "/consents", json={
+        "address": "05321239879", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu"})
+    assert await _gate(tenant, "+905321239879") == "iys_pending"
+    await tenant.unlock()
+    assert (await tenant.client.app[iys_sync_key].push(tenant.id))["sent"] == 1
+    assert await _gate(tenant, "+905321239879") == "allowed"
