@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from dashboard.errors import field, json_body, json_response
+from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, watch_key
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
@@ -77,6 +77,36 @@ async def erase(request: web.Request) -> web.Response:
     return json_response({"request_id": request_id, "erased": counts})
 
 
+async def correct(request: web.Request) -> web.Response:
+    """KVKK art. 11(1)(d): correct the person's name or attributes (sealed like on import)."""
+    body = await json_body(request)
+    channel = field(body, "channel", str, required=False, default="sandbox")
+    _, index = await _index(request, field(body, "address", str), channel)
+    name = field(body, "name", str, required=False, default=None)
+    attributes = field(body, "attributes", dict, required=False, default=None)
+    if name is None and attributes is None:
+        raise ApiError(400, "missing_field", "give 'name' and/or 'attributes' to correct")
+    if attributes is not None and not all(isinstance(v, str) for v in attributes.values()):
+        raise ApiError(400, "invalid_field", "'attributes' values must be strings")
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        profile = await app[directory_key].profile(conn, tenant_id)
+    sealer = await app[fields_key].shared_sealer(tenant_id, profile.public_key)
+    async with app[db_key].begin() as conn:
+        changed = await subjects.correct(
+            conn, tenant_id, index,
+            sealer.seal_field(name.encode()) if name is not None else None,
+            sealer.seal_field(json.dumps(attributes, ensure_ascii=False).encode())
+            if attributes is not None else None)
+        if not changed:
+            raise ApiError(404, "not_found", "no contact with that address")
+        request_id = await subjects.record_request(conn, tenant_id, index, "correction", "api",
+                                                   done=True)
+        await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}",
+                           "subject.correct", request_id=request_id)
+    return json_response({"request_id": request_id, "corrected": True})
+
+
 async def request_log(request: web.Request) -> web.Response:
     async with request.app[db_key].connect() as conn:
         rows = await subjects.requests(conn, request[TENANT])
@@ -95,6 +125,12 @@ OPERATIONS = [
               "the law requires; a blind-index suppression keeps them from being messaged",
               body={"type": "object", "required": ["address"], "properties": {
                   "address": {"type": "string"}, "channel": {"type": "string"}}}),
+    Operation("POST", "/api/v1/subjects/correct", correct,
+              "Correct a person's name or attributes",
+              body={"type": "object", "required": ["address"], "properties": {
+                  "address": {"type": "string"}, "name": {"type": "string"},
+                  "attributes": {"type": "object"}}},
+              responses={200: "Corrected", 404: "No such contact"}),
     Operation("GET", "/api/v1/subjects/requests", request_log,
               "Data-subject requests with their 30-day deadlines"),
 ]

@@ -93,6 +93,15 @@ async def erase(conn: AsyncConnection, tenant_id: str, index: bytes) -> dict[str
     return counts
 
 
+async def correct(conn: AsyncConnection, tenant_id: str, index: bytes,
+                  name_sealed: bytes | None, attributes_sealed: bytes | None) -> bool:
+    return await raw.execute(
+        conn, "UPDATE contacts SET name_sealed = COALESCE(?, name_sealed), "
+              "attributes_sealed = COALESCE(?, attributes_sealed), updated_at = ? "
+              "WHERE tenant_id = ? AND address_index = ? AND erased_at IS NULL",
+        (name_sealed, attributes_sealed, time.time(), tenant_id, index)) == 1
+
+
 async def record_request(conn: AsyncConnection, tenant_id: str, index: bytes, kind: str,
                          channel: str, done: bool) -> str:
     now = time.time()

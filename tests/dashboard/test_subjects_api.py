@@ -64,3 +64,20 @@ async def test_erasure_destroys_contact_data_and_keeps_them_unreachable(tenant):
     kinds = [r["kind"] for r in (await (await tenant.call(
         "GET", "/subjects/requests")).json())["requests"]]
     assert "erasure" in kinds
+
+
+async def test_correction_changes_name_and_attributes(tenant):
+    await _setup_person(tenant)
+    r = await tenant.call("POST", "/subjects/correct", json={
+        "address": "05324445566", "name": "Gülşen Ağaoğlu-Kaya",
+        "attributes": {"sehir": "Trabzon"}})
+    assert r.status == 200
+    report = await (await tenant.call("GET", "/subjects",
+                                      params={"address": "+905324445566"})).json()
+    assert report["contact"]["name"] == "Gülşen Ağaoğlu-Kaya"
+    assert report["contact"]["attributes"] == {"sehir": "Trabzon"}
+    r = await tenant.call("POST", "/subjects/correct", json={"address": "05320000000",
+                                                             "name": "x"})
+    assert r.status == 404
+    r = await tenant.call("POST", "/subjects/correct", json={"address": "05324445566"})
+    assert r.status == 400
