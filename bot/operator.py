@@ -31,7 +31,9 @@ _ALERTS = {"completed": "✅ «{name}» tamamlandı: {sent} gönderildi, {skippe
            "paused": "⏸ «{name}» otomatik duraklatıldı: {detail}. /resume {short} ile sürdürün.",
            "waiting_unlock": "🔒 «{name}» kasanın açılmasını bekliyor. Paneli veya API'yi "
                              "kullanarak kasayı açın; bu bot parola kabul etmez.",
-           "line_paused": "⚠️ Gönderim hattı sağlayıcı uyarısıyla duraklatıldı: {detail}."}
+           "line_paused": "⚠️ Gönderim hattı sağlayıcı uyarısıyla duraklatıldı: {detail}.",
+           "iys_deadline": "⏰ {detail} izin kaydının İYS'ye yükleme süresi bir iş gününden az "
+                           "kaldı. Yüklenebilmeleri için kasayı açın."}
 
 
 def _hash(code: str) -> str:

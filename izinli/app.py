@@ -160,7 +160,8 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         message_years=config.retention.message_years,
         erased_contact_days=config.retention.erased_contact_days),
         iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes,
-        master=app[master_key])
+        master=app[master_key], iys_risk=app[iys_sync_key].at_risk,
+        alerts=app[operator_desk_key])
     app[scheduler_hook_key] = timers.campaign_due_at
     await timers.start()
     dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],

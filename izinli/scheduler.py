@@ -20,8 +20,10 @@ LOCK_SWEEP_SECONDS = 30
 
 class Timers:
     def __init__(self, db: Database, keyring: Keyring, policy: RetentionPolicy,
-                 iys_pull=None, iys_pull_minutes: int = 15, master=None):
+                 iys_pull=None, iys_pull_minutes: int = 15, master=None, iys_risk=None,
+                 alerts=None):
         self.db, self.keyring, self.policy, self.master = db, keyring, policy, master
+        self.iys_risk, self.alerts = iys_risk, alerts
         self.iys_pull, self.iys_pull_minutes = iys_pull, iys_pull_minutes
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -36,6 +38,9 @@ class Timers:
             # Refusals made in İYS block sends as soon as they are pulled (at least hourly).
             self.scheduler.add_job(self.iys_pull, "interval", minutes=self.iys_pull_minutes,
                                    id="iys-pull", replace_existing=True, max_instances=1)
+        if self.iys_risk is not None and self.alerts is not None:
+            self.scheduler.add_job(self.warn_deadlines, "interval", hours=1, id="iys-deadlines",
+                                   replace_existing=True)
         async with self.db.connect() as conn:
             for row in await service.scheduled(conn):
                 self.campaign_due_at(row.id, row.send_at)
@@ -66,6 +71,11 @@ class Timers:
             counts = await retention.purge(conn, time.time(), self.policy)
             await audit.record(conn, None, "system", "retention.purge", **counts)
         log.info("retention purge", extra=counts)
+
+    async def warn_deadlines(self) -> None:
+        """Owners hear about İYS uploads whose legal deadline is less than a business day off."""
+        for tenant_id, count in (await self.iys_risk()).items():
+            await self.alerts.campaign_event(tenant_id, None, "iys_deadline", str(count))
 
     async def checkpoint(self) -> None:
         if self.master is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -14,7 +15,7 @@ from crypto.errors import VaultLockedError
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from optout import ledger
-from optout.deadlines import TZ
+from optout.deadlines import TZ, business_days_after
 from optout.iys import Accepted, IysClient, IysCredentials, Rejected, with_backoff
 from optout.iys_rules import IysConsent
 from optout.ledger import ConsentEvent
@@ -56,6 +57,19 @@ class IysSync:
                 tenant_settings.c.tenant_id == tenant_id))).one()
         return IysCredentials.from_json(json.loads(self.master.unwrap(
             bytes(row.iys_credentials)))), row.iys_cursor
+
+    async def at_risk(self, now: float | None = None) -> dict[str, int]:
+        """Tenants with consent events still not in İYS whose 3-business-day deadline ends
+        within one business day: {tenant_id: how many}."""
+        now = time.time() if now is None else now
+        horizon = business_days_after(datetime.fromtimestamp(now, TZ), 1).timestamp()
+        async with self.db.connect() as conn:
+            rows = await raw.fetch(
+                conn, "SELECT e.tenant_id, count(*) FROM consent_events e JOIN tenant_settings s "
+                      "ON s.tenant_id = e.tenant_id WHERE s.iys_enabled AND "
+                      "e.iys_sync_state = 'pending' AND e.iys_deadline < ? GROUP BY e.tenant_id",
+                (horizon,))
+        return {tenant_id: n for tenant_id, n in rows}
 
     async def push(self, tenant_id: str) -> dict[str, int]:
         """Uploads pending consent events. The phone number is in the sealed evidence, so this
@@ -167,7 +181,6 @@ def _record_for(event, evidence: dict) -> IysConsent | None:
     address = evidence.get("address")
     if source is None or not address:
         return None
-    from datetime import datetime
     return IysConsent(
         recipient=address, recipient_type="TACIR" if event.recipient_type == "merchant"
         else "BIREYSEL", type=event.consent_type, source=source,

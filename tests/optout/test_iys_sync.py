@@ -97,3 +97,15 @@ async def test_with_iys_on_a_consent_is_pending_until_iys_accepts_it(tenant, iys
     await tenant.unlock()
     assert (await tenant.client.app[iys_sync_key].push(tenant.id))["sent"] == 1
     assert await _gate(tenant, "+905321239879") == "allowed"
+
+
+async def test_deadlines_at_risk_are_found(tenant, iys):
+    _, base = iys
+    await _enable(tenant, base)
+    await tenant.call("POST", "/consents", json={
+        "address": "05321239880", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu"})
+    sync = tenant.client.app[iys_sync_key]
+    assert await sync.at_risk() == {}
+    in_five_days = datetime.now(UTC).timestamp() + 5 * 86400
+    assert await sync.at_risk(now=in_five_days) == {tenant.id: 1}
