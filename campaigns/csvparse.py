@@ -131,7 +131,13 @@ def parse(fileobj: BinaryIO, default_region: str = "TR") -> ParsedFile:
     text = io.TextIOWrapper(_Borrowed(fileobj), encoding=encoding, errors="replace", newline="")
     lines = _physical_lines(text)
     skipped, header_line = _first_non_blank(lines)
-    delimiter = sniff_delimiter(header_line)
+    delimiter = _excel_separator_hint(header_line)
+    if delimiter is not None:  # "sep=;" — Excel's hint line; the header follows it
+        hint_line = skipped + 1
+        skipped, header_line = _first_non_blank(lines)
+        skipped += hint_line
+    else:
+        delimiter = sniff_delimiter(header_line)
     reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
     columns = map_columns(_next_row(reader, skipped + 1) or [])
     plan = _RowPlan(columns, default_region)
@@ -161,6 +167,14 @@ def _is_utf8(fileobj: BinaryIO) -> bool:
     finally:
         fileobj.seek(0)
     return True
+
+
+def _excel_separator_hint(line: str) -> str | None:
+    """The delimiter named by Excel's optional first line "sep=;" (or None)."""
+    stripped = line.strip().strip('"').replace("\ufeff", "")
+    if stripped.lower().startswith("sep=") and len(stripped) == 5:
+        return stripped[4]
+    return None
 
 
 def sniff_delimiter(header_line: str) -> str:

@@ -43,12 +43,17 @@ _TR_VALID_10 = _tr_validity_pattern(10)
 
 def normalise_phone(raw: str, default_region: str = "TR") -> str | None:
     """E.164 form of a phone number ("+905321112233"), or None when it is not a valid number."""
+    # A number column Excel saved as floats ("5321112233.0") is still the number.
+    raw = _EXCEL_FLOAT.sub(r"\1", raw.strip())
     if default_region == "TR":
         shape = _TR_MOBILE_SHAPE.fullmatch(raw.translate(_SEPARATORS))
         if shape is not None:
             national = shape.group(1)
             return "+90" + national if _TR_VALID_10.match(national) else None
     return _normalise_with_library(raw, default_region)
+
+
+_EXCEL_FLOAT = re.compile(r"^(\+?\d{7,15})\.0+$")
 
 
 def _normalise_with_library(raw: str, default_region: str) -> str | None:

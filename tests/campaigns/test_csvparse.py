@@ -244,3 +244,12 @@ def test_a_large_file_is_streamed_not_held(tmp_path):
     assert count == 200_000
     assert path.stat().st_size > 10_000_000
     assert peak < 20 * 1024 * 1024
+
+
+def test_excel_separator_hint_line_is_honoured_and_skipped():
+    parsed = parse(io.BytesIO(b"sep=;\nTelefon Numaras\xfd;Ad\xfd Soyad\xfd\n05321112233;\xdeule\n"
+                              b"abc;x\n"))
+    assert parsed.delimiter == ";"
+    rows = list(parsed.rows)
+    assert rows[0].phone == "+905321112233" and rows[0].name == "Şule" and rows[0].line == 3
+    assert (rows[1].line, rows[1].reason) == (4, "invalid_phone")

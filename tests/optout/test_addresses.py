@@ -155,3 +155,9 @@ def test_mask_hides_at_least_three_characters_of_anything(address):
     masked = mask(address)
     assert len(masked) == len(address)
     assert masked.count("*") >= min(3, len(address.lstrip("+-")))
+
+
+def test_numbers_excel_saved_as_floats_are_still_numbers():
+    assert normalise_phone("5321112233.0") == "+905321112233"
+    assert normalise_phone("905321112233.0") == "+905321112233"
+    assert normalise_phone("12.0") is None
