@@ -19,7 +19,14 @@ from bot.whatsapp import WhatsAppCredentials
 from campaigns import service
 from campaigns.lines import add_provider_line
 from campaigns.service import NewCampaign
-from dashboard.keys import credentials_key, db_key, directory_key, fields_key, keyring_key
+from dashboard.keys import (
+    credentials_key,
+    db_key,
+    directory_key,
+    fields_key,
+    keyring_key,
+    master_key,
+)
 from izinli import config as configuration
 from izinli.app import create_app
 from store import raw
@@ -48,7 +55,7 @@ async def _prepare(app: web.Application, n: int) -> tuple[str, list[int]]:
     world.db, world.keyring, world.fields = db, app[keyring_key], app[fields_key]
     world.directory = app[directory_key]
     from dashboard import accounts
-    world.tenant_id, _ = await accounts.create_tenant(db, app[app_master()], "Bench",
+    world.tenant_id, _ = await accounts.create_tenant(db, app[master_key], "Bench",
                                                       "bench passphrase 1", kdf="min")
     await accounts.unlock(db, world.keyring, world.tenant_id, "bench passphrase 1", 3600)
     async with db.connect() as conn:
@@ -69,11 +76,6 @@ async def _prepare(app: web.Application, n: int) -> tuple[str, list[int]]:
         ids = [r[0] for r in await raw.fetch(conn, "SELECT id FROM outbox WHERE campaign_id = ?",
                                              (cid,))]
     return line.id, ids
-
-
-def app_master():
-    from dashboard.keys import master_key
-    return master_key
 
 
 def _serve(data_dir: str, requests: int, ready) -> None:

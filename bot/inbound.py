@@ -8,8 +8,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from bot.delivery import LONGEST_WAIT, send_patiently
 from campaigns.audiences import add_subscriber
-from campaigns.ports import Channel, Line, OutboundMessage, RateLimited
+from campaigns.ports import Channel, Line, RateLimited
 from crypto.service import FieldCrypto
 from optout import inbound, suppression
 from optout.inbound import InboundText, Outcome
@@ -20,8 +21,6 @@ from optout.watch import RevocationWatch
 from store.engine import Database
 
 log = logging.getLogger(__name__)
-# Longer provider waits are not worth a background retry for a confirmation.
-REPLY_RETRY_LIMIT = 30.0
 
 
 @dataclass
@@ -60,23 +59,18 @@ class InboundRouter:
         """Sends a confirmation now, or, when the provider asks to wait (WhatsApp allows one
         message per 6 s to a person), a little later in the background."""
         channel = self.channels[line.channel]
-        result = await channel.send(line, address, OutboundMessage(text))
-        await channel.flush()
-        if isinstance(result, RateLimited) and result.retry_after <= REPLY_RETRY_LIMIT:
+        result = await send_patiently(channel, line, address, text, attempts=1)
+        if isinstance(result, RateLimited) and result.retry_after <= LONGEST_WAIT:
             task = asyncio.create_task(self._retry_reply(line, address, text,
                                                          result.retry_after))
             self._pending_replies.add(task)
             task.add_done_callback(self._pending_replies.discard)
 
     async def _retry_reply(self, line: Line, address: str, text: str, wait: float) -> None:
-        channel = self.channels[line.channel]
-        for _ in range(3):
-            await asyncio.sleep(wait)
-            result = await channel.send(line, address, OutboundMessage(text))
-            if not isinstance(result, RateLimited):
-                return
-            wait = result.retry_after
-        log.warning("confirmation not sent", extra={"line_id": line.id})
+        result = await send_patiently(self.channels[line.channel], line, address, text,
+                                      first_wait=wait, attempts=3)
+        if isinstance(result, RateLimited):
+            log.warning("confirmation not sent", extra={"line_id": line.id})
 
     async def _context(self, line: Line, address: str):
         async with self.db.connect() as conn:

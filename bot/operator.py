@@ -3,7 +3,6 @@ from the API, then follows and steers campaigns from it (/campaigns, /status, /p
 and receives alerts. It never asks for or accepts a passphrase."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -12,9 +11,10 @@ import uuid
 
 import sqlalchemy as sa
 
+from bot.delivery import send_patiently
 from campaigns import outbox, service
 from campaigns.lines import line_by_id
-from campaigns.ports import Line, OutboundMessage, RateLimited
+from campaigns.ports import Line
 from campaigns.service import CampaignError
 from crypto.master import MasterKey
 from optout.tenants import TenantDirectory
@@ -139,12 +139,7 @@ class OperatorDesk:
                 await self._send(line, self.master.unwrap(bytes(wrapped)).decode(), text)
 
     async def _send(self, line: Line, chat_id: str, text: str) -> None:
-        # Telegram allows one message a second per chat; an alert waits its turn.
-        for _ in range(3):
-            result = await self.channel.send(line, chat_id, OutboundMessage(text))
-            if not isinstance(result, RateLimited) or result.retry_after > 30:
-                return
-            await asyncio.sleep(result.retry_after)
+        await send_patiently(self.channel, line, chat_id, text)
 
     async def _alert_text(self, tenant_id, campaign_id, event, detail) -> str:
         name, counts = "?", {"sent": 0, "skipped": 0}

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from campaigns.render import field_key
 from optout.addresses import normalise_phone
 from optout.keywords import fold
 
@@ -217,8 +218,7 @@ def _field_of(folded: str, split_name: bool) -> str:
 
 def _attribute_key(index: int, folded: str, keys: set[str]) -> str:
     # Template variables: "Doğum Günü" → dogum_gunu; non-Latin headers get their position.
-    key = _NON_IDENTIFIER.sub("", folded.replace(" ", "_")).strip("_") or f"column_{index + 1}"
-    key = f"column_{key}" if key[0].isdigit() else key
+    key = field_key(folded) or f"column_{index + 1}"
     unique, n = key, 1
     while unique in keys:
         n += 1

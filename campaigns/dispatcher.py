@@ -34,6 +34,7 @@ from campaigns.render import Template, compile_template, compose, render
 from campaigns.throttle import (
     FREQUENCY_WINDOW,
     LineThrottle,
+    frequency_capped,
     quiet_hours_wait,
     warmup_limit,
 )
@@ -242,8 +243,8 @@ class Dispatcher:
             reason = decision.reason if not decision.allowed else None
             if reason is None and not row.address_sealed:
                 reason = "suppressed"  # erased after the outbox was built
-            if reason is None and info.purpose == "commercial" and \
-                    counts.get(row.contact_id, 0) >= self.settings.frequency_cap:
+            if reason is None and info.purpose == "commercial" and frequency_capped(
+                    counts.get(row.contact_id, 0), self.settings.frequency_cap):
                 reason = FREQUENCY_CAP
             if reason is None:
                 allowed.append(row)

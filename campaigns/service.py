@@ -161,13 +161,6 @@ async def active(conn: AsyncConnection) -> list:
     return list(await conn.execute(q))
 
 
-async def due(conn: AsyncConnection, now: float) -> list[str]:
-    """Scheduled campaigns whose send_at has come."""
-    q = sa.select(campaigns.c.id).where(campaigns.c.state == "scheduled",
-                                        campaigns.c.send_at <= now)
-    return [r.id for r in await conn.execute(q)]
-
-
 async def scheduled(conn: AsyncConnection) -> list:
     q = sa.select(campaigns.c.id, campaigns.c.send_at).where(campaigns.c.state == "scheduled")
     return list(await conn.execute(q))
