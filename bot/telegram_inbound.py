@@ -64,8 +64,9 @@ def subscribers_list(line: Line) -> str:
 
 class TelegramInbound:
     def __init__(self, router: InboundRouter, channel: TelegramChannel,
-                 desk: OperatorDesk | None = None):
+                 desk: OperatorDesk | None = None, erasures=None):
         self.router, self.channel, self.desk = router, channel, desk
+        self.erasures = erasures  # optout.subjects.ErasureFinisher
 
     async def handle(self, line: Line, update: dict) -> int:
         handled = 0
@@ -145,7 +146,9 @@ class TelegramInbound:
         async with self.router.db.begin() as conn:
             await subjects.erase(conn, line.tenant_id, index)
             await subjects.record_request(conn, line.tenant_id, index, "erasure", "telegram",
-                                          done=True)
+                                          done=False)
+        if self.erasures is not None:
+            await self.erasures.finish(line.tenant_id)
         profile = await self._profile(line)
         texts = _TEXTS.get(profile.language, _TEXTS["tr"])
         await self.router.reply(line, chat_id, texts["erased"].format(

@@ -102,3 +102,15 @@ def _check_dek(dek_id: bytes, dek: bytes) -> None:
         raise ValueError("data key id must be 16 bytes")
     if len(dek) != DEK_BYTES:
         raise ValueError("data key must be 32 bytes")
+
+
+def seal_document(tenant_public_key: bytes, document: bytes) -> bytes:
+    """A whole document sealed (crypto_box_seal) to the tenant: only its secret key opens it."""
+    return nacl.bindings.crypto_box_seal(document, tenant_public_key)
+
+
+def open_document(tenant_public_key: bytes, tenant_secret_key: bytes, sealed: bytes) -> bytes:
+    try:
+        return nacl.bindings.crypto_box_seal_open(sealed, tenant_public_key, tenant_secret_key)
+    except _NaclCryptoError:
+        raise CorruptDataError("sealed document failed authentication") from None

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from crypto.errors import VaultLockedError
-from crypto.fields import FieldSealer, new_data_key
+from crypto.fields import FieldSealer, dek_id_of, new_data_key
 from crypto.vault import Keyring
 
 # How long one shared data key is used before a fresh one is made.
@@ -49,6 +49,11 @@ class FieldCrypto:
             return self.keyring.get(tenant_id).sealer(key)  # readers then skip a seal-open
         except VaultLockedError:
             return FieldSealer(key.dek_id, key.dek)
+
+    async def sealed_keys_for(self, tenant_id: str,
+                              blobs: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The sealed DEKs (dek_id -> sealed to the tenant) the blobs need; no unlock needed."""
+        return await self._data_keys.get_sealed(tenant_id, {dek_id_of(b) for b in blobs})
 
     async def open_fields(self, tenant_id: str, blobs: Sequence[bytes]) -> list[bytes]:
         """Opens sealed fields; loads each unknown data key once. Raises VaultLockedError."""

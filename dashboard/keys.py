@@ -17,6 +17,7 @@ from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from optout.iys_sync import IysSync
+from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
 from store.engine import Database
@@ -46,6 +47,7 @@ credentials_key = web.AppKey("credentials", CredentialStore)
 telegram_inbound_key = web.AppKey("telegram_inbound", TelegramInbound)
 operator_desk_key = web.AppKey("operator_desk", OperatorDesk)
 iys_sync_key = web.AppKey("iys_sync", IysSync)
+erasures_key = web.AppKey("erasures", ErasureFinisher)
 # The service's public https URL ("" when it has none: Telegram then uses long polling).
 public_url_key = web.AppKey("public_url", str)
 # Called with (campaign_id, send_at) when a campaign becomes scheduled: sets its timer.

@@ -7,7 +7,16 @@ import json
 from aiohttp import web
 
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, watch_key
+from dashboard.keys import (
+    API_KEY_ID,
+    TENANT,
+    db_key,
+    directory_key,
+    erasures_key,
+    fields_key,
+    keyring_key,
+    watch_key,
+)
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
 from optout import audit, subjects
@@ -22,45 +31,48 @@ async def _index(request: web.Request, raw_address: str | None, channel: str) ->
 
 async def access(request: web.Request) -> web.Response:
     """What is held (KVKK art. 11), decrypted: needs the vault unlocked (423 otherwise)."""
-    channel = request.query.get("channel", "sandbox")
-    address, index = await _index(request, request.query.get("address"), channel)
+    address, index = await _index(request, request.query.get("address"),
+                                  request.query.get("channel", "sandbox"))
     app, tenant_id = request.app, request[TENANT]
     async with app[db_key].connect() as conn:
         held = await subjects.holdings(conn, tenant_id, index)
-    report = await _report(request, address, held)
-    async with app[db_key].begin() as conn:
-        report["request_id"] = await subjects.record_request(conn, tenant_id, index, "access",
-                                                             "api", done=True)
-        await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}", "subject.access",
-                           request_id=report["request_id"])
+    report = subjects.build_report(address, held, await app[fields_key].open_fields(
+        tenant_id, subjects.sealed_fields(held)))
+    report["request_id"] = await _log_request(request, index, "access")
     return json_response(report)
 
 
-async def _report(request: web.Request, address: str, held: dict) -> dict:
-    contact = held["contact"]
-    sealed = [bytes(e.evidence_sealed) for e in held["consents"]]
-    if contact is not None and not contact.erased_at:
-        sealed += [bytes(b) for b in (contact.name_sealed, contact.attributes_sealed) if b]
-    opened = iter(await request.app[fields_key].open_fields(request[TENANT], sealed))
-    consents = [{"type": e.consent_type, "status": e.status, "source": e.source,
-                 "occurred_at": iso(e.occurred_at), "evidence": json.loads(next(opened))}
-                for e in held["consents"]]
-    person = None
-    if contact is not None and not contact.erased_at:
-        person = {"name": next(opened).decode() if contact.name_sealed else "",
-                  "attributes": json.loads(next(opened)) if contact.attributes_sealed else {},
-                  "lists": held["lists"], "since": iso(contact.created_at)}
-    channels = {m.channel for m in held["messages"]}
-    return {
-        "address": address, "contact": person, "consents": consents,
-        "suppressions": [{"scope": s.scope, "kind": s.kind, "since": iso(s.created_at)}
-                         for s in held["suppressions"]],
-        "messages": [{"campaign": m.name, "purpose": m.purpose, "channel": m.channel,
-                      "state": m.state, "sent_at": iso(m.sent_at)} for m in held["messages"]],
-        "replies_received": len(held["inbound"]),
-        "processors": sorted(subjects.PROCESSORS[c] for c in channels
-                             if c in subjects.PROCESSORS),
-    }
+async def export(request: web.Request) -> web.Response:
+    """The person's data as a JSON file: decrypted while unlocked; while locked (or with
+    `sealed=true`) sealed to the tenant key, for `izinli subject open-export`."""
+    address, index = await _index(request, request.query.get("address"),
+                                  request.query.get("channel", "sandbox"))
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        held = await subjects.holdings(conn, tenant_id, index)
+        profile = await app[directory_key].profile(conn, tenant_id)
+    blobs = subjects.sealed_fields(held)
+    want_sealed = request.query.get("sealed", "false").lower() in ("1", "true", "yes")
+    if want_sealed or not app[keyring_key].is_unlocked(tenant_id):
+        document = subjects.sealed_export(tenant_id, profile.public_key, address, held,
+                                          await app[fields_key].sealed_keys_for(tenant_id, blobs))
+    else:
+        document = subjects.build_report(address, held, await app[fields_key].open_fields(
+            tenant_id, blobs))
+        document["format"] = subjects.EXPORT_FORMAT
+    request_id = await _log_request(request, index, "export")
+    response = json_response(document)
+    response.headers["Content-Disposition"] = f'attachment; filename="kvkk-{request_id}.json"'
+    return response
+
+
+async def _log_request(request: web.Request, index: bytes, kind: str) -> str:
+    async with request.app[db_key].begin() as conn:
+        request_id = await subjects.record_request(conn, request[TENANT], index, kind, "api",
+                                                   done=True)
+        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+                           f"subject.{kind}", request_id=request_id)
+    return request_id
 
 
 async def erase(request: web.Request) -> web.Response:
@@ -71,10 +83,11 @@ async def erase(request: web.Request) -> web.Response:
     async with request.app[db_key].begin() as conn:
         counts = await subjects.erase(conn, request[TENANT], index)
         request_id = await subjects.record_request(conn, request[TENANT], index, "erasure",
-                                                   "api", done=True)
+                                                   "api", done=False)
         await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
                            "subject.erase", request_id=request_id, **counts)
-    return json_response({"request_id": request_id, "erased": counts})
+    completed = await request.app[erasures_key].finish(request[TENANT]) > 0
+    return json_response({"request_id": request_id, "erased": counts, "completed": completed})
 
 
 async def correct(request: web.Request) -> web.Response:
@@ -120,6 +133,10 @@ OPERATIONS = [
               "KVKK art. 11: everything held about a person (contact, consents with evidence, "
               "suppressions, messages, processors) — also the export; needs the vault unlocked",
               query=("address", "channel"), responses={200: "Report", 423: "Vault is locked"}),
+    Operation("GET", "/api/v1/subjects/export", export,
+              "KVKK export as a JSON file: decrypted while the vault is unlocked, otherwise (or "
+              "with sealed=true) sealed to the tenant key — open it with `izinli subject "
+              "open-export`", query=("address", "channel", "sealed")),
     Operation("POST", "/api/v1/subjects/erase", erase,
               "Erase a person: contact data and messages destroyed now; consent proof kept as "
               "the law requires; a blind-index suppression keeps them from being messaged",

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -21,7 +20,6 @@ from campaigns.audiences import ContactImporter
 from campaigns.dispatcher import Dispatcher, DispatchSettings
 from campaigns.lines import lines_of_channel
 from campaigns.outbox import recover_in_flight
-from crypto.master import MasterKey, load_master_key
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from dashboard import accounts
@@ -32,6 +30,7 @@ from dashboard.keys import (
     credentials_key,
     db_key,
     directory_key,
+    erasures_key,
     fields_key,
     importer_key,
     inbound_key,
@@ -48,53 +47,19 @@ from dashboard.keys import (
     watch_key,
 )
 from izinli.config import Config
+from izinli.runtime import master_key_for, open_store
 from izinli.scheduler import Timers
 from optout import audit
 from optout.iys_sync import IysSync
 from optout.retention import RetentionPolicy
+from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
-from store.engine import Database, StoreError, open_database, safe_url
-from store.migrate import upgrade
+from store.engine import Database
 from store.tenants import SqlDataKeyStore
 
 log = logging.getLogger(__name__)
 config_key = web.AppKey("config", Config)
-
-
-def master_key_for(config: Config) -> MasterKey:
-    key = load_master_key(os.environ.get("IZINLI_MASTER_KEY"), config.master_key_path)
-    if getattr(key, "loose_permissions", False):
-        log.warning("master key file is readable by others; chmod 600 it",
-                    extra={"path": str(config.master_key_path)})
-    return key
-
-
-async def open_store(config: Config) -> Database:
-    """The database at its newest schema; the data dir is created for the embedded default."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(config.database_url, echo=config.store.echo,
-                       sqlite_cache_mb=config.store.sqlite_cache_mb)
-    try:
-        await _reachable(db, config.database_url)
-        await upgrade(db)
-    except BaseException:
-        await db.close()
-        raise
-    return db
-
-
-async def _reachable(db: Database, url: str) -> None:
-    try:
-        await db.ping()
-    except Exception as exc:
-        reason = getattr(exc, "orig", None) or exc
-        raise StoreError(f"store.url: cannot connect to {safe_url(url)} "
-                         f"({type(reason).__name__}: {_first_line(reason)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 async def _telegram_lines(db: Database) -> list:
@@ -139,8 +104,9 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram)
     app[iys_sync_key] = IysSync(db, app[master_key], directory, fields, app[watch_key])
+    app[erasures_key] = ErasureFinisher(db, fields, directory)
     app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
-                                                app[operator_desk_key])
+                                                app[operator_desk_key], app[erasures_key])
     yield
     await whatsapp.close()
     await telegram.close()
@@ -161,7 +127,7 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         erased_contact_days=config.retention.erased_contact_days),
         iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes,
         master=app[master_key], iys_risk=app[iys_sync_key].at_risk,
-        alerts=app[operator_desk_key])
+        alerts=app[operator_desk_key], erasures=app[erasures_key].finish_unlocked)
     app[scheduler_hook_key] = timers.campaign_due_at
     await timers.start()
     dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],

@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from crypto.vault import Keyring
 from dashboard import accounts
-from izinli.app import master_key_for, open_store
 from izinli.config import Config
-from izinli.serve import serve
+from izinli.runtime import master_key_for, open_store
 from store.migrate import upgrade
 
 Command = Callable[..., Awaitable[int]]
 
 
 async def cmd_serve(args, config: Config) -> int:
+    from izinli.serve import serve
     await serve(config)
     return 0
 
@@ -155,12 +156,42 @@ async def cmd_audit_checkpoint(args, config: Config) -> int:
     return 0
 
 
+async def cmd_subject_open_export(args, config: Config) -> int:
+    """Opens an export made while the vault was locked, with the tenant's passphrase."""
+    from crypto.errors import CryptoError
+    from crypto.keys import unwrap_secret
+    from optout.subjects import open_sealed_export
+    try:
+        export = json.loads(args.file.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read {args.file}: {exc.strerror}") from None
+    except ValueError:
+        raise ValueError(f"{args.file} is not JSON") from None
+    if not isinstance(export, dict) or not isinstance(export.get("tenant_id"), str):
+        raise ValueError(f"{args.file} is not a sealed izinli subject export")
+    passphrase = read_passphrase(args.passphrase_file)
+    db = await open_store(config)
+    try:
+        row = await accounts.tenant_row(db, export["tenant_id"])
+    finally:
+        await db.close()
+    secret = unwrap_secret(row.wrapped_secret, unicodedata.normalize("NFC", passphrase))
+    try:
+        report = open_sealed_export(export, secret)
+    except (CryptoError, KeyError, TypeError, ValueError):
+        raise ValueError(f"{args.file} is not a sealed izinli subject export of this tenant") \
+            from None
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
     ("tenant", "create"): cmd_tenant_create,
     ("tenant", "api-key"): cmd_tenant_api_key,
     ("tenant", "custody"): cmd_tenant_custody,
+    ("subject", "open-export"): cmd_subject_open_export,
     ("audit", "verify"): cmd_audit_verify,
     ("audit", "checkpoint"): cmd_audit_checkpoint,
     ("bench", "crypto"): cmd_bench_crypto,

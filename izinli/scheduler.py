@@ -16,14 +16,15 @@ from store.engine import Database
 
 log = logging.getLogger(__name__)
 LOCK_SWEEP_SECONDS = 30
+ERASURE_SECONDS = 60
 
 
 class Timers:
     def __init__(self, db: Database, keyring: Keyring, policy: RetentionPolicy,
                  iys_pull=None, iys_pull_minutes: int = 15, master=None, iys_risk=None,
-                 alerts=None):
+                 alerts=None, erasures=None):
         self.db, self.keyring, self.policy, self.master = db, keyring, policy, master
-        self.iys_risk, self.alerts = iys_risk, alerts
+        self.iys_risk, self.alerts, self.erasures = iys_risk, alerts, erasures
         self.iys_pull, self.iys_pull_minutes = iys_pull, iys_pull_minutes
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -34,6 +35,10 @@ class Timers:
                                replace_existing=True, misfire_grace_time=None)
         self.scheduler.add_job(self.checkpoint, "interval", hours=1, id="audit-checkpoint",
                                replace_existing=True)
+        if self.erasures is not None:
+            # Erasure requests made while locked complete soon after the next unlock.
+            self.scheduler.add_job(self.erasures, "interval", seconds=ERASURE_SECONDS,
+                                   id="erasures", replace_existing=True, max_instances=1)
         if self.iys_pull is not None:
             # Refusals made in İYS block sends as soon as they are pulled (at least hourly).
             self.scheduler.add_job(self.iys_pull, "interval", minutes=self.iys_pull_minutes,

@@ -1,5 +1,6 @@
 """KVKK data-subject requests through the API: access report, erasure, request log."""
 import asyncio
+import json
 import time
 
 from conftest import ApiTenant
@@ -21,7 +22,7 @@ async def _setup_person(t: ApiTenant) -> str:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     await t.call("POST", "/sandbox/inbound", json={"line_id": line, "from": "05324445566",
-                                                   "text": "merhaba"})
+                                                   "text": "beni Rize'den arayın"})
     return line
 
 
@@ -66,6 +67,72 @@ async def test_erasure_destroys_contact_data_and_keeps_them_unreachable(tenant):
     assert "erasure" in kinds
 
 
+PERSON = ("5324445566", "532 444 55 66", "0532 444", "Gülşen", "Ağaoğlu", "Rize", "arayın")
+
+
+async def _everything_readable(t: ApiTenant) -> list[str]:
+    """Opens every sealed field still stored for the tenant, in every table."""
+    import sqlalchemy as sa
+
+    from dashboard.keys import db_key, fields_key
+    from store.tables import metadata
+    app, texts = t.client.app, []
+    async with app[db_key].connect() as conn:
+        for table in metadata.sorted_tables:
+            sealed = [c for c in table.c if c.name.endswith("_sealed")]
+            if not sealed or "tenant_id" not in table.c:
+                continue
+            for row in await conn.execute(sa.select(*sealed).where(table.c.tenant_id == t.id)):
+                blobs = [bytes(v) for v in row if v]
+                texts += [b.decode() for b in await app[fields_key].open_fields(t.id, blobs)]
+    return texts
+
+
+async def test_erasure_leaves_nothing_readable_and_later_campaigns_skip_them(tenant):
+    line = await _setup_person(tenant)
+    assert any("Gülşen" in text for text in await _everything_readable(tenant))  # the probe sees
+    r = await tenant.call("POST", "/subjects/erase", json={"address": "0532 444 55 66"})
+    assert (await r.json())["completed"] is True
+    texts = await _everything_readable(tenant)
+    assert texts  # consent proof and templates are still there, opened
+    assert not [(p, t) for t in texts for p in PERSON if p in t]
+    report = await (await tenant.call("GET", "/subjects",
+                                      params={"address": "+905324445566"})).json()
+    proof = report["consents"][0]["evidence"]
+    assert proof["row"] == 2 and proof["pseudonymised"] is True and "address" not in proof
+    # The person is imported again by mistake: a new campaign still skips them.
+    list_id = (await (await tenant.call("POST", "/lists", json={"name": "again"})).json())["id"]
+    await tenant.call("POST", f"/contacts/import?list_id={list_id}",
+                      data=b"telefon,consent\n05324445566,evet\n05320001122,evet\n",
+                      headers={"Content-Type": "text/csv"})
+    cid = (await (await tenant.call("POST", "/campaigns", json={
+        "name": "kis", "line_id": line, "list_id": list_id, "template": "Kış indirimi"})
+    ).json())["id"]
+    await tenant.call("POST", f"/campaigns/{cid}/start")
+    deadline = time.monotonic() + 20
+    while (status := await (await tenant.call("GET", f"/campaigns/{cid}")).json())[
+            "state"] != "completed":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert status["counts"]["sent"] == 1
+    assert status["skipped_by_reason"] == {"suppressed": 1}
+
+
+async def test_erasure_while_locked_completes_after_the_next_unlock(tenant):
+    await _setup_person(tenant)
+    await tenant.call("POST", "/vault/lock")
+    r = await tenant.call("POST", "/subjects/erase", json={"address": "05324445566"})
+    assert r.status == 200 and (await r.json())["completed"] is False
+    log = (await (await tenant.call("GET", "/subjects/requests")).json())["requests"]
+    assert log[0]["kind"] == "erasure" and log[0]["completed_at"] is None
+    await tenant.unlock()
+    from dashboard.keys import erasures_key
+    assert await tenant.client.app[erasures_key].finish_unlocked() == 1
+    assert not [(p, t) for t in await _everything_readable(tenant) for p in PERSON if p in t]
+    log = (await (await tenant.call("GET", "/subjects/requests")).json())["requests"]
+    assert log[0]["completed_at"] is not None
+
+
 async def test_correction_changes_name_and_attributes(tenant):
     await _setup_person(tenant)
     r = await tenant.call("POST", "/subjects/correct", json={
@@ -81,3 +148,32 @@ async def test_correction_changes_name_and_attributes(tenant):
     assert r.status == 404
     r = await tenant.call("POST", "/subjects/correct", json={"address": "05324445566"})
     assert r.status == 400
+
+
+async def test_export_is_decrypted_while_unlocked_and_sealed_to_the_tenant_while_locked(tenant):
+    from conftest import PASSPHRASE
+
+    from crypto.keys import unwrap_secret
+    from dashboard import accounts
+    from dashboard.keys import db_key
+    from optout.subjects import open_sealed_export
+    await _setup_person(tenant)
+    r = await tenant.call("GET", "/subjects/export", params={"address": "05324445566"})
+    assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
+    plain = await r.json()
+    assert plain["format"] == "izinli.subject-export.v1"
+    assert plain["contact"]["name"] == "Gülşen Ağaoğlu"
+    await tenant.call("POST", "/vault/lock")
+    r = await tenant.call("GET", "/subjects/export", params={"address": "05324445566"})
+    assert r.status == 200
+    text = await r.text()
+    for secret in PERSON[:6]:
+        assert secret not in text
+    sealed = json.loads(text)
+    assert sealed["format"] == "izinli.sealed-subject-export.v1"
+    row = await accounts.tenant_row(tenant.client.app[db_key], tenant.id)
+    report = open_sealed_export(sealed, unwrap_secret(row.wrapped_secret, PASSPHRASE))
+    assert report["contact"] == plain["contact"] and report["consents"] == plain["consents"]
+    kinds = [q["kind"] for q in (await (await tenant.call(
+        "GET", "/subjects/requests")).json())["requests"]]
+    assert kinds.count("export") == 2

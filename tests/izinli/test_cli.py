@@ -184,3 +184,40 @@ def test_audit_verify_from_cli(tmp_path):
     with sqlite3.connect(tmp_path / "var" / "izinli.db") as raw:
         raw.execute("UPDATE audit_log SET action = 'nothing.happened' WHERE seq = 1")
     assert_one_line_error(run(tmp_path, "audit", "verify"), 1, "broken at entry 1")
+
+
+def test_sealed_kvkk_export_opens_with_the_passphrase(tmp_path):
+    info = create_tenant(tmp_path)
+    port = _free_port()
+    base, auth = f"http://127.0.0.1:{port}/api/v1", {"Authorization": f"Bearer {info['api_key']}"}
+    with serving(tmp_path, port) as proc:
+        assert proc.stdout.readline()
+
+        def call(method, path, body=None, content_type="application/json"):
+            req = urllib.request.Request(base + path, data=body, method=method,
+                                         headers={**auth, "Content-Type": content_type})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+
+        list_id = call("POST", "/lists", json.dumps({"name": "eczane"}).encode())["id"]
+        call("POST", f"/contacts/import?list_id={list_id}",
+             "telefon;ad soyad;consent\n0532 444 55 66;Gülşen Ağaoğlu;evet\n".encode(),
+             "text/csv")
+        export = call("GET", "/subjects/export?address=05324445566")  # the vault is locked
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert "Gülşen" not in json.dumps(export, ensure_ascii=False)
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    out = run(tmp_path, "subject", "open-export", str(tmp_path / "export.json"),
+              "--passphrase-file", passfile(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["contact"]["name"] == "Gülşen Ağaoğlu"
+    assert report["consents"][0]["evidence"]["row"] == 2
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("yanlış parola yanlış parola")
+    assert_one_line_error(run(tmp_path, "subject", "open-export", str(tmp_path / "export.json"),
+                              "--passphrase-file", str(wrong)), 3, "wrong passphrase")
+    (tmp_path / "junk.json").write_text('{"tenant_id": "x"}')
+    assert_one_line_error(run(tmp_path, "subject", "open-export", str(tmp_path / "junk.json"),
+                              "--passphrase-file", passfile(tmp_path)), 2, "no such tenant")
