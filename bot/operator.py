@@ -33,7 +33,9 @@ _ALERTS = {"completed": "✅ «{name}» tamamlandı: {sent} gönderildi, {skippe
                              "kullanarak kasayı açın; bu bot parola kabul etmez.",
            "line_paused": "⚠️ Gönderim hattı sağlayıcı uyarısıyla duraklatıldı: {detail}.",
            "iys_deadline": "⏰ {detail} izin kaydının İYS'ye yükleme süresi bir iş gününden az "
-                           "kaldı. Yüklenebilmeleri için kasayı açın."}
+                           "kaldı. Yüklenebilmeleri için kasayı açın.",
+           "iys_rejected": "⚠️ İYS {detail} izin kaydını reddetti. Nedenleri panelde ve "
+                           "GET /api/v1/iys yanıtında."}
 
 
 def _hash(code: str) -> str:

@@ -24,7 +24,7 @@ from optout.tenants import TenantDirectory, update_settings
 from store import raw
 from store.engine import Database
 from store.ids import new_id
-from store.tables import contact_lists, contacts
+from store.tables import contact_lists
 
 BATCH = 5000
 # A file full of bad rows still gets a bounded answer; the total is always reported.
@@ -264,14 +264,6 @@ async def _existing_ids(conn, tenant_id: str, indexes: list[bytes]) -> dict[byte
                                (tenant_id, *chunk))
         found.update({bytes(r[0]): r[1] for r in rows})
     return found
-
-
-async def erase_contact(conn: AsyncConnection, tenant_id: str, address_index: bytes) -> None:
-    """KVKK erasure: the contact's sealed data is dropped now; the row (blind index only) is
-    purged by retention, and the suppression keeps the person from being messaged again."""
-    await conn.execute(contacts.update().where(
-        contacts.c.tenant_id == tenant_id, contacts.c.address_index == address_index).values(
-        address_sealed=b"", name_sealed=None, attributes_sealed=None, erased_at=time.time()))
 
 
 async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, index: bytes,

@@ -9,11 +9,20 @@ import time
 from aiohttp import web
 
 from crypto.errors import VaultLockedError
+from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, watch_key
+from dashboard.keys import (
+    API_KEY_ID,
+    TENANT,
+    db_key,
+    directory_key,
+    erasures_key,
+    fields_key,
+    watch_key,
+)
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
-from optout import facts, ledger, suppression
+from optout import audit, facts, ledger, subjects, suppression
 from optout.deadlines import parse_consent_date
 from optout.gate import Purpose, decide
 from optout.ledger import ConsentEvent, consent_type_for
@@ -70,6 +79,8 @@ async def post_consent(request: web.Request) -> web.Response:
             await suppression.lift(conn, profile.id, event.address_index, consent_type)
         state, _ = await ledger.state_and_history(conn, profile.id, event.address_index,
                                                   consent_type)
+        await audit.record(conn, profile.id, f"api_key:{request[API_KEY_ID]}", "consent.record",
+                           event_id=event_id, consent_type=consent_type, status=status)
     return json_response({"id": event_id, "state": _state_json(state)}, status=201)
 
 
@@ -144,13 +155,22 @@ async def post_suppression(request: web.Request) -> web.Response:
     profile, sealer = await _context(request)
     index = request.app[directory_key].index(profile.id, address)
     request.app[watch_key].note(profile.id, index)
+    actor = f"api_key:{request[API_KEY_ID]}"
     async with request.app[db_key].begin() as conn:
-        await suppression.suppress(conn, profile.id, index, scope, kind,
-                                   f"api_key:{request[API_KEY_ID]}",
-                                   sealer.seal_field(address.encode()))
-        if kind == "erasure":
-            from campaigns.audiences import erase_contact
-            await erase_contact(conn, profile.id, index)
+        if kind == "erasure":  # the same KVKK erasure as POST /subjects/erase
+            counts = await subjects.erase(conn, profile.id, index)
+            request_id = await subjects.record_request(conn, profile.id, index, "erasure", "api",
+                                                       done=False)
+            await audit.record(conn, profile.id, actor, "subject.erase", request_id=request_id,
+                               **counts)
+        else:
+            await suppression.suppress(conn, profile.id, index, scope, kind, actor,
+                                       sealer.seal_field(address.encode()))
+            await audit.record(conn, profile.id, actor, "suppression.add", scope=scope,
+                               kind=kind)
+    if kind == "erasure":
+        await request.app[erasures_key].finish(profile.id)
+        scope = suppression.EVERYTHING
     return json_response({"scope": scope, "kind": kind}, status=201)
 
 
@@ -172,6 +192,8 @@ async def get_suppressions(request: web.Request) -> web.Response:
     address = {id(r): o.decode() for r, o in zip(sealed, opened, strict=True)}
     items = [{"address": address.get(id(r)), "scope": r.scope, "kind": r.kind,
               "source": r.source, "created_at": iso(r.created_at)} for r in rows]
+    await audited(request, "suppression.export", rows=len(items),
+                  format=request.query.get("format", "csv"))
     if request.query.get("format", "csv") == "json":
         return json_response({"suppressions": items})
     out = io.StringIO()

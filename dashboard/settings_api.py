@@ -7,9 +7,11 @@ from aiohttp import web
 
 from dashboard.errors import ApiError, json_body, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, master_key
+from dashboard.lines_api import iso
 from dashboard.routing import Operation
-from optout import audit
+from optout import audit, iys_sync
 from optout.tenants import TenantProfile, update_settings
+from store import raw
 
 _TEXT = {"sender_name": 200, "sender_contact": 200, "iys_code": 32, "iys_brand_code": 32,
          "timezone": 64}
@@ -101,7 +103,35 @@ async def patch_settings(request: web.Request) -> web.Response:
     return await get_settings(request)
 
 
+async def get_iys(request: web.Request) -> web.Response:
+    """İYS upload state: pending/sent/failed counts, the nearest deadline, and every record
+    İYS refused with its reason, so the owner can fix and re-queue them."""
+    async with request.app[db_key].connect() as conn:
+        profile = await request.app[directory_key].profile(conn, request[TENANT])
+        state = await iys_sync.status(conn, request[TENANT])
+    for item in state["rejections"]:
+        item["occurred_at"] = iso(item["occurred_at"])
+    state["nearest_deadline"] = iso(state["nearest_deadline"])
+    return json_response({"enabled": profile.iys_enabled, "connected": profile.iys_connected,
+                          **state})
+
+
+async def retry_iys(request: web.Request) -> web.Response:
+    """Re-queues records İYS refused (after the cause is fixed); the next push sends them."""
+    async with request.app[db_key].begin() as conn:
+        count = await raw.execute(
+            conn, "UPDATE consent_events SET iys_sync_state = 'pending', iys_error = NULL "
+                  "WHERE tenant_id = ? AND iys_sync_state = 'failed'", (request[TENANT],))
+        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+                           "iys.retry", records=count)
+    return json_response({"requeued": count})
+
+
 OPERATIONS = [
+    Operation("GET", "/api/v1/iys", get_iys,
+              "İYS sync state: counts, nearest deadline, rejected records with their reasons"),
+    Operation("POST", "/api/v1/iys/retry", retry_iys,
+              "Re-queue every record İYS rejected, for the next push"),
     Operation("GET", "/api/v1/settings", get_settings, "The tenant's settings"),
     Operation("PATCH", "/api/v1/settings", patch_settings,
               "Change settings: sender_name, sender_contact, language (tr/en), brand_names, "

@@ -103,7 +103,8 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
                                      watch=app[watch_key])
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram)
-    app[iys_sync_key] = IysSync(db, app[master_key], directory, fields, app[watch_key])
+    app[iys_sync_key] = IysSync(db, app[master_key], directory, fields, app[watch_key],
+                                alerts=app[operator_desk_key])
     app[erasures_key] = ErasureFinisher(db, fields, directory)
     app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
                                                 app[operator_desk_key], app[erasures_key])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import datetime
 
@@ -31,8 +32,10 @@ PAGE = 1000
 
 class IysSync:
     def __init__(self, db: Database, master: MasterKey, directory: TenantDirectory,
-                 fields: FieldCrypto, watch: RevocationWatch, client_factory=IysClient):
+                 fields: FieldCrypto, watch: RevocationWatch, client_factory=IysClient,
+                 alerts=None):
         self.db, self.master, self.directory = db, master, directory
+        self.alerts = alerts  # bot.operator.OperatorDesk: tells owners about rejections
         self.fields, self.watch, self._client_factory = fields, watch, client_factory
 
     async def pull_all(self) -> int:
@@ -88,11 +91,13 @@ class IysSync:
             log.warning("iys push waits for an unlock", extra={"tenant_id": tenant_id,
                                                                "pending": len(pending)})
             return {}
-        records, states, accepted = [], {}, []
+        records, states, accepted, errors = [], {}, [], {}
         for event, evidence in zip(pending, opened, strict=True):
             record = _record_for(event, json.loads(evidence))
-            if record is None:
-                states[event.id] = "failed"  # no İYS source code: the owner must fix it
+            if record is None:  # no İYS source code or number: the owner must fix it
+                states[event.id] = "failed"
+                errors[event.id] = "NO_IYS_SOURCE: the consent has no İYS source (HS_*) " \
+                                   "or phone number to upload"
             else:
                 records.append((event.id, record))
         credentials, _ = await self._account(tenant_id)
@@ -108,10 +113,12 @@ class IysSync:
                     accepted.append(records[result.index][1])
                 elif isinstance(result.outcome, Rejected):
                     states[records[result.index][0]] = "failed"
+                    errors[records[result.index][0]] = rejection_text(result.outcome)
         async with self.db.begin() as conn:
             for event_id, state in states.items():
-                await raw.execute(conn, "UPDATE consent_events SET iys_sync_state = ? "
-                                        "WHERE id = ?", (state, event_id))
+                await raw.execute(conn, "UPDATE consent_events SET iys_sync_state = ?, "
+                                        "iys_error = ? WHERE id = ?",
+                                  (state, errors.get(event_id), event_id))
             for record in accepted:  # what İYS now holds is what the gate will check
                 await raw.execute(conn, "UPDATE consent_state SET iys_status = ? "
                                         "WHERE tenant_id = ? AND address_index = ? "
@@ -121,6 +128,9 @@ class IysSync:
                                    record.type))
         counts = {s: list(states.values()).count(s) for s in ("sent", "failed")}
         log.info("iys push", extra={"tenant_id": tenant_id, **counts})
+        if counts["failed"] and self.alerts is not None:
+            await self.alerts.campaign_event(tenant_id, None, "iys_rejected",
+                                             str(counts["failed"]))
         return counts
 
     async def pull(self, tenant_id: str) -> int:
@@ -186,3 +196,31 @@ def _record_for(event, evidence: dict) -> IysConsent | None:
         else "BIREYSEL", type=event.consent_type, source=source,
         status="ONAY" if event.status == "granted" else "RET",
         consent_date=datetime.fromtimestamp(event.occurred_at, TZ))
+
+
+_LONG_NUMBER = re.compile(r"\+?\d[\d ]{6,}\d")
+
+
+def rejection_text(rejected: Rejected) -> str:
+    """What the owner sees: İYS's code and message with any phone number masked, since İYS
+    messages may quote the recipient and this text is stored and shown in clear."""
+    message = _LONG_NUMBER.sub("***", rejected.message or "")
+    return f"{rejected.code}: {message}"[:300]
+
+
+async def status(conn, tenant_id: str) -> dict:
+    """Upload state for the owner: counts, the nearest deadline, and what İYS refused."""
+    counts = dict(await raw.fetch(
+        conn, "SELECT iys_sync_state, count(*) FROM consent_events WHERE tenant_id = ? "
+              "GROUP BY iys_sync_state", (tenant_id,)))
+    nearest = await raw.fetch(
+        conn, "SELECT min(iys_deadline) FROM consent_events WHERE tenant_id = ? "
+              "AND iys_sync_state = 'pending'", (tenant_id,))
+    rejected = await raw.fetch(
+        conn, "SELECT id, consent_type, status, occurred_at, iys_error FROM consent_events "
+              "WHERE tenant_id = ? AND iys_sync_state = 'failed' ORDER BY recorded_at DESC "
+              "LIMIT 200", (tenant_id,))
+    return {"pending": counts.get("pending", 0), "sent": counts.get("sent", 0),
+            "failed": counts.get("failed", 0), "nearest_deadline": nearest[0][0],
+            "rejections": [{"event_id": r[0], "consent_type": r[1], "status": r[2],
+                            "occurred_at": r[3], "error": r[4]} for r in rejected]}

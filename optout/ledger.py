@@ -117,12 +117,23 @@ def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -
     return {
         "id": new_id(), "tenant_id": tenant_id, "address_index": e.address_index,
         "consent_type": e.consent_type, "status": e.status, "source": source,
-        "iys_source": source.upper() if source.upper() in IYS_SOURCES else None,
+        "iys_source": iys_source_for(source),
         "recipient_type": e.recipient_type, "evidence_sealed": e.evidence_sealed,
         "occurred_at": e.occurred_at, "recorded_at": now,
         "iys_sync_state": "pending" if iys_enabled and iys_type else "not_applicable",
         "iys_deadline": _deadline(e.occurred_at) if iys_type else None,
     }
+
+
+def iys_source_for(source: str) -> str | None:
+    """The İYS source code of a consent: given directly (HS_WEB, …), or HS_MESAJ for what a
+    person did by replying to a message (STOP, START, a consent reply)."""
+    upper = source.strip().upper()
+    if upper in IYS_SOURCES:
+        return upper
+    if upper.startswith("INBOUND:") and upper.split(":", 1)[1] in ("WHATSAPP", "SANDBOX", "SMS"):
+        return "HS_MESAJ"
+    return None
 
 
 def _deadline(occurred_at: float) -> float:

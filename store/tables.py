@@ -146,6 +146,8 @@ consent_events = sa.Table(
     # İYS upload: not_applicable | pending | sent | failed; deadline = 3 business days.
     sa.Column("iys_sync_state", sa.String(16), nullable=False),
     sa.Column("iys_deadline", sa.Double, nullable=True),
+    # Why İYS refused the record (code: message, numbers masked), for the owner to fix.
+    sa.Column("iys_error", sa.String(300), nullable=True),
     sa.Index("ix_consent_events_key", "tenant_id", "address_index", "consent_type"),
 )
 

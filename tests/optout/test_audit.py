@@ -45,12 +45,20 @@ async def test_api_actions_are_audited_without_personal_data(tenant):
     await tenant.unlock()
     await tenant.call("POST", "/contacts/import", data="telefon;ad\n05321110099;Hülya Ünal\n"
                       .encode(), headers={"Content-Type": "text/csv"})
+    await tenant.call("POST", "/consents", json={
+        "address": "05321110098", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "Hülya'nın web formu"})
+    await tenant.call("POST", "/suppressions", json={"address": "05321110097"})
+    await tenant.call("GET", "/suppressions")
     await tenant.call("POST", "/vault/lock")
     async with tenant.client.app[db_key].connect() as conn:
         rows = list(await conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)))
     actions = [r.action for r in rows]
     assert actions[:1] == ["tenant.create"]
-    assert {"vault.unlock", "contacts.import", "vault.lock"} <= set(actions)
+    assert {"vault.unlock", "contacts.import", "consent.record", "suppression.add",
+            "suppression.export", "vault.lock"} <= set(actions)
     text = " ".join(r.detail + r.actor for r in rows)
+    for number in ("05321110099", "5321110098", "5321110097"):
+        assert number not in text
     assert "05321110099" not in text and "Hülya" not in text and tenant.key not in text
     assert (await audit.verify_chain(tenant.client.app[db_key])).broken_at is None

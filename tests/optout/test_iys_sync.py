@@ -1,10 +1,13 @@
 """Refusals made in İYS reach the gate (and so a running campaign) at the next pull."""
+import time
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from fakes.iys import BRAND_CODE, IYS_CODE, PASSWORD, USERNAME, IysState, create_iys_app
 
-from dashboard.keys import iys_sync_key
+from dashboard.keys import db_key, iys_sync_key
+from store.tables import consent_events
 
 
 @pytest.fixture
@@ -109,3 +112,59 @@ async def test_deadlines_at_risk_are_found(tenant, iys):
     assert await sync.at_risk() == {}
     in_five_days = datetime.now(UTC).timestamp() + 5 * 86400
     assert await sync.at_risk(now=in_five_days) == {tenant.id: 1}
+
+
+async def test_records_iys_rejects_are_shown_to_the_owner_without_the_number(tenant, iys):
+    state, base = iys
+    await _enable(tenant, base)
+    # İYS already holds an ONAY for this number (given through another provider): ours is a
+    # repeated state, which İYS refuses with a message that quotes the number.
+    state._append(BRAND_CODE, {"recipient": "+905321239881", "type": "MESAJ",
+                               "recipientType": "BIREYSEL", "source": "HS_WEB",
+                               "status": "ONAY"}, state.now())
+    await tenant.call("POST", "/consents", json={
+        "address": "05321239881", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu"})
+    await tenant.unlock()
+    assert (await tenant.client.app[iys_sync_key].push(tenant.id))["failed"] == 1
+    r = await tenant.call("GET", "/iys")
+    body = await r.json()
+    assert body["enabled"] and body["failed"] == 1 and body["pending"] == 0
+    (rejection,) = body["rejections"]
+    assert rejection["error"].split(":")[0] in ("H175", "H176")
+    assert "5321239881" not in await r.text()
+    r = await tenant.call("POST", "/iys/retry")
+    assert (await r.json()) == {"requeued": 1}
+    assert (await (await tenant.call("GET", "/iys")).json())["pending"] == 1
+
+
+async def test_consents_from_import_bot_and_api_reach_iys_before_their_deadline(tenant, iys):
+    state, base = iys
+    await _enable(tenant, base)
+    await tenant.unlock()
+    csv_text = ("telefon;izin;izin kaynağı\n0532 123 98 82;evet;HS_FIZIKSEL_ORTAM\n"
+                "0532 123 98 83;evet;HS_WEB\n")
+    r = await tenant.call("POST", "/contacts/import", data=csv_text.encode("cp1254"),
+                          headers={"Content-Type": "text/csv"})
+    assert r.status in (200, 201), await r.text()
+    await tenant.call("POST", "/consents", json={
+        "address": "05321239884", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu"})
+    sync = tenant.client.app[iys_sync_key]
+    assert (await sync.push(tenant.id))["sent"] == 3
+    # The person then replies DUR on the business's line: the refusal goes to İYS too.
+    line = (await (await tenant.call("GET", "/lines")).json())["lines"][0]["id"]
+    await tenant.call("POST", "/sandbox/inbound", json={"line_id": line, "from": "05321239882",
+                                                        "text": "DUR"})
+    assert (await sync.push(tenant.id))["sent"] == 1
+    for number, statuses in (("+905321239882", ["ONAY", "RET"]), ("+905321239883", ["ONAY"]),
+                             ("+905321239884", ["ONAY"])):
+        entries = state.history(number, "MESAJ")
+        assert [e.status for e in entries] == statuses
+    status = await (await tenant.call("GET", "/iys")).json()
+    assert status["pending"] == 0 and status["failed"] == 0 and status["sent"] == 4
+    # Each upload happened before its 3-business-day deadline.
+    async with tenant.client.app[db_key].connect() as conn:
+        rows = list(await conn.execute(sa.select(consent_events.c.iys_deadline).where(
+            consent_events.c.tenant_id == tenant.id)))
+    assert rows and all(r.iys_deadline > time.time() for r in rows)
