@@ -34,6 +34,7 @@ _ALERTS = {"completed": "✅ «{name}» tamamlandı: {sent} gönderildi, {skippe
            "line_paused": "⚠️ Gönderim hattı sağlayıcı uyarısıyla duraklatıldı: {detail}.",
            "iys_deadline": "⏰ {detail} izin kaydının İYS'ye yükleme süresi bir iş gününden az "
                            "kaldı. Yüklenebilmeleri için kasayı açın.",
+           "security": "🔐 {detail}",
            "iys_rejected": "⚠️ İYS {detail} izin kaydını reddetti. Nedenleri panelde ve "
                            "GET /api/v1/iys yanıtında."}
 

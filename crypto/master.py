@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import logging
 import os
 import pathlib
@@ -54,6 +55,10 @@ class MasterKey:
         nonce = nacl.utils.random(_NONCE_BYTES)
         boxed = nacl.bindings.crypto_secretbox(plaintext, nonce, self._key)
         return bytes((MASTER_BLOB_VERSION,)) + nonce + boxed
+
+    def derive(self, context: str, size: int = 32) -> bytes:
+        """A subkey for one purpose (BLAKE2b keyed with the master key over `context`)."""
+        return hashlib.blake2b(context.encode(), key=self._key, digest_size=size).digest()
 
     def unwrap(self, blob: bytes) -> bytes:
         """Open a blob made by `wrap`; CorruptDataError when it is forged, damaged or foreign."""

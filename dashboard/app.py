@@ -22,6 +22,7 @@ from dashboard import (
 from dashboard.errors import error_middleware, error_response, json_response
 from dashboard.keys import API_KEY_ID, TENANT, db_key, registry_key
 from dashboard.routing import Operation, openapi_document, register
+from dashboard.web import setup_web
 
 API_PREFIX = "/api/v1/"
 PUBLIC_API = {"/api/v1/openapi.json"}
@@ -104,3 +105,4 @@ def setup(app: web.Application) -> None:
     vault_api.setup(app)
     webhooks.setup(app)
     register(app, operations())
+    setup_web(app)

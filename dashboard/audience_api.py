@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import tempfile
 
+import sqlalchemy as sa
 from aiohttp import web
 
-from campaigns.audiences import ImportSource, create_list, list_exists
+from campaigns.audiences import ImportSource, create_list, list_columns, list_exists
 from campaigns.csvparse import CsvFormatError
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import API_KEY_ID, TENANT, db_key, importer_key, settings_key
+from dashboard.keys import TENANT, actor_of, db_key, importer_key, settings_key
 from dashboard.routing import Operation
+from store.tables import contact_lists, list_members
 
 # Uploads up to this size stay in memory; larger ones go to a temporary file.
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -32,18 +34,23 @@ async def import_contacts(request: web.Request) -> web.Response:
     limit = request.app[settings_key].max_import_bytes
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         await _spool(request, spool, limit)
-        if spool.tell() == 0:
-            raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
-        spool.seek(0)
-        source = ImportSource(filename=_filename(request),
-                              uploader=f"api_key:{request[API_KEY_ID]}")
-        try:
-            result = await request.app[importer_key].run(tenant_id, list_id, spool, source)
-        except CsvFormatError as exc:
-            raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
+        return json_response(await import_spooled(request, list_id, spool, _filename(request)))
+
+
+async def import_spooled(request: web.Request, list_id: str | None, spool,
+                         filename: str) -> dict:
+    """Imports a CSV already spooled to `spool` (the API and the dashboard's upload form)."""
+    if spool.tell() == 0:
+        raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
+    spool.seek(0)
+    source = ImportSource(filename=filename[:200] or "upload.csv", uploader=actor_of(request))
+    try:
+        result = await request.app[importer_key].run(request[TENANT], list_id, spool, source)
+    except CsvFormatError as exc:
+        raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
     await audited(request, "contacts.import", list_id=list_id, imported=result.imported,
                   updated=result.updated, invalid=result.invalid_total)
-    return json_response(result.as_json())
+    return result.as_json()
 
 
 async def _spool(request: web.Request, spool, limit: int) -> None:
@@ -65,7 +72,25 @@ def _filename(request: web.Request) -> str:
     return (name or "upload.csv")[:200]
 
 
+async def get_lists(request: web.Request) -> web.Response:
+    """The tenant's contact lists with their member counts and CSV columns."""
+    q = sa.select(contact_lists.c.id, contact_lists.c.name, contact_lists.c.created_at,
+                  sa.func.count(list_members.c.contact_id).label("members")).outerjoin(
+        list_members, list_members.c.list_id == contact_lists.c.id).where(
+        contact_lists.c.tenant_id == request[TENANT]).group_by(
+        contact_lists.c.id, contact_lists.c.name, contact_lists.c.created_at).order_by(
+        contact_lists.c.created_at)
+    async with request.app[db_key].connect() as conn:
+        rows = list(await conn.execute(q))
+        items = [{"id": r.id, "name": r.name, "members": r.members, "created_at": r.created_at,
+                  "columns": await list_columns(conn, request[TENANT], r.id) or []}
+                 for r in rows]
+    return json_response({"lists": items})
+
+
 OPERATIONS = [
+    Operation("GET", "/api/v1/lists", get_lists,
+              "Contact lists with member counts and the columns templates can use"),
     Operation("POST", "/api/v1/lists", post_list, "Create a contact list",
               body={"type": "object", "required": ["name"],
                     "properties": {"name": {"type": "string"}}},

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.keys import API_KEY_ID, TENANT, db_key
+from dashboard.keys import TENANT, actor_of, db_key
 from optout import audit
 
 
 async def audited(request: web.Request, action: str, **detail) -> None:
     await audit.write(request.app[db_key], request[TENANT],
-                      f"api_key:{request.get(API_KEY_ID, '?')}", action, **detail)
+                      actor_of(request), action, **detail)

@@ -11,7 +11,7 @@ from campaigns import service
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, fields_key, scheduler_hook_key
+from dashboard.keys import TENANT, actor_of, db_key, directory_key, fields_key, scheduler_hook_key
 from dashboard.lines_api import address_param
 from dashboard.routing import Operation
 from optout import audit
@@ -45,7 +45,7 @@ async def create(request: web.Request) -> web.Response:
     sealer = await app[fields_key].shared_sealer(tenant_id, profile.public_key)
     async with app[db_key].begin() as conn:
         campaign_id = await service.create(conn, tenant_id, spec, sealer)
-        await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}",
+        await audit.record(conn, tenant_id, actor_of(request),
                            "campaign.create", campaign_id=campaign_id, purpose=spec.purpose)
         row = await service.get(conn, tenant_id, campaign_id)
         return json_response(await service.status(conn, row), status=201)
@@ -70,7 +70,7 @@ def _action(name: str):
         tenant_id, campaign_id = request[TENANT], request.match_info["id"]
         async with request.app[db_key].begin() as conn:
             await service.transition(conn, tenant_id, campaign_id, name)
-            await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}",
+            await audit.record(conn, tenant_id, actor_of(request),
                                f"campaign.{name}", campaign_id=campaign_id)
             row = await service.get(conn, tenant_id, campaign_id)
             body = await service.status(conn, row)
@@ -111,6 +111,31 @@ async def preview(request: web.Request) -> web.Response:
     return json_response({"to": address, "text": text, "at": time.time()})
 
 
+SAMPLE = {"name": "Ayşe Yılmaz", "phone": "+905321234567"}
+
+
+async def preview_draft(request: web.Request) -> web.Response:
+    """A template as a recipient would read it, before any campaign exists: sample values,
+    the mandatory footer for commercial messages, and the character count. No unlock needed."""
+    body = await json_body(request)
+    template = field(body, "template", str)
+    purpose = field(body, "purpose", str, required=False, default="commercial")
+    if purpose not in ("commercial", "informational"):
+        raise ApiError(400, "invalid_field", "'purpose' must be commercial or informational")
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        profile = await app[directory_key].profile(conn, tenant_id)
+    try:
+        compiled = compile_template(template)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_template", str(exc)) from None
+    samples = {**SAMPLE, **{k: str(v) for k, v in (body.get("sample") or {}).items()}}
+    text = compose(compiled, samples, commercial=purpose == "commercial",
+                   sender_name=profile.sender_name, sender_contact=profile.sender_contact,
+                   language=profile.language)
+    return json_response({"text": text, "characters": len(text)})
+
+
 CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "template"],
                  "properties": {"name": {"type": "string"}, "line_id": {"type": "string"},
                                 "list_id": {"type": "string"},
@@ -131,6 +156,11 @@ OPERATIONS = [
               body=CREATE_SCHEMA, responses={201: "Created", 400: "Invalid (e.g. unknown "
                                              "placeholder)", 404: "No such line or list"}),
     Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns"),
+    Operation("POST", "/api/v1/templates/preview", preview_draft,
+              "A draft template rendered with sample values, footer and character count",
+              body={"type": "object", "required": ["template"], "properties": {
+                  "template": {"type": "string"}, "purpose": {"type": "string"},
+                  "sample": {"type": "object"}}}),
     Operation("GET", "/api/v1/campaigns/{id}", show,
               "A campaign with counts and skipped_by_reason, derived from its outbox"),
     *[Operation("POST", f"/api/v1/campaigns/{{id}}/{name}", _action(name), summary,

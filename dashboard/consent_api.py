@@ -12,8 +12,8 @@ from crypto.errors import VaultLockedError
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
-    API_KEY_ID,
     TENANT,
+    actor_of,
     db_key,
     directory_key,
     erasures_key,
@@ -63,7 +63,7 @@ async def post_consent(request: web.Request) -> web.Response:
     occurred = _occurred_at(body)
     profile, sealer = await _context(request)
     record = {"statement": evidence, "address": address, "channel": channel, "source": source,
-              "at": occurred, "recorded_by": f"api_key:{request[API_KEY_ID]}"}
+              "at": occurred, "recorded_by": actor_of(request)}
     event = ConsentEvent(
         address_index=request.app[directory_key].index(profile.id, address),
         consent_type=consent_type, status=status, source=source,
@@ -79,7 +79,7 @@ async def post_consent(request: web.Request) -> web.Response:
             await suppression.lift(conn, profile.id, event.address_index, consent_type)
         state, _ = await ledger.state_and_history(conn, profile.id, event.address_index,
                                                   consent_type)
-        await audit.record(conn, profile.id, f"api_key:{request[API_KEY_ID]}", "consent.record",
+        await audit.record(conn, profile.id, actor_of(request), "consent.record",
                            event_id=event_id, consent_type=consent_type, status=status)
     return json_response({"id": event_id, "state": _state_json(state)}, status=201)
 
@@ -155,7 +155,7 @@ async def post_suppression(request: web.Request) -> web.Response:
     profile, sealer = await _context(request)
     index = request.app[directory_key].index(profile.id, address)
     request.app[watch_key].note(profile.id, index)
-    actor = f"api_key:{request[API_KEY_ID]}"
+    actor = actor_of(request)
     async with request.app[db_key].begin() as conn:
         if kind == "erasure":  # the same KVKK erasure as POST /subjects/erase
             counts = await subjects.erase(conn, profile.id, index)

@@ -29,6 +29,8 @@ class WebSettings:
     max_import_bytes: int = 20 * 1024 * 1024
     unlock_ttl_seconds: int = 8 * 3600
     max_unlock_ttl_seconds: int = 7 * 24 * 3600
+    kdf: str = "moderate"  # Argon2id cost of vault passphrases and dashboard passwords
+    min_passphrase_length: int = 12
 
 
 settings_key = web.AppKey("settings", WebSettings)
@@ -55,3 +57,9 @@ scheduler_hook_key = web.AppKey("scheduler_hook", Callable[[str, float | None], 
 # Set by the auth middleware on every /api/v1 request that carries a valid key.
 TENANT = web.RequestKey("tenant_id", str)
 API_KEY_ID = web.RequestKey("api_key_id", str)
+# Who acts, as the audit log names them: "api_key:<id>" or "user:<id>" (dashboard).
+ACTOR = web.RequestKey("actor", str)
+
+
+def actor_of(request: web.Request) -> str:
+    return request.get(ACTOR) or f"api_key:{request.get(API_KEY_ID, '?')}"

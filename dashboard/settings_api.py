@@ -6,7 +6,7 @@ import json
 from aiohttp import web
 
 from dashboard.errors import ApiError, json_body, json_response
-from dashboard.keys import API_KEY_ID, TENANT, db_key, directory_key, master_key
+from dashboard.keys import TENANT, actor_of, db_key, directory_key, master_key
 from dashboard.lines_api import iso
 from dashboard.routing import Operation
 from optout import audit, iys_sync
@@ -98,7 +98,7 @@ async def patch_settings(request: web.Request) -> web.Response:
             changes["iys_credentials"] = request.app[master_key].wrap(plain)
             changes["iys_cursor"] = None
         await update_settings(conn, request[TENANT], changes)
-        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+        await audit.record(conn, request[TENANT], actor_of(request),
                            "settings.update", keys=sorted(changes))
     return await get_settings(request)
 
@@ -122,7 +122,7 @@ async def retry_iys(request: web.Request) -> web.Response:
         count = await raw.execute(
             conn, "UPDATE consent_events SET iys_sync_state = 'pending', iys_error = NULL "
                   "WHERE tenant_id = ? AND iys_sync_state = 'failed'", (request[TENANT],))
-        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+        await audit.record(conn, request[TENANT], actor_of(request),
                            "iys.retry", records=count)
     return json_response({"requeued": count})
 

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
-    API_KEY_ID,
     TENANT,
+    actor_of,
     db_key,
     directory_key,
     erasures_key,
@@ -70,7 +70,7 @@ async def _log_request(request: web.Request, index: bytes, kind: str) -> str:
     async with request.app[db_key].begin() as conn:
         request_id = await subjects.record_request(conn, request[TENANT], index, kind, "api",
                                                    done=True)
-        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+        await audit.record(conn, request[TENANT], actor_of(request),
                            f"subject.{kind}", request_id=request_id)
     return request_id
 
@@ -84,7 +84,7 @@ async def erase(request: web.Request) -> web.Response:
         counts = await subjects.erase(conn, request[TENANT], index)
         request_id = await subjects.record_request(conn, request[TENANT], index, "erasure",
                                                    "api", done=False)
-        await audit.record(conn, request[TENANT], f"api_key:{request[API_KEY_ID]}",
+        await audit.record(conn, request[TENANT], actor_of(request),
                            "subject.erase", request_id=request_id, **counts)
     completed = await request.app[erasures_key].finish(request[TENANT]) > 0
     return json_response({"request_id": request_id, "erased": counts, "completed": completed})
@@ -115,7 +115,7 @@ async def correct(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", "no contact with that address")
         request_id = await subjects.record_request(conn, tenant_id, index, "correction", "api",
                                                    done=True)
-        await audit.record(conn, tenant_id, f"api_key:{request[API_KEY_ID]}",
+        await audit.record(conn, tenant_id, actor_of(request),
                            "subject.correct", request_id=request_id)
     return json_response({"request_id": request_id, "corrected": True})
 

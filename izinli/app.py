@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from campaigns.lines import lines_of_channel
 from campaigns.outbox import recover_in_flight
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
-from dashboard import accounts
+from dashboard import accounts, users
 from dashboard.app import setup as setup_dashboard
 from dashboard.keys import (
     WebSettings,
@@ -46,6 +47,7 @@ from dashboard.keys import (
     telegram_inbound_key,
     watch_key,
 )
+from dashboard.web import setup_state_key
 from izinli.config import Config
 from izinli.runtime import master_key_for, open_store
 from izinli.scheduler import Timers
@@ -74,7 +76,8 @@ def create_app(config: Config) -> web.Application:
         max_body_bytes=config.server.max_body_bytes,
         max_import_bytes=config.server.max_import_bytes,
         unlock_ttl_seconds=config.crypto.unlock_ttl_seconds,
-        max_unlock_ttl_seconds=config.crypto.max_unlock_ttl_seconds)
+        max_unlock_ttl_seconds=config.crypto.max_unlock_ttl_seconds,
+        kdf=config.crypto.kdf, min_passphrase_length=config.crypto.min_passphrase_length)
     app[registry_key] = CollectorRegistry()
     app[keyring_key] = Keyring()
     app[master_key] = master_key_for(config)
@@ -89,6 +92,8 @@ def create_app(config: Config) -> web.Application:
 async def database_context(app: web.Application) -> AsyncIterator[None]:
     db = await open_store(app[config_key])
     app[db_key] = db
+    if await users.tenant_count(db) == 0:  # first run: `izinli serve` prints the setup link
+        app[setup_state_key]["token"] = secrets.token_urlsafe(18)
     fields = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
     directory = TenantDirectory(app[master_key])
     sandbox = SandboxChannel(db, fields, directory)

@@ -8,6 +8,7 @@ import signal
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dashboard.web import setup_state_key
 from izinli.app import create_app
 from izinli.config import Config
 
@@ -39,6 +40,9 @@ async def serve(config: Config) -> None:
                              f"{exc.strerror or exc}") from None
         url = f"http://{config.server.host}:{config.server.port}"
         print(f"izinli listening on {url}", flush=True)
+        token = app[setup_state_key].get("token")
+        if token:  # first run: no business yet; the link is the only way in, once
+            print(f"first run: create your business at {url}/setup?token={token}", flush=True)
         log.info("listening", extra={"url": url})
         await stop.wait()
         log.info("shutting down")

@@ -340,3 +340,34 @@ operator_keys = sa.Table(
     sa.Column("wrapped_seed", sa.LargeBinary, nullable=False),
     sa.Column("verify_key", sa.LargeBinary(32), nullable=False),
 )
+
+# --- dashboard users and sessions (migration 0009) ---------------------------------------------
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    # The login e-mail: found by a master-keyed BLAKE2b digest, kept wrapped by the master key.
+    sa.Column("email_index", sa.LargeBinary(16), nullable=False, unique=True),
+    sa.Column("email_wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),  # Argon2id (nacl.pwhash)
+    sa.Column("role", sa.String(16), nullable=False),  # owner | admin | operator | viewer
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("disabled_at", sa.Double, nullable=True),
+)
+
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("token_hash", sa.LargeBinary(32), primary_key=True),  # BLAKE2b of the cookie
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("device_hash", sa.LargeBinary(16), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False, server_default="tr"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_seen_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+)

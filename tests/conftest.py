@@ -103,3 +103,49 @@ async def tenant(client) -> ApiTenant:
     tenant_id, api_key = await accounts.create_tenant(
         client.app[db_key], client.app[master_key], "Örnek Mağaza", PASSPHRASE, kdf="min")
     return ApiTenant(client, tenant_id, api_key)
+
+
+class WebUser:
+    """A dashboard user signed in through the login form; `csrf` is its session's token."""
+
+    def __init__(self, client, tenant: ApiTenant, email: str, password: str, csrf: str):
+        self.client, self.tenant, self.email, self.password, self.csrf = (
+            client, tenant, email, password, csrf)
+
+    async def get(self, path: str, **kw):
+        return await self.client.get(path, allow_redirects=kw.pop("allow_redirects", True), **kw)
+
+    async def post(self, path: str, data: dict | None = None, **kw):
+        return await self.client.post(path, data={"csrf": self.csrf, **(data or {})}, **kw)
+
+
+def form_value(html: str, name: str) -> str:
+    import re
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no {name} field"
+    return found.group(1)
+
+
+async def web_login(client, email: str, password: str):
+    page = await (await client.get("/login")).text()
+    return await client.post("/login", data={"csrf": form_value(page, "csrf"), "email": email,
+                                             "password": password}, allow_redirects=False)
+
+
+async def make_web_user(client, tenant: ApiTenant, role: str = "owner",
+                        email: str | None = None) -> WebUser:
+    from dashboard import users
+    from dashboard.keys import db_key, master_key
+    email = email or f"{role}@ornek.com.tr"
+    password = "gizli parola 123"
+    await users.create_user(client.app[db_key], client.app[master_key], tenant.id, email,
+                            password, role, "test", kdf="min")
+    r = await web_login(client, email, password)
+    assert r.status == 303, await r.text()
+    page = await (await client.get("/")).text()
+    return WebUser(client, tenant, email, password, form_value(page, "csrf"))
+
+
+@pytest.fixture
+async def owner(client, tenant) -> WebUser:
+    return await make_web_user(client, tenant, "owner")

@@ -1,0 +1,128 @@
+"""Campaign pages: the list, a new campaign with a live preview, and the detail page with
+progress over server-sent events and the state actions."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from dashboard.web import USER, api, error_page, form, page, render
+
+ACTIONS = ("start", "pause", "resume", "cancel", "retry")
+FINAL = ("completed", "cancelled")
+SSE_INTERVAL = 1.0
+
+
+def progress(campaign: dict) -> dict:
+    counts = campaign.get("counts") or {}
+    total = sum(v for v in counts.values() if isinstance(v, int))
+    pending = counts.get("pending", 0) + counts.get("sending", 0)
+    done = total - pending
+    percent = round(100 * done / total) if total else (100 if campaign.get("state") in FINAL
+                                                       else 0)
+    return {"total": total, "done": done, "percent": percent, "state": campaign.get("state"),
+            "final": campaign.get("state") in FINAL}
+
+
+@page("GET", "/campaigns")
+async def campaign_list(request: web.Request) -> web.StreamResponse:
+    data = (await api(request, "GET", "/campaigns")).data or {}
+    items = [{**c, "progress": progress(c)} for c in data.get("campaigns", [])]
+    return render(request, "campaigns.html", campaigns=items)
+
+
+async def _choices(request: web.Request) -> tuple[list, list]:
+    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    lists = ((await api(request, "GET", "/lists")).data or {}).get("lists", [])
+    return lines, lists
+
+
+@page("GET", "/campaigns/new", "operator")
+async def new_campaign(request: web.Request) -> web.StreamResponse:
+    lines, lists = await _choices(request)
+    return render(request, "campaign_new.html", lines=lines, lists=lists, values={}, error=None)
+
+
+@page("POST", "/campaigns/preview", "operator")
+async def preview(request: web.Request) -> web.StreamResponse:
+    """htmx: the draft as the recipient reads it, footer and character count included."""
+    data = form(request)
+    if not data.get("template", "").strip():
+        return render(request, "_preview.html", text=None, characters=0, error=None)
+    result = await api(request, "POST", "/templates/preview", body={
+        "template": data.get("template", ""), "purpose": data.get("purpose", "commercial")})
+    if not result.ok:
+        return render(request, "_preview.html", text=None, characters=0, error=result.error)
+    return render(request, "_preview.html", error=None, **result.data)
+
+
+@page("POST", "/campaigns", "operator")
+async def create_campaign(request: web.Request) -> web.StreamResponse:
+    data = form(request)
+    body = {"name": data.get("name", ""), "line_id": data.get("line_id", ""),
+            "list_id": data.get("list_id", ""), "template": data.get("template", ""),
+            "purpose": data.get("purpose", "commercial")}
+    if data.get("send_at"):
+        body["send_at"] = data["send_at"] if "+" in data["send_at"] or data["send_at"].endswith(
+            "Z") else data["send_at"] + ":00+03:00"
+    result = await api(request, "POST", "/campaigns", body=body)
+    if not result.ok:
+        lines, lists = await _choices(request)
+        return render(request, "campaign_new.html", status=400, lines=lines, lists=lists,
+                      values=data, error=result.error)
+    campaign_id = result.data["id"]
+    if data.get("start_now"):
+        started = await api(request, "POST", f"/campaigns/{campaign_id}/start")
+        if not started.ok:
+            return error_page(request, started.status, started.error)
+    raise web.HTTPSeeOther(f"/campaigns/{campaign_id}")
+
+
+@page("GET", "/campaigns/{id}")
+async def campaign_detail(request: web.Request) -> web.StreamResponse:
+    result = await api(request, "GET", f"/campaigns/{request.match_info['id']}")
+    if not result.ok:
+        return error_page(request, result.status, result.error)
+    campaign = result.data
+    return render(request, "campaign_detail.html", campaign=campaign,
+                  progress=progress(campaign), actions=ACTIONS,
+                  can_act=request[USER].can("operator"))
+
+
+@page("POST", "/campaigns/{id}/{action}", "operator")
+async def campaign_action(request: web.Request) -> web.StreamResponse:
+    action, campaign_id = request.match_info["action"], request.match_info["id"]
+    if action not in ACTIONS:
+        raise web.HTTPNotFound()
+    result = await api(request, "POST", f"/campaigns/{campaign_id}/{action}")
+    if not result.ok:
+        return error_page(request, result.status, result.error)
+    raise web.HTTPSeeOther(f"/campaigns/{campaign_id}")
+
+
+@page("GET", "/campaigns/{id}/events")
+async def campaign_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: a `progress` event whenever the counts change, until final."""
+    path = f"/campaigns/{request.match_info['id']}"
+    first = await api(request, "GET", path)
+    if not first.ok:
+        return error_page(request, first.status, first.error)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    last = None
+    result = first
+    while True:
+        current = progress(result.data)
+        if current != last:
+            await response.write(f"event: progress\ndata: {json.dumps(current)}\n\n".encode())
+            last = current
+        if current["final"]:
+            break
+        await asyncio.sleep(SSE_INTERVAL)
+        result = await api(request, "GET", path)
+        if not result.ok:
+            break
+    return response

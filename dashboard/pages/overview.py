@@ -1,0 +1,37 @@
+"""The overview: today's sends, the delivery funnel, opt-outs and line health."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from dashboard.web import api, page, render
+
+
+def funnel_svg(steps: list[tuple[str, int]], width: int = 480, bar: int = 22) -> dict:
+    """Horizontal bars for the funnel, as numbers a template draws as inline SVG."""
+    top = max([n for _, n in steps] + [1])
+    rows = []
+    for i, (label, n) in enumerate(steps):
+        rows.append({"label": label, "value": n, "y": i * (bar + 10),
+                     "width": max(1, round((width - 160) * n / top)) if n else 0})
+    return {"rows": rows, "width": width, "height": len(steps) * (bar + 10), "bar": bar}
+
+
+@page("GET", "/")
+async def overview(request: web.Request) -> web.StreamResponse:
+    campaigns = (await api(request, "GET", "/campaigns")).data or {}
+    items = campaigns.get("campaigns", []) if isinstance(campaigns, dict) else []
+    totals = {"sent": 0, "delivered": 0, "read": 0, "failed": 0, "skipped": 0, "pending": 0}
+    for item in items:
+        for key, value in (item.get("counts") or {}).items():
+            if key in totals and isinstance(value, int):
+                totals[key] += value
+    lines = (await api(request, "GET", "/lines")).data or {}
+    vault = (await api(request, "GET", "/vault")).data or {}
+    _ = request.app  # pages read everything through the API
+    steps = [("gönderildi / sent", totals["sent"] + totals["delivered"] + totals["read"]),
+             ("iletildi / delivered", totals["delivered"] + totals["read"]),
+             ("okundu / read", totals["read"]),
+             ("atlandı / skipped", totals["skipped"]),
+             ("başarısız / failed", totals["failed"])]
+    return render(request, "overview.html", totals=totals, funnel=funnel_svg(steps),
+                  campaigns=items[:5], lines=lines.get("lines", []), vault=vault)

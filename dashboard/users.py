@@ -1,0 +1,241 @@
+"""Dashboard users and their server-side sessions.
+
+A user belongs to one tenant with a role. The login e-mail is personal data: it is found by a
+master-keyed digest and stored wrapped by the master key. Passwords are Argon2id
+(`nacl.pwhash`). A session is a random cookie whose BLAKE2b digest is the row key, so a database
+reader cannot ride a session; it ends after 30 idle minutes or 12 hours, or when revoked."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.pwhash
+import sqlalchemy as sa
+
+from crypto.master import MasterKey
+from dashboard.accounts import AccountError, NotFoundError
+from optout import audit
+from store import raw
+from store.engine import Database
+from store.tables import tenants, users, web_sessions
+
+ROLES = ("viewer", "operator", "admin", "owner")
+IDLE_SECONDS = 30 * 60
+ABSOLUTE_SECONDS = 12 * 3600
+MIN_PASSWORD = 10
+# Touching last_seen on every request would make every page a write: once a minute is enough
+# for a 30-minute idle limit.
+TOUCH_SECONDS = 60
+_KDF = {"moderate": (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+                     nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE),
+        "interactive": (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+                        nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE),
+        "min": (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)}
+# Verifying an unknown e-mail still costs one hash, so timing does not tell who has an account.
+_DUMMY_HASH: dict[str, bytes] = {}
+
+
+class LoginError(AccountError):
+    """Wrong e-mail or password (one generic message), or too many attempts."""
+
+
+def at_least(role: str, needed: str) -> bool:
+    return ROLES.index(role) >= ROLES.index(needed)
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    user_id: str
+    tenant_id: str
+    tenant_name: str
+    role: str
+    csrf: str
+    language: str
+    token_hash: bytes
+
+    def can(self, needed: str) -> bool:
+        return at_least(self.role, needed)
+
+
+def _email_key(email: str) -> str:
+    return unicodedata.normalize("NFC", email.strip()).casefold()
+
+
+def email_index(master: MasterKey, email: str) -> bytes:
+    return hashlib.blake2b(_email_key(email).encode(), digest_size=16,
+                           key=master.derive("izinli user e-mail index")).digest()
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.blake2b(token.encode(), digest_size=32).digest()
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or len(email) > 254 or " " in email:
+        raise AccountError("enter a valid e-mail address", "invalid_email")
+    return email
+
+
+def check_password(password: str) -> str:
+    password = unicodedata.normalize("NFC", password)
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must be at least {MIN_PASSWORD} characters",
+                           "weak_password")
+    return password
+
+
+def _hash_password(password: str, kdf: str) -> str:
+    ops, mem = _KDF.get(kdf, _KDF["moderate"])
+    return nacl.pwhash.argon2id.str(password.encode(), opslimit=ops, memlimit=mem).decode()
+
+
+def _verify(stored: bytes, password: str) -> bool:
+    try:
+        return nacl.pwhash.verify(stored, unicodedata.normalize("NFC", password).encode())
+    except (nacl.exceptions.InvalidkeyError, nacl.exceptions.CryptoError):
+        return False
+
+
+async def create_user(db: Database, master: MasterKey, tenant_id: str, email: str,
+                      password: str, role: str, actor: str, kdf: str = "moderate") -> str:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}", "invalid_role")
+    email, password = check_email(email), check_password(password)
+    hashed = await asyncio.to_thread(_hash_password, password, kdf)
+    user_id = str(uuid.uuid4())
+    async with db.begin() as conn:
+        if (await conn.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant_id))
+                ).first() is None:
+            raise NotFoundError("no such tenant")
+        index = email_index(master, email)
+        if (await conn.execute(sa.select(users.c.id).where(users.c.email_index == index))
+                ).first() is not None:
+            raise AccountError("a user with this e-mail already exists", "email_taken")
+        await conn.execute(users.insert().values(
+            id=user_id, tenant_id=tenant_id, email_index=index,
+            email_wrapped=master.wrap(email.encode()), password_hash=hashed, role=role,
+            created_at=time.time()))
+        await audit.record(conn, tenant_id, actor, "user.create", user_id=user_id, role=role)
+    return user_id
+
+
+async def authenticate(db: Database, master: MasterKey, email: str, password: str,
+                       kdf: str = "moderate"):
+    """The user row for these credentials, or None (one hash is computed either way)."""
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.select(users).where(
+            users.c.email_index == email_index(master, email),
+            users.c.disabled_at.is_(None)))).first()
+    if row is None:
+        dummy = _DUMMY_HASH.get(kdf) or _DUMMY_HASH.setdefault(
+            kdf, (await asyncio.to_thread(_hash_password, secrets.token_hex(8), kdf)).encode())
+        await asyncio.to_thread(_verify, dummy, password)
+        return None
+    ok = await asyncio.to_thread(_verify, row.password_hash.encode(), password)
+    return row if ok else None
+
+
+async def verify_password(db: Database, user_id: str, password: str) -> bool:
+    """Re-entering the password before a sensitive action."""
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.select(users.c.password_hash).where(
+            users.c.id == user_id))).first()
+    return row is not None and await asyncio.to_thread(_verify, row.password_hash.encode(),
+                                                       password)
+
+
+async def start_session(db: Database, user, device: str, language: str = "tr"
+                        ) -> tuple[str, bool]:
+    """A new session for the user; returns (cookie token, first login from this device)."""
+    token, now = secrets.token_urlsafe(32), time.time()
+    device_hash = hashlib.blake2b(device.encode(), digest_size=16).digest()
+    async with db.begin() as conn:
+        known = (await conn.execute(sa.select(web_sessions.c.user_id).where(
+            web_sessions.c.user_id == user.id,
+            web_sessions.c.device_hash == device_hash).limit(1))).first() is not None
+        await conn.execute(web_sessions.insert().values(
+            token_hash=_token_hash(token), user_id=user.id, tenant_id=user.tenant_id,
+            csrf=secrets.token_urlsafe(32), device_hash=device_hash, language=language,
+            created_at=now, last_seen_at=now))
+        await audit.record(conn, user.tenant_id, f"user:{user.id}", "user.login",
+                           new_device=not known)
+    return token, not known
+
+
+async def session_user(db: Database, token: str, now: float | None = None
+                       ) -> SessionUser | None:
+    """The signed-in user of a session cookie, or None when unknown, expired or revoked."""
+    if not token or len(token) > 100:
+        return None
+    now = time.time() if now is None else now
+    key = _token_hash(token)
+    async with db.connect() as conn:
+        row = (await conn.execute(
+            sa.select(web_sessions, users.c.role, users.c.disabled_at, tenants.c.name)
+            .join(users, users.c.id == web_sessions.c.user_id)
+            .join(tenants, tenants.c.id == web_sessions.c.tenant_id)
+            .where(web_sessions.c.token_hash == key))).first()
+    if (row is None or row.revoked_at is not None or row.disabled_at is not None
+            or now - row.last_seen_at > IDLE_SECONDS or now - row.created_at > ABSOLUTE_SECONDS):
+        return None
+    if now - row.last_seen_at > TOUCH_SECONDS:
+        async with db.begin() as conn:
+            await raw.execute(conn, "UPDATE web_sessions SET last_seen_at = ? "
+                                    "WHERE token_hash = ?", (now, key))
+    return SessionUser(row.user_id, row.tenant_id, row.name, row.role, row.csrf, row.language,
+                       key)
+
+
+async def end_session(db: Database, token_hash: bytes) -> None:
+    async with db.begin() as conn:
+        await raw.execute(conn, "UPDATE web_sessions SET revoked_at = ? WHERE token_hash = ?",
+                          (time.time(), token_hash))
+
+
+async def set_language(db: Database, token_hash: bytes, language: str) -> None:
+    async with db.begin() as conn:
+        await raw.execute(conn, "UPDATE web_sessions SET language = ? WHERE token_hash = ?",
+                          (language, token_hash))
+
+
+async def list_users(db: Database, master: MasterKey, tenant_id: str) -> list[dict]:
+    async with db.connect() as conn:
+        rows = list(await conn.execute(sa.select(users).where(
+            users.c.tenant_id == tenant_id).order_by(users.c.created_at)))
+    return [{"id": r.id, "email": master.unwrap(bytes(r.email_wrapped)).decode(),
+             "role": r.role, "created_at": r.created_at,
+             "disabled": r.disabled_at is not None} for r in rows]
+
+
+async def change_role(db: Database, tenant_id: str, user_id: str, role: str | None,
+                      actor: str) -> None:
+    """New role, or `None` to disable the user (and end their sessions)."""
+    if role is not None and role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}", "invalid_role")
+    now = time.time()
+    async with db.begin() as conn:
+        if role is None:
+            changed = await raw.execute(conn, "UPDATE users SET disabled_at = ? WHERE id = ? "
+                                              "AND tenant_id = ?", (now, user_id, tenant_id))
+            await raw.execute(conn, "UPDATE web_sessions SET revoked_at = ? WHERE user_id = ? "
+                                    "AND revoked_at IS NULL", (now, user_id))
+        else:
+            changed = await raw.execute(conn, "UPDATE users SET role = ? WHERE id = ? AND "
+                                              "tenant_id = ?", (role, user_id, tenant_id))
+        if not changed:
+            raise NotFoundError("no such user")
+        await audit.record(conn, tenant_id, actor, "user.disable" if role is None
+                           else "user.role", user_id=user_id, role=role)
+
+
+async def tenant_count(db: Database) -> int:
+    async with db.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(tenants))).scalar()
