@@ -1,2 +1,16 @@
 """Dashboard pages. Each module registers its routes with `dashboard.web.page` on import."""
-from dashboard.pages import campaigns, overview  # noqa: F401
+from dashboard.pages import (  # noqa: F401
+    audit,
+    campaigns,
+    consents,
+    contacts,
+    keys,
+    lines,
+    overview,
+    people,
+    sample,
+    sandbox,
+    settings,
+    users,
+    vault,
+)

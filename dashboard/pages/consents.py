@@ -1,0 +1,1 @@
+"""Dashboard pages: consents (being written)."""

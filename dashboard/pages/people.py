@@ -1,0 +1,1 @@
+"""Dashboard pages: people (being written)."""

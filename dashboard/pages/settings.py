@@ -1,0 +1,1 @@
+"""Dashboard pages: settings (being written)."""
