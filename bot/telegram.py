@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -9,30 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    AiogramError,
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramConflictError,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramMigrateToChat,
-    TelegramNetworkError,
-    TelegramNotFound,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TelegramUnauthorizedError,
-)
-from aiogram.methods import GetUpdates
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.token import TokenValidationError
-
-from bot.telegram_updates import CONSENT_NO, CONSENT_YES, UPDATE_KINDS
+from bot.telegram_updates import UPDATE_KINDS
 from campaigns.ports import (
     Blocked,
     Line,
@@ -52,14 +30,6 @@ PRODUCTION_BASE_URL = "https://api.telegram.org"
 # Per request. aiogram's 60 s default would let one stuck request hold a sending worker for a
 # minute; long polls get their own wait added on top.
 REQUEST_TIMEOUT = 20
-# Descriptions of a 403 that mean the person is gone (blocked the bot, deleted the account, or
-# removed the bot from the chat). Other 403s ("bot can't initiate conversation with a user")
-# are not a refusal by the person and must not become a suppression.
-_GONE = ("blocked by the user", "user is deactivated", "kicked")
-# Everything a Bot API call can raise that is the provider's doing, not a bug of ours.
-_PROVIDER_ERRORS = (AiogramError, TokenValidationError, TimeoutError, aiohttp.ClientError)
-
-
 @dataclass(frozen=True, repr=False)
 class TelegramCredentials:
     bot_token: str
@@ -94,6 +64,17 @@ def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+@functools.cache
+def _sdk():
+    from bot import telegram_sdk
+    return telegram_sdk
+
+
+def classify_exception(exc: BaseException) -> SendResult:
+    """The one place a Telegram error becomes an outcome; nothing above bot/ sees aiogram's."""
+    return _sdk().classify_exception(exc)
+
+
 class TelegramLineError(Exception):
     """A Bot API call other than a send failed; `outcome` says how, `code` in one word."""
 
@@ -101,42 +82,6 @@ class TelegramLineError(Exception):
         self.outcome = outcome
         self.code = _code_of(outcome)
         super().__init__(f"Telegram Bot API call failed: {self.code}")
-
-
-def classify_exception(exc: BaseException) -> SendResult:
-    """The one place a Telegram error becomes an outcome; nothing above bot/ sees aiogram's."""
-    if isinstance(exc, TelegramRetryAfter):
-        return RateLimited(float(exc.retry_after))
-    if isinstance(exc, TelegramForbiddenError):
-        return Blocked() if _says(exc, _GONE) else PermanentFailure("forbidden")
-    if isinstance(exc, TelegramBadRequest):
-        return PermanentFailure("chat_not_found" if _says(exc, ("chat not found",))
-                                else "bad_request")
-    for kinds, outcome in _BY_TYPE:
-        if isinstance(exc, kinds):
-            return outcome
-    return TemporaryFailure("unexpected")
-
-
-# Order matters: subclasses before their bases (EntityTooLarge is a NetworkError).
-_BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], SendResult], ...] = (
-    # Telegram answers 404 for a malformed token in the URL and 401 for a revoked one.
-    ((TelegramUnauthorizedError, TelegramNotFound, TokenValidationError),
-     PermanentFailure("auth_failed")),
-    (TelegramConflictError, PermanentFailure("conflict")),
-    (TelegramMigrateToChat, PermanentFailure("chat_migrated")),
-    (TelegramEntityTooLarge, PermanentFailure("too_large")),
-    (TelegramServerError, TemporaryFailure("server_error")),
-    ((TelegramNetworkError, aiohttp.ClientError), TemporaryFailure("network_error")),
-    (TimeoutError, TemporaryFailure("timeout")),
-    (ClientDecodeError, TemporaryFailure("bad_response")),
-    (TelegramAPIError, TemporaryFailure("telegram_error")),
-)
-
-
-def _says(exc: TelegramAPIError, phrases: tuple[str, ...]) -> bool:
-    description = exc.message.lower()
-    return any(phrase in description for phrase in phrases)
 
 
 def _code_of(outcome: SendResult) -> str:
@@ -148,21 +93,15 @@ def _code_of(outcome: SendResult) -> str:
         type(outcome), "sent")
 
 
-class _GetRawUpdates(GetUpdates):
-    # Updates stay the dicts Telegram sent, exactly what a webhook delivers, so one parser
-    # serves both; an update shape aiogram cannot validate never wedges the poll loop.
-    __returning__ = list[dict[str, Any]]
-
-
 class TelegramChannel:
     """Channel over the Telegram Bot API; `credentials_for` unwraps a line's stored credentials
     and is asked on every call, so a new token or base URL takes effect on the next send."""
 
     def __init__(self, credentials_for: Callable[[Line], Awaitable[TelegramCredentials]]):
         self._credentials_for = credentials_for
-        self._bots: dict[str, tuple[tuple[str, str], Bot]] = {}
+        self._bots: dict[str, tuple[tuple[str, str], Any]] = {}  # line id → (key, aiogram Bot)
         # Bots replaced after a credential change; other sends may still be using them.
-        self._retired: list[Bot] = []
+        self._retired: list[Any] = []
 
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult:
         return await self._send_text(line, address, message.text)
@@ -173,10 +112,7 @@ class TelegramChannel:
     async def send_consent_offer(self, line: Line, chat_id: str, text: str, accept_label: str,
                                  decline_label: str) -> SendResult:
         """`text` with accept / decline buttons; a tap comes back as a ConsentTap event."""
-        keyboard = InlineKeyboardMarkup(inline_keyboard=[[
-            InlineKeyboardButton(text=accept_label, callback_data=CONSENT_YES),
-            InlineKeyboardButton(text=decline_label, callback_data=CONSENT_NO),
-        ]])
+        keyboard = _sdk().consent_keyboard(accept_label, decline_label)
         return await self._send_text(line, chat_id, text, reply_markup=keyboard)
 
     async def answer_callback(self, line: Line, callback_query_id: str, text: str) -> bool:
@@ -185,7 +121,7 @@ class TelegramChannel:
         try:
             bot = await self._bot(line)
             await bot.answer_callback_query(callback_query_id, text=text)
-        except _PROVIDER_ERRORS as exc:
+        except _sdk().PROVIDER_ERRORS as exc:
             _log_failure(line, "answerCallbackQuery", exc)
             return False
         return True
@@ -201,8 +137,7 @@ class TelegramChannel:
     async def poll(self, line: Line, offset: int | None, timeout: int) -> list[dict]:
         """Long polling (getUpdates): raw update dicts for parse_update. Pass the last
         update_id + 1 as the next offset; that is what confirms the earlier ones."""
-        method = _GetRawUpdates(offset=offset, timeout=timeout,
-                                allowed_updates=list(UPDATE_KINDS))
+        method = _sdk().raw_updates(offset, timeout, list(UPDATE_KINDS))
         return await self._call(line, "getUpdates", lambda bot: bot(
             method, request_timeout=REQUEST_TIMEOUT + timeout))
 
@@ -221,25 +156,24 @@ class TelegramChannel:
             bot = await self._bot(line)
             # No parse_mode: texts carry business content, and "<" must arrive as "<".
             sent = await bot.send_message(chat_id=int(chat_id), text=text, **options)
-        except _PROVIDER_ERRORS as exc:
+        except _sdk().PROVIDER_ERRORS as exc:
             return _log_failure(line, "sendMessage", exc)
         return Sent(str(sent.message_id))
 
-    async def _call(self, line: Line, name: str, call: Callable[[Bot], Awaitable[Any]]) -> Any:
+    async def _call(self, line: Line, name: str, call: Callable[[Any], Awaitable[Any]]) -> Any:
         try:
             return await call(await self._bot(line))
-        except _PROVIDER_ERRORS as exc:
+        except _sdk().PROVIDER_ERRORS as exc:
             # from None: the chained aiohttp error may quote the URL, and the URL holds the token.
             raise TelegramLineError(_log_failure(line, name, exc)) from None
 
-    async def _bot(self, line: Line) -> Bot:
+    async def _bot(self, line: Line):
         credentials = await self._credentials_for(line)
         key = (credentials.bot_token, credentials.base_url)
         cached = self._bots.get(line.id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        bot = Bot(credentials.bot_token, session=AiohttpSession(
-            api=TelegramAPIServer.from_base(credentials.base_url), timeout=REQUEST_TIMEOUT))
+        bot = _sdk().new_bot(credentials.bot_token, credentials.base_url, REQUEST_TIMEOUT)
         if cached is not None:
             self._retired.append(cached[1])
         self._bots[line.id] = (key, bot)

@@ -25,6 +25,9 @@ class ServerConfig:
     telegram_poll_seconds: int = 25
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 20 * 1024 * 1024
+    # Serve https directly (PEM files); or leave empty and terminate TLS in a reverse proxy.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ _ALIASES = {
     "IZINLI_DATA_DIR": "data_dir",
     "IZINLI_HOST": "server.host",
     "IZINLI_PORT": "server.port",
+    "IZINLI_TLS_CERT": "server.tls_cert",
+    "IZINLI_TLS_KEY": "server.tls_key",
     "IZINLI_PUBLIC_URL": "server.public_url",
     "IZINLI_LOG_LEVEL": "log.level",
     "IZINLI_KDF": "crypto.kdf",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -32,13 +33,14 @@ async def serve(config: Config) -> None:
                            handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port)
+        tls = _tls_context(config)
+        site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
             raise ServeError(f"cannot listen on {config.server.host}:{config.server.port}: "
                              f"{exc.strerror or exc}") from None
-        url = f"http://{config.server.host}:{config.server.port}"
+        url = f"{'https' if tls else 'http'}://{config.server.host}:{config.server.port}"
         print(f"izinli listening on {url}", flush=True)
         token = app[setup_state_key].get("token")
         if token:  # first run: no business yet; the link is the only way in, once
@@ -48,6 +50,22 @@ async def serve(config: Config) -> None:
         log.info("shutting down")
     finally:
         await runner.cleanup()
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    cert, key = config.server.tls_cert, config.server.tls_key
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ServeError("give both --tls-cert and --tls-key (or neither)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ServeError(f"cannot load the TLS certificate or key: "
+                         f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+    return context
 
 
 class ServeError(Exception):

@@ -221,3 +221,29 @@ def test_sealed_kvkk_export_opens_with_the_passphrase(tmp_path):
     (tmp_path / "junk.json").write_text('{"tenant_id": "x"}')
     assert_one_line_error(run(tmp_path, "subject", "open-export", str(tmp_path / "junk.json"),
                               "--passphrase-file", passfile(tmp_path)), 2, "no such tenant")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl tool")
+def test_serve_terminates_tls_itself_and_marks_cookies_secure(tmp_path):
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    create_tenant(tmp_path)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "IZINLI_MASTER_KEY"}
+    with subprocess.Popen([IZINLI, "serve", "--port", str(port), "--tls-cert", str(cert),
+                           "--tls-key", str(key)], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert f"https://127.0.0.1:{port}" in proc.stdout.readline()
+            context = ssl.create_default_context(cafile=str(cert))
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/login", timeout=10,
+                                        context=context) as r:
+                cookies = r.headers.get_all("Set-Cookie")
+            assert cookies and all("Secure" in c and "HttpOnly" in c for c in cookies)
+        finally:
+            proc.kill()
+    out = run(tmp_path, "serve", "--port", str(_free_port()), "--tls-cert", str(cert))
+    assert_one_line_error(out, 1, "--tls-key")
