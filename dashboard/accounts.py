@@ -24,7 +24,9 @@ from store.tenants import (
     get_tenant,
     insert_api_key,
     insert_tenant,
+    list_api_keys,
     list_tenants,
+    revoke_api_key,
     set_custody,
 )
 
@@ -94,6 +96,39 @@ async def issue_api_key(db: Database, tenant_id: str, passphrase: str, name: str
         await audit.record(conn, tenant_id, "cli", "api_key.issue", name=name)
     log.info("api key issued", extra={"tenant_id": tenant_id})
     return key
+
+
+async def create_api_key(db: Database, tenant_id: str, name: str, actor: str
+                         ) -> tuple[str, str]:
+    """Another API key for a caller already proven to act for the tenant (an API key, or a
+    dashboard owner who re-entered their password); returns (key id, key), shown once."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise AccountError("the key name must be 1 to 100 characters", "invalid_name")
+    async with db.begin() as conn:
+        key = await _new_api_key(conn, tenant_id, name)
+        key_id = key.split("_", 2)[1]
+        await audit.record(conn, tenant_id, actor, "api_key.create", key_id=key_id)
+    log.info("api key issued", extra={"tenant_id": tenant_id})
+    return key_id, key
+
+
+async def api_keys_of(db: Database, tenant_id: str) -> list[dict]:
+    """The tenant's API keys (never their secrets)."""
+    async with db.connect() as conn:
+        rows = await list_api_keys(conn, tenant_id)
+    return [{"id": r.id, "name": r.name, "created_at": r.created_at,
+             "revoked_at": r.revoked_at} for r in rows]
+
+
+async def revoke_key(db: Database, tenant_id: str, key_id: str, actor: str) -> None:
+    """Revokes an API key at once: it stops authenticating. NotFoundError when unknown or
+    already revoked."""
+    async with db.begin() as conn:
+        if not await revoke_api_key(conn, tenant_id, key_id, time.time()):
+            raise NotFoundError("no such API key in force")
+        await audit.record(conn, tenant_id, actor, "api_key.revoke", key_id=key_id)
+    log.info("api key revoked", extra={"tenant_id": tenant_id})
 
 
 def _hash_secret(secret: str) -> bytes:

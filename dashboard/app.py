@@ -10,12 +10,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from dashboard import (
     accounts,
     audience_api,
+    audit_api,
     campaign_api,
     consent_api,
+    keys_api,
     lines_api,
     operator_api,
     settings_api,
     subjects_api,
+    users_api,
     vault_api,
     webhooks,
 )
@@ -89,7 +92,8 @@ def operations() -> list[Operation]:
     return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
             *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS,
             *campaign_api.OPERATIONS, *webhooks.OPERATIONS, *operator_api.OPERATIONS,
-            *subjects_api.OPERATIONS]
+            *subjects_api.OPERATIONS, *audit_api.OPERATIONS, *users_api.OPERATIONS,
+            *keys_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

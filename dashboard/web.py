@@ -3,6 +3,7 @@ which runs a JSON API handler in-process so pages show and change exactly what t
 (the dashboard has no business logic of its own)."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import json
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -79,9 +81,20 @@ async def api(request: web.Request, method: str, path: str, *, query: dict | Non
     url = URL("/api/v1" + path)
     if query:
         url = url.with_query({k: str(v) for k, v in query.items() if v is not None})
-    sub = request.clone(method=method, rel_url=url,
-                        headers=CIMultiDict({"Content-Type": "application/json"}))
-    sub._read_bytes = json.dumps(body).encode() if body is not None else b""
+    raw_body = json.dumps(body).encode() if body is not None else b""
+    # The page may already have read its own body (a form, an upload): clone regardless,
+    # and give the sub-request a stream of its own holding just the JSON body.
+    read, request._read_bytes = request._read_bytes, None
+    try:
+        sub = request.clone(method=method, rel_url=url, headers=CIMultiDict({
+            "Content-Type": "application/json", "Content-Length": str(len(raw_body))}))
+    finally:
+        request._read_bytes = read
+    payload = StreamReader(request.protocol, 2 ** 16, loop=asyncio.get_running_loop())
+    if raw_body:
+        payload.feed_data(raw_body)
+    payload.feed_eof()
+    sub._payload, sub._read_bytes = payload, raw_body
     match = await request.app.router.resolve(sub)
     if match.http_exception is not None:
         return ApiResult(match.http_exception.status, None)

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-cert", help="PEM certificate chain: serve https directly")
+    serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     db = sub.add_parser("db", help="database maintenance")
     _common(db)
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
@@ -66,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     custody.add_argument("tenant_id")
     custody.add_argument("custody", choices=["passphrase", "service"])
     custody.add_argument("--passphrase-file", required=True, type=Path)
+    user = sub.add_parser("user", help="dashboard users")
+    _common(user)
+    u_sub = user.add_subparsers(dest="user_command", metavar="ACTION", parser_class=_Parser)
+    u_create = u_sub.add_parser("create", help="add a dashboard user to a tenant; prints its id")
+    _common(u_create)
+    u_create.add_argument("tenant_id")
+    u_create.add_argument("email")
+    u_create.add_argument("--role", default="owner",
+                          choices=["viewer", "operator", "admin", "owner"])
+    u_create.add_argument("--password-file", required=True, type=Path,
+                          help="file holding the user's dashboard password ('-' for stdin)")
     subject = sub.add_parser("subject", help="KVKK data-subject exports")
     _common(subject)
     s_sub = subject.add_subparsers(dest="subject_command", metavar="ACTION", parser_class=_Parser)
@@ -106,13 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     _common(hooks)
     hooks.add_argument("--requests", type=int, default=5000)
     hooks.add_argument("--concurrency", type=int, default=20)
+    dash = b_sub.add_parser("dashboard", help="dashboard pages under concurrent signed-in "
+                            "sessions (wrk, else aiohttp): requests/s, p50/p90/p99")
+    _common(dash)
+    dash.add_argument("--sessions", type=int, default=100, help="concurrent sessions")
+    dash.add_argument("--seconds", type=float, default=20)
+    dash.add_argument("--threads", type=int, default=2, help="wrk threads")
+    dash.add_argument("--contacts", type=int, default=1000)
+    dash.add_argument("--campaigns", type=int, default=5)
+    dash.add_argument("--per-page", type=float, default=0, metavar="SECONDS",
+                      help="also load each page alone for this long")
+    dash.add_argument("--no-wrk", action="store_true", help="use the aiohttp load generator")
+    dash.add_argument("--think", type=float, default=0, metavar="SECONDS",
+                      help="mean pause between a session's pages (aiohttp; 0 = closed loop)")
     return parser
 
 
 def load_config(args: argparse.Namespace) -> Config:
     overrides = {"data_dir": getattr(args, "data_dir", None),
                  "server.host": getattr(args, "host", None),
-                 "server.port": getattr(args, "port", None)}
+                 "server.port": getattr(args, "port", None),
+                 "server.tls_cert": getattr(args, "tls_cert", None),
+                 "server.tls_key": getattr(args, "tls_key", None)}
     return configuration.load(getattr(args, "config", None), overrides=overrides)
 
 

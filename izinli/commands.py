@@ -86,6 +86,21 @@ async def cmd_tenant_custody(args, config: Config) -> int:
     return 0
 
 
+async def cmd_user_create(args, config: Config) -> int:
+    from dashboard import users
+    password = users.check_password(read_passphrase(args.password_file))
+    email = users.check_email(args.email)
+    master = master_key_for(config)
+    db = await open_store(config)
+    try:
+        user_id = await users.create_user(db, master, args.tenant_id, email, password,
+                                          args.role, "cli", kdf=config.crypto.kdf)
+    finally:
+        await db.close()
+    print(json.dumps({"tenant_id": args.tenant_id, "user_id": user_id, "role": args.role}))
+    return 0
+
+
 async def cmd_bench_crypto(args, config: Config) -> int:
     from bench import crypto as bench_crypto
     bench_crypto.run(fields=args.fields, kdf=args.kdf)
@@ -126,6 +141,18 @@ async def cmd_bench_throttle(args, config: Config) -> int:
 async def cmd_bench_webhooks(args, config: Config) -> int:
     from bench import webhooks
     await webhooks.bench_webhooks(args.requests, args.concurrency)
+    return 0
+
+
+async def cmd_bench_dashboard(args, config: Config) -> int:
+    from bench import dashboard
+    try:
+        await dashboard.bench_dashboard(args.sessions, args.seconds, args.threads,
+                                        args.contacts, args.campaigns, args.per_page,
+                                        not args.no_wrk, args.think)
+    except RuntimeError as exc:  # wrk's own failure, shown as it said it
+        print(f"izinli: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -191,6 +218,7 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("tenant", "create"): cmd_tenant_create,
     ("tenant", "api-key"): cmd_tenant_api_key,
     ("tenant", "custody"): cmd_tenant_custody,
+    ("user", "create"): cmd_user_create,
     ("subject", "open-export"): cmd_subject_open_export,
     ("audit", "verify"): cmd_audit_verify,
     ("audit", "checkpoint"): cmd_audit_checkpoint,
@@ -200,6 +228,7 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("bench", "dispatch"): cmd_bench_dispatch,
     ("bench", "throttle"): cmd_bench_throttle,
     ("bench", "webhooks"): cmd_bench_webhooks,
+    ("bench", "dashboard"): cmd_bench_dashboard,
 }
 
 

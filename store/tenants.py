@@ -69,6 +69,22 @@ async def get_api_key(conn: AsyncConnection, key_id: str) -> ApiKeyRow | None:
     return ApiKeyRow(**found._mapping) if found else None
 
 
+async def list_api_keys(conn: AsyncConnection, tenant_id: str) -> list:
+    q = sa.select(api_keys.c.id, api_keys.c.name, api_keys.c.created_at,
+                  api_keys.c.revoked_at).where(api_keys.c.tenant_id == tenant_id).order_by(
+        api_keys.c.created_at, api_keys.c.id)
+    return list(await conn.execute(q))
+
+
+async def revoke_api_key(conn: AsyncConnection, tenant_id: str, key_id: str,
+                         now: float) -> bool:
+    """Marks the key revoked; False when the tenant has no such key still in force."""
+    done = await conn.execute(api_keys.update().where(
+        api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id,
+        api_keys.c.revoked_at.is_(None)).values(revoked_at=now))
+    return done.rowcount > 0
+
+
 class SqlDataKeyStore:
     """Sealed data keys, as crypto.service.DataKeyStore expects them."""
 

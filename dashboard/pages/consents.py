@@ -1,1 +1,47 @@
-"""Dashboard pages: consents (being written)."""
+"""Consents: one address's state and full history, and the suppression list (with a CSV
+download) — all read through the consent API."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from dashboard.web import api, error_page, page, render
+
+CHANNELS = ("whatsapp", "sandbox", "telegram")
+
+
+@page("GET", "/consents")
+async def consents(request: web.Request) -> web.StreamResponse:
+    address = request.query.get("address", "").strip()[:64]
+    channel = request.query.get("channel", "whatsapp")
+    if channel not in CHANNELS:
+        channel = "whatsapp"
+    lookup, error, status = None, None, 200
+    if address:
+        result = await api(request, "GET", "/consents",
+                           query={"address": address, "channel": channel})
+        if result.ok:
+            lookup = result.data
+        else:
+            error, status = result.error or str(result.status), result.status
+    vault = (await api(request, "GET", "/vault")).data or {}
+    suppressions, locked = None, not vault.get("unlocked")
+    if not locked:
+        found = await api(request, "GET", "/suppressions", query={"format": "json"})
+        if found.status == 423:
+            locked = True
+        elif found.ok:
+            suppressions = found.data.get("suppressions", [])
+    return render(request, "consents.html", status=status, address=address, channel=channel,
+                  channels=CHANNELS, lookup=lookup, error=error, suppressions=suppressions,
+                  locked=locked)
+
+
+@page("GET", "/consents/suppressions.csv")
+async def suppressions_csv(request: web.Request) -> web.StreamResponse:
+    """The suppression export as a download (the API route itself needs an API key)."""
+    result = await api(request, "GET", "/suppressions", query={"format": "csv"})
+    if not result.ok:
+        return error_page(request, result.status, result.error or str(result.status))
+    return web.Response(
+        text=result.data or "", content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})

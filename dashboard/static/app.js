@@ -50,3 +50,22 @@
     });
   }, 1000);
 })();
+// Upload progress for htmx multipart forms: <progress data-upload-progress hidden> in the form.
+(function () {
+  "use strict";
+  function bar(event) {
+    var form = event.target && event.target.closest ? event.target.closest("form") : null;
+    return form ? form.querySelector("progress[data-upload-progress]") : null;
+  }
+  document.addEventListener("htmx:xhr:progress", function (event) {
+    var meter = bar(event);
+    if (meter && event.detail && event.detail.lengthComputable && event.detail.total) {
+      meter.hidden = false;
+      meter.value = Math.round(100 * event.detail.loaded / event.detail.total);
+    }
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var meter = bar(event);
+    if (meter) { meter.hidden = false; meter.removeAttribute("value"); }
+  });
+})();

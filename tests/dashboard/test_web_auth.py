@@ -73,3 +73,32 @@ async def test_first_run_setup_creates_the_business_and_signs_the_owner_in(clien
     assert r.status == 200 and "Kuaför Ece" in await r.text()
     # The link works once.
     assert (await client.get("/setup?token=tek-seferlik", allow_redirects=False)).status == 303
+
+
+async def test_sessions_end_after_30_idle_minutes_or_12_hours(client, tenant):
+    import time
+
+    from dashboard import users
+    from dashboard.keys import db_key
+    await make_web_user(client, tenant, "operator")
+    token = client.session.cookie_jar.filter_cookies(client.make_url("/"))[
+        "izinli_session"].value
+    db, now = client.app[db_key], time.time()
+    assert (await users.session_user(db, token, now + 29 * 60)).role == "operator"
+    assert await users.session_user(db, token, now + 29 * 60 + 31 * 60) is None  # idle
+    for minutes in range(25, 12 * 60, 25):  # active all along, still ends at 12 h
+        assert await users.session_user(db, token, now + minutes * 60) is not None
+    assert await users.session_user(db, token, now + 12 * 3600 + 1) is None
+
+
+async def test_user_passwords_and_emails_are_not_stored_in_clear(client, tenant):
+    import sqlalchemy as sa
+
+    from dashboard.keys import db_key
+    from store.tables import users as users_table
+    user = await make_web_user(client, tenant, "admin", email="Ayşe.Admin@ornek.com.tr")
+    async with client.app[db_key].connect() as conn:
+        row = (await conn.execute(sa.select(users_table))).first()
+    dumped = repr(tuple(row)).lower()
+    assert "ayşe" not in dumped and "ornek.com.tr" not in dumped
+    assert user.password not in dumped and row.password_hash.startswith("$argon2id$")

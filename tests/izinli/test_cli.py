@@ -247,3 +247,30 @@ def test_serve_terminates_tls_itself_and_marks_cookies_secure(tmp_path):
             proc.kill()
     out = run(tmp_path, "serve", "--port", str(_free_port()), "--tls-cert", str(cert))
     assert_one_line_error(out, 1, "--tls-key")
+
+
+def test_user_create_from_cli(tmp_path):
+    info = create_tenant(tmp_path)
+    pw = tmp_path / "user-pass.txt"
+    pw.write_text("sahip parolası 2026\n", encoding="utf-8")
+    out = run(tmp_path, "user", "create", info["tenant_id"], "sahip@ornek.com.tr", "--role",
+              "owner", "--password-file", str(pw))
+    assert out.returncode == 0, out.stderr
+    created = json.loads(out.stdout)
+    assert created["tenant_id"] == info["tenant_id"] and created["role"] == "owner"
+    assert created["user_id"]
+    out = run(tmp_path, "user", "create", info["tenant_id"], "SAHIP@ornek.com.tr",
+              "--password-file", str(pw))
+    assert_one_line_error(out, 2, "already exists")
+    out = run(tmp_path, "user", "create", "no-such-tenant", "biri@ornek.com.tr",
+              "--password-file", str(pw))
+    assert_one_line_error(out, 2, "no such tenant")
+    out = run(tmp_path, "user", "create", info["tenant_id"], "kisa@ornek.com.tr",
+              "--password-file", passfile(tmp_path, "kısa\n"))
+    assert_one_line_error(out, 2, "at least 10 characters")
+    out = run(tmp_path, "user", "create", info["tenant_id"], "not-an-email",
+              "--password-file", str(pw))
+    assert_one_line_error(out, 2, "valid e-mail")
+    out = run(tmp_path, "user", "create", info["tenant_id"], "x@ornek.com.tr", "--role", "boss",
+              "--password-file", str(pw))
+    assert_one_line_error(out, 2, "invalid choice")
