@@ -162,6 +162,24 @@ async def counts(conn: AsyncConnection, campaign_id: str) -> tuple[dict, dict]:
     return by_state, skipped
 
 
+async def counts_many(conn: AsyncConnection, campaign_ids: Sequence[str]
+                      ) -> dict[str, tuple[dict, dict]]:
+    """`counts` for many campaigns in one grouped query (campaign lists, the overview)."""
+    found: dict[str, tuple[dict, dict]] = {
+        cid: (dict.fromkeys(COUNT_KEYS, 0), {}) for cid in campaign_ids}
+    if not campaign_ids:
+        return found
+    q = sa.select(outbox.c.campaign_id, outbox.c.state, outbox.c.reason, sa.func.count()).where(
+        outbox.c.campaign_id.in_(list(campaign_ids))).group_by(
+        outbox.c.campaign_id, outbox.c.state, outbox.c.reason)
+    for campaign_id, state, reason, n in await conn.execute(q):
+        by_state, skipped = found[campaign_id]
+        by_state[state] = by_state.get(state, 0) + n
+        if state == "skipped":
+            skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+    return found
+
+
 async def sent_recently(conn: AsyncConnection, tenant_id: str, contact_ids: Sequence[str],
                         since: float) -> dict[str, int]:
     """Commercial messages per contact since `since`, across campaigns (frequency cap)."""

@@ -166,8 +166,14 @@ async def scheduled(conn: AsyncConnection) -> list:
     return list(await conn.execute(q))
 
 
-async def status(conn: AsyncConnection, row) -> dict:
-    counts, skipped = await outbox.counts(conn, row.id)
+async def statuses(conn: AsyncConnection, rows) -> list[dict]:
+    """`status` of many campaigns with one count query."""
+    counted = await outbox.counts_many(conn, [r.id for r in rows])
+    return [await status(conn, r, counted[r.id]) for r in rows]
+
+
+async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None = None) -> dict:
+    counts, skipped = counted or await outbox.counts(conn, row.id)
     return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
             "whatsapp_template": row.channel_template,

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from aiohttp import web
 
+from campaigns import outbox as outbox_module
 from campaigns import service
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
@@ -16,6 +19,7 @@ from dashboard.lines_api import address_param
 from dashboard.routing import Operation
 from optout import audit
 from optout.deadlines import parse_consent_date
+from store import raw
 from store.tables import campaigns, contacts, list_members
 
 
@@ -58,11 +62,41 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
+    try:
+        limit = min(max(int(request.query.get("limit", "500")), 1), 500)
+    except ValueError:
+        raise ApiError(400, "invalid_field", "'limit' must be a number from 1 to 500") from None
     q = sa.select(campaigns).where(campaigns.c.tenant_id == request[TENANT]).order_by(
-        campaigns.c.created_at.desc()).limit(500)
+        campaigns.c.created_at.desc()).limit(limit)
     async with request.app[db_key].connect() as conn:
         rows = list(await conn.execute(q))
-        return json_response({"campaigns": [await service.status(conn, r) for r in rows]})
+        return json_response({"campaigns": await service.statuses(conn, rows)})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Today's figures (the tenant's time zone): messages by state among those handled today,
+    opt-outs received today, and how many people are suppressed in all."""
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        profile = await app[directory_key].profile(conn, tenant_id)
+        zone = ZoneInfo(profile.timezone) if profile.timezone else ZoneInfo("Europe/Istanbul")
+        midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = midnight.timestamp()
+        by_state = dict.fromkeys(outbox_module.COUNT_KEYS, 0)
+        for state, n in await raw.fetch(
+                conn, "SELECT state, count(*) FROM outbox WHERE campaign_id IN ("
+                      "SELECT id FROM campaigns WHERE tenant_id = ? AND started_at IS NOT NULL "
+                      "AND (finished_at IS NULL OR finished_at >= ?)) AND updated_at >= ? "
+                      "GROUP BY state", (tenant_id, since, since)):
+            by_state[state] = n
+        opt_outs = (await raw.fetch(
+            conn, "SELECT count(*) FROM consent_events WHERE tenant_id = ? AND "
+                  "status = 'revoked' AND recorded_at >= ?", (tenant_id, since)))[0][0]
+        suppressed = (await raw.fetch(
+            conn, "SELECT count(DISTINCT address_index) FROM suppressions WHERE tenant_id = ?",
+            (tenant_id,)))[0][0]
+    return json_response({"since": midnight.isoformat(), "messages": by_state,
+                          "opt_outs": opt_outs, "suppressed": suppressed})
 
 
 def _action(name: str):
@@ -155,7 +189,10 @@ OPERATIONS = [
     Operation("POST", "/api/v1/campaigns", create, "Create a campaign (draft)",
               body=CREATE_SCHEMA, responses={201: "Created", 400: "Invalid (e.g. unknown "
                                              "placeholder)", 404: "No such line or list"}),
-    Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns"),
+    Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns, newest first",
+              query=("limit",)),
+    Operation("GET", "/api/v1/stats", stats,
+              "Today's messages by state, opt-outs received today, people suppressed"),
     Operation("POST", "/api/v1/templates/preview", preview_draft,
               "A draft template rendered with sample values, footer and character count",
               body={"type": "object", "required": ["template"], "properties": {

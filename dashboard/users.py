@@ -37,6 +37,10 @@ _KDF = {"moderate": (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
         "interactive": (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
                         nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE),
         "min": (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)}
+# A page load looks its session up once; the answer is kept this long in the process (logout,
+# role changes and disabling clear it here; another process sees them within this time).
+CACHE_SECONDS = 5.0
+_cache: dict[bytes, tuple[float, SessionUser, float, float]] = {}
 # Verifying an unknown e-mail still costs one hash, so timing does not tell who has an account.
 _DUMMY_HASH: dict[str, bytes] = {}
 
@@ -177,6 +181,11 @@ async def session_user(db: Database, token: str, now: float | None = None
         return None
     now = time.time() if now is None else now
     key = _token_hash(token)
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        _, user, created_at, last_seen = cached
+        if now - last_seen <= TOUCH_SECONDS and now - created_at <= ABSOLUTE_SECONDS:
+            return user
     async with db.connect() as conn:
         row = (await conn.execute(
             sa.select(web_sessions, users.c.role, users.c.disabled_at, tenants.c.name)
@@ -186,21 +195,37 @@ async def session_user(db: Database, token: str, now: float | None = None
     if (row is None or row.revoked_at is not None or row.disabled_at is not None
             or now - row.last_seen_at > IDLE_SECONDS or now - row.created_at > ABSOLUTE_SECONDS):
         return None
-    if now - row.last_seen_at > TOUCH_SECONDS:
+    last_seen = row.last_seen_at
+    if now - last_seen > TOUCH_SECONDS:
         async with db.begin() as conn:
             await raw.execute(conn, "UPDATE web_sessions SET last_seen_at = ? "
                                     "WHERE token_hash = ?", (now, key))
-    return SessionUser(row.user_id, row.tenant_id, row.name, row.role, row.csrf, row.language,
+        last_seen = now
+    user = SessionUser(row.user_id, row.tenant_id, row.name, row.role, row.csrf, row.language,
                        key)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (time.monotonic(), user, row.created_at, last_seen)
+    return user
+
+
+def _forget(token_hash: bytes | None = None, user_id: str | None = None) -> None:
+    if token_hash is not None:
+        _cache.pop(token_hash, None)
+    if user_id is not None:
+        for key in [k for k, v in _cache.items() if v[1].user_id == user_id]:
+            _cache.pop(key, None)
 
 
 async def end_session(db: Database, token_hash: bytes) -> None:
+    _forget(token_hash)
     async with db.begin() as conn:
         await raw.execute(conn, "UPDATE web_sessions SET revoked_at = ? WHERE token_hash = ?",
                           (time.time(), token_hash))
 
 
 async def set_language(db: Database, token_hash: bytes, language: str) -> None:
+    _forget(token_hash)
     async with db.begin() as conn:
         await raw.execute(conn, "UPDATE web_sessions SET language = ? WHERE token_hash = ?",
                           (language, token_hash))
@@ -221,6 +246,7 @@ async def change_role(db: Database, tenant_id: str, user_id: str, role: str | No
     if role is not None and role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}", "invalid_role")
     now = time.time()
+    _forget(user_id=user_id)
     async with db.begin() as conn:
         if role is None:
             changed = await raw.execute(conn, "UPDATE users SET disabled_at = ? WHERE id = ? "
@@ -234,6 +260,7 @@ async def change_role(db: Database, tenant_id: str, user_id: str, role: str | No
             raise NotFoundError("no such user")
         await audit.record(conn, tenant_id, actor, "user.disable" if role is None
                            else "user.role", user_id=user_id, role=role)
+    _forget(user_id=user_id)  # again: a request may have cached the old role meanwhile
 
 
 async def tenant_count(db: Database) -> int:
