@@ -178,4 +178,5 @@ async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None =
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
             "whatsapp_template": row.channel_template,
             "send_at": row.send_at, "created_at": row.created_at, "started_at": row.started_at,
-            "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped}
+            "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped,
+            "actions": [action for action, states in _FROM.items() if row.state in states]}

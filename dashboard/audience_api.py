@@ -1,6 +1,7 @@
 """API: contact lists and CSV imports."""
 from __future__ import annotations
 
+import json
 import tempfile
 
 import sqlalchemy as sa
@@ -10,9 +11,18 @@ from campaigns.audiences import ImportSource, create_list, list_columns, list_ex
 from campaigns.csvparse import CsvFormatError
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import TENANT, actor_of, db_key, importer_key, settings_key
+from dashboard.keys import (
+    TENANT,
+    actor_of,
+    db_key,
+    directory_key,
+    fields_key,
+    importer_key,
+    settings_key,
+)
+from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
-from store.tables import contact_lists, list_members
+from store.tables import contact_lists, contacts, list_members
 
 # Uploads up to this size stay in memory; larger ones go to a temporary file.
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -88,7 +98,34 @@ async def get_lists(request: web.Request) -> web.Response:
     return json_response({"lists": items})
 
 
+async def get_contact(request: web.Request) -> web.Response:
+    """One contact's details (name, attributes, lists), opened: needs the vault unlocked."""
+    channel = request.query.get("channel", "sandbox")
+    address = address_param(request.query.get("address"), channel, "address")
+    app, tenant_id = request.app, request[TENANT]
+    async with app[db_key].connect() as conn:
+        index = (await app[directory_key].indexer(conn, tenant_id))(address)
+        row = (await conn.execute(sa.select(contacts).where(
+            contacts.c.tenant_id == tenant_id, contacts.c.address_index == index,
+            contacts.c.erased_at.is_(None)))).first()
+        if row is None:
+            raise ApiError(404, "not_found", "no contact with that address")
+        names = [r.name for r in await conn.execute(sa.select(contact_lists.c.name).join(
+            list_members, list_members.c.list_id == contact_lists.c.id).where(
+            list_members.c.contact_id == row.id))]
+    sealed = [bytes(b) for b in (row.name_sealed, row.attributes_sealed) if b]
+    opened = iter(await app[fields_key].open_fields(tenant_id, sealed))
+    name = next(opened).decode() if row.name_sealed else ""
+    attributes = json.loads(next(opened)) if row.attributes_sealed else {}
+    return json_response({"address": address, "name": name, "attributes": attributes,
+                          "lists": names, "since": iso(row.created_at)})
+
+
 OPERATIONS = [
+    Operation("GET", "/api/v1/contacts", get_contact,
+              "One contact's name, attributes and lists (needs the vault unlocked)",
+              query=("address", "channel"), responses={200: "Contact", 404: "No such contact",
+                                                       423: "Vault is locked"}),
     Operation("GET", "/api/v1/lists", get_lists,
               "Contact lists with member counts and the columns templates can use"),
     Operation("POST", "/api/v1/lists", post_list, "Create a contact list",

@@ -75,7 +75,7 @@ async def index(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """Today's figures (the tenant's time zone): messages by state among those handled today,
-    opt-outs received today, and how many people are suppressed in all."""
+    refusals recorded today (replies, İYS, imports, API), and people suppressed in all."""
     app, tenant_id = request.app, request[TENANT]
     async with app[db_key].connect() as conn:
         profile = await app[directory_key].profile(conn, tenant_id)

@@ -33,6 +33,7 @@ SESSION_COOKIE = "izinli_session"
 DEVICE_COOKIE = "izinli_device"
 PRE_AUTH_COOKIE = "izinli_csrf"  # double-submit token for the login and setup forms
 STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
 USER = web.RequestKey("user", users.SessionUser)
 FORM = web.RequestKey("form", dict)
 # Multipart uploads: the reader, positioned after the CSRF field.
@@ -375,7 +376,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def setup_web(app: web.Application) -> None:
     """Templates, static files, security headers and every page module's routes."""
     from dashboard import pages  # noqa: F401  (registers the pages)
-    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("dashboard", "templates"),
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          undefined=jinja2.StrictUndefined)
     app.on_response_prepare.append(_security_headers)

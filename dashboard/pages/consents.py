@@ -25,7 +25,8 @@ async def consents(request: web.Request) -> web.StreamResponse:
             error, status = result.error or str(result.status), result.status
     vault = (await api(request, "GET", "/vault")).data or {}
     suppressions, locked = None, not vault.get("unlocked")
-    if not locked:
+    # Listing suppressions opens every address (and is audited as an export): on request only.
+    if not locked and request.query.get("show") == "suppressions":
         found = await api(request, "GET", "/suppressions", query={"format": "json"})
         if found.status == 423:
             locked = True

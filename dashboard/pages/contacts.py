@@ -39,12 +39,13 @@ async def _person(request: web.Request, phone: str) -> dict:
     if not vault.get("unlocked"):
         found["locked"] = True
         return found
-    subject = await api(request, "GET", "/subjects", query={"address": phone})
+    # Not /subjects: looking someone up here is not a KVKK access request.
+    subject = await api(request, "GET", "/contacts", query={"address": phone})
     if subject.status == 423:
         found["locked"] = True
     elif subject.ok:
-        found["subject"] = subject.data
-    else:
+        found["subject"] = {"contact": subject.data}
+    elif subject.status != 404:
         found["error"] = subject.error or str(subject.status)
     return found
 

@@ -97,7 +97,9 @@ async def test_stop_reply_in_the_sandbox_shows_in_the_consent_history(owner, ten
     history = page.split('data-testid="consent-history"', 1)[1].split("</table>", 1)[0]
     assert history.count("<tr>") == 3  # header + granted + revoked
     assert "izin verdi" in history and "reddetti" in history and "revoked" in history
-    assert 'data-testid="suppressions"' in page
+    assert 'data-testid="suppressions"' not in page  # listed on request only
+    listed = await (await owner.get("/consents?show=suppressions")).text()
+    assert 'data-testid="suppressions"' in listed and "+905324445566" in listed
     csv = await owner.get("/consents/suppressions.csv")
     assert csv.status == 200 and "attachment" in csv.headers["Content-Disposition"]
     assert "+905324445566" in await csv.text()
