@@ -4,8 +4,10 @@ dispatcher before they commit, so no send to that person starts afterwards. Push
 refusals collected here go to İYS in bulk before their 3-business-day deadline."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import re
 import time
 from datetime import datetime
@@ -92,14 +94,19 @@ class IysSync:
                                                                "pending": len(pending)})
             return {}
         records, states, accepted, errors = [], {}, [], {}
+        last_second = await self._last_sent_seconds(tenant_id, pending)
         for event, evidence in zip(pending, opened, strict=True):
             record = _record_for(event, json.loads(evidence))
             if record is None:  # no İYS source code or number: the owner must fix it
                 states[event.id] = "failed"
                 errors[event.id] = "NO_IYS_SOURCE: the consent has no İYS source (HS_*) " \
                                    "or phone number to upload"
-            else:
-                records.append((event.id, record))
+                continue
+            record = _strictly_after(record, last_second,
+                                     (bytes(event.address_index), event.consent_type))
+            if record is None:
+                break  # it and what follows go with the next push, in order
+            records.append((event.id, record))
         credentials, _ = await self._account(tenant_id)
         if records:
             async with self._client_factory(credentials) as client:
@@ -132,6 +139,22 @@ class IysSync:
             await self.alerts.campaign_event(tenant_id, None, "iys_rejected",
                                              str(counts["failed"]))
         return counts
+
+    async def _last_sent_seconds(self, tenant_id: str, pending) -> dict[tuple, int]:
+        """The consent date (whole seconds) İYS last got per (address, type) of `pending`."""
+        indexes = list({bytes(e.address_index) for e in pending})
+        found: dict[tuple, int] = {}
+        async with self.db.connect() as conn:
+            for start in range(0, len(indexes), 500):
+                rows = await conn.execute(sa.select(
+                    consent_events.c.address_index, consent_events.c.consent_type,
+                    sa.func.max(consent_events.c.occurred_at)).where(
+                    consent_events.c.tenant_id == tenant_id,
+                    consent_events.c.iys_sync_state == "sent",
+                    consent_events.c.address_index.in_(indexes[start:start + 500])).group_by(
+                    consent_events.c.address_index, consent_events.c.consent_type))
+                found.update({(bytes(i), t): math.floor(at) for i, t, at in rows})
+        return found
 
     async def pull(self, tenant_id: str) -> int:
         """Applies every change since the kept cursor; returns how many refusals applied."""
@@ -182,6 +205,22 @@ class IysSync:
 
 # Where a consent came from → the İYS source code, when our own source is not already one.
 _SOURCE_BY_PREFIX = {"inbound:": "HS_MESAJ", "whatsapp:": "HS_MESAJ", "telegram:": "HS_MESAJ"}
+
+
+def _strictly_after(record: IysConsent, last: dict[tuple, int], key: tuple
+                    ) -> IysConsent | None:
+    """İYS keeps whole seconds and wants each record of a number later than the one before:
+    two changes within one second (an import, then an immediate STOP) are sent one second
+    apart. None when that second has not passed yet (the record waits for the next push)."""
+    second = math.floor(record.consent_date.timestamp())
+    previous = last.get(key)
+    if previous is not None and second <= previous:
+        second = previous + 1
+        if second >= time.time():
+            return None
+        record = dataclasses.replace(record, consent_date=datetime.fromtimestamp(second, TZ))
+    last[key] = second
+    return record
 
 
 def _record_for(event, evidence: dict) -> IysConsent | None:
