@@ -32,7 +32,6 @@ from campaigns.ports import (
 )
 from campaigns.render import Template, compile_template, compose, render
 from campaigns.throttle import (
-    FREQUENCY_WINDOW,
     LineThrottle,
     frequency_capped,
     quiet_hours_wait,
@@ -56,7 +55,6 @@ class DispatchSettings:
     batch_seconds: float = 0.5
     max_batch: int = 2000
     max_in_flight: int = 64
-    frequency_cap: int = 3
     spam_first_sends: int = 200
     spam_optout_rate: float = 0.02
     max_consecutive_errors: int = 50
@@ -234,8 +232,10 @@ class Dispatcher:
             found = await facts.gather(conn, tenant_id, [r.address_index for r in rows],
                                        consent_type, profile.iys_enabled,
                                        profile.has_merchant_contacts)
-            counts = await outbox.sent_recently(conn, tenant_id, commercial,
-                                                time.time() - FREQUENCY_WINDOW)
+            cap = profile.frequency_cap
+            counts = await outbox.sent_recently(
+                conn, tenant_id, commercial if cap else [],
+                time.time() - profile.frequency_window_days * 86400)
         allowed = []
         for row in rows:
             info = infos[row.campaign_id]
@@ -243,8 +243,8 @@ class Dispatcher:
             reason = decision.reason if not decision.allowed else None
             if reason is None and not row.address_sealed:
                 reason = "suppressed"  # erased after the outbox was built
-            if reason is None and info.purpose == "commercial" and frequency_capped(
-                    counts.get(row.contact_id, 0), self.settings.frequency_cap):
+            if reason is None and info.purpose == "commercial" and cap and frequency_capped(
+                    counts.get(row.contact_id, 0), cap):
                 reason = FREQUENCY_CAP
             if reason is None:
                 allowed.append(row)

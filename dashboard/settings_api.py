@@ -24,7 +24,8 @@ def settings_json(p: TenantProfile) -> dict:
             "iys_enabled": p.iys_enabled, "iys_code": p.iys_code,
             "iys_brand_code": p.iys_brand_code, "timezone": p.timezone,
             "quiet_hours": p.quiet_hours, "quiet_start_hour": p.quiet_start_hour,
-            "quiet_end_hour": p.quiet_end_hour, "iys_connected": p.iys_connected}
+            "quiet_end_hour": p.quiet_end_hour, "iys_connected": p.iys_connected,
+            "frequency_cap": p.frequency_cap, "frequency_window_days": p.frequency_window_days}
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -57,6 +58,11 @@ def _validated(body: dict) -> dict:
         elif key in ("iys_enabled", "quiet_hours"):
             if not isinstance(value, bool):
                 raise ApiError(400, "invalid_field", f"'{key}' must be true or false")
+        elif key in ("frequency_cap", "frequency_window_days"):
+            low, high = (0, 100) if key == "frequency_cap" else (1, 90)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ApiError(400, "invalid_field", f"'{key}' must be a number from {low} to "
+                                                     f"{high}")
         elif key in ("quiet_start_hour", "quiet_end_hour"):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 23:
                 raise ApiError(400, "invalid_field", f"'{key}' must be an hour from 0 to 23")
@@ -136,6 +142,7 @@ OPERATIONS = [
     Operation("PATCH", "/api/v1/settings", patch_settings,
               "Change settings: sender_name, sender_contact, language (tr/en), brand_names, "
               "iys_enabled, iys_code, iys_brand_code, timezone, quiet_hours, quiet_start_hour, "
-              "quiet_end_hour",
+              "quiet_end_hour, frequency_cap (commercial messages per person per window, 0: "
+              "off), frequency_window_days",
               body={"type": "object"}, responses={200: "New settings", 400: "Invalid"}),
 ]

@@ -138,7 +138,6 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
     await timers.start()
     dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],
                             app[watch_key], DispatchSettings(
-                                frequency_cap=config.campaigns.frequency_cap,
                                 spam_first_sends=config.campaigns.spam_first_sends,
                                 spam_optout_rate=config.campaigns.spam_optout_rate,
                                 max_consecutive_errors=config.campaigns.max_consecutive_errors),

@@ -57,8 +57,6 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class CampaignConfig:
-    # Commercial messages per recipient per 7 days, across campaigns.
-    frequency_cap: int = 3
     # Auto-pause when more than this share of the first sends opt out or block.
     spam_first_sends: int = 200
     spam_optout_rate: float = 0.02

@@ -30,6 +30,8 @@ class TenantProfile:
     quiet_end_hour: int = 21
     has_merchant_contacts: bool = False
     iys_connected: bool = False
+    frequency_cap: int = 3  # commercial messages per person per window; 0: no cap
+    frequency_window_days: int = 7
 
 
 class TenantNotFoundError(Exception):
@@ -62,7 +64,8 @@ class TenantDirectory:
             quiet_hours=bool(row.quiet_hours), quiet_start_hour=row.quiet_start_hour,
             quiet_end_hour=row.quiet_end_hour,
             has_merchant_contacts=bool(row.has_merchant_contacts),
-            iys_connected=row.iys_credentials is not None)
+            iys_connected=row.iys_credentials is not None,
+            frequency_cap=row.frequency_cap, frequency_window_days=row.frequency_window_days)
 
     def index(self, tenant_id: str, normalised_address: str) -> bytes:
         """Blind index of an address; `profile` must have been loaded once for the tenant."""

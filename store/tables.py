@@ -70,6 +70,9 @@ tenant_settings = sa.Table(
     # İYS API account (base URL, user, password) wrapped by the master key; the pull cursor.
     sa.Column("iys_credentials", sa.LargeBinary, nullable=True),
     sa.Column("iys_cursor", sa.String(500), nullable=True),
+    # At most `frequency_cap` commercial messages per person per window (0: no cap).
+    sa.Column("frequency_cap", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("frequency_window_days", sa.Integer, nullable=False, server_default="7"),
 )
 
 lines = sa.Table(

@@ -45,6 +45,9 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
             "quiet_hours": data.get("quiet_hours") == "on",
             "quiet_start_hour": _hour(data.get("quiet_start_hour", "")),
             "quiet_end_hour": _hour(data.get("quiet_end_hour", ""))}
+    for key in ("frequency_cap", "frequency_window_days"):
+        if data.get(key, "").strip():
+            body[key] = _hour(data[key].strip())
     result = await api(request, "PATCH", "/settings", body=body)
     if not result.ok:
         return await _show(request, status=result.status, error=result.error)

@@ -299,3 +299,20 @@ async def test_send_at_schedules_the_start(tenant):
     await asyncio.sleep(0.5)
     assert (await _state(tenant, cid))["state"] == "scheduled"
     assert (await _until(tenant, cid, timeout=15))["counts"]["sent"] == 1
+
+
+async def test_frequency_cap_is_each_businesss_setting(tenant):
+    await tenant.unlock()
+    r = await tenant.call("PATCH", "/settings", json={"frequency_cap": 1,
+                                                      "frequency_window_days": 30})
+    assert (await r.json())["frequency_cap"] == 1
+    list_id = await _list(tenant, ["05330000010,Ali,evet,"])
+    line = await _lines(tenant)
+    assert (await _run(tenant, await _campaign(tenant, line, list_id)))["counts"]["sent"] == 1
+    c = await _run(tenant, await _campaign(tenant, line, list_id))
+    assert c["skipped_by_reason"] == {"frequency_cap": 1}
+    await tenant.call("PATCH", "/settings", json={"frequency_cap": 0})  # no cap
+    c = await _run(tenant, await _campaign(tenant, line, list_id))
+    assert c["counts"]["sent"] == 1
+    for bad in ({"frequency_cap": -1}, {"frequency_window_days": 0}, {"frequency_cap": "3"}):
+        assert (await tenant.call("PATCH", "/settings", json=bad)).status == 400

@@ -43,9 +43,11 @@ async def test_admin_changes_settings_and_they_persist(client, tenant):
     r = await admin.post("/settings", {
         "sender_name": "Çiçek Evi", "sender_contact": "0212 555 00 00", "language": "en",
         "timezone": "Europe/Istanbul", "quiet_hours": "on", "quiet_start_hour": "22",
-        "quiet_end_hour": "8"}, allow_redirects=False)
+        "quiet_end_hour": "8", "frequency_cap": "2", "frequency_window_days": "14"},
+        allow_redirects=False)
     assert r.status == 303, await r.text()
     s = await _settings(tenant)
+    assert (s["frequency_cap"], s["frequency_window_days"]) == (2, 14)
     assert (s["sender_name"], s["sender_contact"], s["language"]) == (
         "Çiçek Evi", "0212 555 00 00", "en")
     assert (s["quiet_hours"], s["quiet_start_hour"], s["quiet_end_hour"]) == (True, 22, 8)
