@@ -66,7 +66,8 @@ def _simulation(simulate: dict) -> dict:
 
 def _line(row) -> Line:
     return Line(id=row.id, tenant_id=row.tenant_id, channel=row.channel, name=row.name,
-                rate_per_second=row.rate_per_second, state=row.state, options=row.options)
+                rate_per_second=row.rate_per_second, state=row.state, options=row.options,
+                state_reason=row.state_reason)
 
 
 async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line | None:

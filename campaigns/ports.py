@@ -16,6 +16,7 @@ class Line:
     rate_per_second: float
     state: str
     options: dict | None = None
+    state_reason: str | None = None  # why a line is paused (a provider's quality warning, …)
 
 
 @dataclass(frozen=True, slots=True)

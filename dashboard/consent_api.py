@@ -101,7 +101,9 @@ async def get_consents(request: web.Request) -> web.Response:
         index = (await app[directory_key].indexer(conn, tenant_id))(address)
         state, history = await ledger.state_and_history(conn, tenant_id, index, consent_type)
     evidence = await _open_evidence(request, [bytes(h["evidence_sealed"]) for h in history])
-    return json_response({"state": _state_json(state), "history": [
+    if request.query.get("download") in ("1", "true"):
+        await audited(request, "consent.export", consent_type=consent_type, events=len(history))
+    return json_response({"address": address, "state": _state_json(state), "history": [
         {"id": h["id"], "status": h["status"], "source": h["source"],
          "iys_source": h["iys_source"], "recipient_type": h["recipient_type"],
          "occurred_at": iso(h["occurred_at"]), "recorded_at": iso(h["recorded_at"]),
@@ -217,8 +219,9 @@ OPERATIONS = [
     Operation("POST", "/api/v1/consents", post_consent, "Record a consent or a refusal",
               body=CONSENT_SCHEMA, responses={201: "Recorded", 400: "Invalid consent"}),
     Operation("GET", "/api/v1/consents", get_consents,
-              "Current consent state and full history for an address",
-              query=("address", "channel")),
+              "Current consent state and full history for an address, with evidence while "
+              "unlocked; download=true records it in the audit log as an export (proof for an "
+              "inspection)", query=("address", "channel", "download")),
     Operation("GET", "/api/v1/gate", get_gate,
               "Dry run of the send gate: would a message be allowed now, and why",
               query=("address", "channel", "purpose")),

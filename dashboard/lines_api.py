@@ -36,6 +36,7 @@ def line_json(line: Line) -> dict:
     options = line.options or {}
     found = {"id": line.id, "channel": line.channel, "name": line.name,
              "rate_per_second": line.rate_per_second, "state": line.state,
+             "state_reason": line.state_reason,
              "webhook_path": f"/webhooks/{line.channel}/{line.id}"
              if line.channel != "sandbox" else None}
     found.update({k: options[k] for k in ("simulate", "messaging_tier") if k in options})

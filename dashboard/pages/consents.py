@@ -2,6 +2,8 @@
 download) — all read through the consent API."""
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from dashboard.web import api, error_page, page, render
@@ -35,6 +37,21 @@ async def consents(request: web.Request) -> web.StreamResponse:
     return render(request, "consents.html", status=status, address=address, channel=channel,
                   channels=CHANNELS, lookup=lookup, error=error, suppressions=suppressions,
                   locked=locked)
+
+
+@page("GET", "/consents/export")
+async def consent_export(request: web.Request) -> web.StreamResponse:
+    """One address's consent record (state, history, evidence) as a JSON file: the proof a
+    business shows when an authority asks how it got consent."""
+    channel = request.query.get("channel", "whatsapp")
+    result = await api(request, "GET", "/consents", query={
+        "address": request.query.get("address", ""), "channel": channel, "download": "true"})
+    if not result.ok:
+        return error_page(request, result.status, result.error or str(result.status))
+    return web.json_response(result.data, dumps=lambda d: json.dumps(d, ensure_ascii=False,
+                                                                     indent=2),
+                             headers={"Content-Disposition":
+                                      'attachment; filename="consent-record.json"'})
 
 
 @page("GET", "/consents/suppressions.csv")

@@ -166,3 +166,19 @@ async def test_viewer_reads_but_cannot_change_and_csrf_is_required(client, tenan
     assert (await _upload(owner, b"phone\n05321112233\n", csrf="wrong")).status == 403
     lists = (await (await tenant.call("GET", "/lists")).json())["lists"]
     assert lists == []
+
+
+async def test_consent_record_downloads_for_an_inspection_and_is_audited(client, tenant, owner):
+    await tenant.unlock()
+    await tenant.call("POST", "/consents", json={
+        "address": "05321112299", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu, kutucuk işaretli"})
+    page = await (await owner.get("/consents?address=05321112299&channel=whatsapp")).text()
+    assert "/consents/export?address=" in page
+    r = await owner.get("/consents/export?address=05321112299&channel=whatsapp")
+    assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
+    record = await r.json()
+    assert record["address"] == "+905321112299"
+    assert record["history"][0]["evidence"]["statement"] == "web formu, kutucuk işaretli"
+    log = (await (await tenant.call("GET", "/audit")).json())["entries"]
+    assert any(e["action"] == "consent.export" for e in log)
