@@ -7,6 +7,7 @@ import json
 
 from aiohttp import web
 
+from dashboard.pages.overview import forget_figures
 from dashboard.web import USER, api, error_page, form, page, render
 
 ACTIONS = ("start", "pause", "resume", "cancel", "retry")
@@ -76,6 +77,7 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
         started = await api(request, "POST", f"/campaigns/{campaign_id}/start")
         if not started.ok:
             return error_page(request, started.status, started.error)
+    forget_figures(request[USER].tenant_id)
     raise web.HTTPSeeOther(f"/campaigns/{campaign_id}")
 
 
@@ -98,6 +100,7 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
     result = await api(request, "POST", f"/campaigns/{campaign_id}/{action}")
     if not result.ok:
         return error_page(request, result.status, result.error)
+    forget_figures(request[USER].tenant_id)
     raise web.HTTPSeeOther(f"/campaigns/{campaign_id}")
 
 

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from dashboard.audience_api import import_spooled
 from dashboard.errors import ApiError
-from dashboard.web import api, error_page, page
+from dashboard.pages.overview import forget_figures
+from dashboard.web import USER, api, error_page, page
 
 LIST_NAME = "Örnek müşteriler"
 CAMPAIGN_NAME = "Örnek kampanya"
@@ -48,4 +49,5 @@ async def load_sample(request: web.Request) -> web.StreamResponse:
         "template": TEMPLATE, "purpose": "commercial"})
     if not campaign.ok:
         return error_page(request, campaign.status, campaign.error)
+    forget_figures(request[USER].tenant_id)
     raise web.HTTPSeeOther(f"/campaigns/{campaign.data['id']}")
