@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,31 @@ async def api(request: web.Request, method: str, path: str, *, query: dict | Non
     if raw and "json" in content_type:
         return ApiResult(response.status, json.loads(raw))
     return ApiResult(response.status, raw.decode("utf-8", "replace") if raw else None)
+
+
+# Aggregate reads (campaign counts, today's figures) kept per tenant for a few seconds, so a
+# team refreshing the same pages does not repeat them; the dashboard forgets a tenant's
+# entries after each change it makes, and the campaign page's live progress is never cached.
+_read_cache: dict[tuple, tuple[float, ApiResult]] = {}
+
+
+async def api_cached(request: web.Request, seconds: float, path: str, *,
+                     query: dict | None = None) -> ApiResult:
+    key = (request[TENANT], path, tuple(sorted((query or {}).items())))
+    cached = _read_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < seconds:
+        return cached[1]
+    result = await api(request, "GET", path, query=query)
+    if result.ok:
+        if len(_read_cache) > 10_000:
+            _read_cache.clear()
+        _read_cache[key] = (time.monotonic(), result)
+    return result
+
+
+def forget_reads(tenant_id: str) -> None:
+    for key in [k for k in _read_cache if k[0] == tenant_id]:
+        _read_cache.pop(key, None)
 
 
 # --- pages ------------------------------------------------------------------------------------

@@ -1,11 +1,9 @@
 """The overview: today's sends, the delivery funnel, opt-outs and line health."""
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
-from dashboard.web import USER, api, page, render
+from dashboard.web import api, api_cached, page, render
 
 
 def funnel_svg(steps: list[tuple[str, int]], width: int = 480, bar: int = 22) -> dict:
@@ -18,28 +16,13 @@ def funnel_svg(steps: list[tuple[str, int]], width: int = 480, bar: int = 22) ->
     return {"rows": rows, "width": width, "height": len(steps) * (bar + 10), "bar": bar}
 
 
-# The overview's figures are the costliest read of the dashboard (several aggregate queries):
-# kept per tenant for a few seconds, so a team refreshing it does not repeat them. The vault
-# state and lines are read fresh on every view.
-FIGURES_SECONDS = 5.0
-_figures_cache: dict[str, tuple[float, dict, dict]] = {}
-
-
-def forget_figures(tenant_id: str) -> None:
-    """After a change made in the dashboard (a campaign created or started), show it at once."""
-    _figures_cache.pop(tenant_id, None)
+FIGURES_SECONDS = 5.0  # today's figures and recent campaigns: aggregate reads
 
 
 async def _figures(request: web.Request) -> tuple[dict, dict]:
-    tenant_id = request[USER].tenant_id
-    cached = _figures_cache.get(tenant_id)
-    if cached is not None and time.monotonic() - cached[0] < FIGURES_SECONDS:
-        return cached[1], cached[2]
-    campaigns = (await api(request, "GET", "/campaigns", query={"limit": 5})).data or {}
-    today = (await api(request, "GET", "/stats")).data or {}
-    if len(_figures_cache) > 10_000:
-        _figures_cache.clear()
-    _figures_cache[tenant_id] = (time.monotonic(), campaigns, today)
+    campaigns = (await api_cached(request, FIGURES_SECONDS, "/campaigns",
+                                  query={"limit": 5})).data or {}
+    today = (await api_cached(request, FIGURES_SECONDS, "/stats")).data or {}
     return campaigns, today
 
 

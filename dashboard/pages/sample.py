@@ -9,8 +9,7 @@ from aiohttp import web
 
 from dashboard.audience_api import import_spooled
 from dashboard.errors import ApiError
-from dashboard.pages.overview import forget_figures
-from dashboard.web import USER, api, error_page, page
+from dashboard.web import USER, api, error_page, forget_reads, page
 
 LIST_NAME = "Örnek müşteriler"
 CAMPAIGN_NAME = "Örnek kampanya"
@@ -49,5 +48,5 @@ async def load_sample(request: web.Request) -> web.StreamResponse:
         "template": TEMPLATE, "purpose": "commercial"})
     if not campaign.ok:
         return error_page(request, campaign.status, campaign.error)
-    forget_figures(request[USER].tenant_id)
+    forget_reads(request[USER].tenant_id)
     raise web.HTTPSeeOther(f"/campaigns/{campaign.data['id']}")
