@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from dashboard.web import USER, api, api_cached, error_page, forget_reads, form,
 ACTIONS = ("start", "pause", "resume", "cancel", "retry")
 FINAL = ("completed", "cancelled")
 SSE_INTERVAL = 1.0
+SSE_MAX_SECONDS = 30 * 60
 LIST_SECONDS = 2.0  # the list's progress may lag this much; a campaign's own page is live
 
 
@@ -115,17 +117,21 @@ async def campaign_events(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    last = None
-    result = first
-    while True:
-        current = progress(result.data)
-        if current != last:
-            await response.write(f"event: progress\ndata: {json.dumps(current)}\n\n".encode())
-            last = current
-        if current["final"]:
-            break
-        await asyncio.sleep(SSE_INTERVAL)
-        result = await api(request, "GET", path)
-        if not result.ok:
-            break
+    last, result = None, first
+    ends = time.monotonic() + SSE_MAX_SECONDS  # the browser reconnects by itself after
+    try:
+        while time.monotonic() < ends:
+            current = progress(result.data)
+            if current != last:
+                await response.write(
+                    f"event: progress\ndata: {json.dumps(current)}\n\n".encode())
+                last = current
+            if current["final"]:
+                break
+            await asyncio.sleep(SSE_INTERVAL)
+            result = await api(request, "GET", path)
+            if not result.ok:
+                break
+    except ConnectionResetError:  # the page was closed
+        pass
     return response
