@@ -150,34 +150,98 @@ async def skip_open(conn: AsyncConnection, campaign_id: str, reason: str) -> int
 
 
 async def counts(conn: AsyncConnection, campaign_id: str) -> tuple[dict, dict]:
-    """({state: n}, {skip reason: n}) from the outbox."""
-    q = sa.select(outbox.c.state, outbox.c.reason, sa.func.count()).where(
-        outbox.c.campaign_id == campaign_id).group_by(outbox.c.state, outbox.c.reason)
-    by_state = dict.fromkeys(COUNT_KEYS, 0)
-    skipped: dict[str, int] = {}
-    for state, reason, n in await conn.execute(q):
-        by_state[state] = by_state.get(state, 0) + n
-        if state == "skipped":
-            skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
-    return by_state, skipped
+    """({state: n}, {skip reason: n}) of one campaign, from its counters."""
+    return (await counts_many(conn, [campaign_id]))[campaign_id]
 
 
 async def counts_many(conn: AsyncConnection, campaign_ids: Sequence[str]
                       ) -> dict[str, tuple[dict, dict]]:
-    """`counts` for many campaigns in one grouped query (campaign lists, the overview)."""
+    """`counts` for many campaigns: the folded counts plus the moves not folded yet, read in
+    one statement (one snapshot, so a fold running meanwhile is seen whole or not at all)."""
     found: dict[str, tuple[dict, dict]] = {
         cid: (dict.fromkeys(COUNT_KEYS, 0), {}) for cid in campaign_ids}
     if not campaign_ids:
         return found
-    q = sa.select(outbox.c.campaign_id, outbox.c.state, outbox.c.reason, sa.func.count()).where(
-        outbox.c.campaign_id.in_(list(campaign_ids))).group_by(
-        outbox.c.campaign_id, outbox.c.state, outbox.c.reason)
-    for campaign_id, state, reason, n in await conn.execute(q):
+    ids = list(dict.fromkeys(campaign_ids))
+    totals: dict[tuple[str, str, str], int] = {}
+    for campaign_id, state, reason, n in await raw.fetch(
+            conn, f"SELECT campaign_id, state, reason, n FROM campaign_counts "
+                  f"WHERE campaign_id IN ({raw.marks(len(ids))}) UNION ALL "
+                  f"SELECT campaign_id, state, reason, sum(delta) FROM outbox_moves "
+                  f"WHERE campaign_id IN ({raw.marks(len(ids))}) "
+                  f"GROUP BY campaign_id, state, reason", (*ids, *ids)):
+        key = (campaign_id, state, reason)
+        totals[key] = totals.get(key, 0) + int(n)
+    for (campaign_id, state, reason), n in totals.items():
+        if not n:
+            continue
         by_state, skipped = found[campaign_id]
         by_state[state] = by_state.get(state, 0) + n
         if state == "skipped":
             skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
     return found
+
+
+BUCKET_SECONDS = 900  # tenant_day_counts: every zone's midnight is on a 15-minute boundary
+
+
+async def entered_since(conn: AsyncConnection, tenant_id: str, since: float) -> dict[str, int]:
+    """How many of the tenant's messages entered each state since `since` (a local midnight)."""
+    entered = dict.fromkeys(COUNT_KEYS, 0)
+    for state, n in await raw.fetch(
+            conn, "SELECT state, sum(n) FROM tenant_day_counts WHERE tenant_id = ? AND "
+                  "bucket >= ? GROUP BY state UNION ALL "
+                  "SELECT state, sum(delta) FROM outbox_moves WHERE tenant_id = ? AND "
+                  "delta > 0 AND at >= ? GROUP BY state",
+            (tenant_id, int(since // BUCKET_SECONDS * BUCKET_SECONDS), tenant_id, float(since))):
+        entered[state] = entered.get(state, 0) + int(n or 0)
+    return entered
+
+
+FOLD_BATCH = 20_000
+
+
+async def fold(conn: AsyncConnection, limit: int = FOLD_BATCH) -> int:
+    """Folds up to `limit` moves into the counters, in the caller's transaction; returns how
+    many. DELETE … RETURNING hands each move to exactly one fold, even when two run at once;
+    counters are written in key order so concurrent folds cannot deadlock."""
+    moves = await raw.fetch(
+        conn, "DELETE FROM outbox_moves WHERE id IN (SELECT id FROM outbox_moves ORDER BY id "
+              "LIMIT ?) RETURNING tenant_id, campaign_id, state, reason, delta, at", (limit,))
+    per_campaign: dict[tuple[str, str, str], int] = {}
+    per_bucket: dict[tuple[str, int, str], int] = {}
+    for tenant_id, campaign_id, state, reason, delta, at in moves:
+        key = (campaign_id, state, reason)
+        per_campaign[key] = per_campaign.get(key, 0) + int(delta)
+        if delta > 0:
+            bucket = (tenant_id, int(at // BUCKET_SECONDS * BUCKET_SECONDS), state)
+            per_bucket[bucket] = per_bucket.get(bucket, 0) + int(delta)
+    changed = sorted((k, n) for k, n in per_campaign.items() if n)
+    await raw.execute_many(
+        conn, "INSERT INTO campaign_counts (campaign_id, state, reason, n) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT (campaign_id, state, reason) DO UPDATE "
+              "SET n = campaign_counts.n + excluded.n", [(*k, n) for k, n in changed])
+    await raw.execute_many(
+        conn, "DELETE FROM campaign_counts WHERE campaign_id = ? AND state = ? AND reason = ? "
+              "AND n = 0", [k for k, _ in changed])
+    await raw.execute_many(
+        conn, "INSERT INTO tenant_day_counts (tenant_id, bucket, state, n) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT (tenant_id, bucket, state) DO UPDATE "
+              "SET n = tenant_day_counts.n + excluded.n",
+        [(*k, n) for k, n in sorted(per_bucket.items())])
+    return len(moves)
+
+
+async def fold_all(db) -> int:
+    """Folds every waiting move, one short transaction per batch (a STOP never waits long
+    for the write lock)."""
+    total = 0
+    while True:
+        async with db.begin() as conn:
+            n = await fold(conn)
+        total += n
+        if n < FOLD_BATCH:
+            return total
 
 
 async def sent_recently(conn: AsyncConnection, tenant_id: str, contact_ids: Sequence[str],

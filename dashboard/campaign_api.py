@@ -74,29 +74,29 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Today's figures (the tenant's time zone): messages by state among those handled today,
-    refusals recorded today (replies, İYS, imports, API), and people suppressed in all."""
+    """Today's figures (the tenant's time zone): how many messages entered each state today
+    (sent, delivered, read, failed, skipped …), messages waiting to go now, refusals recorded
+    today (replies, İYS, imports, API), and people suppressed in all."""
     app, tenant_id = request.app, request[TENANT]
     async with app[db_key].connect() as conn:
         profile = await app[directory_key].profile(conn, tenant_id)
         zone = ZoneInfo(profile.timezone) if profile.timezone else ZoneInfo("Europe/Istanbul")
         midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
         since = midnight.timestamp()
-        by_state = dict.fromkeys(outbox_module.COUNT_KEYS, 0)
-        for state, n in await raw.fetch(
-                conn, "SELECT state, count(*) FROM outbox WHERE campaign_id IN ("
-                      "SELECT id FROM campaigns WHERE tenant_id = ? AND started_at IS NOT NULL "
-                      "AND (finished_at IS NULL OR finished_at >= ?)) AND updated_at >= ? "
-                      "GROUP BY state", (tenant_id, since, since)):
-            by_state[state] = n
+        entered = await outbox_module.entered_since(conn, tenant_id, since)
+        open_ids = [r[0] for r in await raw.fetch(
+            conn, "SELECT id FROM campaigns WHERE tenant_id = ? AND state NOT IN "
+                  f"({raw.marks(len(service.TERMINAL))})", (tenant_id, *service.TERMINAL))]
+        waiting = sum(by_state["pending"] + by_state["sending"] for by_state, _ in
+                      (await outbox_module.counts_many(conn, open_ids)).values())
         opt_outs = (await raw.fetch(
             conn, "SELECT count(*) FROM consent_events WHERE tenant_id = ? AND "
                   "status = 'revoked' AND recorded_at >= ?", (tenant_id, since)))[0][0]
         suppressed = (await raw.fetch(
             conn, "SELECT count(DISTINCT address_index) FROM suppressions WHERE tenant_id = ?",
             (tenant_id,)))[0][0]
-    return json_response({"since": midnight.isoformat(), "messages": by_state,
-                          "opt_outs": opt_outs, "suppressed": suppressed})
+    return json_response({"since": midnight.isoformat(), "messages": entered,
+                          "waiting": waiting, "opt_outs": opt_outs, "suppressed": suppressed})
 
 
 def _action(name: str):
@@ -192,7 +192,8 @@ OPERATIONS = [
     Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns, newest first",
               query=("limit",)),
     Operation("GET", "/api/v1/stats", stats,
-              "Today's messages by state, opt-outs received today, people suppressed"),
+              "Today: messages entering each state, messages waiting, opt-outs, people "
+              "suppressed"),
     Operation("POST", "/api/v1/templates/preview", preview_draft,
               "A draft template rendered with sample values, footer and character count",
               body={"type": "object", "required": ["template"], "properties": {

@@ -2,13 +2,14 @@
 them at start): campaigns due at send_at, the vault auto-lock sweep, the daily retention purge."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from campaigns import service
+from campaigns import outbox, service
 from crypto.vault import Keyring
 from optout import audit, retention
 from optout.retention import RetentionPolicy
@@ -16,6 +17,7 @@ from store.engine import Database
 
 log = logging.getLogger(__name__)
 LOCK_SWEEP_SECONDS = 30
+FOLD_SECONDS = 5  # campaign counters: moves waiting to be folded are read on every count
 ERASURE_SECONDS = 60
 
 
@@ -27,10 +29,12 @@ class Timers:
         self.iys_risk, self.alerts, self.erasures = iys_risk, alerts, erasures
         self.iys_pull, self.iys_pull_minutes = iys_pull, iys_pull_minutes
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._folder: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.scheduler.add_job(self.sweep_locks, "interval", seconds=LOCK_SWEEP_SECONDS,
                                id="lock-sweep", replace_existing=True)
+        self._folder = asyncio.get_running_loop().create_task(self._fold_counts())
         self.scheduler.add_job(self.purge, "cron", hour=0, minute=30, id="retention",
                                replace_existing=True, misfire_grace_time=None)
         self.scheduler.add_job(self.checkpoint, "interval", hours=1, id="audit-checkpoint",
@@ -52,6 +56,8 @@ class Timers:
         self.scheduler.start()
 
     def stop(self) -> None:
+        if self._folder is not None:
+            self._folder.cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
@@ -70,6 +76,16 @@ class Timers:
     async def sweep_locks(self) -> None:
         for tenant_id in self.keyring.lock_expired():
             log.info("vault auto-locked", extra={"tenant_id": tenant_id})
+
+    async def _fold_counts(self) -> None:
+        """Campaign counters: folds waiting moves every few seconds (a loop, not a job: a
+        fold after a million-recipient start can outlast the interval)."""
+        while True:
+            try:
+                await outbox.fold_all(self.db)
+            except Exception:
+                log.exception("folding campaign counters failed")
+            await asyncio.sleep(FOLD_SECONDS)
 
     async def purge(self) -> None:
         async with self.db.begin() as conn:

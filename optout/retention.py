@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.tables import consent_events, consent_state, contacts, inbound_messages, sandbox_messages
+from store.tables import (
+    consent_events,
+    consent_state,
+    contacts,
+    inbound_messages,
+    sandbox_messages,
+    tenant_day_counts,
+)
 
 YEAR = 365.25 * 86400
 
@@ -40,6 +47,9 @@ async def purge(conn: AsyncConnection, now: float, policy: RetentionPolicy) -> d
         inbound_messages.c.received_at < message_cutoff))
     counts["sandbox_messages"] = await _delete(conn, sandbox_messages.delete().where(
         sandbox_messages.c.at < message_cutoff))
+    # Today's figures need a day; a year and a little is kept for comparisons.
+    counts["tenant_day_counts"] = await _delete(conn, tenant_day_counts.delete().where(
+        tenant_day_counts.c.bucket < int(now - 400 * 86400)))
     return counts
 
 

@@ -270,6 +270,37 @@ outbox = sa.Table(
     sa.Index("ix_outbox_campaign_sent", "campaign_id", "sent_at"),
 )
 
+# Kept by triggers on outbox (migration 0011): each change of a row's state is a move; moves
+# are folded into per-campaign counts and per-tenant 15-minute counts of states entered.
+outbox_moves = sa.Table(
+    "outbox_moves", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("campaign_id", sa.String(36), nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("delta", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Index("ix_outbox_moves_campaign", "campaign_id"),
+)
+
+campaign_counts = sa.Table(
+    "campaign_counts", metadata,
+    sa.Column("campaign_id", sa.String(36), primary_key=True),
+    sa.Column("state", sa.String(12), primary_key=True),
+    sa.Column("reason", sa.String(64), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+tenant_day_counts = sa.Table(
+    "tenant_day_counts", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("state", sa.String(12), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 # --- operator bot (migration 0004) ----------------------------------------------------------
 
 operator_codes = sa.Table(
