@@ -1,11 +1,14 @@
 """`izinli bench dashboard`: the dashboard's pages under many concurrent signed-in sessions.
 
 A real `izinli` app runs in its own process on loopback with a temporary SQLite data directory,
-prepared with a tenant (a list of contacts, a few campaigns in different states, sandbox
-messages) and N users with one session each. `wrk` then drives load (a Lua script rotates the
-session cookies across requests and the pages); without `wrk`, an aiohttp client does. Prints
-requests/s and the p50/p90/p99 latency of the whole run (target: p99 <= 100 ms at 100
-sessions), plus each page's status and single-request latency before the run."""
+prepared with a tenant (a list of 100,000 contacts by default, campaigns over all of them in
+different states, sandbox messages) and N users with one session each. By default each
+session behaves like a person: it opens a page, reads for 0-10 s (mean `think`), opens the
+next (an aiohttp client, starts staggered). `--think 0` is a closed loop instead: `wrk` (a
+Lua script rotating session cookies and pages) sends the next request the instant a page
+arrives, which measures throughput more than latency. Prints requests/s and the p50/p90/p99
+latency of the whole run (target: p99 <= 100 ms at 100 sessions), plus each page's status
+and single-request latency before the run."""
 from __future__ import annotations
 
 import asyncio
@@ -152,9 +155,9 @@ def _serve(data_dir: str, sessions: int, contacts: int, campaigns: int, ready) -
     asyncio.run(main())
 
 
-async def bench_dashboard(sessions: int = 100, seconds: float = 20, threads: int = 2,
-                          contacts: int = 1000, campaigns: int = 5, per_page: float = 0,
-                          use_wrk: bool = True, think: float = 0) -> dict:
+async def bench_dashboard(sessions: int = 100, seconds: float = 60, threads: int = 2,
+                          contacts: int = 100_000, campaigns: int = 5, per_page: float = 0,
+                          use_wrk: bool = True, think: float = 5) -> dict:
     import multiprocessing
     os.environ.pop("IZINLI_MASTER_KEY", None)
     context = multiprocessing.get_context("spawn")

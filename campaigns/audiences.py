@@ -24,7 +24,7 @@ from optout.tenants import TenantDirectory, update_settings
 from store import raw
 from store.engine import Database
 from store.ids import new_id
-from store.tables import contact_lists
+from store.tables import contact_lists, list_member_moves
 
 BATCH = 5000
 # A file full of bad rows still gets a bounded answer; the total is always reported.
@@ -279,3 +279,39 @@ async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, 
     ids = await _existing_ids(conn, tenant_id, [index])
     await raw.execute(conn, _INSERT_MEMBER, (list_id, ids[index]))
     return list_id
+
+
+FOLD_BATCH = 20_000
+
+
+async def fold_members(conn, limit: int = FOLD_BATCH) -> int:
+    """Folds up to `limit` list-membership moves into contact_lists.members, in the caller's
+    transaction (each move goes to exactly one fold: DELETE … RETURNING); lists are updated
+    in id order so concurrent folds cannot deadlock."""
+    moves = await raw.fetch(
+        conn, "DELETE FROM list_member_moves WHERE id IN (SELECT id FROM list_member_moves "
+              "ORDER BY id LIMIT ?) RETURNING list_id, delta", (limit,))
+    per_list: dict[str, int] = {}
+    for list_id, delta in moves:
+        per_list[list_id] = per_list.get(list_id, 0) + int(delta)
+    await raw.execute_many(conn, "UPDATE contact_lists SET members = members + ? WHERE id = ?",
+                           [(n, list_id) for list_id, n in sorted(per_list.items()) if n])
+    return len(moves)
+
+
+async def fold_all_members(db: Database) -> int:
+    total = 0
+    while True:
+        async with db.begin() as conn:
+            n = await fold_members(conn)
+        total += n
+        if n < FOLD_BATCH:
+            return total
+
+
+def members_column():
+    """A list's size as a select column: the folded count plus the moves not folded yet
+    (one statement, so one snapshot)."""
+    waiting = sa.select(sa.func.coalesce(sa.func.sum(list_member_moves.c.delta), 0)).where(
+        list_member_moves.c.list_id == contact_lists.c.id).scalar_subquery()
+    return (contact_lists.c.members + waiting).label("members")

@@ -120,18 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--requests", type=int, default=5000)
     hooks.add_argument("--concurrency", type=int, default=20)
     dash = b_sub.add_parser("dashboard", help="dashboard pages under concurrent signed-in "
-                            "sessions (wrk, else aiohttp): requests/s, p50/p90/p99")
+                            "sessions that pause between pages (or a closed loop with "
+                            "--think 0, wrk when installed): requests/s, p50/p90/p99")
     _common(dash)
     dash.add_argument("--sessions", type=int, default=100, help="concurrent sessions")
-    dash.add_argument("--seconds", type=float, default=20)
+    dash.add_argument("--seconds", type=float, default=60)
     dash.add_argument("--threads", type=int, default=2, help="wrk threads")
-    dash.add_argument("--contacts", type=int, default=1000)
+    dash.add_argument("--contacts", type=int, default=100_000)
     dash.add_argument("--campaigns", type=int, default=5)
     dash.add_argument("--per-page", type=float, default=0, metavar="SECONDS",
                       help="also load each page alone for this long")
     dash.add_argument("--no-wrk", action="store_true", help="use the aiohttp load generator")
-    dash.add_argument("--think", type=float, default=0, metavar="SECONDS",
-                      help="mean pause between a session's pages (aiohttp; 0 = closed loop)")
+    dash.add_argument("--think", type=float, default=5, metavar="SECONDS",
+                      help="mean pause between a session's pages, like a person reading "
+                           "(aiohttp); 0 = a closed loop, every session clicks again the "
+                           "instant a page arrives (wrk)")
     return parser
 
 

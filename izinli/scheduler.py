@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from campaigns import outbox, service
+from campaigns import audiences, outbox, service
 from crypto.vault import Keyring
 from optout import audit, retention
 from optout.retention import RetentionPolicy
@@ -78,11 +78,12 @@ class Timers:
             log.info("vault auto-locked", extra={"tenant_id": tenant_id})
 
     async def _fold_counts(self) -> None:
-        """Campaign counters: folds waiting moves every few seconds (a loop, not a job: a
-        fold after a million-recipient start can outlast the interval)."""
+        """Campaign counters and list sizes: folds waiting moves every few seconds (a loop,
+        not a job: a fold after a million-recipient start can outlast the interval)."""
         while True:
             try:
                 await outbox.fold_all(self.db)
+                await audiences.fold_all_members(self.db)
             except Exception:
                 log.exception("folding campaign counters failed")
             await asyncio.sleep(FOLD_SECONDS)

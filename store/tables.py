@@ -101,6 +101,17 @@ contact_lists = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     # Attribute keys seen in imports (not personal): what templates may use.
     sa.Column("columns", sa.JSON, nullable=True),
+    # Folded from list_member_moves (migration 0012); add the moves not folded yet.
+    sa.Column("members", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+list_member_moves = sa.Table(
+    "list_member_moves", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("list_id", sa.String(36), nullable=False),
+    sa.Column("delta", sa.BigInteger, nullable=False),
+    sa.Index("ix_list_member_moves_list", "list_id"),
 )
 
 contacts = sa.Table(
@@ -248,6 +259,9 @@ campaigns = sa.Table(
     sa.Index("ix_campaigns_line_state", "line_id", "state"),
 )
 
+# Triggers (migration 0011) record every change of state/reason as a move for the counters.
+# On SQLite, a batch_alter_table that recreates this table (or list_members, 0012) drops them:
+# a migration doing that must create them again.
 outbox = sa.Table(
     "outbox", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,

@@ -133,3 +133,45 @@ async def test_fold_batches_are_exact(tenant: ApiTenant):
             assert await outbox.fold(conn, limit=7) <= 7
         await _agree(db, [cid])
     assert (await _state(tenant, cid))["skipped_by_reason"].get("cancelled", 0) > 0
+
+
+async def _list_sizes(t: ApiTenant) -> dict[str, int]:
+    return {item["id"]: item["members"]
+            for item in (await (await t.call("GET", "/lists")).json())["lists"]}
+
+
+async def _member_truth(db, list_id: str) -> int:
+    async with db.connect() as conn:
+        return (await raw.fetch(conn, "SELECT count(*) FROM list_members WHERE list_id = ?",
+                                (list_id,)))[0][0]
+
+
+async def test_list_sizes_follow_imports_reimports_deletes_and_folds(tenant: ApiTenant):
+    """GET /lists counts members from folded counters plus waiting moves: a re-import of the
+    same people adds nobody, removed members go, and folding changes nothing seen."""
+    from campaigns import audiences
+    db = tenant.client.app[db_key]
+    first = await _list(tenant, [f"{p},Kişi,evet,Ankara" for p in _phones(40)])
+    other = await _list(tenant, [f"{p},Kişi,evet,Ankara" for p in _phones(15, start=30)])
+    assert await _list_sizes(tenant) == {first: 40, other: 15}
+    # The same file again, plus 5 new people: only the new ones are added.
+    r = await tenant.call("POST", f"/contacts/import?list_id={first}", headers={
+        "Content-Type": "text/csv"}, data=("phone,name\n" + "\n".join(
+            f"{p},Kişi" for p in _phones(45)) + "\n").encode())
+    assert r.status == 200, await r.text()
+    assert (await _list_sizes(tenant))[first] == 45 == await _member_truth(db, first)
+    await audiences.fold_all_members(db)
+    assert await _list_sizes(tenant) == {first: 45, other: 15}
+    async with db.begin() as conn:  # people leave lists (contacts deleted: cascade)
+        await raw.execute(conn, "DELETE FROM contacts WHERE id IN (SELECT contact_id FROM "
+                                "list_members WHERE list_id = ? ORDER BY contact_id LIMIT 12)",
+                          (other,))
+    sizes = await _list_sizes(tenant)
+    assert sizes == {first: await _member_truth(db, first), other: 3}
+    async with db.begin() as conn:
+        assert 0 < await audiences.fold_members(conn, limit=3) <= 3
+    assert await _list_sizes(tenant) == sizes
+    await audiences.fold_all_members(db)
+    assert await _list_sizes(tenant) == sizes
+    async with db.connect() as conn:
+        assert (await raw.fetch(conn, "SELECT count(*) FROM list_member_moves"))[0][0] == 0

@@ -77,3 +77,59 @@ async def test_0002_backfills_settings_and_sandbox_line_for_existing_tenants(con
         assert (settings.sender_name, settings.brand_names) == ("Eski Firma", ["Eski Firma"])
     finally:
         await db.close()
+
+
+async def test_0011_0012_count_what_is_already_there(config):
+    """Upgrading a database that already has campaigns and lists: the counters start from
+    the rows themselves, and later changes move them (the triggers exist)."""
+    from alembic import command
+
+    from campaigns import outbox
+    from store import raw
+    from store.engine import open_database
+    from store.migrate import _alembic_config
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(config.database_url)
+    states = ["sent"] * 4 + ["delivered"] * 3 + ["pending"] * 2 + ["skipped"]
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda s: command.upgrade(_alembic_config(s), "0010"))
+            await raw.execute(conn, "INSERT INTO tenants (id, name, created_at, public_key, "
+                                    "wrapped_secret, wrapped_lookup_key) VALUES "
+                                    "('t', 'Eski', 1, ?, ?, ?)", (b"p", b"w", b"l"))
+            await raw.execute(conn, "INSERT INTO lines (id, tenant_id, channel, name, "
+                                    "rate_per_second, created_at) VALUES "
+                                    "('l', 't', 'sandbox', 'deneme', 1, 1)")
+            await raw.execute(conn, "INSERT INTO contact_lists (id, tenant_id, name, created_at) "
+                                    "VALUES ('list', 't', 'liste', 1)")
+            await raw.execute(conn, "INSERT INTO campaigns (id, tenant_id, name, line_id, "
+                                    "list_id, purpose, template_sealed, state, created_at) "
+                                    "VALUES ('c', 't', 'k', 'l', 'list', 'commercial', ?, "
+                                    "'paused', 1)", (b"x",))
+            for i, state in enumerate(states):
+                await raw.execute(conn, "INSERT INTO contacts (id, tenant_id, address_index, "
+                                        "address_sealed, created_at, updated_at) VALUES "
+                                        "(?, 't', ?, ?, 1, 1)", (f"p{i}", bytes([i]) * 16, b"s"))
+                await raw.execute(conn, "INSERT INTO list_members (list_id, contact_id) "
+                                        "VALUES ('list', ?)", (f"p{i}",))
+                await raw.execute(conn, "INSERT INTO outbox (campaign_id, tenant_id, contact_id, "
+                                        "state, reason, updated_at) VALUES "
+                                        "('c', 't', ?, ?, ?, 1)",
+                                  (f"p{i}", state, "no_consent" if state == "skipped" else None))
+        await upgrade(db)
+        async with db.connect() as conn:
+            counts, skipped = await outbox.counts(conn, "c")
+            members = (await raw.fetch(conn, "SELECT members FROM contact_lists"))[0][0]
+        assert {k: v for k, v in counts.items() if v} == {"sent": 4, "delivered": 3,
+                                                          "pending": 2, "skipped": 1}
+        assert skipped == {"no_consent": 1} and members == len(states)
+        async with db.begin() as conn:
+            await raw.execute(conn, "UPDATE outbox SET state = 'read' WHERE state = 'delivered'")
+            await raw.execute(conn, "DELETE FROM list_members WHERE contact_id = 'p0'")
+        async with db.connect() as conn:
+            counts, _ = await outbox.counts(conn, "c")
+            assert (counts["delivered"], counts["read"]) == (0, 3)
+            assert (await raw.fetch(conn, "SELECT count(*) FROM list_member_moves"))[0][0] == 1
+    finally:
+        await db.close()
