@@ -136,11 +136,14 @@ async def _prepare(app: web.Application, sessions: int, contacts: int, campaigns
     return tokens
 
 
-def _serve(data_dir: str, sessions: int, contacts: int, campaigns: int, ready) -> None:
+def _serve(data_dir: str, sessions: int, contacts: int, campaigns: int, ready,
+           database_url: str | None = None) -> None:
     """The server process: the app on a free loopback port, prepared as above."""
     async def main() -> None:
-        cfg = configuration.load(None, env={}, overrides={"data_dir": Path(data_dir),
-                                                          "crypto.kdf": "min"})
+        overrides = {"data_dir": Path(data_dir), "crypto.kdf": "min"}
+        if database_url:
+            overrides["store.url"] = database_url
+        cfg = configuration.load(None, env={}, overrides=overrides)
         app = create_app(cfg)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -157,19 +160,22 @@ def _serve(data_dir: str, sessions: int, contacts: int, campaigns: int, ready) -
 
 async def bench_dashboard(sessions: int = 100, seconds: float = 60, threads: int = 2,
                           contacts: int = 100_000, campaigns: int = 5, per_page: float = 0,
-                          use_wrk: bool = True, think: float = 5) -> dict:
+                          use_wrk: bool = True, think: float = 5,
+                          database_url: str | None = None) -> dict:
     import multiprocessing
     os.environ.pop("IZINLI_MASTER_KEY", None)
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         ready = context.Queue()
         server = context.Process(target=_serve, args=(
-            str(Path(tmp) / "var"), sessions, contacts, campaigns, ready), daemon=True)
+            str(Path(tmp) / "var"), sessions, contacts, campaigns, ready, database_url),
+            daemon=True)
         server.start()
         try:
             port, tokens = await asyncio.to_thread(ready.get, True, 600)
             base = f"http://127.0.0.1:{port}"
-            print(f"dashboard: {sessions} signed-in sessions, {contacts:,} contacts, "
+            store = "PostgreSQL" if (database_url or "").startswith("postgres") else "SQLite"
+            print(f"dashboard ({store}): {sessions} signed-in sessions, {contacts:,} contacts, "
                   f"{campaigns + 1} campaigns; {len(PAGES)} pages: {', '.join(PAGES)}")
             for path, (status, ms) in (await _probe(base, tokens[0])).items():
                 print(f"  {path:<11} status {status}, {ms:6.1f} ms alone")

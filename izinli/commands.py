@@ -149,7 +149,7 @@ async def cmd_bench_dashboard(args, config: Config) -> int:
     try:
         await dashboard.bench_dashboard(args.sessions, args.seconds, args.threads,
                                         args.contacts, args.campaigns, args.per_page,
-                                        not args.no_wrk, args.think)
+                                        not args.no_wrk, args.think, _bench_url(config))
     except RuntimeError as exc:  # wrk's own failure, shown as it said it
         print(f"izinli: {exc}", file=sys.stderr)
         return 1
