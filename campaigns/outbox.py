@@ -169,7 +169,10 @@ async def counts_many(conn: AsyncConnection, campaign_ids: Sequence[str]
                   f"WHERE campaign_id IN ({raw.marks(len(ids))}) UNION ALL "
                   f"SELECT campaign_id, state, reason, sum(delta) FROM outbox_moves "
                   f"WHERE campaign_id IN ({raw.marks(len(ids))}) "
-                  f"GROUP BY campaign_id, state, reason", (*ids, *ids)):
+                  f"GROUP BY campaign_id, state, reason UNION ALL "
+                  f"SELECT campaign_id, old_state, old_reason, -sum(delta) FROM outbox_moves "
+                  f"WHERE campaign_id IN ({raw.marks(len(ids))}) AND old_state IS NOT NULL "
+                  f"GROUP BY campaign_id, old_state, old_reason", (*ids, *ids, *ids)):
         key = (campaign_id, state, reason)
         totals[key] = totals.get(key, 0) + int(n)
     for (campaign_id, state, reason), n in totals.items():
@@ -207,12 +210,16 @@ async def fold(conn: AsyncConnection, limit: int = FOLD_BATCH) -> int:
     counters are written in key order so concurrent folds cannot deadlock."""
     moves = await raw.fetch(
         conn, "DELETE FROM outbox_moves WHERE id IN (SELECT id FROM outbox_moves ORDER BY id "
-              "LIMIT ?) RETURNING tenant_id, campaign_id, state, reason, delta, at", (limit,))
+              "LIMIT ?) RETURNING tenant_id, campaign_id, state, reason, delta, at, old_state, "
+              "old_reason", (limit,))
     per_campaign: dict[tuple[str, str, str], int] = {}
     per_bucket: dict[tuple[str, int, str], int] = {}
-    for tenant_id, campaign_id, state, reason, delta, at in moves:
+    for tenant_id, campaign_id, state, reason, delta, at, old_state, old_reason in moves:
         key = (campaign_id, state, reason)
         per_campaign[key] = per_campaign.get(key, 0) + int(delta)
+        if old_state is not None:
+            left = (campaign_id, old_state, old_reason)
+            per_campaign[left] = per_campaign.get(left, 0) - int(delta)
         if delta > 0:
             bucket = (tenant_id, int(at // BUCKET_SECONDS * BUCKET_SECONDS), state)
             per_bucket[bucket] = per_bucket.get(bucket, 0) + int(delta)

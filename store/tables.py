@@ -296,6 +296,9 @@ outbox_moves = sa.Table(
     sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("delta", sa.BigInteger, nullable=False),
     sa.Column("at", sa.Double, nullable=False),
+    # Set on a move that also leaves a state: `delta` rows leave (old_state, old_reason).
+    sa.Column("old_state", sa.String(12), nullable=True),
+    sa.Column("old_reason", sa.String(64), nullable=True),
     sa.Index("ix_outbox_moves_campaign", "campaign_id"),
 )
 

@@ -31,14 +31,13 @@ SQLITE_TRIGGERS = [
       VALUES (OLD.tenant_id, OLD.campaign_id, OLD.state, COALESCE(OLD.reason, ''), -1,
               {SQLITE_NOW});
     END""",
+    # One move per changed row (the state left is old_state): half the writes of two moves.
     f"""CREATE TRIGGER outbox_moves_update AFTER UPDATE OF state, reason ON outbox
     WHEN OLD.state IS NOT NEW.state OR OLD.reason IS NOT NEW.reason BEGIN
-      INSERT INTO outbox_moves (tenant_id, campaign_id, state, reason, delta, at)
-      VALUES (OLD.tenant_id, OLD.campaign_id, OLD.state, COALESCE(OLD.reason, ''), -1,
-              {SQLITE_NOW});
-      INSERT INTO outbox_moves (tenant_id, campaign_id, state, reason, delta, at)
+      INSERT INTO outbox_moves (tenant_id, campaign_id, state, reason, delta, at, old_state,
+                                old_reason)
       VALUES (NEW.tenant_id, NEW.campaign_id, NEW.state, COALESCE(NEW.reason, ''), 1,
-              {SQLITE_NOW});
+              {SQLITE_NOW}, OLD.state, COALESCE(OLD.reason, ''));
     END""",
 ]
 
@@ -93,6 +92,9 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(64), nullable=False),
         sa.Column("delta", sa.BigInteger, nullable=False),
         sa.Column("at", sa.Double, nullable=False),
+        # Set on a move that also leaves a state: `delta` rows leave (old_state, old_reason).
+        sa.Column("old_state", sa.String(12), nullable=True),
+        sa.Column("old_reason", sa.String(64), nullable=True),
     )
     op.create_index("ix_outbox_moves_campaign", "outbox_moves", ["campaign_id"])
     op.create_table(
