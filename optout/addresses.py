@@ -90,7 +90,7 @@ def mask(address: str) -> str:
     """An address safe to show in logs: "+905321112233" → "+90532*****33"."""
     if address.startswith("+") and address[1:].isdigit():
         code = _country_code(address[1:])
-        if code:
+        if code and len(address) - 1 - len(code) >= 3:  # "+1" alone would show whole
             return "+" + code + _mask_middle(address[1 + len(code):])
     sign = address[:1] if address[:1] in "+-" else ""
     return sign + _mask_middle(address[len(sign):])

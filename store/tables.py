@@ -163,6 +163,8 @@ consent_events = sa.Table(
     # Why İYS refused the record (code: message, numbers masked), for the owner to fix.
     sa.Column("iys_error", sa.String(300), nullable=True),
     sa.Index("ix_consent_events_key", "tenant_id", "address_index", "consent_type"),
+    # The İYS upload queue (migration 0013).
+    sa.Index("ix_consent_events_iys", "tenant_id", "iys_sync_state", "occurred_at"),
 )
 
 consent_state = sa.Table(

@@ -144,6 +144,7 @@ def test_address_follows_the_channel(channel, raw, expected):
     ("123456789", "123****89"),
     ("12345", "***45"),
     ("12", "**"),
+    ("+1", "+*"),  # a country code alone is not kept whole
     ("", ""),
 ])
 def test_mask_keeps_country_code_head_and_tail(address, expected):
