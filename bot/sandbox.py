@@ -103,14 +103,16 @@ class SandboxChannel:
 
     async def received(self, tenant_id: str, to: str | None = None,
                        limit: int = 10_000) -> list[Delivered]:
-        """What simulated phones received, oldest first; needs the vault unlocked."""
+        """What simulated phones received: the newest `limit` messages, listed oldest first;
+        needs the vault unlocked."""
         await self.flush()
         q = sa.select(sandbox_messages).where(sandbox_messages.c.tenant_id == tenant_id)
         async with self._db.connect() as conn:
             if to is not None:
                 index = (await self._directory.indexer(conn, tenant_id))(to)
                 q = q.where(sandbox_messages.c.to_index == index)
-            rows = list(await conn.execute(q.order_by(sandbox_messages.c.id).limit(limit)))
+            rows = list(await conn.execute(
+                q.order_by(sandbox_messages.c.id.desc()).limit(limit)))[::-1]
         blobs = [bytes(b) for r in rows for b in (r.to_sealed, r.text_sealed)]
         opened = await self._fields.open_fields(tenant_id, blobs)
         return [Delivered(to=opened[2 * i].decode(), text=opened[2 * i + 1].decode(), at=r.at,

@@ -141,7 +141,11 @@ async def sandbox_inbound(request: web.Request) -> web.Response:
 async def sandbox_messages(request: web.Request) -> web.Response:
     raw = request.query.get("to")
     to = address_param(raw, "sandbox", "to") if raw is not None else None
-    delivered = await request.app[sandbox_key].received(request[TENANT], to)
+    try:
+        limit = min(max(int(request.query.get("limit", "10000")), 1), 10_000)
+    except ValueError:
+        raise ApiError(400, "invalid_field", "'limit' must be a number from 1 to 10000") from None
+    delivered = await request.app[sandbox_key].received(request[TENANT], to, limit)
     return json_response({"messages": [
         {"to": d.to, "text": d.text, "at": iso(d.at), "line_id": d.line_id} for d in delivered]})
 
@@ -175,6 +179,7 @@ OPERATIONS = [
                   "text": {"type": "string"}}},
               responses={200: "Applied", 404: "No such line"}),
     Operation("GET", "/api/v1/sandbox/messages", sandbox_messages,
-              "What simulated phones received (needs the vault unlocked)", query=("to",),
+              "What simulated phones received, oldest first: the newest `limit` (default "
+              "and most 10000) messages (needs the vault unlocked)", query=("to", "limit"),
               responses={200: "Messages", 423: "Vault is locked"}),
 ]

@@ -7,6 +7,7 @@ from aiohttp import web
 from dashboard.web import USER, api, error_page, form, page, render
 
 OUTCOMES = ("stop", "start", "help", "none", "duplicate")
+INBOX_LIMIT = 300  # the newest messages; a sandbox campaign to thousands stays one page
 
 
 def inboxes(messages: list[dict]) -> list[dict]:
@@ -22,7 +23,7 @@ def inboxes(messages: list[dict]) -> list[dict]:
 
 @page("GET", "/sandbox")
 async def sandbox(request: web.Request) -> web.StreamResponse:
-    result = await api(request, "GET", "/sandbox/messages")
+    result = await api(request, "GET", "/sandbox/messages", query={"limit": INBOX_LIMIT})
     locked = result.status == 423
     error = None if result.ok or locked else (result.error or str(result.status))
     phones = inboxes(result.data.get("messages", [])) if result.ok else []

@@ -175,3 +175,4 @@ async def test_list_sizes_follow_imports_reimports_deletes_and_folds(tenant: Api
     assert await _list_sizes(tenant) == sizes
     async with db.connect() as conn:
         assert (await raw.fetch(conn, "SELECT count(*) FROM list_member_moves"))[0][0] == 0
+

@@ -316,3 +316,20 @@ async def test_frequency_cap_is_each_businesss_setting(tenant):
     assert c["counts"]["sent"] == 1
     for bad in ({"frequency_cap": -1}, {"frequency_window_days": 0}, {"frequency_cap": "3"}):
         assert (await tenant.call("PATCH", "/settings", json=bad)).status == 400
+
+
+async def test_sandbox_messages_limit_keeps_the_newest(tenant: ApiTenant):
+    """The sandbox page asks for the newest messages only (a sandbox campaign to thousands
+    must not render them all); the API lists them oldest first either way."""
+    await tenant.unlock()
+    line = await _line(tenant, 500)
+    list_id = await _list(tenant, [f"{p},Kişi {i},evet,İzmir" for i, p in
+                                   enumerate(_phones(12))])
+    await _run(tenant, await _campaign(tenant, line, list_id))
+    everything = (await (await tenant.call("GET", "/sandbox/messages")).json())["messages"]
+    assert len(everything) == 12
+    r = await tenant.call("GET", "/sandbox/messages", params={"limit": "5"})
+    assert r.status == 200
+    assert (await r.json())["messages"] == everything[-5:]
+    r = await tenant.call("GET", "/sandbox/messages", params={"limit": "beş"})
+    assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_field"
