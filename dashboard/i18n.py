@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 LANGUAGES = ("tr", "en")
+_PAGE_LANGUAGE = web.RequestKey("page_language", str)
 
 # key: (Turkish, English)
 STRINGS: dict[str, tuple[str, str]] = {
@@ -80,11 +81,20 @@ def language(request: web.Request) -> str:
     return chosen if chosen in LANGUAGES else "tr"
 
 
+def _language_of_page(request: web.Request) -> str:
+    """`language`, worked out once per page (templates ask for every string they show)."""
+    found = request.get(_PAGE_LANGUAGE)
+    if found is None:
+        found = request[_PAGE_LANGUAGE] = language(request)
+    return found
+
+
 def t(request: web.Request, key: str, en: str | None = None) -> str:
     """`_("key")` for the shared strings above, or `_("Türkçe", "English")` inline."""
+    english = _language_of_page(request) == "en"
     if en is not None:
-        return en if language(request) == "en" else key
+        return en if english else key
     pair = STRINGS.get(key)
     if pair is None:
         return key
-    return pair[1] if language(request) == "en" else pair[0]
+    return pair[1] if english else pair[0]
