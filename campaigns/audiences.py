@@ -300,13 +300,7 @@ async def fold_members(conn, limit: int = FOLD_BATCH) -> int:
 
 
 async def fold_all_members(db: Database) -> int:
-    total = 0
-    while True:
-        async with db.begin() as conn:
-            n = await fold_members(conn)
-        total += n
-        if n < FOLD_BATCH:
-            return total
+    return await raw.in_batches(db, fold_members, FOLD_BATCH)
 
 
 def members_column():

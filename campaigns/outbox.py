@@ -240,15 +240,8 @@ async def fold(conn: AsyncConnection, limit: int = FOLD_BATCH) -> int:
 
 
 async def fold_all(db) -> int:
-    """Folds every waiting move, one short transaction per batch (a STOP never waits long
-    for the write lock)."""
-    total = 0
-    while True:
-        async with db.begin() as conn:
-            n = await fold(conn)
-        total += n
-        if n < FOLD_BATCH:
-            return total
+    """Folds every waiting move, a batch per transaction."""
+    return await raw.in_batches(db, fold, FOLD_BATCH)
 
 
 async def sent_recently(conn: AsyncConnection, tenant_id: str, contact_ids: Sequence[str],

@@ -36,3 +36,15 @@ async def execute(conn: AsyncConnection, sql: str, params: tuple = ()) -> int:
 
 async def fetch(conn: AsyncConnection, sql: str, params: tuple = ()) -> list:
     return (await conn.exec_driver_sql(for_driver(conn, sql), params)).fetchall()
+
+
+async def in_batches(db, step, batch: int) -> int:
+    """Runs `step(conn, batch)` in its own short transaction until it handles fewer than
+    `batch` rows (folding counters: a STOP never waits long for the write lock); the total."""
+    total = 0
+    while True:
+        async with db.begin() as conn:
+            n = await step(conn, batch)
+        total += n
+        if n < batch:
+            return total
