@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import aiohttp
 from aiohttp import web
 
-from campaigns import outbox, service
+from campaigns import audiences, service
 from campaigns.service import NewCampaign
 from dashboard import accounts, users
 from dashboard.keys import db_key, directory_key, fields_key, keyring_key, master_key
@@ -123,7 +123,7 @@ async def _prepare(app: web.Application, sessions: int, contacts: int, campaigns
                 break
         await asyncio.sleep(0.2)
     # The steady state: the server folds campaign counters every few seconds anyway.
-    await outbox.fold_all(db)
+    await audiences.fold_counters(db)
     master = app[master_key]
     tokens = []
     for i in range(sessions):

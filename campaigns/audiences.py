@@ -14,6 +14,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from campaigns import outbox
 from campaigns.csvparse import ContactRow, RowError, parse
 from crypto.fields import FieldSealer
 from crypto.service import FieldCrypto
@@ -281,16 +282,11 @@ async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, 
     return list_id
 
 
-FOLD_BATCH = 20_000
-
-
-async def fold_members(conn, limit: int = FOLD_BATCH) -> int:
+async def fold_members(conn, limit: int = raw.FOLD_BATCH) -> int:
     """Folds up to `limit` list-membership moves into contact_lists.members, in the caller's
-    transaction (each move goes to exactly one fold: DELETE … RETURNING); lists are updated
-    in id order so concurrent folds cannot deadlock."""
-    moves = await raw.fetch(
-        conn, "DELETE FROM list_member_moves WHERE id IN (SELECT id FROM list_member_moves "
-              "ORDER BY id LIMIT ?) RETURNING list_id, delta", (limit,))
+    transaction (each move once: `raw.take_oldest`); lists are updated in id order so
+    concurrent folds cannot deadlock."""
+    moves = await raw.take_oldest(conn, "list_member_moves", "list_id, delta", limit)
     per_list: dict[str, int] = {}
     for list_id, delta in moves:
         per_list[list_id] = per_list.get(list_id, 0) + int(delta)
@@ -299,8 +295,11 @@ async def fold_members(conn, limit: int = FOLD_BATCH) -> int:
     return len(moves)
 
 
-async def fold_all_members(db: Database) -> int:
-    return await raw.in_batches(db, fold_members, FOLD_BATCH)
+async def fold_counters(db: Database) -> int:
+    """Folds every waiting move — campaign counters, then list sizes — a batch per short
+    transaction; how many moves."""
+    return (await raw.in_batches(db, outbox.fold)
+            + await raw.in_batches(db, fold_members))
 
 
 def members_column():

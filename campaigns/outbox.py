@@ -201,17 +201,12 @@ async def entered_since(conn: AsyncConnection, tenant_id: str, since: float) -> 
     return entered
 
 
-FOLD_BATCH = 20_000
-
-
-async def fold(conn: AsyncConnection, limit: int = FOLD_BATCH) -> int:
+async def fold(conn: AsyncConnection, limit: int = raw.FOLD_BATCH) -> int:
     """Folds up to `limit` moves into the counters, in the caller's transaction; returns how
-    many. DELETE … RETURNING hands each move to exactly one fold, even when two run at once;
-    counters are written in key order so concurrent folds cannot deadlock."""
-    moves = await raw.fetch(
-        conn, "DELETE FROM outbox_moves WHERE id IN (SELECT id FROM outbox_moves ORDER BY id "
-              "LIMIT ?) RETURNING tenant_id, campaign_id, state, reason, delta, at, old_state, "
-              "old_reason", (limit,))
+    many. Each move is folded once (`raw.take_oldest`); counters are written in key order so
+    concurrent folds cannot deadlock."""
+    moves = await raw.take_oldest(conn, "outbox_moves", "tenant_id, campaign_id, state, "
+                                  "reason, delta, at, old_state, old_reason", limit)
     per_campaign: dict[tuple[str, str, str], int] = {}
     per_bucket: dict[tuple[str, int, str], int] = {}
     for tenant_id, campaign_id, state, reason, delta, at, old_state, old_reason in moves:
@@ -237,11 +232,6 @@ async def fold(conn: AsyncConnection, limit: int = FOLD_BATCH) -> int:
               "SET n = tenant_day_counts.n + excluded.n",
         [(*k, n) for k, n in sorted(per_bucket.items())])
     return len(moves)
-
-
-async def fold_all(db) -> int:
-    """Folds every waiting move, a batch per transaction."""
-    return await raw.in_batches(db, fold, FOLD_BATCH)
 
 
 async def sent_recently(conn: AsyncConnection, tenant_id: str, contact_ids: Sequence[str],

@@ -73,25 +73,24 @@ ALERTS = {
 
 
 def language(request: web.Request) -> str:
+    """The page's language, worked out once per request (templates ask for every string)."""
+    found = request.get(_PAGE_LANGUAGE)
+    if found is not None:
+        return found
     from dashboard.web import USER
     user = request.get(USER)
     if user is not None and user.language in LANGUAGES:
-        return user.language
-    chosen = request.query.get("lang", "")
-    return chosen if chosen in LANGUAGES else "tr"
-
-
-def _language_of_page(request: web.Request) -> str:
-    """`language`, worked out once per page (templates ask for every string they show)."""
-    found = request.get(_PAGE_LANGUAGE)
-    if found is None:
-        found = request[_PAGE_LANGUAGE] = language(request)
+        found = user.language
+    else:
+        chosen = request.query.get("lang", "")
+        found = chosen if chosen in LANGUAGES else "tr"
+    request[_PAGE_LANGUAGE] = found
     return found
 
 
 def t(request: web.Request, key: str, en: str | None = None) -> str:
     """`_("key")` for the shared strings above, or `_("Türkçe", "English")` inline."""
-    english = _language_of_page(request) == "en"
+    english = language(request) == "en"
     if en is not None:
         return en if english else key
     pair = STRINGS.get(key)

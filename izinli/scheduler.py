@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from campaigns import audiences, outbox, service
+from campaigns import audiences, service
 from crypto.vault import Keyring
 from optout import audit, retention
 from optout.retention import RetentionPolicy
@@ -17,7 +17,7 @@ from store.engine import Database
 
 log = logging.getLogger(__name__)
 LOCK_SWEEP_SECONDS = 30
-FOLD_SECONDS = 5  # campaign counters: moves waiting to be folded are read on every count
+FOLD_SECONDS = 5  # counters: moves not folded yet are read by every count
 ERASURE_SECONDS = 60
 
 
@@ -82,8 +82,7 @@ class Timers:
         not a job: a fold after a million-recipient start can outlast the interval)."""
         while True:
             try:
-                await outbox.fold_all(self.db)
-                await audiences.fold_all_members(self.db)
+                await audiences.fold_counters(self.db)
             except Exception:
                 log.exception("folding campaign counters failed")
             await asyncio.sleep(FOLD_SECONDS)

@@ -38,9 +38,19 @@ async def fetch(conn: AsyncConnection, sql: str, params: tuple = ()) -> list:
     return (await conn.exec_driver_sql(for_driver(conn, sql), params)).fetchall()
 
 
-async def in_batches(db, step, batch: int) -> int:
+FOLD_BATCH = 20_000  # moves folded per transaction: a STOP never waits long for the write lock
+
+
+async def take_oldest(conn: AsyncConnection, table: str, columns: str, limit: int) -> list:
+    """Deletes and returns the `limit` oldest rows of a moves table (by id). DELETE …
+    RETURNING hands each row to exactly one caller, even when two take at once."""
+    return await fetch(conn, f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
+                             f"ORDER BY id LIMIT ?) RETURNING {columns}", (limit,))
+
+
+async def in_batches(db, step, batch: int = FOLD_BATCH) -> int:
     """Runs `step(conn, batch)` in its own short transaction until it handles fewer than
-    `batch` rows (folding counters: a STOP never waits long for the write lock); the total."""
+    `batch` rows; the total."""
     total = 0
     while True:
         async with db.begin() as conn:

@@ -30,10 +30,10 @@ async def _figures(request: web.Request) -> tuple[dict, dict]:
 async def overview(request: web.Request) -> web.StreamResponse:
     campaigns, today = await _figures(request)
     items = campaigns.get("campaigns", []) if isinstance(campaigns, dict) else []
-    totals = {k: 0 for k in ("sent", "delivered", "read", "failed", "skipped", "pending")}
+    totals = {k: 0 for k in ("sent", "delivered", "read", "failed", "skipped")}
     totals.update({k: v for k, v in (today.get("messages") or {}).items() if k in totals})
     totals["opt_outs"] = today.get("opt_outs", 0)
-    totals["pending"] = today.get("waiting", 0)
+    totals["pending"] = today.get("waiting", 0)  # waiting now, not entered today
     lines = (await api(request, "GET", "/lines")).data or {}
     vault = (await api(request, "GET", "/vault")).data or {}
     # Messages entering each state today; a read receipt may arrive without a delivery one.

@@ -10,7 +10,7 @@ import time
 from conftest import ApiTenant
 from test_pipeline import _campaign, _line, _list, _phones, _run, _state
 
-from campaigns import outbox
+from campaigns import audiences, outbox
 from dashboard.keys import db_key
 from store import raw
 
@@ -56,7 +56,7 @@ async def test_counters_follow_a_real_campaign_and_its_actions(tenant: ApiTenant
     assert done["counts"]["sent"] + done["counts"]["delivered"] + done["counts"]["read"] == 20
     await _agree(db, [cid])
     assert await _waiting_moves(db) > 0
-    await outbox.fold_all(db)
+    await audiences.fold_counters(db)
     assert await _waiting_moves(db) == 0
     await _agree(db, [cid])
     assert await _state(tenant, cid) == done
@@ -67,7 +67,7 @@ async def test_counters_follow_a_real_campaign_and_its_actions(tenant: ApiTenant
     async with db.begin() as conn:
         await raw.execute(conn, "DELETE FROM campaigns WHERE id = ?", (cid,))
     await _agree(db, [cid])
-    await outbox.fold_all(db)
+    await audiences.fold_counters(db)
     async with db.connect() as conn:
         assert (await raw.fetch(conn, "SELECT count(*) FROM campaign_counts WHERE "
                                       "campaign_id = ?", (cid,)))[0][0] == 0
@@ -111,9 +111,10 @@ async def test_counters_survive_random_changes_and_concurrent_folds(tenant: ApiT
             await change()
         await _agree(db, ids)
         if round_ % 2:
-            await asyncio.gather(outbox.fold_all(db), change(), outbox.fold_all(db), change())
+            await asyncio.gather(audiences.fold_counters(db), change(),
+                                 audiences.fold_counters(db), change())
         await _agree(db, ids)
-    await outbox.fold_all(db)
+    await audiences.fold_counters(db)
     assert await _waiting_moves(db) == 0
     await _agree(db, ids)
 
@@ -149,7 +150,6 @@ async def _member_truth(db, list_id: str) -> int:
 async def test_list_sizes_follow_imports_reimports_deletes_and_folds(tenant: ApiTenant):
     """GET /lists counts members from folded counters plus waiting moves: a re-import of the
     same people adds nobody, removed members go, and folding changes nothing seen."""
-    from campaigns import audiences
     db = tenant.client.app[db_key]
     first = await _list(tenant, [f"{p},Kişi,evet,Ankara" for p in _phones(40)])
     other = await _list(tenant, [f"{p},Kişi,evet,Ankara" for p in _phones(15, start=30)])
@@ -160,7 +160,7 @@ async def test_list_sizes_follow_imports_reimports_deletes_and_folds(tenant: Api
             f"{p},Kişi" for p in _phones(45)) + "\n").encode())
     assert r.status == 200, await r.text()
     assert (await _list_sizes(tenant))[first] == 45 == await _member_truth(db, first)
-    await audiences.fold_all_members(db)
+    await audiences.fold_counters(db)
     assert await _list_sizes(tenant) == {first: 45, other: 15}
     async with db.begin() as conn:  # people leave lists (contacts deleted: cascade)
         await raw.execute(conn, "DELETE FROM contacts WHERE id IN (SELECT contact_id FROM "
@@ -171,7 +171,7 @@ async def test_list_sizes_follow_imports_reimports_deletes_and_folds(tenant: Api
     async with db.begin() as conn:
         assert 0 < await audiences.fold_members(conn, limit=3) <= 3
     assert await _list_sizes(tenant) == sizes
-    await audiences.fold_all_members(db)
+    await audiences.fold_counters(db)
     assert await _list_sizes(tenant) == sizes
     async with db.connect() as conn:
         assert (await raw.fetch(conn, "SELECT count(*) FROM list_member_moves"))[0][0] == 0
