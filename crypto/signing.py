@@ -1,13 +1,8 @@
-"""Ed25519 signatures for the audit log's checkpoints (the key is the operator's)."""
+"""Ed25519 signatures for the audit log's checkpoints (the seed: crypto.audit_key)."""
 from __future__ import annotations
 
 import nacl.exceptions
 import nacl.signing
-
-
-def new_signing_seed() -> bytes:
-    """32 random bytes from which the key pair is derived; store it wrapped."""
-    return bytes(nacl.signing.SigningKey.generate())
 
 
 def verify_key_of(seed: bytes) -> bytes:

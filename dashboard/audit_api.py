@@ -6,28 +6,13 @@ import json
 import sqlalchemy as sa
 from aiohttp import web
 
-from dashboard.errors import ApiError, json_response
+from dashboard.errors import int_query, json_response
 from dashboard.keys import TENANT, db_key
 from dashboard.lines_api import iso
 from dashboard.routing import Operation
 from store.tables import audit_log
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-
-
-def _int_param(request: web.Request, name: str, default: int | None, low: int,
-               high: int | None = None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_field", f"'{name}' must be an integer") from None
-    if value < low or (high is not None and value > high):
-        limits = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ApiError(400, "invalid_field", f"'{name}' must be {limits}")
-    return value
 
 
 def _detail(text: str) -> dict:
@@ -41,8 +26,8 @@ def _detail(text: str) -> dict:
 async def get_audit(request: web.Request) -> web.Response:
     """Entries with a sequence number below `before` (all when absent), newest first;
     `next_before` pages on (null at the end)."""
-    before = _int_param(request, "before", None, 1)
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = int_query(request, "before", None, 1)  # bounded: the seq column is a BIGINT
+    limit = int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     q = sa.select(audit_log.c.seq, audit_log.c.at, audit_log.c.actor, audit_log.c.action,
                   audit_log.c.detail).where(audit_log.c.tenant_id == request[TENANT])
     if before is not None:

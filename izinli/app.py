@@ -49,6 +49,7 @@ from dashboard.keys import (
     watch_key,
 )
 from dashboard.web import setup_state_key
+from izinli import audit_files
 from izinli.config import Config
 from izinli.runtime import master_key_for, open_store
 from izinli.scheduler import Timers
@@ -78,7 +79,9 @@ def create_app(config: Config) -> web.Application:
         max_import_bytes=config.server.max_import_bytes,
         unlock_ttl_seconds=config.crypto.unlock_ttl_seconds,
         max_unlock_ttl_seconds=config.crypto.max_unlock_ttl_seconds,
-        kdf=config.crypto.kdf, min_passphrase_length=config.crypto.min_passphrase_length)
+        kdf=config.crypto.kdf, min_passphrase_length=config.crypto.min_passphrase_length,
+        kdf_concurrency=config.crypto.kdf_concurrency,
+        trusted_proxies=config.server.trusted_proxies)
     app[registry_key] = CollectorRegistry()
     app[keyring_key] = Keyring()
     app[master_key] = master_key_for(config)
@@ -100,8 +103,10 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     sandbox = SandboxChannel(db, fields, directory)
     app[fields_key], app[directory_key], app[sandbox_key] = fields, directory, sandbox
     credentials = CredentialStore(db, app[master_key])
-    whatsapp = WhatsAppChannel(credentials.whatsapp)
-    telegram = TelegramChannel(credentials.telegram)
+    providers = app[config_key].providers  # the only source of provider addresses
+    await credentials.drop_stored_addresses()
+    whatsapp = WhatsAppChannel(credentials.whatsapp, base_url=providers.whatsapp_url)
+    telegram = TelegramChannel(credentials.telegram, base_url=providers.telegram_url)
     app[credentials_key] = credentials
     app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp, "telegram": telegram}
     app[importer_key] = ContactImporter(db, fields, directory)
@@ -110,7 +115,8 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
     app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram)
     app[iys_sync_key] = IysSync(db, app[master_key], directory, fields, app[watch_key],
-                                alerts=app[operator_desk_key])
+                                alerts=app[operator_desk_key], iys_url=providers.iys_url)
+    await app[iys_sync_key].drop_stored_addresses()
     app[erasures_key] = ErasureFinisher(db, fields, directory)
     app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
                                                 app[operator_desk_key], app[erasures_key])
@@ -134,14 +140,23 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         erased_contact_days=config.retention.erased_contact_days),
         iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes,
         master=app[master_key], iys_risk=app[iys_sync_key].at_risk,
-        alerts=app[operator_desk_key], erasures=app[erasures_key].finish_unlocked)
+        alerts=app[operator_desk_key], erasures=app[erasures_key].finish_unlocked,
+        audit_journal=audit_files.journal_path(config))
     app[scheduler_hook_key] = timers.campaign_due_at
+    audit_files.publish(config, app[master_key])
+    # The chain so far is signed at every start; after an upgrade this is the first checkpoint
+    # the master-derived key makes (the older ones were signed by a key stored in the database).
+    await audit.checkpoint(db, app[master_key], audit_files.journal_path(config))
     await timers.start()
     dispatcher = Dispatcher(db, app[fields_key], app[directory_key], app[channels_key],
                             app[watch_key], DispatchSettings(
                                 spam_first_sends=config.campaigns.spam_first_sends,
                                 spam_optout_rate=config.campaigns.spam_optout_rate,
-                                max_consecutive_errors=config.campaigns.max_consecutive_errors),
+                                max_consecutive_errors=config.campaigns.max_consecutive_errors,
+                                provider_attempts=config.campaigns.provider_attempts,
+                                provider_backoff_seconds=config.campaigns.provider_backoff_seconds,
+                                provider_backoff_max_seconds=(
+                                    config.campaigns.provider_backoff_max_seconds)),
                             alerts=app[operator_desk_key])
     tasks = [asyncio.create_task(dispatcher.run())]
     poller = None
@@ -162,7 +177,7 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         await poller.stop()
     await dispatcher.stop()
     timers.stop()
-    await audit.checkpoint(db, app[master_key])  # the last hour is signed too
+    await audit.checkpoint(db, app[master_key], audit_files.journal_path(config))  # last hour
     keyring = app[keyring_key]
     for tenant_id in keyring.unlocked_ids():
         keyring.lock(tenant_id)

@@ -89,8 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     _common(audit)
     a_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", parser_class=_Parser)
-    _common(a_sub.add_parser("verify", help="check the chain and its signed checkpoints"))
-    _common(a_sub.add_parser("checkpoint", help="sign the chain's head now"))
+    verify = a_sub.add_parser("verify", help="check the chain and its signed checkpoints "
+                              "against the audit public key (never a key from the database)")
+    _common(verify)
+    verify.add_argument("--public-key", metavar="FILE|KEY",
+                        help="the audit public key (a file such as audit.pub, or hex/base64); "
+                             "default: derived from the master key")
+    verify.add_argument("--checkpoints", type=Path, metavar="FILE",
+                        help="checkpoint journal kept outside the database (default: "
+                             "audit.checkpoints beside the master key, when present)")
+    _common(a_sub.add_parser("checkpoint", help="sign the chain's length and head now"))
+    _common(a_sub.add_parser("public-key", help="print the audit public key auditors verify "
+                             "checkpoints with"))
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     _common(bench)
     b_sub = bench.add_subparsers(dest="bench_command", metavar="NAME", parser_class=_Parser)

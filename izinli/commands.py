@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from crypto.audit_key import AuditKey, format_public_key, read_public_key
 from crypto.vault import Keyring
 from dashboard import accounts
+from izinli import audit_files
 from izinli.config import Config
 from izinli.runtime import master_key_for, open_store
 from store.migrate import upgrade
@@ -157,10 +160,20 @@ async def cmd_bench_dashboard(args, config: Config) -> int:
 
 
 async def cmd_audit_verify(args, config: Config) -> int:
-    from optout.audit import verify_chain
+    """Checks the chain against the audit public key: the one the master key derives, or the
+    auditor's copy given with --public-key (then no master key is needed). Never a key from
+    the database."""
+    from optout.audit import read_journal, verify_chain
+    public = _audit_public_key(args, config)
+    journal_file = args.checkpoints or audit_files.journal_path(config)
+    try:
+        journal = read_journal(journal_file) if args.checkpoints or journal_file.exists() else []
+    except OSError as exc:
+        raise ValueError(f"cannot read the checkpoint file {journal_file}: {exc.strerror}") \
+            from None
     db = await open_store(config)
     try:
-        verdict = await verify_chain(db)
+        verdict = await verify_chain(db, public, journal)
     finally:
         await db.close()
     if verdict.broken_at is not None:
@@ -168,7 +181,29 @@ async def cmd_audit_verify(args, config: Config) -> int:
               file=sys.stderr)
         return 1
     print(json.dumps({"entries": verdict.entries, "checkpoints": verdict.checkpoints,
-                      "ok": True}))
+                      "signed_through": verdict.signed_through,
+                      "journal_checkpoints": verdict.journal,
+                      "legacy_checkpoints": verdict.legacy,
+                      "public_key": format_public_key(public), "ok": True}))
+    return 0
+
+
+def _audit_public_key(args, config: Config) -> bytes:
+    if args.public_key:
+        return read_public_key(args.public_key)
+    if not os.environ.get("IZINLI_MASTER_KEY", "").strip() and not config.master_key_path.exists():
+        # Loading would create a new master key, whose audit key signed nothing here.
+        raise ValueError(f"no master key at {config.master_key_path} and IZINLI_MASTER_KEY is "
+                         "unset: give the audit public key with --public-key")
+    return AuditKey(master_key_for(config)).public
+
+
+async def cmd_audit_public_key(args, config: Config) -> int:
+    master = master_key_for(config)
+    audit_files.publish(config, master)  # the file is there for auditors even before a start
+    print(json.dumps({"algorithm": "ed25519",
+                      "public_key": format_public_key(AuditKey(master).public),
+                      "file": str(audit_files.public_key_path(config))}))
     return 0
 
 
@@ -176,7 +211,7 @@ async def cmd_audit_checkpoint(args, config: Config) -> int:
     from optout.audit import checkpoint
     db = await open_store(config)
     try:
-        seq = await checkpoint(db, master_key_for(config))
+        seq = await checkpoint(db, master_key_for(config), audit_files.journal_path(config))
     finally:
         await db.close()
     print(json.dumps({"signed_through": seq}))
@@ -222,6 +257,7 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("subject", "open-export"): cmd_subject_open_export,
     ("audit", "verify"): cmd_audit_verify,
     ("audit", "checkpoint"): cmd_audit_checkpoint,
+    ("audit", "public-key"): cmd_audit_public_key,
     ("bench", "crypto"): cmd_bench_crypto,
     ("bench", "import"): cmd_bench_import,
     ("bench", "gate"): cmd_bench_gate,

@@ -32,6 +32,8 @@ api_keys = sa.Table(
     sa.Column("secret_hash", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
+    # owner, admin, operator or viewer (dashboard.users.ROLES); checked on every API route.
+    sa.Column("role", sa.String(16), nullable=False, server_default="admin"),
 )
 
 data_keys = sa.Table(
@@ -67,8 +69,10 @@ tenant_settings = sa.Table(
     sa.Column("quiet_end_hour", sa.Integer, nullable=False, server_default="21"),
     # Set once a merchant contact is imported: only then does the gate look contacts up.
     sa.Column("has_merchant_contacts", sa.Boolean, nullable=False, server_default=sa.false()),
-    # İYS API account (base URL, user, password) wrapped by the master key; the pull cursor.
+    # İYS API account (user, password) wrapped by the master key; the pull cursor.
     sa.Column("iys_credentials", sa.LargeBinary, nullable=True),
+    # As lines.credentials_format: 1 may still hold a tenant's base_url (migration 0014).
+    sa.Column("iys_credentials_format", sa.Integer, nullable=False, server_default="1"),
     sa.Column("iys_cursor", sa.String(500), nullable=True),
     # At most `frequency_cap` commercial messages per person per window (0: no cap).
     sa.Column("frequency_cap", sa.Integer, nullable=False, server_default="3"),
@@ -86,7 +90,11 @@ lines = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, server_default="active"),
     sa.Column("state_reason", sa.String(200), nullable=True),
     # Provider credentials as JSON, wrapped by the operator master key (channels issue).
+    # Emptied when the line is deleted (state "deleted"; the row stays for its campaigns).
     sa.Column("wrapped_credentials", sa.LargeBinary, nullable=True),
+    # 1: written before provider addresses became operator configuration, may still hold a
+    # tenant's base_url; 2: address-free. Start-up rewraps 1s as 2s (migration 0014).
+    sa.Column("credentials_format", sa.Integer, nullable=False, server_default="1"),
     sa.Column("created_at", sa.Double, nullable=False),
     # Channel options that are not secret (sandbox simulation: latency, failures, limits).
     sa.Column("options", sa.JSON, nullable=True),
@@ -220,6 +228,33 @@ inbound_messages = sa.Table(
     sa.UniqueConstraint("line_id", "provider_message_id", name="uq_inbound_provider_id"),
 )
 
+# --- event order and redeliveries (migration 0015) -------------------------------------------
+
+# The last event applied for a person (optout.order): a late or replayed older one changes
+# nothing. Kept like suppressions while it records a stop.
+preference_clock = sa.Table(
+    "preference_clock", metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("address_index", sa.LargeBinary(16), primary_key=True),
+    sa.Column("scope", sa.String(16), primary_key=True),  # the consent type
+    sa.Column("family", sa.String(8), primary_key=True),  # consent | block
+    sa.Column("event_at", sa.BigInteger, nullable=False),  # whole UNIX seconds, event's own
+    sa.Column("stopped", sa.Boolean, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Signed webhook bodies (and Telegram update ids) already processed: a redelivery is a no-op.
+# Providers retry for up to 36 h; the retention job drops rows after a week.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries", metadata,
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("delivery_key", sa.String(80), primary_key=True),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Index("ix_webhook_deliveries_received", "received_at"),
+)
+
 sandbox_messages = sa.Table(
     "sandbox_messages", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -250,10 +285,12 @@ campaigns = sa.Table(
     sa.Column("channel_template", sa.JSON, nullable=True),
     # draft → scheduled → running ⇄ paused → completed | cancelled | failed; waiting_unlock
     sa.Column("state", sa.String(16), nullable=False),
-    # Why it waits or stopped (quiet_hours, vault_locked, spam_guard: …), for the owner.
+    # Why it waits or stopped (quiet_hours, vault_locked, error_run: …, optout_rate: …,
+    # provider_errors: …), for the owner.
     sa.Column("state_reason", sa.String(200), nullable=True),
-    # Set when the owner resumes after a spam-guard pause: the opt-out rule has had its say.
-    sa.Column("guard_acknowledged", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set when the owner resumes after an optout_rate pause: the opt-out rule has had its say.
+    # An error_run pause needs no flag: its count restarts at every pause (migration 0017).
+    sa.Column("optout_acknowledged", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("send_at", sa.Double, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double, nullable=True),
@@ -384,14 +421,10 @@ audit_checkpoints = sa.Table(
     sa.Column("at", sa.Double, nullable=False),
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
     sa.Column("signature", sa.LargeBinary(64), nullable=False),
+    # The signer's public key, for reading only: verification never trusts it (migration 0019).
     sa.Column("verify_key", sa.LargeBinary(32), nullable=False),
-)
-
-operator_keys = sa.Table(
-    "operator_keys", metadata,
-    sa.Column("name", sa.String(32), primary_key=True),
-    sa.Column("wrapped_seed", sa.LargeBinary, nullable=False),
-    sa.Column("verify_key", sa.LargeBinary(32), nullable=False),
+    # Entries in the log when signed; NULL on legacy checkpoints, which are not trusted.
+    sa.Column("entries", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=True),
 )
 
 # --- dashboard users and sessions (migration 0009) ---------------------------------------------

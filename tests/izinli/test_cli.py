@@ -178,12 +178,53 @@ def test_audit_verify_from_cli(tmp_path):
     create_tenant(tmp_path)
     out = run(tmp_path, "audit", "checkpoint")
     assert out.returncode == 0 and json.loads(out.stdout)["signed_through"] == 1
+    out = run(tmp_path, "audit", "public-key")
+    assert out.returncode == 0, out.stderr
+    public = json.loads(out.stdout)["public_key"]
+    pub_file = tmp_path / "var" / "audit.pub"
+    assert pub_file.read_text().strip() == public and len(bytes.fromhex(public)) == 32
+    assert stat.S_IMODE(pub_file.stat().st_mode) == 0o644
     out = run(tmp_path, "audit", "verify")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"entries": 1, "checkpoints": 1, "ok": True}
+    assert json.loads(out.stdout) == {
+        "entries": 1, "checkpoints": 1, "signed_through": 1, "journal_checkpoints": 1,
+        "legacy_checkpoints": 0, "public_key": public, "ok": True}
     with sqlite3.connect(tmp_path / "var" / "izinli.db") as raw:
         raw.execute("UPDATE audit_log SET action = 'nothing.happened' WHERE seq = 1")
     assert_one_line_error(run(tmp_path, "audit", "verify"), 1, "broken at entry 1")
+
+
+def test_audit_verify_uses_an_auditors_public_key_not_the_database(tmp_path):
+    import sqlite3
+    create_tenant(tmp_path)
+    assert run(tmp_path, "audit", "checkpoint").returncode == 0
+    public = json.loads(run(tmp_path, "audit", "public-key").stdout)["public_key"]
+    var = tmp_path / "var"
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    for name in ("audit.pub", "audit.checkpoints"):
+        (auditor / name).write_bytes((var / name).read_bytes())
+    (var / "master.key").rename(tmp_path / "master.key.away")  # the auditor has no master key
+    assert_one_line_error(run(tmp_path, "audit", "verify"), 2, "--public-key")
+    out = run(tmp_path, "audit", "verify", "--public-key", str(auditor / "audit.pub"))
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True, out.stderr
+    other = "11" * 32  # a key that did not sign these checkpoints
+    assert_one_line_error(run(tmp_path, "audit", "verify", "--public-key", other), 1,
+                          "broken at entry 1: checkpoint at entry 1 (signed ")
+    assert "forged" in run(tmp_path, "audit", "verify", "--public-key", other).stderr
+    assert_one_line_error(run(tmp_path, "audit", "verify", "--public-key", "nope"), 2,
+                          "audit public key")
+    # Cut the log and its checkpoints out of the database: the auditor's journal still knows.
+    (var / "audit.checkpoints").unlink()
+    with sqlite3.connect(var / "izinli.db") as raw:
+        raw.execute("DELETE FROM audit_log")
+        raw.execute("DELETE FROM audit_checkpoints")
+    out = run(tmp_path, "audit", "verify", "--public-key", public)
+    assert out.returncode == 0, out.stderr  # the database alone cannot tell
+    assert_one_line_error(run(tmp_path, "audit", "verify", "--public-key", public,
+                              "--checkpoints", str(auditor / "audit.checkpoints")), 1,
+                          "entry 1 missing after the end of the log: it ends at entry 0 but "
+                          "audit.checkpoints line 1 (signed ")
 
 
 def test_sealed_kvkk_export_opens_with_the_passphrase(tmp_path):
