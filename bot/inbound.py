@@ -12,10 +12,10 @@ from bot.delivery import LONGEST_WAIT, send_patiently
 from campaigns.audiences import add_subscriber
 from campaigns.ports import Channel, Line, RateLimited
 from crypto.service import FieldCrypto
-from optout import inbound, suppression
+from optout import inbound
 from optout.inbound import InboundText, Outcome
 from optout.keywords import Intent, classify
-from optout.ledger import consent_type_for
+from optout.order import event_second
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
 from store.engine import Database
@@ -33,8 +33,10 @@ class InboundRouter:
     _pending_replies: set = field(default_factory=set)
 
     async def receive(self, line: Line, address: str, text: str,
-                      provider_message_id: str | None = None) -> Outcome:
-        """`address` is already normalised for the line's channel."""
+                      provider_message_id: str | None = None,
+                      sent_at: float | None = None) -> Outcome:
+        """`address` is already normalised for the line's channel; `sent_at` is when the
+        person sent it by the provider's clock (orders a STOP and a START that cross)."""
         async with self.db.connect() as conn:
             profile = await self.directory.profile(conn, line.tenant_id)
         # Made before the write transaction: creating a data key is a write of its own.
@@ -42,7 +44,7 @@ class InboundRouter:
         msg = InboundText(tenant_id=line.tenant_id, line_id=line.id, channel=line.channel,
                           address=address, text=text[:4096],
                           provider_message_id=provider_message_id or str(uuid.uuid4()),
-                          received_at=time.time())
+                          received_at=time.time(), sent_at=sent_at)
         index = self.directory.index(line.tenant_id, address)
         if classify(text, profile.brand_names) is Intent.STOP:
             self.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
@@ -50,7 +52,7 @@ class InboundRouter:
             outcome = await inbound.handle(conn, profile, index, sealer, msg)
         log.info("inbound message", extra={
             "tenant_id": line.tenant_id, "line_id": line.id, "intent": outcome.intent,
-            "duplicate": outcome.duplicate})
+            "duplicate": outcome.duplicate, "stale": outcome.stale})
         if outcome.reply:
             await self.reply(line, address, outcome.reply)
         return outcome
@@ -79,32 +81,39 @@ class InboundRouter:
         return profile, sealer, self.directory.index(line.tenant_id, address)
 
     async def stopped_by_provider(self, line: Line, address: str, source: str, evidence: str,
-                                  kind: str = "opted_out") -> None:
+                                  kind: str = "opted_out", at: float | None = None) -> bool:
         """An opt-out the provider reports (WhatsApp stop preference or error 131050, a
-        Telegram block): applied like a STOP, without a reply."""
+        Telegram block) at its time `at`: applied like a STOP, without a reply. False when
+        newer events of the person superseded it (nothing changed)."""
         profile, sealer, index = await self._context(line, address)
         self.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
         async with self.db.begin() as conn:
-            await inbound.apply_stop(conn, profile, index, sealer, line.channel, address,
-                                     source, evidence, kind=kind)
+            applied = await inbound.apply_stop(conn, profile, index, sealer, line.channel,
+                                               address, source, evidence, kind=kind,
+                                               at=event_second(at, time.time()))
         log.info("provider opt-out", extra={"tenant_id": line.tenant_id, "line_id": line.id,
-                                            "kind": kind})
+                                            "kind": kind, "stale": not applied})
+        return applied
 
     async def granted(self, line: Line, address: str, source: str, statement: str,
-                      subscribe_to: str | None = None) -> None:
-        """A consent given on the channel itself; with `subscribe_to` the person also joins
-        that list (created on first use), so the business can send a campaign to them."""
+                      subscribe_to: str | None = None, at: float | None = None) -> bool:
+        """A consent given on the channel itself at its time `at` (now when None); with
+        `subscribe_to` the person also joins that list (created on first use), so the
+        business can send a campaign to them. False when a newer stop superseded it."""
         profile, sealer, index = await self._context(line, address)
         async with self.db.begin() as conn:
-            await inbound.apply_grant(conn, profile, index, sealer, line.channel, address,
-                                      source, statement, time.time())
-            if subscribe_to:
+            applied = await inbound.apply_grant(conn, profile, index, sealer, line.channel,
+                                                address, source, statement,
+                                                event_second(at, time.time()))
+            if applied and subscribe_to:
                 await add_subscriber(conn, line.tenant_id, subscribe_to, index,
                                      sealer.seal_field(address.encode()))
+        return applied
 
-    async def unblocked(self, line: Line, address: str) -> None:
-        """The person unblocked the bot: only the block is lifted (that is not consent)."""
+    async def unblocked(self, line: Line, address: str, at: float | None = None) -> bool:
+        """The person unblocked the bot at `at`: only the block is lifted (that is not
+        consent), and only when no newer block was applied."""
         _, _, index = await self._context(line, address)
         async with self.db.begin() as conn:
-            await suppression.lift(conn, line.tenant_id, index, consent_type_for(line.channel),
-                                   kinds=("blocked",))
+            return await inbound.apply_unblock(conn, line.tenant_id, index, line.channel,
+                                               event_second(at, time.time()))

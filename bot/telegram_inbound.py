@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
+from bot import deliveries
 from bot.inbound import InboundRouter
 from bot.operator import COMMANDS as OPERATOR_COMMANDS
 from bot.operator import OperatorDesk
@@ -24,6 +26,7 @@ from bot.telegram_updates import (
 from campaigns.ports import Line
 from optout import ledger, subjects
 from optout.tenants import TenantProfile
+from store.faults import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +72,30 @@ class TelegramInbound:
         self.erasures = erasures  # optout.subjects.ErasureFinisher
 
     async def handle(self, line: Line, update: dict) -> int:
-        handled = 0
-        for event in parse_update(update):
-            handled += 1
-            if isinstance(event, ChatText):
-                await self._text(line, event)
-            elif isinstance(event, ConsentTap):
-                await self._tap(line, event)
-            elif isinstance(event, ChatBlocked):
-                await self.router.stopped_by_provider(line, event.chat_id, "telegram:blocked",
-                                                      "the person blocked the bot",
-                                                      kind="blocked")
-            elif isinstance(event, ChatUnblocked):
-                await self.router.unblocked(line, event.chat_id)
-        return handled
+        """Applies one update; an update id already processed (Telegram resends until it is
+        acknowledged) is ignored and counts 0."""
+        events = parse_update(update)
+        if not events:
+            return 0
+        key = deliveries.telegram_key(events[0].update_id)
+        if await deliveries.seen(self.router.db, line.id, key):
+            return 0
+        for event in events:
+            await self._event(line, event)
+        await deliveries.remember(self.router.db, line.id, key)
+        return len(events)
+
+    async def _event(self, line: Line, event) -> None:
+        if isinstance(event, ChatText):
+            await self._text(line, event)
+        elif isinstance(event, ConsentTap):
+            await self._tap(line, event)
+        elif isinstance(event, ChatBlocked):
+            await self.router.stopped_by_provider(line, event.chat_id, "telegram:blocked",
+                                                  "the person blocked the bot",
+                                                  kind="blocked", at=event.date)
+        elif isinstance(event, ChatUnblocked):
+            await self.router.unblocked(line, event.chat_id, at=event.date)
 
     async def _profile(self, line: Line) -> TenantProfile:
         async with self.router.db.connect() as conn:
@@ -106,19 +119,22 @@ class TelegramInbound:
             await self.router.reply(line, event.chat_id, reply)
         else:  # /stop, /help and plain words go through the shared keyword path
             await self.router.receive(line, event.chat_id, event.text,
-                                      provider_message_id=f"tg-{event.update_id}")
+                                      provider_message_id=f"tg-{event.update_id}",
+                                      sent_at=event.date)
 
     async def _tap(self, line: Line, tap: ConsentTap) -> None:
         profile = await self._profile(line)
         texts = _TEXTS.get(profile.language, _TEXTS["tr"])
+        accepted = False
         if tap.accepted:
             shown = tap.message_text or texts["offer"].format(sender=profile.sender_name)
-            await self.router.granted(line, tap.chat_id, "telegram:consent_button",
-                                      f"{shown} → {texts['yes']} (user {tap.user_id})",
-                                      subscribe_to=subscribers_list(line))
-            reply = texts["accepted"].format(sender=profile.sender_name)
-        else:
-            reply = texts["declined"]
+            # False when a stop of the same second won (optout.order): say what holds.
+            accepted = await self.router.granted(
+                line, tap.chat_id, "telegram:consent_button",
+                f"{shown} → {texts['yes']} (user {tap.user_id})",
+                subscribe_to=subscribers_list(line))
+        reply = texts["accepted"].format(sender=profile.sender_name) if accepted \
+            else texts["declined"]
         await self.channel.answer_callback(line, tap.callback_query_id, reply)
         await self.router.reply(line, tap.chat_id, reply)
 
@@ -160,8 +176,32 @@ def _date(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts + 3 * 3600))
 
 
+class PollBackoff:
+    """How long a poll loop waits before its next getUpdates. Telegram holds an empty long
+    poll for its whole timeout, so an empty answer that comes back early, like a failure,
+    means something is wrong: waiting 1 s, then twice as long each time up to 30 s, keeps a
+    broken or hostile server from being polled in a tight loop. Updates reset it."""
+
+    FIRST, MOST = 1.0, 30.0
+
+    def __init__(self) -> None:
+        self.wait = 0.0
+
+    def after(self, updates: int, elapsed: float, poll_seconds: float, failed: bool = False
+              ) -> float:
+        """The wait before the next poll, given what this one returned and how long it took."""
+        if updates and not failed:
+            self.wait = 0.0
+        elif failed or elapsed < poll_seconds / 2:
+            self.wait = min(self.MOST, max(self.FIRST, self.wait * 2))
+        else:
+            self.wait = 0.0  # an honest empty long poll: the server waited, so may we not
+        return self.wait
+
+
 class TelegramPoller:
-    """Long polling for bots when the service has no public URL: one task per line."""
+    """Long polling for bots when the service has no public URL: one task per line, ended
+    when its line leaves the list (deleted, paused) or loses its credentials."""
 
     def __init__(self, inbound: TelegramInbound, lines: Callable, timeout: int = 25):
         self.inbound, self._lines, self._timeout = inbound, lines, timeout
@@ -169,11 +209,28 @@ class TelegramPoller:
 
     async def run(self, every: float = 5.0) -> None:
         while True:
-            for line in await self._lines():
+            try:
+                current = {line.id: line for line in await self._lines()}
+            except Exception as exc:  # the database is away: keep the lines polled so far
+                if not is_unavailable(exc):
+                    raise
+                log.warning("telegram lines not read", extra={"error": type(exc).__name__})
+                await asyncio.sleep(every)
+                continue
+            for line_id in [i for i in self._tasks if i not in current]:
+                self.drop(line_id)
+            for line in current.values():
                 task = self._tasks.get(line.id)
                 if task is None or task.done():
                     self._tasks[line.id] = asyncio.create_task(self._poll(line))
             await asyncio.sleep(every)
+
+    def drop(self, line_id: str) -> None:
+        """Stops polling the line now (it was deleted here; other processes notice within
+        one `run` round)."""
+        task = self._tasks.pop(line_id, None)
+        if task is not None:
+            task.cancel()
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -183,19 +240,37 @@ class TelegramPoller:
                 await task
 
     async def _poll(self, line: Line) -> None:
-        offset = None
+        offset, backoff = None, PollBackoff()
         while True:
+            started = time.monotonic()
             try:
                 updates = await self.inbound.channel.poll(line, offset, self._timeout)
             except TelegramLineError as exc:
                 log.warning("telegram polling failed", extra={"line_id": line.id,
                                                               "reason": exc.code})
-                await asyncio.sleep(5)
+                await asyncio.sleep(backoff.after(0, 0.0, self._timeout, failed=True))
                 continue
+            except LookupError:  # the line's credentials are gone: it was deleted
+                return
+            updates = [u for u in updates if _update_id(u) is not None]
+            wait = backoff.after(len(updates), time.monotonic() - started, self._timeout)
             for update in updates:
-                offset = max(offset or 0, int(update.get("update_id", 0)) + 1)
                 try:
                     await self.inbound.handle(line, update)
                 except Exception as exc:  # one bad update must not stop the bot
+                    if is_unavailable(exc):
+                        # Not confirmed to Telegram (offset kept): it comes again once the
+                        # database is back, so a STOP is never dropped.
+                        wait = max(wait, 1.0)
+                        break
                     log.error("telegram update failed", extra={"line_id": line.id,
                                                                "error": type(exc).__name__})
+                offset = max(offset or 0, _update_id(update) + 1)
+            if wait:
+                await asyncio.sleep(wait)
+
+
+def _update_id(update: object) -> int | None:
+    """An update's id; None for what a broken server may send instead of an update."""
+    value = update.get("update_id") if isinstance(update, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -25,6 +25,8 @@ class ChatText:
     language_code: str | None
     # An edit repeats the original message_id: de-duplicate on update_id, not message_id.
     edited: bool = False
+    # When it was sent (an edit: when it was edited), Unix seconds: orders a STOP and a START.
+    date: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +44,14 @@ class ConsentTap:
 class ChatBlocked:
     chat_id: str
     update_id: int
+    date: int | None = None  # a late block older than an unblock changes nothing
 
 
 @dataclass(frozen=True, slots=True)
 class ChatUnblocked:
     chat_id: str
     update_id: int
+    date: int | None = None
 
 
 TelegramEvent = ChatText | ConsentTap | ChatBlocked | ChatUnblocked
@@ -97,8 +101,10 @@ def _message(body: dict, update_id: int, edited: bool = False) -> ChatText | Non
     if None in (chat_id, user_id, message_id) or not text:
         return None
     sender = body["from"]
+    date = _int(body.get("edit_date")) if edited else None
     return ChatText(chat_id, user_id, text, update_id, message_id,
-                    _str(sender.get("language_code")), edited)
+                    _str(sender.get("language_code")), edited,
+                    date if date is not None else _int(body.get("date")))
 
 
 def _edited_message(body: dict, update_id: int) -> ChatText | None:
@@ -123,10 +129,11 @@ def _my_chat_member(body: dict, update_id: int) -> ChatBlocked | ChatUnblocked |
     old, new = _status(body, "old_chat_member"), _status(body, "new_chat_member")
     if chat_id is None:
         return None
+    date = _int(body.get("date"))
     if new == "kicked":
-        return ChatBlocked(chat_id, update_id)
+        return ChatBlocked(chat_id, update_id, date)
     if old == "kicked" and new == "member":
-        return ChatUnblocked(chat_id, update_id)
+        return ChatUnblocked(chat_id, update_id, date)
     return None
 
 

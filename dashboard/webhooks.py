@@ -2,12 +2,12 @@
 Telegram Bot API (secret token). They arrive per line, outside /api/v1 and its API keys."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from aiohttp import web
 
+from bot import deliveries
 from bot.telegram_updates import verify_secret
 from bot.whatsapp import outcome_for_error
 from bot.whatsapp_webhook import (
@@ -21,15 +21,9 @@ from bot.whatsapp_webhook import (
 )
 from campaigns import outbox
 from campaigns.lines import line_by_id
-from campaigns.ports import (
-    Blocked,
-    Line,
-    OptedOut,
-    PermanentFailure,
-    RateLimited,
-    TemporaryFailure,
-)
+from campaigns.ports import Line, OptedOut, reason_of
 from dashboard.errors import ApiError, json_response, read_limited
+from dashboard.inputs import InputError, parse_provider_json
 from dashboard.keys import (
     credentials_key,
     db_key,
@@ -77,21 +71,42 @@ async def whatsapp_handshake(request: web.Request) -> web.Response:
     return web.Response(text=challenge)
 
 
+def _provider_json(raw: bytes, line: Line, provider: str):
+    """The authenticated body as JSON, or None when it can never be used (not JSON, nested
+    too deep, non-finite numbers). Such a body is acknowledged, not refused: Meta retries a
+    non-2xx answer for 36 hours and Telegram holds every later update behind it, and retrying
+    the same bytes cannot succeed. Logged by reason only (the body is personal data)."""
+    try:
+        return parse_provider_json(raw)
+    except InputError as exc:
+        log.warning("webhook body dropped", extra={"provider": provider, "line_id": line.id,
+                                                   "reason": exc.code})
+        return None
+
+
+def _dropped() -> web.Response:
+    return json_response({"ok": True, "handled": 0, "dropped": True})
+
+
 async def whatsapp_events(request: web.Request) -> web.Response:
     line = await provider_line(request, "whatsapp")
     creds = await request.app[credentials_key].whatsapp(line)
     raw = await read_limited(request, request.app[settings_key].max_body_bytes)
     if not verify_signature(creds.app_secret, raw, request.headers.get(SIGNATURE_HEADER)):
         raise ApiError(401, "bad_signature", "X-Hub-Signature-256 does not match the body")
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "invalid_json", "webhook body is not JSON") from None
+    payload = _provider_json(raw, line, "whatsapp")
+    if payload is None:
+        return _dropped()
+    # Meta retries a delivery for up to 36 h: the same signed bytes twice are one delivery.
+    delivery = deliveries.whatsapp_key(raw)
+    if await deliveries.seen(request.app[db_key], line.id, delivery):
+        return json_response({"ok": True, "handled": 0, "duplicate": True})
     handled = 0
     for event in parse(payload if isinstance(payload, dict) else {}):
         if event.phone_number_id not in (None, creds.phone_number_id):
             continue  # another number of the same app
         handled += await _whatsapp_event(request.app, line, event)
+    await deliveries.remember(request.app[db_key], line.id, delivery)
     return json_response({"ok": True, "handled": handled})
 
 
@@ -100,47 +115,43 @@ async def _whatsapp_event(app: web.Application, line: Line, event) -> int:
     if isinstance(event, InboundText):
         address = normalise_phone(event.from_address)
         if address:
-            await router.receive(line, address, event.text, event.message_id)
+            await router.receive(line, address, event.text, event.message_id,
+                                 sent_at=event.timestamp)
             return 1
     elif isinstance(event, StatusUpdate):
         return await _status(app, line, event)
     elif isinstance(event, PreferenceChange):
         address = normalise_phone(event.address)
+        # Dated by the event's own timestamp: a late or replayed older one changes nothing.
         if address and event.value == "stop":
-            await router.stopped_by_provider(line, address, "whatsapp:user_preferences",
-                                             "marketing messages stopped in WhatsApp")
-            return 1
+            return int(await router.stopped_by_provider(
+                line, address, "whatsapp:user_preferences",
+                "marketing messages stopped in WhatsApp", at=event.timestamp))
         if address and event.value == "resume":
-            await router.granted(line, address, "whatsapp:user_preferences",
-                                 "marketing messages resumed in WhatsApp")
-            return 1
+            return int(await router.granted(line, address, "whatsapp:user_preferences",
+                                            "marketing messages resumed in WhatsApp",
+                                            at=event.timestamp))
     return 0
 
 
 async def _status(app: web.Application, line: Line, event: StatusUpdate) -> int:
-    if not (event.reference or "").isdigit():
+    reference = event.reference or ""
+    # ASCII digits that fit a BIGINT: "²" is a digit to isdigit() but not to int().
+    if not (reference.isascii() and reference.isdigit() and len(reference) < 19):
         return 0  # not one of our campaign messages (a confirmation, another tool)
     reason = None
     if event.status == "failed" and event.error_code is not None:
         outcome = outcome_for_error(event.error_code)
-        reason = _reason(outcome)
+        reason = reason_of(outcome)
         address = normalise_phone(event.recipient)
         if isinstance(outcome, OptedOut) and address:
             await app[inbound_key].stopped_by_provider(
-                line, address, "whatsapp:131050", "recipient stopped marketing messages")
+                line, address, "whatsapp:131050", "recipient stopped marketing messages",
+                at=event.timestamp)
     async with app[db_key].begin() as conn:
         changed = await outbox.apply_status(conn, line.tenant_id, int(event.reference),
                                             event.status, event.message_id, reason)
     return int(changed)
-
-
-def _reason(outcome) -> str:
-    if isinstance(outcome, PermanentFailure):
-        return outcome.code
-    if isinstance(outcome, TemporaryFailure):
-        return outcome.reason
-    return {OptedOut: "opted_out", Blocked: "blocked", RateLimited: "rate_limited"}.get(
-        type(outcome), "failed")
 
 
 async def telegram_events(request: web.Request) -> web.Response:
@@ -150,10 +161,9 @@ async def telegram_events(request: web.Request) -> web.Response:
                          request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
         raise ApiError(401, "bad_secret", "X-Telegram-Bot-Api-Secret-Token does not match")
     raw = await read_limited(request, request.app[settings_key].max_body_bytes)
-    try:
-        update = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "invalid_json", "webhook body is not JSON") from None
+    update = _provider_json(raw, line, "telegram")
+    if update is None:
+        return _dropped()
     handled = await request.app[telegram_inbound_key].handle(
         line, update if isinstance(update, dict) else {})
     return json_response({"ok": True, "handled": handled})

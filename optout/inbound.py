@@ -1,6 +1,7 @@
 """Applies what a recipient wrote back: STOP revokes consent and suppresses the address, START
 re-grants, HELP informs. The change is committed by the caller's transaction BEFORE any reply
-is sent, so no send can start after a STOP without seeing it."""
+is sent, so no send can start after a STOP without seeing it. Every change is dated by the
+event's own time and follows optout.order: a late, older event changes nothing."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto.fields import FieldSealer
-from optout import ledger, suppression
+from optout import ledger, order, suppression
 from optout.keywords import Intent, classify
 from optout.ledger import ConsentEvent, consent_type_for
 from optout.replies import reply_for
@@ -29,6 +30,8 @@ class InboundText:
     text: str
     provider_message_id: str
     received_at: float
+    # When the person sent it, as the provider reports it (None: unknown, use received_at).
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,8 @@ class Outcome:
     intent: Intent | None
     duplicate: bool
     reply: str | None
+    # A STOP or START older than the person's last applied event: stored, not applied.
+    stale: bool = False
 
 
 async def handle(conn: AsyncConnection, profile: TenantProfile, address_index: bytes,
@@ -44,13 +49,19 @@ async def handle(conn: AsyncConnection, profile: TenantProfile, address_index: b
     intent = classify(msg.text, profile.brand_names)
     if not await _store(conn, address_index, sealer, msg, intent):
         return Outcome(intent, duplicate=True, reply=None)
+    at = order.event_second(msg.sent_at, msg.received_at)
+    applied = True
     if intent is Intent.STOP:
-        await apply_stop(conn, profile, address_index, sealer, msg.channel, msg.address,
-                         source=f"inbound:{msg.channel}", evidence_text=msg.text)
+        applied = await apply_stop(conn, profile, address_index, sealer, msg.channel,
+                                   msg.address, source=f"inbound:{msg.channel}",
+                                   evidence_text=msg.text, at=at)
     elif intent is Intent.START:
-        await _apply_start(conn, profile, address_index, sealer, msg)
+        applied = await apply_grant(conn, profile, address_index, sealer, msg.channel,
+                                    msg.address, f"inbound:{msg.channel}", msg.text, at)
     if intent is None:
         return Outcome(None, duplicate=False, reply=None)
+    if not applied:  # confirming a superseded STOP or START would tell the person the wrong state
+        return Outcome(intent, duplicate=False, reply=None, stale=True)
     return Outcome(intent, duplicate=False, reply=reply_for(
         intent, profile.sender_name, profile.sender_contact, profile.language))
 
@@ -74,36 +85,59 @@ def _evidence(sealer: FieldSealer, **facts) -> bytes:
 
 async def apply_stop(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
                      channel: str, address: str, source: str, evidence_text: str,
-                     kind: str = "opted_out") -> None:
+                     kind: str = "opted_out", at: int | None = None) -> bool:
     """Revokes the channel's consent and suppresses the address for it (also used for a
-    provider's opt-out signal and a blocked bot, with kind "blocked")."""
+    provider's opt-out signal and a blocked bot, with kind "blocked"), dated `at` (the
+    event's whole second; now when None). False when newer events superseded it all."""
     consent_type = consent_type_for(channel)
-    now = time.time()
-    await ledger.record(conn, profile.id, [ConsentEvent(
-        address_index=address_index, consent_type=consent_type, status=ledger.REVOKED,
-        source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=now,
-        evidence_sealed=_evidence(sealer, statement=evidence_text, address=address,
-                                  channel=channel, at=now))], iys_enabled=profile.iys_enabled)
-    await suppression.suppress(conn, profile.id, address_index, consent_type, kind,
-                               source, sealer.seal_field(address.encode()))
+    at = int(time.time()) if at is None else at
+    revoke = await order.claim(conn, profile.id, address_index, consent_type, order.CONSENT,
+                               at, stops=True)
+    # A block is also a stop, but only a newer unblock lifts it (see optout.order).
+    block = kind == "blocked" and await order.claim(
+        conn, profile.id, address_index, consent_type, order.BLOCK, at, stops=True)
+    if revoke:
+        await ledger.record(conn, profile.id, [ConsentEvent(
+            address_index=address_index, consent_type=consent_type, status=ledger.REVOKED,
+            source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=float(at),
+            evidence_sealed=_evidence(sealer, statement=evidence_text, address=address,
+                                      channel=channel, at=at))],
+            iys_enabled=profile.iys_enabled)
+    if block or (revoke and kind != "blocked"):
+        await suppression.suppress(conn, profile.id, address_index, consent_type, kind,
+                                   source, sealer.seal_field(address.encode()))
+    return revoke or block
 
 
-async def _apply_start(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
-                       msg: InboundText) -> None:
-    await apply_grant(conn, profile, address_index, sealer, msg.channel, msg.address,
-                      f"inbound:{msg.channel}", msg.text, msg.received_at)
+async def apply_unblock(conn, tenant_id: str, address_index: bytes, channel: str,
+                        at: int | None = None) -> bool:
+    """The person unblocked the bot: only the block is lifted (that is not consent), and only
+    when no newer block was applied."""
+    consent_type = consent_type_for(channel)
+    at = int(time.time()) if at is None else at
+    if not await order.claim(conn, tenant_id, address_index, consent_type, order.BLOCK, at,
+                             stops=False):
+        return False
+    await suppression.lift(conn, tenant_id, address_index, consent_type, kinds=("blocked",))
+    return True
 
 
 async def apply_grant(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
                       channel: str, address: str, source: str, statement: str,
-                      at: float) -> None:
-    """The person said yes on the channel itself (START, a consent button, WhatsApp resume):
-    a granted consent with what they did as evidence; their opt-out is lifted."""
+                      at: int) -> bool:
+    """The person said yes on the channel itself (START, a consent button, WhatsApp resume)
+    at second `at`: a granted consent with what they did as evidence; their opt-out is
+    lifted. False (nothing changes) when a stop of the same second or a newer event was
+    already applied."""
     consent_type = consent_type_for(channel)
+    if not await order.claim(conn, profile.id, address_index, consent_type, order.CONSENT,
+                             at, stops=False):
+        return False
     await ledger.record(conn, profile.id, [ConsentEvent(
         address_index=address_index, consent_type=consent_type, status=ledger.GRANTED,
-        source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=at,
+        source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=float(at),
         evidence_sealed=_evidence(sealer, statement=statement, address=address,
                                   channel=channel, at=at))],
         iys_enabled=profile.iys_enabled)
     await suppression.lift(conn, profile.id, address_index, consent_type)
+    return True

@@ -1,6 +1,7 @@
 """Retention (KVKK destruction): consent records go 3 years after the consent ended, inbound
 and sandbox messages after their period, and erased contacts as soon as their grace ends.
-Suppressions are kept: they are what stops a person from being messaged again."""
+Suppressions are kept: they are what stops a person from being messaged again, and so is the
+event-order clock of a stop (a replayed older resume must keep finding it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,10 @@ from store.tables import (
     consent_state,
     contacts,
     inbound_messages,
+    preference_clock,
     sandbox_messages,
     tenant_day_counts,
+    webhook_deliveries,
 )
 
 YEAR = 365.25 * 86400
@@ -25,6 +28,8 @@ class RetentionPolicy:
     consent_years: float = 3.0
     message_years: float = 3.0
     erased_contact_days: float = 0.0
+    # Providers redeliver webhooks for up to 36 h; a week of remembered deliveries covers it.
+    delivery_days: float = 7.0
 
 
 async def purge(conn: AsyncConnection, now: float, policy: RetentionPolicy) -> dict[str, int]:
@@ -41,6 +46,11 @@ async def purge(conn: AsyncConnection, now: float, policy: RetentionPolicy) -> d
             consent_state.c.ended_at < consent_cutoff)),
         "contacts": await _delete(conn, contacts.delete().where(
             contacts.c.erased_at < now - policy.erased_contact_days * 86400)),
+        "preference_clock": await _delete(conn, preference_clock.delete().where(
+            preference_clock.c.stopped.is_(False),
+            preference_clock.c.event_at < int(consent_cutoff))),
+        "webhook_deliveries": await _delete(conn, webhook_deliveries.delete().where(
+            webhook_deliveries.c.received_at < now - policy.delivery_days * 86400)),
     }
     message_cutoff = now - policy.message_years * YEAR
     counts["inbound_messages"] = await _delete(conn, inbound_messages.delete().where(

@@ -236,15 +236,21 @@ def _private_chat(chat_id: int) -> dict:
     return {"id": chat_id, "first_name": "Ayşe", "username": f"user{chat_id}", "type": "private"}
 
 
+def _date(date: int | None) -> int:
+    # Updates carry the time they happened; the service orders a person's events by it.
+    return int(time.time()) if date is None else date
+
+
 def text_update(chat_id: int, text: str, update_id: int, *, message_id: int = 1,
-                language_code: str | None = "tr", edited: bool = False) -> dict:
+                language_code: str | None = "tr", edited: bool = False,
+                date: int | None = None) -> dict:
     message = {"message_id": message_id, "from": _user(chat_id, language_code),
-               "chat": _private_chat(chat_id), "date": 1_732_000_000, "text": text}
+               "chat": _private_chat(chat_id), "date": _date(date), "text": text}
     if text.startswith("/"):
         command = text.split()[0]
         message["entities"] = [{"offset": 0, "length": len(command), "type": "bot_command"}]
     if edited:
-        message["edit_date"] = 1_732_000_060
+        message["edit_date"] = message["date"] + 60
     return {"update_id": update_id, "edited_message" if edited else "message": message}
 
 
@@ -261,19 +267,20 @@ def callback_update(chat_id: int, data: str, update_id: int, *,
         "chat_instance": "-5393481394893240098", "data": data}}
 
 
-def _member_update(chat_id: int, update_id: int, old: str, new: str) -> dict:
+def _member_update(chat_id: int, update_id: int, old: str, new: str,
+                   date: int | None = None) -> dict:
     bot = _bot_user(TOKEN)
     new_member = {"user": bot, "status": new} | ({"until_date": 0} if new == "kicked" else {})
     return {"update_id": update_id, "my_chat_member": {
-        "chat": _private_chat(chat_id), "from": _user(chat_id), "date": 1_732_000_000,
+        "chat": _private_chat(chat_id), "from": _user(chat_id), "date": _date(date),
         "old_chat_member": {"user": bot, "status": old}, "new_chat_member": new_member}}
 
 
-def kicked_update(chat_id: int, update_id: int) -> dict:
+def kicked_update(chat_id: int, update_id: int, *, date: int | None = None) -> dict:
     """The person blocked the bot (Telegram calls it kicked in a private chat)."""
-    return _member_update(chat_id, update_id, "member", "kicked")
+    return _member_update(chat_id, update_id, "member", "kicked", date)
 
 
-def unblocked_update(chat_id: int, update_id: int) -> dict:
+def unblocked_update(chat_id: int, update_id: int, *, date: int | None = None) -> dict:
     """The person unblocked the bot (and pressed Start again)."""
-    return _member_update(chat_id, update_id, "kicked", "member")
+    return _member_update(chat_id, update_id, "kicked", "member", date)
