@@ -6,7 +6,9 @@ from bot.whatsapp import WhatsAppCredentials
 from campaigns.lines import wrapped_credentials
 from campaigns.ports import Line
 from crypto.master import MasterKey
+from optout.outbound import drop_stored_addresses
 from store.engine import Database
+from store.tables import lines
 
 
 class CredentialStore:
@@ -38,3 +40,10 @@ class CredentialStore:
 
     def forget(self, line_id: str) -> None:
         self._cache.pop(line_id, None)
+
+    async def drop_stored_addresses(self) -> int:
+        """Once, at start-up: rewraps credentials stored with a tenant's base_url without it
+        (migration 0014 marked them; it cannot open them without the master key)."""
+        return await drop_stored_addresses(
+            self._db, self._master.unwrap, self._master.wrap, lines, lines.c.id,
+            lines.c.wrapped_credentials, lines.c.credentials_format)

@@ -12,39 +12,37 @@ from typing import Any
 
 from bot.telegram_updates import UPDATE_KINDS
 from campaigns.ports import (
-    Blocked,
     Line,
-    OptedOut,
     OutboundMessage,
     PermanentFailure,
-    RateLimited,
     SendResult,
     Sent,
-    TemporaryFailure,
+    reason_of,
 )
 from optout.addresses import normalise_telegram_chat_id
 
 log = logging.getLogger(__name__)
 
-PRODUCTION_BASE_URL = "https://api.telegram.org"
 # Per request. aiogram's 60 s default would let one stuck request hold a sending worker for a
 # minute; long polls get their own wait added on top.
 REQUEST_TIMEOUT = 20
+
+
 @dataclass(frozen=True, repr=False)
 class TelegramCredentials:
+    """A bot's secrets. No address: the Bot API URL is the operator's (providers.telegram_url),
+    and a `base_url` stored by older versions is ignored when read."""
+
     bot_token: str
-    base_url: str = PRODUCTION_BASE_URL
     webhook_secret: str = ""
 
     def __repr__(self) -> str:
         # The token is the bot: whoever reads it from a log or traceback can send as the line.
         secret = "<hidden>" if self.webhook_secret else "''"
-        return (f"TelegramCredentials(bot_token=<hidden>, base_url={self.base_url!r}, "
-                f"webhook_secret={secret})")
+        return f"TelegramCredentials(bot_token=<hidden>, webhook_secret={secret})"
 
     def to_json(self) -> str:
-        return json.dumps({"bot_token": self.bot_token, "base_url": self.base_url,
-                           "webhook_secret": self.webhook_secret})
+        return json.dumps({"bot_token": self.bot_token, "webhook_secret": self.webhook_secret})
 
     @classmethod
     def from_json(cls, data: str | bytes) -> TelegramCredentials:
@@ -52,11 +50,10 @@ class TelegramCredentials:
         fields = json.loads(data)
         if not isinstance(fields, dict) or not isinstance(fields.get("bot_token"), str):
             raise ValueError("Telegram credentials need a bot_token string")
-        base_url = fields.get("base_url", PRODUCTION_BASE_URL)
         secret = fields.get("webhook_secret", "")
-        if not isinstance(base_url, str) or not isinstance(secret, str):
-            raise ValueError("Telegram credentials: base_url and webhook_secret are strings")
-        return cls(fields["bot_token"], base_url, secret)
+        if not isinstance(secret, str):
+            raise ValueError("Telegram credentials: webhook_secret is a string")
+        return cls(fields["bot_token"], secret)
 
 
 def new_webhook_secret() -> str:
@@ -80,26 +77,20 @@ class TelegramLineError(Exception):
 
     def __init__(self, outcome: SendResult):
         self.outcome = outcome
-        self.code = _code_of(outcome)
+        self.code = reason_of(outcome)
         super().__init__(f"Telegram Bot API call failed: {self.code}")
 
 
-def _code_of(outcome: SendResult) -> str:
-    if isinstance(outcome, PermanentFailure):
-        return outcome.code
-    if isinstance(outcome, TemporaryFailure):
-        return outcome.reason
-    return {RateLimited: "rate_limited", Blocked: "blocked", OptedOut: "opted_out"}.get(
-        type(outcome), "sent")
-
-
 class TelegramChannel:
-    """Channel over the Telegram Bot API; `credentials_for` unwraps a line's stored credentials
-    and is asked on every call, so a new token or base URL takes effect on the next send."""
+    """Channel over the Telegram Bot API at `base_url` (providers.telegram_url);
+    `credentials_for` unwraps a line's stored credentials and is asked on every call, so a new
+    token takes effect on the next send."""
 
-    def __init__(self, credentials_for: Callable[[Line], Awaitable[TelegramCredentials]]):
+    def __init__(self, credentials_for: Callable[[Line], Awaitable[TelegramCredentials]], *,
+                 base_url: str):
         self._credentials_for = credentials_for
-        self._bots: dict[str, tuple[tuple[str, str], Any]] = {}  # line id → (key, aiogram Bot)
+        self._base_url = base_url.rstrip("/")
+        self._bots: dict[str, tuple[str, Any]] = {}  # line id → (token, aiogram Bot)
         # Bots replaced after a credential change; other sends may still be using them.
         self._retired: list[Any] = []
 
@@ -141,6 +132,13 @@ class TelegramChannel:
         return await self._call(line, "getUpdates", lambda bot: bot(
             method, request_timeout=REQUEST_TIMEOUT + timeout))
 
+    async def forget(self, line_id: str) -> None:
+        """Drops the line's bot (its line was deleted): its HTTP session closes, which also
+        ends a long poll in flight."""
+        cached = self._bots.pop(line_id, None)
+        if cached is not None:
+            await cached[1].session.close()
+
     async def close(self) -> None:
         bots = [bot for _, bot in self._bots.values()] + self._retired
         self._bots, self._retired = {}, []
@@ -169,11 +167,11 @@ class TelegramChannel:
 
     async def _bot(self, line: Line):
         credentials = await self._credentials_for(line)
-        key = (credentials.bot_token, credentials.base_url)
+        key = credentials.bot_token
         cached = self._bots.get(line.id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        bot = _sdk().new_bot(credentials.bot_token, credentials.base_url, REQUEST_TIMEOUT)
+        bot = _sdk().new_bot(credentials.bot_token, self._base_url, REQUEST_TIMEOUT)
         if cached is not None:
             self._retired.append(cached[1])
         self._bots[line.id] = (key, bot)
@@ -186,5 +184,5 @@ def _log_failure(line: Line, method: str, exc: BaseException) -> SendResult:
     outcome = classify_exception(exc)
     log.debug("telegram call failed", extra={
         "line_id": line.id, "method": method, "error": type(exc).__name__,
-        "outcome": _code_of(outcome)})
+        "outcome": reason_of(outcome)})
     return outcome

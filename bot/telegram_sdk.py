@@ -3,7 +3,7 @@ hundreds of pydantic models at import (seconds), which a server without Telegram
 every one-shot command should not pay."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiogram import Bot
@@ -24,18 +24,22 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import GetUpdates
+from aiogram.methods import GetUpdates, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.token import TokenValidationError
 
 from bot.telegram_updates import CONSENT_NO, CONSENT_YES
 from campaigns.ports import (
     Blocked,
+    MaybeSent,
     PermanentFailure,
     RateLimited,
     SendResult,
     TemporaryFailure,
+    Unavailable,
 )
+from optout.outbound import is_redirect, read_capped, timeouts
 
 # Descriptions of a 403 that mean the person is gone (blocked the bot, deleted the account, or
 # removed the bot from the chat). Other 403s ("bot can't initiate conversation with a user")
@@ -57,7 +61,36 @@ def classify_exception(exc: BaseException) -> SendResult:
     for kinds, outcome in _BY_TYPE:
         if isinstance(exc, kinds):
             return outcome
+    if isinstance(exc, TelegramNetworkError | aiohttp.ClientError | TimeoutError):
+        return _network_outcome(exc)
+    if isinstance(exc, TelegramAPIError):
+        return TemporaryFailure("telegram_error")
     return TemporaryFailure("unexpected")
+
+
+# Raised before a byte of the request left: nothing reached Telegram.
+_BEFORE_SENDING = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
+                   aiohttp.InvalidURL)
+# TelegramNetworkError texts (BoundedSession names the aiohttp error by its type) that mean the
+# request was not taken: no connection, or an answer that only redirected us.
+_NOT_TAKEN = ("ClientConnectorError", "ClientConnectorDNSError", "ConnectionTimeoutError",
+              "InvalidURL", "redirect refused")
+
+
+def _network_outcome(exc: BaseException) -> SendResult:
+    """Unavailable (retried after a back-off) when the request never left; otherwise it may
+    have reached Telegram (a timeout waiting for the answer, a connection lost mid-answer):
+    MaybeSent, never resent automatically."""
+    origin = exc
+    if isinstance(exc, TelegramNetworkError):
+        if exc.message in _NOT_TAKEN:
+            return Unavailable("network_error")
+        origin = exc.__cause__ or exc.__context__ or exc
+    if isinstance(origin, _BEFORE_SENDING):
+        return Unavailable("network_error")
+    if isinstance(origin, TimeoutError):
+        return MaybeSent("timeout")
+    return MaybeSent("connection_lost")
 
 
 # Order matters: subclasses before their bases (EntityTooLarge is a NetworkError).
@@ -68,11 +101,10 @@ _BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Sen
     (TelegramConflictError, PermanentFailure("conflict")),
     (TelegramMigrateToChat, PermanentFailure("chat_migrated")),
     (TelegramEntityTooLarge, PermanentFailure("too_large")),
-    (TelegramServerError, TemporaryFailure("server_error")),
-    ((TelegramNetworkError, aiohttp.ClientError), TemporaryFailure("network_error")),
-    (TimeoutError, TemporaryFailure("timeout")),
-    (ClientDecodeError, TemporaryFailure("bad_response")),
-    (TelegramAPIError, TemporaryFailure("telegram_error")),
+    # A 5xx that Telegram answered as an error: it did not take the message.
+    (TelegramServerError, Unavailable("server_error")),
+    # An answer that is not the Bot API's JSON (a proxy's page): the request may have gone in.
+    (ClientDecodeError, MaybeSent("bad_response")),
 )
 
 
@@ -87,8 +119,35 @@ class _GetRawUpdates(GetUpdates):
     __returning__ = list[dict[str, Any]]
 
 
+class BoundedSession(AiohttpSession):
+    """aiogram's session with our outbound limits. Its make_request follows redirects and
+    reads the whole answer (`await resp.text()`) with one total timeout; this one refuses
+    redirects, reads at most outbound.MAX_RESPONSE_BYTES and also bounds connect and read."""
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[TelegramType],
+                           timeout: int | None = None) -> TelegramType:
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        form = self.build_form_data(bot=bot, method=method)
+        limits = timeouts(self.timeout if timeout is None else timeout)
+        try:
+            async with session.post(url, data=form, timeout=limits,
+                                    allow_redirects=False) as resp:
+                if is_redirect(resp.status):
+                    raise TelegramNetworkError(method=method, message="redirect refused")
+                raw = (await read_capped(resp)).decode("utf-8", "replace")
+        except TimeoutError as exc:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from exc
+        except aiohttp.ClientError as exc:
+            # The type only: aiohttp's texts can quote the URL, and the URL holds the token.
+            raise TelegramNetworkError(method=method, message=type(exc).__name__) from None
+        response = self.check_response(bot=bot, method=method, status_code=resp.status,
+                                       content=raw)
+        return cast(TelegramType, response.result)
+
+
 def new_bot(bot_token: str, base_url: str, timeout: float) -> Bot:
-    return Bot(bot_token, session=AiohttpSession(api=TelegramAPIServer.from_base(base_url),
+    return Bot(bot_token, session=BoundedSession(api=TelegramAPIServer.from_base(base_url),
                                                  timeout=timeout))
 
 

@@ -5,11 +5,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from urllib.parse import quote
 
 import aiohttp
 
 from campaigns.ports import (
     Line,
+    MaybeSent,
     OptedOut,
     OutboundMessage,
     PermanentFailure,
@@ -17,11 +19,11 @@ from campaigns.ports import (
     SendResult,
     Sent,
     TemporaryFailure,
+    Unavailable,
 )
+from optout.outbound import is_redirect, read_capped, timeouts
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://graph.facebook.com/v21.0"
 
 # Seconds to wait when Graph sends no Retry-After (its documented errors never carry one).
 # 130429: throughput is counted per second, so one second lets the number's bucket refill and
@@ -42,11 +44,11 @@ _OUTCOMES: dict[int, SendResult] = {
     0: PermanentFailure("auth_failed"),
     190: PermanentFailure("auth_failed"),
     100: PermanentFailure("invalid_request"),
-    # Graph's own "temporary, try again" codes.
-    1: TemporaryFailure("provider_unavailable"),
-    2: TemporaryFailure("provider_unavailable"),
-    131000: TemporaryFailure("provider_unavailable"),
-    131016: TemporaryFailure("provider_unavailable"),
+    # Graph's own "temporary, try again" codes: the message was not sent.
+    1: Unavailable("provider_unavailable"),
+    2: Unavailable("provider_unavailable"),
+    131000: Unavailable("provider_unavailable"),
+    131016: Unavailable("provider_unavailable"),
 }
 
 
@@ -56,16 +58,17 @@ class WhatsAppCredentialsError(ValueError):
 
 @dataclass(frozen=True, repr=False)
 class WhatsAppCredentials:
+    """A number's secrets. No address: Graph's URL is the operator's (providers.whatsapp_url),
+    and a `base_url` stored by older versions is ignored when read."""
+
     phone_number_id: str
     access_token: str
     app_secret: str
     verify_token: str
-    base_url: str = DEFAULT_BASE_URL
 
     def __repr__(self) -> str:
         return (f"WhatsAppCredentials(phone_number_id={self.phone_number_id!r}, "
-                f"base_url={self.base_url!r}, access_token=<hidden>, app_secret=<hidden>, "
-                "verify_token=<hidden>)")
+                "access_token=<hidden>, app_secret=<hidden>, verify_token=<hidden>)")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -119,8 +122,11 @@ def classify(status: int, body: dict | None, retry_after: float | None = None) -
     code = _error_code(body)
     if code is not None:
         return outcome_for_error(code, retry_after, status)
+    if status == 504:
+        # A gateway gave up waiting for Graph, which may have taken the message meanwhile.
+        return MaybeSent("gateway_timeout")
     if status >= 500:
-        return TemporaryFailure(f"http_{status}")
+        return Unavailable(f"http_{status}", retry_after)
     if status == 429:
         return RateLimited(retry_after or 1.0)
     if status == 401:
@@ -136,7 +142,7 @@ def outcome_for_error(code: int, retry_after: float | None = None,
     if code in _OUTCOMES:
         return _OUTCOMES[code]
     if status >= 500:
-        return TemporaryFailure(f"graph_{code}")
+        return Unavailable(f"graph_{code}", retry_after)
     return PermanentFailure(f"graph_{code}")
 
 
@@ -148,7 +154,24 @@ def _accepted(body: dict | None) -> SendResult:
     if isinstance(message_id, str) and message_id:
         return Sent(message_id)
     # Graph took the request but said nothing we understand; sending again could duplicate.
-    return PermanentFailure("malformed_response")
+    return MaybeSent("malformed_response")
+
+
+# aiohttp errors raised before a byte of the request left: nothing reached Graph.
+_BEFORE_SENDING = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
+                   aiohttp.InvalidURL)
+
+
+def classify_exception(exc: BaseException) -> SendResult:
+    """A failed exchange with Graph as an outcome: a connection that never opened is
+    Unavailable (retried after a back-off); anything later (a timeout while waiting for the
+    answer, a connection reset or closed mid-answer, an answer too large to read) may have
+    reached Graph, which keeps a message the moment it answers: MaybeSent, never resent."""
+    if isinstance(exc, _BEFORE_SENDING):
+        return Unavailable("connection_error")
+    if isinstance(exc, TimeoutError):
+        return MaybeSent("timeout")
+    return MaybeSent("connection_lost")
 
 
 def _error_code(body: dict | None) -> int | None:
@@ -168,12 +191,14 @@ def _retry_after(headers) -> float | None:
 
 
 class WhatsAppChannel:
-    """Implements campaigns.ports.Channel; one HTTP session shared by every WhatsApp line."""
+    """Implements campaigns.ports.Channel; one HTTP session shared by every WhatsApp line,
+    all of them sent to `base_url` (providers.whatsapp_url, with the Graph version)."""
 
-    def __init__(self, credentials_for: Callable[[Line], Awaitable[WhatsAppCredentials]],
-                 timeout: float = 15.0) -> None:
+    def __init__(self, credentials_for: Callable[[Line], Awaitable[WhatsAppCredentials]], *,
+                 base_url: str, timeout: float = 15.0) -> None:
         self._credentials_for = credentials_for
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeouts(timeout)
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult:
@@ -191,16 +216,15 @@ class WhatsAppChannel:
         # A loader failure (line deleted, master key changed) is not a provider answer: it
         # propagates, and the dispatcher records the row as a channel error.
         credentials = await self._credentials_for(line)
-        url = f"{credentials.base_url.rstrip('/')}/{credentials.phone_number_id}/messages"
+        url = self._messages_url(credentials)
         headers = {"Authorization": f"Bearer {credentials.access_token}"}
         try:
-            async with self._client().post(url, json=payload, headers=headers) as response:
+            async with self._client().post(url, json=payload, headers=headers,
+                                           allow_redirects=False) as response:
                 status, body = response.status, await _json_body(response)
                 retry_after = _retry_after(response.headers)
-        except TimeoutError:
-            return self._failed(line, TemporaryFailure("timeout"))
-        except aiohttp.ClientError as exc:
-            return self._failed(line, TemporaryFailure("connection_error"), type(exc).__name__)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self._failed(line, classify_exception(exc), type(exc).__name__)
         result = classify(status, body, retry_after)
         if not isinstance(result, Sent):
             error = (body or {}).get("error")
@@ -215,6 +239,10 @@ class WhatsAppChannel:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _messages_url(self, credentials: WhatsAppCredentials) -> str:
+        # Quoted: the id is the tenant's input and may only ever name a path segment.
+        return f"{self._base_url}/{quote(credentials.phone_number_id, safe='')}/messages"
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so that it belongs to the running loop.
@@ -233,8 +261,12 @@ class WhatsAppChannel:
 
 
 async def _json_body(response: aiohttp.ClientResponse) -> dict | None:
+    """The answer as a JSON object; ResponseTooLargeError (an aiohttp.ClientError) past the
+    cap. A redirect's body is never looked at: it is not Graph's answer."""
+    if is_redirect(response.status):
+        return None
     try:
-        body = json.loads(await response.read())
+        body = json.loads(await read_capped(response))
     except (ValueError, UnicodeDecodeError):
         return None
     return body if isinstance(body, dict) else None

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns.ports import Line
-from store.tables import lines
+from optout.outbound import ADDRESS_FORMAT
+from store.tables import campaigns, lines, operators
 
 SANDBOX_DEFAULT_RATE = 100.0
 # Provider ceilings (DESIGN.md): WhatsApp 80 msg/s per number by default, up to 1,000 when
@@ -18,8 +19,21 @@ PROVIDER_RATES = {"whatsapp": (80.0, 1000.0), "telegram": (30.0, 30.0)}
 SANDBOX_MAX_RATE = 1_000_000.0
 
 
+DELETED = "deleted"
+# Campaigns that still expect to send on their line: a line with one of them is not deleted.
+SENDING_STATES = ("running", "scheduled", "paused", "waiting_unlock")
+
+
 class LineInputError(ValueError):
     code = "invalid_line"
+
+
+class LineDeleteError(ValueError):
+    """The line cannot be deleted now; `code` says why (line_in_use, last_sandbox_line)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 async def add_line(conn: AsyncConnection, tenant_id: str, channel: str, name: str,
@@ -30,7 +44,8 @@ async def add_line(conn: AsyncConnection, tenant_id: str, channel: str, name: st
     await conn.execute(lines.insert().values(
         id=line.id, tenant_id=tenant_id, channel=channel, name=name,
         rate_per_second=rate_per_second, state="active",
-        wrapped_credentials=wrapped_credentials, created_at=time.time(), options=options))
+        wrapped_credentials=wrapped_credentials, credentials_format=ADDRESS_FORMAT,
+        created_at=time.time(), options=options))
     return line
 
 
@@ -71,14 +86,41 @@ def _line(row) -> Line:
 
 
 async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line | None:
-    q = sa.select(lines).where(lines.c.tenant_id == tenant_id, lines.c.id == line_id)
+    q = sa.select(lines).where(lines.c.tenant_id == tenant_id, lines.c.id == line_id,
+                               lines.c.state != DELETED)
     row = (await conn.execute(q)).first()
     return _line(row) if row else None
 
 
 async def list_lines(conn: AsyncConnection, tenant_id: str) -> list[Line]:
-    q = sa.select(lines).where(lines.c.tenant_id == tenant_id).order_by(lines.c.created_at)
+    q = sa.select(lines).where(lines.c.tenant_id == tenant_id,
+                               lines.c.state != DELETED).order_by(lines.c.created_at)
     return [_line(r) for r in await conn.execute(q)]
+
+
+async def delete_line(conn: AsyncConnection, line: Line, now: float | None = None) -> int:
+    """Deletes a line: refused while a campaign still expects to send on it, and for the
+    tenant's last sandbox line. Its credentials are destroyed and its operator chats
+    unlinked; the row stays (state "deleted") because finished campaigns and message records
+    name it. Its drafts are cancelled; returns how many."""
+    busy = [r.id for r in await conn.execute(sa.select(campaigns.c.id).where(
+        campaigns.c.line_id == line.id, campaigns.c.state.in_(SENDING_STATES)).limit(20))]
+    if busy:
+        raise LineDeleteError("line_in_use", "campaigns still sending on this line (cancel "
+                                             f"them first): {', '.join(busy)}")
+    if line.channel == "sandbox" and len([
+            other for other in await list_lines(conn, line.tenant_id)
+            if other.channel == "sandbox"]) <= 1:
+        raise LineDeleteError("last_sandbox_line", "the last sandbox line is kept: it holds "
+                                                   "no credentials and the sandbox needs it")
+    now = time.time() if now is None else now
+    drafts = await conn.execute(campaigns.update().where(
+        campaigns.c.line_id == line.id, campaigns.c.state == "draft").values(
+        state="cancelled", state_reason="line deleted", finished_at=now))
+    await conn.execute(operators.delete().where(operators.c.line_id == line.id))
+    await conn.execute(lines.update().where(lines.c.id == line.id).values(
+        state=DELETED, state_reason=None, wrapped_credentials=None))
+    return drafts.rowcount
 
 
 async def active_lines(conn: AsyncConnection, line_ids: list[str]) -> list[Line]:
@@ -114,7 +156,8 @@ async def wrapped_credentials(conn: AsyncConnection, line_id: str) -> bytes | No
 
 async def line_by_id(conn: AsyncConnection, line_id: str) -> Line | None:
     """Any tenant's line (webhooks arrive by line id, before we know the tenant)."""
-    row = (await conn.execute(sa.select(lines).where(lines.c.id == line_id))).first()
+    row = (await conn.execute(sa.select(lines).where(
+        lines.c.id == line_id, lines.c.state != DELETED))).first()
     return _line(row) if row else None
 
 

@@ -17,6 +17,10 @@ from crypto.fields import FieldSealer
 from store.tables import campaigns
 
 PURPOSES = ("commercial", "informational")
+# Why the dispatcher paused a campaign (state_reason starts with one): a run of send errors, or
+# too many opt-outs among its first sends. Separate, so that resuming one disarms nothing else.
+ERROR_RUN = "error_run"
+OPTOUT_RATE = "optout_rate"
 TERMINAL = ("completed", "cancelled", "failed")
 # action → states it may start from
 _FROM = {
@@ -112,11 +116,16 @@ async def get(conn: AsyncConnection, tenant_id: str, campaign_id: str):
 
 
 async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, action: str,
-                     now: float | None = None) -> str:
-    """Applies an owner's action; returns the new state (CampaignStateError if not allowed)."""
+                     now: float | None = None, *, include_unknown: bool = False) -> str:
+    """Applies an owner's action; returns the new state (CampaignStateError if not allowed).
+    `retry` sends `failed` messages again; `unknown` ones (which may have been delivered, so
+    the person may get them twice) only with include_unknown."""
     row = await get(conn, tenant_id, campaign_id)
     if row.state not in _FROM[action]:
         raise CampaignStateError(f"cannot {action} a campaign that is {row.state}")
+    if action in ("start", "resume", "retry") and \
+            await get_line(conn, tenant_id, row.line_id) is None:
+        raise CampaignStateError("the campaign's line was deleted", "line_deleted")
     now = time.time() if now is None else now
     if action == "start":
         await outbox.build(conn, row.id, tenant_id, row.list_id)
@@ -125,13 +134,16 @@ async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, ac
     if action == "pause":
         return await _set(conn, row.id, "paused", "paused by owner")
     if action == "resume":
-        acknowledged = row.guard_acknowledged or (row.state_reason or "").startswith("spam_guard")
+        # Resuming after an opt-out-rate pause means the owner accepts that rate: that check
+        # stops for this campaign. Any other pause (an error run) leaves it armed.
+        acknowledged = row.optout_acknowledged or (row.state_reason or "").startswith(
+            OPTOUT_RATE)
         return await _set(conn, row.id, "scheduled" if row.send_at and row.send_at > now
-                          else "running", None, guard_acknowledged=acknowledged)
+                          else "running", None, optout_acknowledged=acknowledged)
     if action == "cancel":
         await outbox.skip_open(conn, row.id, "cancelled")
         return await _set(conn, row.id, "cancelled", "cancelled by owner", finished_at=now)
-    await outbox.requeue(conn, row.id)
+    await outbox.requeue(conn, row.id, include_unknown=include_unknown)
     return await _set(conn, row.id, "running" if row.state == "completed" else row.state, None)
 
 
@@ -156,7 +168,7 @@ async def active(conn: AsyncConnection) -> list:
     """Campaigns the dispatcher looks after: running, or waiting for an unlock."""
     q = sa.select(campaigns.c.id, campaigns.c.tenant_id, campaigns.c.line_id,
                   campaigns.c.state, campaigns.c.state_reason, campaigns.c.purpose,
-                  campaigns.c.guard_acknowledged).where(
+                  campaigns.c.optout_acknowledged).where(
         campaigns.c.state.in_(("running", "waiting_unlock")))
     return list(await conn.execute(q))
 
@@ -167,16 +179,24 @@ async def scheduled(conn: AsyncConnection) -> list:
 
 
 async def statuses(conn: AsyncConnection, rows) -> list[dict]:
-    """`status` of many campaigns with one count query."""
-    counted = await outbox.counts_many(conn, [r.id for r in rows])
-    return [await status(conn, r, counted[r.id]) for r in rows]
+    """`status` of many campaigns with two count queries."""
+    ids = [r.id for r in rows]
+    counted = await outbox.counts_many(conn, ids)
+    failed = await outbox.counts_many(conn, ids, reasons_for="failed")
+    return [await status(conn, r, counted[r.id], failed[r.id][1]) for r in rows]
 
 
-async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None = None) -> dict:
+async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None = None,
+                 failed: dict | None = None) -> dict:
+    """A campaign for the owner; `failed_by_reason` says why messages failed (a campaign can
+    be completed with some failed, e.g. provider_unavailable after all its retries)."""
     counts, skipped = counted or await outbox.counts(conn, row.id)
+    if failed is None:
+        failed = (await outbox.counts_many(conn, [row.id], reasons_for="failed"))[row.id][1]
     return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
             "whatsapp_template": row.channel_template,
             "send_at": row.send_at, "created_at": row.created_at, "started_at": row.started_at,
             "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped,
+            "failed_by_reason": failed,
             "actions": [action for action, states in _FROM.items() if row.state in states]}

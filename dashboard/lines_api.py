@@ -5,19 +5,22 @@ import logging
 
 from aiohttp import web
 
-from bot.telegram import (
-    PRODUCTION_BASE_URL,
-    TelegramCredentials,
-    TelegramLineError,
-    new_webhook_secret,
+from bot.telegram import TelegramCredentials, TelegramLineError, new_webhook_secret
+from bot.whatsapp import WhatsAppCredentials
+from campaigns.lines import (
+    LineDeleteError,
+    add_provider_line,
+    add_sandbox_line,
+    delete_line,
+    get_line,
+    list_lines,
 )
-from bot.whatsapp import DEFAULT_BASE_URL, WhatsAppCredentials
-from campaigns.lines import add_provider_line, add_sandbox_line, get_line, list_lines
 from campaigns.ports import Line
 from campaigns.throttle import WHATSAPP_TIERS
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
     TENANT,
+    actor_of,
     channels_key,
     credentials_key,
     db_key,
@@ -26,7 +29,9 @@ from dashboard.keys import (
     sandbox_key,
 )
 from dashboard.routing import Operation
+from optout import audit
 from optout.addresses import normalise_address
+from optout.outbound import names_an_address
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,27 @@ async def get_lines(request: web.Request) -> web.Response:
     return json_response({"lines": [line_json(line) for line in found]})
 
 
+LINE_FIELDS = ("channel", "name", "rate_per_second", "simulate", "phone_number_id",
+               "access_token", "app_secret", "verify_token", "waba_id", "messaging_tier",
+               "bot_token")
+
+
+def refuse_addresses(body: object, known: tuple[str, ...], where: str = "") -> None:
+    """A 400 naming the first field that would point a provider call somewhere: provider
+    addresses are the operator's (providers.*), and a tenant's would receive the line's
+    tokens and its recipients' numbers. Checked before anything else is read or called."""
+    if not isinstance(body, dict):
+        return
+    for key, value in body.items():
+        if names_an_address(str(key), None if key in known else value):
+            raise ApiError(400, "address_not_allowed",
+                           f"'{where}{key}' is not accepted: provider addresses are set by "
+                           "the operator (providers.* in the configuration), not per tenant")
+
+
 async def post_line(request: web.Request) -> web.Response:
     body = await json_body(request)
+    refuse_addresses(body, LINE_FIELDS)
     channel = field(body, "channel", str)
     name = field(body, "name", str).strip()
     if not name or len(name) > 200:
@@ -73,8 +97,7 @@ async def _post_whatsapp_line(request: web.Request, body: dict, name: str) -> we
     creds = WhatsAppCredentials(
         phone_number_id=field(body, "phone_number_id", str),
         access_token=field(body, "access_token", str), app_secret=field(body, "app_secret", str),
-        verify_token=field(body, "verify_token", str),
-        base_url=field(body, "base_url", str, required=False, default=DEFAULT_BASE_URL))
+        verify_token=field(body, "verify_token", str))
     tier = field(body, "messaging_tier", int, required=False, default=0)
     if not 0 <= tier < len(WHATSAPP_TIERS):
         raise ApiError(400, "invalid_field", f"'messaging_tier' must be 0 to "
@@ -88,10 +111,8 @@ async def _post_whatsapp_line(request: web.Request, body: dict, name: str) -> we
 
 
 async def _post_telegram_line(request: web.Request, body: dict, name: str) -> web.Response:
-    creds = TelegramCredentials(
-        bot_token=field(body, "bot_token", str),
-        base_url=field(body, "base_url", str, required=False, default=PRODUCTION_BASE_URL),
-        webhook_secret=new_webhook_secret())
+    creds = TelegramCredentials(bot_token=field(body, "bot_token", str),
+                                webhook_secret=new_webhook_secret())
     wrapped = request.app[credentials_key].wrap(creds.to_json())
     rate = field(body, "rate_per_second", float, required=False, default=None)
     async with request.app[db_key].begin() as conn:
@@ -106,6 +127,38 @@ async def _post_telegram_line(request: web.Request, body: dict, name: str) -> we
             log.warning("telegram webhook not set", extra={"line_id": line.id,
                                                            "reason": exc.code})
     return json_response(line_json(line), status=201)
+
+
+async def delete_line_handler(request: web.Request) -> web.Response:
+    line = await tenant_line(request, request.match_info["id"])
+    telegram = request.app[channels_key]["telegram"]
+    webhook = line.channel == "telegram" and bool(request.app[public_url_key])
+    if webhook:  # loaded now: Telegram is told after the commit, when they are gone
+        try:
+            await request.app[credentials_key].telegram(line)
+        except Exception as exc:  # unreadable credentials: nothing to tell Telegram with
+            log.warning("telegram webhook cannot be removed", extra={
+                "line_id": line.id, "error": type(exc).__name__})
+            webhook = False
+    async with request.app[db_key].begin() as conn:
+        try:
+            drafts = await delete_line(conn, line)
+        except LineDeleteError as exc:
+            raise ApiError(409, exc.code, str(exc)) from None
+        await audit.record(conn, request[TENANT], actor_of(request), "line.delete",
+                           line_id=line.id, channel=line.channel, cancelled_drafts=drafts)
+    if webhook:
+        try:
+            await telegram.delete_webhook(line)
+        except TelegramLineError as exc:  # the bot's token is gone from here either way
+            log.warning("telegram webhook not removed", extra={"line_id": line.id,
+                                                               "reason": exc.code})
+    request.app[credentials_key].forget(line.id)
+    if line.channel == "telegram":
+        # Closing its session ends a long poll in flight; the poller then finds no
+        # credentials and stops (other processes' pollers within one round).
+        await telegram.forget(line.id)
+    return web.Response(status=204)
 
 
 async def tenant_line(request: web.Request, line_id: str) -> Line:
@@ -152,7 +205,10 @@ async def sandbox_messages(request: web.Request) -> web.Response:
 
 def iso(ts: float | None) -> str | None:
     from datetime import UTC, datetime
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+    try:
+        return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):  # a row stored before inputs were checked
+        return None
 
 
 LINE_SCHEMA = {"type": "object", "required": ["channel", "name"], "properties": {
@@ -160,7 +216,6 @@ LINE_SCHEMA = {"type": "object", "required": ["channel", "name"], "properties": 
     "phone_number_id": {"type": "string"}, "access_token": {"type": "string"},
     "app_secret": {"type": "string"}, "verify_token": {"type": "string"},
     "messaging_tier": {"type": "integer"}, "bot_token": {"type": "string"},
-    "base_url": {"type": "string"},
     "rate_per_second": {"type": "number"},
     "simulate": {"type": "object", "properties": {
         "latency_ms": {"type": "number"}, "failure_rate": {"type": "number"},
@@ -170,8 +225,23 @@ OPERATIONS = [
     Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines"),
     Operation("POST", "/api/v1/lines", post_line,
               "Add a sending line: sandbox, a WhatsApp Cloud API number or a Telegram bot "
-              "(credentials are stored wrapped by the operator key and never shown again)",
-              body=LINE_SCHEMA, responses={201: "Line created", 400: "Invalid line"}),
+              "(credentials are stored wrapped by the operator key and never shown again). "
+              "Provider addresses are the operator's configuration: a field naming one "
+              "(base_url, url, api_url, endpoint, any *_url, or a URL value) is a 400 "
+              "address_not_allowed naming the field",
+              body=LINE_SCHEMA, responses={201: "Line created", 400: "Invalid line"},
+              role="admin"),
+    Operation("DELETE", "/api/v1/lines/{id}", delete_line_handler,
+              "Delete a line. Refused (409 line_in_use, naming them) while a campaign on it is "
+              "running, scheduled, paused or waiting for an unlock: cancel those first, so no "
+              "campaign stops without the owner saying so. Its drafts are cancelled, its "
+              "credentials destroyed, its Telegram webhook removed or polling stopped, and "
+              "its operator chats unlinked; finished campaigns keep their history. The last "
+              "sandbox line is kept (409 last_sandbox_line): it holds no credentials and the "
+              "sandbox needs it. Audited as line.delete",
+              responses={204: "Deleted", 404: "No such line",
+                         409: "Campaigns still use it, or it is the last sandbox line"},
+              role="admin"),
     Operation("POST", "/api/v1/sandbox/inbound", sandbox_inbound,
               "Simulate a recipient's reply on a sandbox line (STOP, BAŞLA, YARDIM, …)",
               body={"type": "object", "required": ["line_id", "from", "text"], "properties": {

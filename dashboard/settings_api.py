@@ -7,15 +7,20 @@ from aiohttp import web
 
 from dashboard.errors import ApiError, json_body, json_response
 from dashboard.keys import TENANT, actor_of, db_key, directory_key, master_key
-from dashboard.lines_api import iso
+from dashboard.lines_api import iso, refuse_addresses
 from dashboard.routing import Operation
 from optout import audit, iys_sync
+from optout.outbound import ADDRESS_FORMAT
 from optout.tenants import TenantProfile, update_settings
 from store import raw
 
 _TEXT = {"sender_name": 200, "sender_contact": 200, "iys_code": 32, "iys_brand_code": 32,
          "timezone": 64}
 LANGUAGES = ("tr", "en")
+SETTINGS_FIELDS = (*_TEXT, "language", "iys_enabled", "quiet_hours", "frequency_cap",
+                   "frequency_window_days", "quiet_start_hour", "quiet_end_hour",
+                   "iys_credentials", "brand_names")
+IYS_ACCOUNT = ("username", "password")
 
 
 def settings_json(p: TenantProfile) -> dict:
@@ -44,6 +49,11 @@ def _known_zone(name: str) -> bool:
 
 
 def _validated(body: dict) -> dict:
+    # İYS's address is the operator's (providers.iys_url): the password must never follow a
+    # tenant's. Checked first, so the 400 names the address whatever else is wrong.
+    refuse_addresses(body, SETTINGS_FIELDS)
+    if isinstance(body, dict):
+        refuse_addresses(body.get("iys_credentials"), IYS_ACCOUNT, "iys_credentials.")
     changes = {}
     for key, value in body.items():
         if key in _TEXT:
@@ -68,10 +78,12 @@ def _validated(body: dict) -> dict:
                 raise ApiError(400, "invalid_field", f"'{key}' must be an hour from 0 to 23")
         elif key == "iys_credentials":
             if not (isinstance(value, dict) and all(
-                    isinstance(value.get(k), str) and value.get(k)
-                    for k in ("base_url", "username", "password"))):
-                raise ApiError(400, "invalid_field", "'iys_credentials' needs base_url, "
-                                                     "username and password")
+                    isinstance(value.get(k), str) and value.get(k) for k in IYS_ACCOUNT)):
+                raise ApiError(400, "invalid_field", "'iys_credentials' needs username and "
+                                                     "password")
+            if unknown := sorted(set(value) - set(IYS_ACCOUNT)):
+                raise ApiError(400, "unknown_field",
+                               f"unknown field 'iys_credentials.{unknown[0]}'")
         elif key == "brand_names":
             if not (isinstance(value, list) and all(isinstance(v, str) and v.strip()
                                                     for v in value) and len(value) <= 20):
@@ -99,9 +111,9 @@ async def patch_settings(request: web.Request) -> web.Response:
             if not all(codes.values()):
                 raise ApiError(400, "invalid_field", "set iys_code and iys_brand_code with the "
                                                      "İYS credentials")
-            plain = json.dumps({**{k: given[k] for k in ("base_url", "username", "password")},
-                                **codes}).encode()
+            plain = json.dumps({**{k: given[k] for k in IYS_ACCOUNT}, **codes}).encode()
             changes["iys_credentials"] = request.app[master_key].wrap(plain)
+            changes["iys_credentials_format"] = ADDRESS_FORMAT
             changes["iys_cursor"] = None
         await update_settings(conn, request[TENANT], changes)
         await audit.record(conn, request[TENANT], actor_of(request),
@@ -137,12 +149,15 @@ OPERATIONS = [
     Operation("GET", "/api/v1/iys", get_iys,
               "İYS sync state: counts, nearest deadline, rejected records with their reasons"),
     Operation("POST", "/api/v1/iys/retry", retry_iys,
-              "Re-queue every record İYS rejected, for the next push"),
+              "Re-queue every record İYS rejected, for the next push", role="admin"),
     Operation("GET", "/api/v1/settings", get_settings, "The tenant's settings"),
     Operation("PATCH", "/api/v1/settings", patch_settings,
               "Change settings: sender_name, sender_contact, language (tr/en), brand_names, "
               "iys_enabled, iys_code, iys_brand_code, timezone, quiet_hours, quiet_start_hour, "
               "quiet_end_hour, frequency_cap (commercial messages per person per window, 0: "
-              "off), frequency_window_days",
-              body={"type": "object"}, responses={200: "New settings", 400: "Invalid"}),
+              "off), frequency_window_days, iys_credentials {username, password}. İYS's "
+              "address is the operator's (providers.iys_url): a field naming one (base_url, "
+              "url, api_url, endpoint, any *_url) is a 400 address_not_allowed naming it",
+              body={"type": "object"}, responses={200: "New settings", 400: "Invalid"},
+              role="admin"),
 ]

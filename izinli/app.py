@@ -123,6 +123,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     yield
     await whatsapp.close()
     await telegram.close()
+    await sandbox.close()
     await db.close()
 
 

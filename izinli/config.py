@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -28,6 +29,8 @@ class ServerConfig:
     # Serve https directly (PEM files); or leave empty and terminate TLS in a reverse proxy.
     tls_cert: str = ""
     tls_key: str = ""
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-Proto/-For headers are believed.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class CryptoConfig:
     unlock_ttl_seconds: int = 8 * 3600
     max_unlock_ttl_seconds: int = 7 * 24 * 3600
     min_passphrase_length: int = 12
+    # Argon2id hashes (logins, unlocks) running at once; a burst beyond this gets 429.
+    kdf_concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,12 @@ class CampaignConfig:
     spam_optout_rate: float = 0.02
     # Auto-pause after this many send errors in a row.
     max_consecutive_errors: int = 50
+    # A message the provider could not take (5xx, unreachable) is tried this many times in all;
+    # the line waits provider_backoff_seconds after the first wave of errors, doubling up to
+    # provider_backoff_max_seconds (5 tries within about 30 s), before the message is failed.
+    provider_attempts: int = 5
+    provider_backoff_seconds: float = 2.0
+    provider_backoff_max_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,16 @@ class IysConfig:
 
 
 @dataclass(frozen=True)
+class ProvidersConfig:
+    # Where the providers' APIs are. Operator configuration only: a line or a tenant's İYS
+    # setting can never name an address, since its tokens and recipients would follow it.
+    # The WhatsApp URL carries the Graph API version the client speaks.
+    whatsapp_url: str = "https://graph.facebook.com/v21.0"
+    telegram_url: str = "https://api.telegram.org"
+    iys_url: str = "https://api.iys.org.tr"
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("var")
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -90,6 +111,7 @@ class Config:
     campaigns: CampaignConfig = field(default_factory=CampaignConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     iys: IysConfig = field(default_factory=IysConfig)
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
 
     @property
     def database_url(self) -> str:
@@ -105,6 +127,7 @@ _CHOICES = {
     "log.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "log.format": ("json", "text"),
 }
+_URLS = ("providers.whatsapp_url", "providers.telegram_url", "providers.iys_url")
 _ALIASES = {
     "IZINLI_DATABASE_URL": "store.url",
     "IZINLI_DATA_DIR": "data_dir",
@@ -202,6 +225,10 @@ def _coerce(key: str, kind: Any, raw: Any) -> Any:
         raise ConfigError(f"config key '{key}' must be {_NAMES[kind]}, got {raw!r}") from None
     if kind in (int, float) and value < 0:
         raise ConfigError(f"config key '{key}' must not be negative, got {value}")
+    if key in _URLS and not _is_http_url(value):
+        raise ConfigError(f"config key '{key}' must be an http(s) URL, got {raw!r}")
+    if key == "server.trusted_proxies":
+        _check_networks(key, value)
     choices = _CHOICES.get(key)
     if choices:
         value = value.upper() if key == "log.level" else value
@@ -209,6 +236,15 @@ def _coerce(key: str, kind: Any, raw: Any) -> Any:
             raise ConfigError(
                 f"config key '{key}' must be one of {', '.join(choices)}, got {raw!r}")
     return value
+
+
+def _is_http_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _to_int(raw: Any) -> int:
@@ -237,12 +273,30 @@ def _to_path(raw: Any) -> Path:
     return Path(_to_str(raw)) if not isinstance(raw, Path) else raw
 
 
+def _check_networks(key: str, entries: tuple[str, ...]) -> None:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"config key '{key}': '{entry}' is not an IP address or "
+                              "network") from None
+
+
+def _to_str_tuple(raw: Any) -> tuple[str, ...]:
+    # A TOML array, or a comma-separated string from the environment.
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise TypeError
+    return tuple(i.strip() for i in items if i.strip())
+
+
 def _to_float(raw: Any) -> float:
     if isinstance(raw, bool):
         raise TypeError
     return float(raw)
 
 
-_COERCE = {int: _to_int, bool: _to_bool, str: _to_str, Path: _to_path, float: _to_float}
+_COERCE = {int: _to_int, bool: _to_bool, str: _to_str, Path: _to_path, float: _to_float,
+           tuple[str, ...]: _to_str_tuple}
 _NAMES = {int: "an integer", bool: "true or false", str: "a string", Path: "a path",
-          float: "a number"}
+          float: "a number", tuple[str, ...]: "a list of strings"}

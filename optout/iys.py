@@ -16,6 +16,7 @@ from urllib.parse import quote
 import aiohttp
 
 from optout.iys_rules import IysConsent
+from optout.outbound import ResponseTooLargeError, is_redirect, read_capped, timeouts
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +34,24 @@ _PERSONAL = re.compile(r"[^\s@\"']+@[^\s@\"']+|\+?\d{7,}"
 
 @dataclass(frozen=True)
 class IysCredentials:
-    """One brand's İYS API account. to_json includes the password: wrap it before storing."""
+    """One brand's İYS API account. to_json includes the password: wrap it before storing.
+    No address: İYS's URL is the operator's (providers.iys_url), and a `base_url` stored by
+    older versions is ignored when read."""
 
-    base_url: str
     username: str
     password: str = field(repr=False)
     iys_code: str
     brand_code: str
 
     def to_json(self) -> dict[str, str]:
-        return {"base_url": self.base_url, "username": self.username, "password": self.password,
+        return {"username": self.username, "password": self.password,
                 "iys_code": self.iys_code, "brand_code": self.brand_code}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IysCredentials:
         # İYS hands out its codes as numbers; paths want them as text either way.
-        return cls(base_url=str(data["base_url"]), username=str(data["username"]),
-                   password=str(data["password"]), iys_code=str(data["iys_code"]),
-                   brand_code=str(data["brand_code"]))
+        return cls(username=str(data["username"]), password=str(data["password"]),
+                   iys_code=str(data["iys_code"]), brand_code=str(data["brand_code"]))
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,15 @@ def classify(reply: _Reply | Exception, *, token_call: bool = False) -> Failure 
     """None for a success, else the failure: the one place that reads statuses and error bodies."""
     if isinstance(reply, TimeoutError):
         return Retry(None, "timeout")
+    if isinstance(reply, ResponseTooLargeError):
+        return Retry(None, "response_too_large")
     if isinstance(reply, Exception):
         return Retry(None, "connection")
     status = reply.status
     if 200 <= status < 300:
         return None
+    if is_redirect(status):  # not followed; nothing is wrong with the records themselves
+        return Retry(None, "redirect_refused")
     if status == 429:
         return Retry(_seconds(reply.retry_after), "rate_limited")
     if status >= 500:
@@ -131,15 +136,18 @@ def classify(reply: _Reply | Exception, *, token_call: bool = False) -> Failure 
 
 
 class IysClient:
-    """Talks to one brand's consents in İYS; per-record answers come back as Result values."""
+    """Talks to one brand's consents in İYS at `base_url` (providers.iys_url); per-record
+    answers come back as Result values."""
 
     def __init__(self, credentials: IysCredentials,
                  session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
-                 clock: Callable[[], float] = time.monotonic, *, timeout: float = DEFAULT_TIMEOUT):
+                 clock: Callable[[], float] = time.monotonic, *, base_url: str,
+                 timeout: float = DEFAULT_TIMEOUT):
         self._credentials = credentials
+        self._base_url = base_url.rstrip("/")
         self._session_factory = session_factory
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeouts(timeout)
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._renew_at = 0.0
@@ -245,7 +253,7 @@ class IysClient:
         grant = {"username": creds.username, "password": creds.password,
                  "grant_type": "password"}
         self._token = None
-        reply = await self._send("POST", creds.base_url.rstrip("/") + "/oauth2/token", json=grant)
+        reply = await self._send("POST", self._base_url + "/oauth2/token", json=grant)
         failure = classify(reply, token_call=True)
         if failure is None:
             assert isinstance(reply, _Reply)  # classify() passes only replies
@@ -269,9 +277,10 @@ class IysClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            async with self._http().request(method, url, headers=headers,
-                                            timeout=self._timeout, **kwargs) as resp:
-                return _Reply(resp.status, resp.headers.get("Retry-After"), await _body(resp))
+            async with self._http().request(method, url, headers=headers, timeout=self._timeout,
+                                            allow_redirects=False, **kwargs) as resp:
+                body = None if is_redirect(resp.status) else await _body(resp)
+                return _Reply(resp.status, resp.headers.get("Retry-After"), body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return exc
 
@@ -283,7 +292,9 @@ class IysClient:
     @property
     def _consents_url(self) -> str:
         c = self._credentials
-        return f"{c.base_url.rstrip('/')}/sps/{c.iys_code}/brands/{c.brand_code}/consents"
+        # Quoted: the codes are the tenant's input and may only ever name path segments.
+        return (f"{self._base_url}/sps/{quote(c.iys_code, safe='')}/brands/"
+                f"{quote(c.brand_code, safe='')}/consents")
 
 
 async def with_backoff(call: Callable[[], Awaitable[_T]], attempts: int = 5, base: float = 0.5,
@@ -434,7 +445,7 @@ def _seconds(retry_after: str | None) -> float | None:
 
 
 async def _body(resp: aiohttp.ClientResponse) -> Any:
-    text = (await resp.read()).decode("utf-8", "replace")
+    text = (await read_capped(resp)).decode("utf-8", "replace")
     try:
         return json.loads(text) if text else None
     except ValueError:

@@ -22,6 +22,7 @@ from optout.deadlines import TZ, business_days_after
 from optout.iys import Accepted, IysClient, IysCredentials, Rejected, with_backoff
 from optout.iys_rules import IysConsent
 from optout.ledger import ConsentEvent
+from optout.outbound import drop_stored_addresses
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
 from store import raw
@@ -35,8 +36,9 @@ PAGE = 1000
 class IysSync:
     def __init__(self, db: Database, master: MasterKey, directory: TenantDirectory,
                  fields: FieldCrypto, watch: RevocationWatch, client_factory=IysClient,
-                 alerts=None):
+                 alerts=None, *, iys_url: str):
         self.db, self.master, self.directory = db, master, directory
+        self.iys_url = iys_url  # providers.iys_url: the operator's, never a tenant's
         self.alerts = alerts  # bot.operator.OperatorDesk: tells owners about rejections
         self.fields, self.watch, self._client_factory = fields, watch, client_factory
 
@@ -54,6 +56,14 @@ class IysSync:
                 log.error("iys pull failed", extra={"tenant_id": tenant_id,
                                                     "error": type(exc).__name__})
         return applied
+
+    async def drop_stored_addresses(self) -> int:
+        """Once, at start-up: rewraps İYS accounts stored with a tenant's base_url without it
+        (migration 0014 marked them; it cannot open them without the master key)."""
+        t = tenant_settings
+        return await drop_stored_addresses(self.db, self.master.unwrap, self.master.wrap, t,
+                                           t.c.tenant_id, t.c.iys_credentials,
+                                           t.c.iys_credentials_format)
 
     async def _account(self, tenant_id: str) -> tuple[IysCredentials, str | None]:
         async with self.db.connect() as conn:
@@ -109,7 +119,7 @@ class IysSync:
             records.append((event.id, record))
         credentials, _ = await self._account(tenant_id)
         if records:
-            async with self._client_factory(credentials) as client:
+            async with self._client(credentials) as client:
                 request_id = await with_backoff(
                     lambda: client.add_bulk([r for _, r in records]))
                 results = await with_backoff(
@@ -160,7 +170,7 @@ class IysSync:
         """Applies every change since the kept cursor; returns how many refusals applied."""
         credentials, cursor = await self._account(tenant_id)
         applied = 0
-        async with self._client_factory(credentials) as client:
+        async with self._client(credentials) as client:
             while True:
                 items, next_cursor = await with_backoff(
                     lambda after=cursor: client.changes(after, PAGE))
@@ -168,6 +178,9 @@ class IysSync:
                 if len(items) < PAGE or next_cursor == cursor:
                     return applied
                 cursor = next_cursor
+
+    def _client(self, credentials: IysCredentials) -> IysClient:
+        return self._client_factory(credentials, base_url=self.iys_url)
 
     async def _apply(self, tenant_id: str, items: list[IysConsent], cursor: str | None) -> int:
         async with self.db.connect() as conn:

@@ -6,6 +6,7 @@ missing or unreachable server fails the test."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 from pathlib import Path
@@ -19,6 +20,9 @@ from izinli.app import create_app, open_store
 PG_URL = os.environ.get("IZINLI_TEST_DATABASE_URL", "")
 REQUIRE_PG = os.environ.get("IZINLI_REQUIRE_POSTGRES") == "1"
 PASSPHRASE = "doğru at pil zımba 42"
+# Where the test config points every provider unless a test names a fake (port 9: discard,
+# nothing listens), so no test can ever call a real service.
+NOWHERE = "http://127.0.0.1:9"
 
 
 def _pg_admin(action: str, name: str) -> None:
@@ -60,7 +64,15 @@ def config(tmp_path: Path, database_url: str, monkeypatch) -> configuration.Conf
     monkeypatch.delenv("IZINLI_MASTER_KEY", raising=False)
     return configuration.load(None, env={}, overrides={
         "data_dir": tmp_path / "var", "store.url": database_url, "crypto.kdf": "min",
-        "server.telegram_poll_seconds": 1})
+        "server.telegram_poll_seconds": 1,
+        **{f"providers.{name}_url": NOWHERE for name in ("whatsapp", "telegram", "iys")}})
+
+
+def with_providers(config: configuration.Config, **urls: str) -> configuration.Config:
+    """`config` with providers.<name>_url set, e.g. with_providers(c, whatsapp=fake_url): how
+    tests point the service at the fake provider servers (tests/fakes)."""
+    return dataclasses.replace(config, providers=dataclasses.replace(
+        config.providers, **{f"{name}_url": url for name, url in urls.items()}))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Sending lines: the list, and adding a sandbox, WhatsApp Cloud API or Telegram line.
-Credentials go to the API once and are never shown again (nor echoed on an error)."""
+"""Sending lines: the list, adding a sandbox, WhatsApp Cloud API or Telegram line, and deleting
+one. Credentials go to the API once and are never shown again (nor echoed on an error)."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -45,4 +45,14 @@ async def add_line(request: web.Request) -> web.StreamResponse:
         kept = {k: v for k, v in data.items() if k not in SECRET and k != "csrf"}
         return await _page(request, result.status if result.status < 500 else 400,
                            result.error or str(result.status), kept)
+    raise web.HTTPSeeOther("/lines")
+
+
+@page("POST", "/lines/{id}/delete", "admin")
+async def delete_line(request: web.Request) -> web.StreamResponse:
+    """The API refuses (409, with the reason shown here) while campaigns still use the line."""
+    result = await api(request, "DELETE", f"/lines/{request.match_info['id']}")
+    if not result.ok:
+        return await _page(request, result.status if result.status < 500 else 400,
+                           result.error or str(result.status))
     raise web.HTTPSeeOther("/lines")

@@ -62,8 +62,8 @@ async def save_iys(request: web.Request) -> web.StreamResponse:
                   "iys_enabled": data.get("iys_enabled") == "on"}
     # The password is never shown back: credentials change only when one is typed.
     if data.get("iys_password"):
-        body["iys_credentials"] = {"base_url": data.get("iys_base_url", "").strip(),
-                                   "username": data.get("iys_username", "").strip(),
+        # No address: İYS's URL is the operator's configuration (providers.iys_url).
+        body["iys_credentials"] = {"username": data.get("iys_username", "").strip(),
                                    "password": data["iys_password"]}
     result = await api(request, "PATCH", "/settings", body=body)
     if not result.ok:

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import ApiTenant
+from conftest import ApiTenant, with_providers
 from fakes.graph import (
     PHONE_NUMBER_ID,
     GraphState,
@@ -73,12 +73,25 @@ async def graph(aiohttp_server):
 
 
 @pytest.fixture
+async def bot_api(aiohttp_server):
+    state = BotApiState()
+    server = await aiohttp_server(create_bot_api_app(state))
+    return state, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def config(config, graph, bot_api):
+    """The service pointed at the fake Graph API and Bot API, as an operator would."""
+    return with_providers(config, whatsapp=graph[1], telegram=bot_api[1])
+
+
+@pytest.fixture
 async def wa_line(tenant, graph):
-    state, base = graph
+    state, _ = graph
     r = await tenant.call("POST", "/lines", json={
         "channel": "whatsapp", "name": "Mağaza WhatsApp", "phone_number_id": PHONE_NUMBER_ID,
         "access_token": state.access_token, "app_secret": APP_SECRET, "verify_token": VERIFY,
-        "base_url": base, "messaging_tier": 1})
+        "messaging_tier": 1})
     assert r.status == 201, await r.text()
     line = await r.json()
     assert state.access_token not in json.dumps(line) and APP_SECRET not in json.dumps(line)
@@ -166,17 +179,9 @@ async def test_whatsapp_undeliverable_and_provider_opt_out(tenant, graph, wa_lin
 
 
 @pytest.fixture
-async def bot_api(aiohttp_server):
-    state = BotApiState()
-    server = await aiohttp_server(create_bot_api_app(state))
-    return state, str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-async def tg_line(tenant, bot_api):
-    _, base = bot_api
+async def tg_line(tenant):
     r = await tenant.call("POST", "/lines", json={"channel": "telegram", "name": "Mağaza botu",
-                                                  "bot_token": TOKEN, "base_url": base})
+                                                  "bot_token": TOKEN})
     assert r.status == 201, await r.text()
     line = await r.json()
     assert TOKEN not in json.dumps(line)

@@ -22,12 +22,14 @@ from campaigns.ports import (
     LINE_PAUSE_CODES,
     Blocked,
     Line,
+    MaybeSent,
     OptedOut,
     OutboundMessage,
     PermanentFailure,
     RateLimited,
     Sent,
     TemporaryFailure,
+    Unavailable,
 )
 
 LINE = Line(id="line-wa-1", tenant_id="tenant-1", channel="whatsapp", name="WhatsApp",
@@ -64,22 +66,24 @@ async def graph(aiohttp_server, state: GraphState):
     return await aiohttp_server(create_graph_app(state), host="127.0.0.1")
 
 
-def credentials_at(base_url: str, token: str = TOKEN) -> WhatsAppCredentials:
-    return WhatsAppCredentials(phone_number_id=PHONE_NUMBER_ID, access_token=token,
-                               app_secret=APP_SECRET, verify_token=VERIFY_TOKEN,
-                               base_url=base_url)
+def credentials_at(base_url: str, token: str = TOKEN) -> tuple[str, WhatsAppCredentials]:
+    """Where the channel sends (the operator's providers.whatsapp_url) and the line's secrets."""
+    return base_url, WhatsAppCredentials(phone_number_id=PHONE_NUMBER_ID, access_token=token,
+                                         app_secret=APP_SECRET, verify_token=VERIFY_TOKEN)
 
 
 @pytest.fixture
-def credentials(graph) -> WhatsAppCredentials:
+def credentials(graph) -> tuple[str, WhatsAppCredentials]:
     return credentials_at(str(graph.make_url("/v21.0")))
 
 
-async def open_channel(credentials: WhatsAppCredentials, timeout: float = 5.0):
+async def open_channel(located: tuple[str, WhatsAppCredentials], timeout: float = 5.0):
+    base_url, credentials = located
+
     async def credentials_for(line: Line) -> WhatsAppCredentials:
         assert line.id == LINE.id
         return credentials
-    return WhatsAppChannel(credentials_for, timeout=timeout)
+    return WhatsAppChannel(credentials_for, base_url=base_url, timeout=timeout)
 
 
 @pytest.fixture
@@ -124,8 +128,8 @@ async def test_request_body_is_a_text_message_with_biz_opaque_callback_data(chan
     (80007, RateLimited(60.0)),
     (613, RateLimited(60.0)),
     (100, PermanentFailure("invalid_request")),
-    (131000, TemporaryFailure("provider_unavailable")),
-    (2, TemporaryFailure("provider_unavailable")),
+    (131000, Unavailable("provider_unavailable")),
+    (2, Unavailable("provider_unavailable")),
     (10, PermanentFailure("graph_10")),
     (133010, PermanentFailure("graph_133010")),
 ])
@@ -176,9 +180,8 @@ async def test_wrong_token_is_auth_failed(graph, state):
 
 
 async def test_unknown_phone_number_id_is_invalid_request(graph):
-    credentials = WhatsAppCredentials("999", TOKEN, APP_SECRET, VERIFY_TOKEN,
-                                      str(graph.make_url("/v21.0")))
-    channel = await open_channel(credentials)
+    credentials = WhatsAppCredentials("999", TOKEN, APP_SECRET, VERIFY_TOKEN)
+    channel = await open_channel((str(graph.make_url("/v21.0")), credentials))
     try:
         assert await channel.send(LINE, ADDRESS, OutboundMessage(TEXT)) == \
             PermanentFailure("invalid_request")
@@ -212,23 +215,50 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_connection_refused_is_a_temporary_failure():
+async def test_connection_refused_is_unavailable():
+    # Nothing reached Graph: the dispatcher backs off and sends it again.
     channel = await open_channel(credentials_at(f"http://127.0.0.1:{unused_port()}/v21.0"))
     try:
         assert await channel.send(LINE, ADDRESS, OutboundMessage(TEXT)) == \
-            TemporaryFailure("connection_error")
+            Unavailable("connection_error")
     finally:
         await channel.close()
 
 
-async def test_a_slow_provider_is_a_temporary_failure(credentials, state):
+async def test_a_slow_provider_is_maybe_sent(credentials, state):
     state.latency = 2.0
     channel = await open_channel(credentials, timeout=0.2)
     try:
         assert await channel.send(LINE, ADDRESS, OutboundMessage(TEXT)) == \
-            TemporaryFailure("timeout")
+            MaybeSent("timeout")
     finally:
         await channel.close()
+
+
+async def test_an_answer_slower_than_the_timeout_after_graph_kept_the_message_is_maybe_sent(
+        credentials, state):
+    state.answer_delay = 2.0  # Graph keeps the message, then answers late
+    channel = await open_channel(credentials, timeout=0.2)
+    try:
+        assert await channel.send(LINE, ADDRESS, OutboundMessage(TEXT, reference="7")) == \
+            MaybeSent("timeout")
+        assert [m["reference"] for m in state.sent] == ["7"]  # it was in fact accepted
+    finally:
+        await channel.close()
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (500, Unavailable("provider_unavailable")),  # Graph's JSON error, code 1
+    (503, Unavailable("provider_unavailable")),  # code 2
+    (502, Unavailable("http_502")),  # a gateway's page, no Graph body
+])
+async def test_an_outage_is_unavailable_and_keeps_nothing(channel, state, clock, status,
+                                                         expected):
+    state.outage_status, state.outage_until = status, clock.now + 1
+    assert await channel.send(LINE, ADDRESS, OutboundMessage(TEXT)) == expected
+    assert state.sent == []
+    clock.now += 1
+    assert isinstance(await channel.send(LINE, ADDRESS, OutboundMessage(TEXT)), Sent)
 
 
 async def test_template_payload_is_accepted_by_graph(channel, state):
@@ -276,17 +306,19 @@ async def test_token_and_text_never_reach_logs_or_results(caplog, graph, state):
 
 
 def test_credentials_round_trip_through_json_and_hide_secrets_in_repr():
-    credentials = credentials_at("http://127.0.0.1:1/v21.0")
+    _, credentials = credentials_at("http://127.0.0.1:1/v21.0")
     assert WhatsAppCredentials.from_json(credentials.to_json()) == credentials
     for secret in (TOKEN, APP_SECRET, VERIFY_TOKEN):
         assert secret not in repr(credentials)
     assert PHONE_NUMBER_ID in repr(credentials)
 
 
-def test_credentials_default_base_url():
+def test_a_stored_base_url_is_ignored():
+    # Written by versions that let a tenant choose the address: read, it names none.
     raw = (b'{"phone_number_id": "1", "access_token": "a", "app_secret": "b", '
-           b'"verify_token": "c"}')
-    assert WhatsAppCredentials.from_json(raw).base_url == "https://graph.facebook.com/v21.0"
+           b'"verify_token": "c", "base_url": "http://127.0.0.1:1/steal"}')
+    assert WhatsAppCredentials.from_json(raw) == WhatsAppCredentials("1", "a", "b", "c")
+    assert "base_url" not in WhatsAppCredentials.from_json(raw).to_json().decode()
 
 
 @pytest.mark.parametrize("raw", [
@@ -307,8 +339,9 @@ def test_bad_credentials_json_is_refused_without_echoing_it(raw):
 
 @pytest.mark.parametrize(("status", "body", "retry_after", "expected"), [
     (200, {"messages": [{"id": "wamid.X"}]}, None, Sent("wamid.X")),
-    (200, {"messages": []}, None, PermanentFailure("malformed_response")),
-    (200, None, None, PermanentFailure("malformed_response")),
+    # Graph took the request and said something we cannot read: it may have kept it.
+    (200, {"messages": []}, None, MaybeSent("malformed_response")),
+    (200, None, None, MaybeSent("malformed_response")),
     (400, {"error": {"code": 130429}}, 3.0, RateLimited(3.0)),
     (400, {"error": {"code": "131056"}}, None, RateLimited(6.0)),
     (401, {"error": {"code": 190, "type": "OAuthException"}}, None,
@@ -318,9 +351,11 @@ def test_bad_credentials_json_is_refused_without_echoing_it(raw):
     (403, None, None, PermanentFailure("http_403")),
     (429, None, None, RateLimited(1.0)),
     (429, None, 7.0, RateLimited(7.0)),
-    (500, {"error": {"code": 424242}}, None, TemporaryFailure("graph_424242")),
-    (502, None, None, TemporaryFailure("http_502")),
-    (503, {"error": "down"}, None, TemporaryFailure("http_503")),
+    (500, {"error": {"code": 424242}}, None, Unavailable("graph_424242")),
+    (502, None, None, Unavailable("http_502")),
+    (503, {"error": "down"}, None, Unavailable("http_503")),
+    (503, None, 5.0, Unavailable("http_503", 5.0)),
+    (504, None, None, MaybeSent("gateway_timeout")),
 ])
 def test_classify(status, body, retry_after, expected):
     assert classify(status, body, retry_after) == expected
@@ -339,4 +374,4 @@ json_values = st.recursive(
 def test_classify_always_answers_with_one_closed_outcome(status, body):
     outcome = classify(status, body)
     assert isinstance(outcome, Sent | RateLimited | Blocked | OptedOut | TemporaryFailure
-                      | PermanentFailure)
+                      | PermanentFailure | Unavailable | MaybeSent)

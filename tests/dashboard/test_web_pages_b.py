@@ -67,12 +67,14 @@ async def test_iys_connection_saved_without_echoing_the_password(client, tenant)
     admin = await make_web_user(client, tenant, "admin")
     r = await admin.post("/settings/iys", {
         "iys_enabled": "on", "iys_code": "123456", "iys_brand_code": "654321",
-        "iys_base_url": "https://iys.example", "iys_username": "kullanici",
+        "iys_username": "kullanici",
         "iys_password": "çok-gizli-iys-parolası"}, allow_redirects=False)
     assert r.status == 303, await r.text()
     s = await _settings(tenant)
     assert s["iys_enabled"] and s["iys_connected"] and s["iys_code"] == "123456"
     page = await (await admin.get("/settings")).text()
+    # İYS's address is the operator's configuration: the page no longer asks for one.
+    assert "iys_base_url" not in page
     assert "çok-gizli-iys-parolası" not in page and "kullanici" not in page
     assert "Reddedilen kayıt yok" in page
     r = await admin.post("/settings/iys/retry", allow_redirects=False)
@@ -208,16 +210,27 @@ async def test_owner_adds_changes_and_disables_a_user(client, tenant, owner):
     assert [u["disabled"] for u in people if u["id"] == cashier["id"]] == [True]
 
 
-async def test_users_api_for_api_keys_keeps_one_owner(tenant):
+async def test_users_api_for_api_keys_keeps_one_owner(client, tenant):
+    from dashboard import accounts, users
+    from dashboard.keys import db_key, master_key
+    # An API key never makes an owner (issue 12): the owner comes from setup or the CLI.
     r = await tenant.call("POST", "/users", json={"email": "sahip@ornek.com.tr",
                                                   "password": "sahip parola 12",
                                                   "role": "owner"})
-    assert r.status == 201
-    only_owner = (await r.json())["id"]
+    assert r.status == 403 and (await r.json())["error"]["code"] == "role_not_allowed"
+    only_owner = await users.create_user(client.app[db_key], client.app[master_key], tenant.id,
+                                         "sahip@ornek.com.tr", "sahip parola 12", "owner",
+                                         "test", kdf="min")
+    _, owner_key = await accounts.create_api_key(client.app[db_key], tenant.id, "sahibin",
+                                                 "test", role="owner")
+    as_owner = {"Authorization": f"Bearer {owner_key}"}
     r = await tenant.call("POST", "/users", json={"email": "zayif@ornek.com.tr",
                                                   "password": "kısa"})
     assert r.status == 400 and (await r.json())["error"]["code"] == "weak_password"
     r = await tenant.call("PATCH", f"/users/{only_owner}", json={"role": "viewer"})
+    assert r.status == 403  # an admin key cannot touch an owner
+    r = await tenant.call("PATCH", f"/users/{only_owner}", json={"role": "viewer"},
+                          headers=as_owner)
     assert r.status == 409 and (await r.json())["error"]["code"] == "last_owner"
     r = await tenant.call("PATCH", f"/users/{only_owner}", json={"role": "boss"})
     assert r.status == 400

@@ -88,14 +88,20 @@ def state(clock) -> IysState:
 
 
 @pytest.fixture
-async def credentials(aiohttp_server, state) -> IysCredentials:
+async def iys_url(aiohttp_server, state) -> str:
+    """The fake İYS, where the operator's providers.iys_url would point."""
     server = await aiohttp_server(create_iys_app(state))
-    return IysCredentials(str(server.make_url("")), USERNAME, PASSWORD, IYS_CODE, BRAND_CODE)
+    return str(server.make_url(""))
 
 
 @pytest.fixture
-async def client(credentials, clock):
-    async with IysClient(credentials, clock=clock) as iys:
+def credentials() -> IysCredentials:
+    return IysCredentials(USERNAME, PASSWORD, IYS_CODE, BRAND_CODE)
+
+
+@pytest.fixture
+async def client(credentials, clock, iys_url):
+    async with IysClient(credentials, clock=clock, base_url=iys_url) as iys:
         yield iys
 
 
@@ -131,10 +137,10 @@ async def test_a_second_401_is_auth_failed_without_a_loop(client, state):
     assert len(token_requests(state)) == 2
 
 
-async def test_wrong_password_is_auth_failed_and_not_retried(credentials, clock, state):
+async def test_wrong_password_is_auth_failed_and_not_retried(credentials, clock, state, iys_url):
     wrong = replace(credentials, password="yanlış-parola")
     sleeper = Sleeper(clock)
-    async with IysClient(wrong, clock=clock) as iys:
+    async with IysClient(wrong, clock=clock, base_url=iys_url) as iys:
         result = await with_backoff(lambda: iys.add(consent()), sleep=sleeper)
     assert isinstance(result.outcome, AuthFailed)
     assert sleeper.delays == []
@@ -339,19 +345,17 @@ async def test_429_retry_after_is_honoured(client, state, clock):
     assert sleeper.delays and all(d >= 1.0 for d in sleeper.delays)
 
 
-async def test_timeout_is_retry(credentials, clock, state):
+async def test_timeout_is_retry(credentials, clock, state, iys_url):
     state.latency = 0.5
-    async with IysClient(credentials, clock=clock, timeout=0.05) as iys:
+    async with IysClient(credentials, clock=clock, timeout=0.05, base_url=iys_url) as iys:
         assert (await iys.add(consent())).outcome == Retry(None, "timeout")
 
 
-async def test_connection_error_is_retry(clock):
+async def test_connection_error_is_retry(clock, credentials):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    nowhere = IysCredentials(f"http://127.0.0.1:{port}", USERNAME, PASSWORD, IYS_CODE,
-                             BRAND_CODE)
-    async with IysClient(nowhere, clock=clock) as iys:
+    async with IysClient(credentials, clock=clock, base_url=f"http://127.0.0.1:{port}") as iys:
         assert (await iys.add(consent())).outcome == Retry(None, "connection")
 
 
@@ -368,7 +372,7 @@ def test_every_status_lands_in_the_closed_set(status, retry_after):
     outcome = classify(_Reply(status, retry_after, {"errors": [{"code": "H1", "message": "m"}]}))
     if 200 <= status < 300:
         assert outcome is None
-    elif status == 429 or status >= 500:
+    elif status == 429 or status >= 500 or 300 <= status < 400:  # redirects are not followed
         assert isinstance(outcome, Retry)
     elif status in (401, 403):
         assert isinstance(outcome, AuthFailed)
@@ -395,7 +399,7 @@ def test_backoff_grows_with_jitter_caps_and_never_undercuts_retry_after(attempt,
 # --- secrets and personal data ----------------------------------------------------------------
 
 def test_credentials_hide_the_password_and_round_trip():
-    creds = IysCredentials("https://api.iys.org.tr", USERNAME, PASSWORD, IYS_CODE, BRAND_CODE)
+    creds = IysCredentials(USERNAME, PASSWORD, IYS_CODE, BRAND_CODE)
     assert PASSWORD not in repr(creds) and PASSWORD not in str(creds)
     assert IysCredentials.from_json(creds.to_json()) == creds
     as_numbers = creds.to_json() | {"iys_code": 700100, "brand_code": 700101}
@@ -403,7 +407,7 @@ def test_credentials_hide_the_password_and_round_trip():
 
 
 async def test_no_credentials_tokens_or_numbers_in_logs_or_errors(credentials, client, state,
-                                                                  clock, caplog):
+                                                                  clock, caplog, iys_url):
     caplog.set_level(logging.DEBUG)
     seen: list[object] = []
     seen.append(await client.add(consent(at=NOW - timedelta(hours=2))))
@@ -416,7 +420,8 @@ async def test_no_credentials_tokens_or_numbers_in_logs_or_errors(credentials, c
             await call()
         seen.append(raised.value)
     state.outage = False
-    async with IysClient(replace(credentials, password="Yanlış-Parola-9"), clock=clock) as bad:
+    async with IysClient(replace(credentials, password="Yanlış-Parola-9"), clock=clock,
+                         base_url=iys_url) as bad:
         seen.append(await bad.add(consent()))
     text = caplog.text + " ".join(f"{s!r} {s}" for s in seen) + repr(client)
     assert "H175" in text  # the rejection is reported...

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from conftest import with_providers
 from fakes.iys import BRAND_CODE, IYS_CODE, PASSWORD, USERNAME, IysState, create_iys_app
 
 from dashboard.keys import db_key, iys_sync_key
@@ -18,10 +19,16 @@ async def iys(aiohttp_server):
     return state, str(server.make_url("")).rstrip("/")
 
 
+@pytest.fixture
+def config(config, iys):
+    """The service pointed at the fake İYS, as an operator would (providers.iys_url)."""
+    return with_providers(config, iys=iys[1])
+
+
 async def _enable(tenant, base: str):
     r = await tenant.call("PATCH", "/settings", json={
         "iys_enabled": True, "iys_code": IYS_CODE, "iys_brand_code": BRAND_CODE,
-        "iys_credentials": {"base_url": base, "username": USERNAME, "password": PASSWORD}})
+        "iys_credentials": {"username": USERNAME, "password": PASSWORD}})
     assert r.status == 200, await r.text()
     body = await r.json()
     assert body["iys_connected"] is True and PASSWORD not in await r.text()
@@ -62,10 +69,9 @@ async def test_iys_outage_is_retried_and_reported_not_fatal(tenant, iys):
     assert await sync.pull_all() == 1
 
 
-async def test_iys_credentials_need_the_codes(tenant, iys):
-    _, base = iys
+async def test_iys_credentials_need_the_codes(tenant):
     r = await tenant.call("PATCH", "/settings", json={
-        "iys_credentials": {"base_url": base, "username": USERNAME, "password": PASSWORD}})
+        "iys_credentials": {"username": USERNAME, "password": PASSWORD}})
     assert r.status == 400
 
 
