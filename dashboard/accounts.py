@@ -9,6 +9,8 @@ import secrets
 import time
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from campaigns.lines import add_sandbox_line
 from crypto.blind import new_lookup_key
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "izk"
 CUSTODIES = ("passphrase", "service")
+# Dashboard users and API keys share these roles, weakest first.
+ROLES = ("viewer", "operator", "admin", "owner")
+DEFAULT_KEY_ROLE = "admin"
 
 
 class AccountError(Exception):
@@ -50,6 +55,28 @@ class NotFoundError(AccountError):
     code = "not_found"
 
 
+class ForbiddenError(AccountError):
+    """The caller is known but its role does not allow this."""
+
+    code = "forbidden"
+
+
+def at_least(role: str, needed: str) -> bool:
+    return ROLES.index(role) >= ROLES.index(needed)
+
+
+def check_role_grant(role: str, granted_by_key: str | None) -> str:
+    """`role` when the caller may hand it out. An API key (`granted_by_key` is its role) never
+    makes an owner and never more than itself: a leaked key must not outrank the business's
+    owners or lock them out. Dashboard owners (None) may grant any role."""
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}", "invalid_role")
+    if granted_by_key is not None and (role == "owner" or not at_least(granted_by_key, role)):
+        raise ForbiddenError("an API key cannot grant the owner role or a role above its own",
+                             "role_not_allowed")
+    return role
+
+
 def check_passphrase(passphrase: str, min_length: int) -> str:
     """The passphrase as it will be used (NFC), or AccountError saying what is wrong with it."""
     passphrase = unicodedata.normalize("NFC", passphrase)
@@ -60,12 +87,15 @@ def check_passphrase(passphrase: str, min_length: int) -> str:
 
 
 async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: str,
-                        kdf: str = "moderate", min_length: int = 12) -> tuple[str, str]:
-    """Creates a tenant with its key pair and a first API key; returns (tenant_id, api_key)."""
+                        kdf: str = "moderate", min_length: int = 12,
+                        run: Callable[..., Awaitable[Any]] = asyncio.to_thread
+                        ) -> tuple[str, str]:
+    """Creates a tenant with its key pair and a first API key; returns (tenant_id, api_key).
+    `run` runs the passphrase hash off the loop (the web passes its bounded HashSlots.run)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise AccountError("tenant name must be 1 to 200 characters", "invalid_name")
-    keys = new_tenant_keys(check_passphrase(passphrase, min_length), kdf)
+    keys = await run(new_tenant_keys, check_passphrase(passphrase, min_length), kdf)
     row = TenantRow(id=str(uuid.uuid4()), name=name, created_at=time.time(),
                     public_key=keys.public_key, wrapped_secret=keys.wrapped_secret,
                     wrapped_lookup_key=master.wrap(new_lookup_key()), custody="passphrase",
@@ -80,9 +110,9 @@ async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: 
     return row.id, api_key
 
 
-async def _new_api_key(conn, tenant_id: str, name: str) -> str:
+async def _new_api_key(conn, tenant_id: str, name: str, role: str = DEFAULT_KEY_ROLE) -> str:
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    await insert_api_key(conn, key_id, tenant_id, name, _hash_secret(secret))
+    await insert_api_key(conn, key_id, tenant_id, name, _hash_secret(secret), role)
     return f"{API_KEY_PREFIX}_{key_id}_{secret}"
 
 
@@ -98,17 +128,20 @@ async def issue_api_key(db: Database, tenant_id: str, passphrase: str, name: str
     return key
 
 
-async def create_api_key(db: Database, tenant_id: str, name: str, actor: str
+async def create_api_key(db: Database, tenant_id: str, name: str, actor: str,
+                         role: str = DEFAULT_KEY_ROLE, granted_by_key: str | None = None
                          ) -> tuple[str, str]:
-    """Another API key for a caller already proven to act for the tenant (an API key, or a
-    dashboard owner who re-entered their password); returns (key id, key), shown once."""
+    """Another API key for a caller already proven to act for the tenant (an API key, whose
+    role is `granted_by_key`, or a dashboard owner who re-entered their password); returns
+    (key id, key), shown once."""
     name = name.strip()
     if not name or len(name) > 100:
         raise AccountError("the key name must be 1 to 100 characters", "invalid_name")
+    check_role_grant(role, granted_by_key)
     async with db.begin() as conn:
-        key = await _new_api_key(conn, tenant_id, name)
+        key = await _new_api_key(conn, tenant_id, name, role)
         key_id = key.split("_", 2)[1]
-        await audit.record(conn, tenant_id, actor, "api_key.create", key_id=key_id)
+        await audit.record(conn, tenant_id, actor, "api_key.create", key_id=key_id, role=role)
     log.info("api key issued", extra={"tenant_id": tenant_id})
     return key_id, key
 
@@ -118,7 +151,7 @@ async def api_keys_of(db: Database, tenant_id: str) -> list[dict]:
     async with db.connect() as conn:
         rows = await list_api_keys(conn, tenant_id)
     return [{"id": r.id, "name": r.name, "created_at": r.created_at,
-             "revoked_at": r.revoked_at} for r in rows]
+             "revoked_at": r.revoked_at, "role": r.role} for r in rows]
 
 
 async def revoke_key(db: Database, tenant_id: str, key_id: str, actor: str) -> None:
@@ -136,8 +169,8 @@ def _hash_secret(secret: str) -> bytes:
     return hashlib.blake2b(secret.encode(), digest_size=32, person=b"izinli-apikey").digest()
 
 
-async def authenticate(db: Database, api_key: str) -> tuple[str, str] | None:
-    """(tenant id, key id) of a valid API key, or None (unknown, malformed or revoked)."""
+async def authenticate(db: Database, api_key: str) -> tuple[str, str, str] | None:
+    """(tenant id, key id, role) of a valid API key, or None (unknown, malformed, revoked)."""
     prefix, _, rest = api_key.partition("_")
     key_id, _, secret = rest.partition("_")
     if prefix != API_KEY_PREFIX or not key_id or not secret:
@@ -148,7 +181,7 @@ async def authenticate(db: Database, api_key: str) -> tuple[str, str] | None:
         return None
     if not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
         return None
-    return row.tenant_id, row.id
+    return row.tenant_id, row.id, row.role
 
 
 async def tenant_row(db: Database, tenant_id: str) -> TenantRow:
@@ -160,12 +193,13 @@ async def tenant_row(db: Database, tenant_id: str) -> TenantRow:
 
 
 async def unlock(db: Database, keyring: Keyring, tenant_id: str, passphrase: str,
-                 ttl_seconds: float) -> float:
+                 ttl_seconds: float, run: Callable[..., Awaitable[Any]] = asyncio.to_thread
+                 ) -> float:
     """Unwraps the tenant key into memory for `ttl_seconds`. Raises WrongPassphraseError."""
     row = await tenant_row(db, tenant_id)
     passphrase = unicodedata.normalize("NFC", passphrase)
     # Argon2id takes ~0.5 s and 256 MiB at MODERATE: keep it off the event loop.
-    secret = await asyncio.to_thread(unwrap_secret, row.wrapped_secret, passphrase)
+    secret = await run(unwrap_secret, row.wrapped_secret, passphrase)
     expires = keyring.unlock(tenant_id, secret, ttl_seconds)
     log.info("vault unlocked", extra={"tenant_id": tenant_id, "ttl_seconds": ttl_seconds})
     return expires
@@ -198,5 +232,9 @@ async def unlock_service_custody(db: Database, keyring: Keyring, master: MasterK
         rows = [r for r in await list_tenants(conn) if r.custody == "service"]
     for row in rows:
         if row.service_wrapped_secret:
-            keyring.unlock(row.id, master.unwrap(row.service_wrapped_secret), SERVICE_TTL)
+            try:  # a damaged row leaves that tenant locked; the server still starts for all
+                keyring.unlock(row.id, master.unwrap(row.service_wrapped_secret), SERVICE_TTL)
+            except Exception as exc:
+                log.error("service custody unlock failed", extra={
+                    "tenant_id": row.id, "error": type(exc).__name__})
     return len(rows)

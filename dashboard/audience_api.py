@@ -1,8 +1,8 @@
 """API: contact lists and CSV imports."""
 from __future__ import annotations
 
+import io
 import json
-import tempfile
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -12,6 +12,7 @@ from campaigns.audiences import ImportSource, create_list, list_exists
 from campaigns.csvparse import CsvFormatError
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
+from dashboard.inputs import clean_text
 from dashboard.keys import (
     TENANT,
     actor_of,
@@ -24,9 +25,6 @@ from dashboard.keys import (
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
 from store.tables import contact_lists, contacts, list_members
-
-# Uploads up to this size stay in memory; larger ones go to a temporary file.
-SPOOL_IN_MEMORY = 1024 * 1024
 
 
 async def post_list(request: web.Request) -> web.Response:
@@ -43,7 +41,10 @@ async def import_contacts(request: web.Request) -> web.Response:
             if not await list_exists(conn, tenant_id, list_id):
                 raise ApiError(404, "not_found", "no such list")
     limit = request.app[settings_key].max_import_bytes
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+    # In memory only, up to the import limit: the CSV is plaintext personal data, and a
+    # temporary file would leave it in the file system (and in its free blocks) after the
+    # request; the limit (20 MiB by default) bounds what one request holds.
+    with io.BytesIO() as spool:
         await _spool(request, spool, limit)
         return json_response(await import_spooled(request, list_id, spool, _filename(request)))
 
@@ -54,7 +55,9 @@ async def import_spooled(request: web.Request, list_id: str | None, spool,
     if spool.tell() == 0:
         raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
     spool.seek(0)
-    source = ImportSource(filename=filename[:200] or "upload.csv", uploader=actor_of(request))
+    # A header or a multipart part can carry NUL or undecodable bytes: stored as text, cleaned.
+    source = ImportSource(filename=clean_text(filename)[:200] or "upload.csv",
+                          uploader=actor_of(request))
     try:
         result = await request.app[importer_key].run(request[TENANT], list_id, spool, source)
     except CsvFormatError as exc:

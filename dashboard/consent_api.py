@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import time
 
 from aiohttp import web
@@ -21,7 +22,7 @@ from dashboard.keys import (
     watch_key,
 )
 from dashboard.lines_api import address_param, iso
-from dashboard.routing import Operation
+from dashboard.routing import Operation, require_key_role
 from optout import audit, facts, ledger, subjects, suppression
 from optout.deadlines import parse_consent_date
 from optout.gate import Purpose, decide
@@ -36,16 +37,23 @@ async def _context(request: web.Request):
     return profile, await app[fields_key].shared_sealer(tenant_id, profile.public_key)
 
 
+# Consents are evidence of something that happened: not before the e-commerce law's time
+# (2000-01-01 leaves room for old records), not in the future beyond clock slack.
+OCCURRED_AT_EARLIEST = 946684800.0
+
+
 def _occurred_at(body: dict) -> float:
     raw = body.get("occurred_at")
     if raw is None:
         return time.time()
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        when = float(raw)
+        when = float(raw) if abs(raw) < 1e300 else math.inf
     elif isinstance(raw, str) and (parsed := parse_consent_date(raw)) is not None:
         when = parsed.timestamp()
     else:
         raise ApiError(400, "invalid_field", "'occurred_at' must be an ISO 8601 date-time")
+    if not math.isfinite(when) or when < OCCURRED_AT_EARLIEST:
+        raise ApiError(400, "invalid_field", "'occurred_at' must be a date after 2000-01-01")
     if when > time.time() + 60:
         raise ApiError(400, "invalid_field", "'occurred_at' is in the future")
     return when
@@ -93,6 +101,9 @@ def _state_json(state: dict | None) -> dict | None:
 
 
 async def get_consents(request: web.Request) -> web.Response:
+    download = request.query.get("download") in ("1", "true")
+    if download:  # the consent record as a file is an export of personal data
+        require_key_role(request, "admin")
     channel = request.query.get("channel", "sandbox")
     consent_type = consent_type_for(channel)
     address = address_param(request.query.get("address"), channel, "address")
@@ -101,7 +112,7 @@ async def get_consents(request: web.Request) -> web.Response:
         index = (await app[directory_key].indexer(conn, tenant_id))(address)
         state, history = await ledger.state_and_history(conn, tenant_id, index, consent_type)
     evidence = await _open_evidence(request, [bytes(h["evidence_sealed"]) for h in history])
-    if request.query.get("download") in ("1", "true"):
+    if download:
         await audited(request, "consent.export", consent_type=consent_type, events=len(history))
     return json_response({"address": address, "state": _state_json(state), "history": [
         {"id": h["id"], "status": h["status"], "source": h["source"],
@@ -227,7 +238,8 @@ OPERATIONS = [
               query=("address", "channel", "purpose")),
     Operation("GET", "/api/v1/suppressions", get_suppressions,
               "Export suppressions as CSV (format=json for JSON); needs the vault unlocked",
-              query=("format",), responses={200: "Export", 423: "Vault is locked"}),
+              query=("format",), responses={200: "Export", 423: "Vault is locked"},
+              role="admin"),
     Operation("POST", "/api/v1/suppressions", post_suppression,
               "Suppress an address: manual, complaint, erasure or blocked",
               body={"type": "object", "required": ["address"], "properties": {

@@ -35,6 +35,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "forbidden": ("Bu işlem için yetkiniz yok.", "You are not allowed to do this."),
     "reauth_failed": ("Bu işlem için parolanızı doğru girmelisiniz.",
                       "Enter your password correctly to do this."),
+    "too_many_attempts": ("Çok fazla deneme ya da sunucu meşgul; biraz sonra tekrar deneyin.",
+                          "Too many attempts, or the server is busy; try again shortly."),
     "server_error": ("Beklenmeyen bir hata oldu; kaydedildi.",
                      "Something unexpected went wrong; it was logged."),
     "setup_title": ("İşletmenizi oluşturun", "Create your business"),
@@ -61,6 +63,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "progress": ("İlerleme", "Progress"),
     "actions": ("İşlemler", "Actions"),
     "none_yet": ("Henüz yok.", "None yet."),
+    "retry_unknown": ("Sonucu bilinmeyen mesajları da yeniden gönder",
+                      "Also resend the messages whose outcome is unknown"),
+    "retry_unknown_warning": (
+        "Bu mesajlar kişiye ulaşmış olabilir: yeniden gönderilirse kişi aynı mesajı iki kez "
+        "alabilir.",
+        "These messages may have reached the person already: if they are sent again, the "
+        "person may get the same message twice."),
     "vault_locked_notice": ("Kasa kilitli: kişi bilgileri ve mesajlar okunamaz.",
                             "The vault is locked: contact details and messages are unreadable."),
 }
@@ -68,7 +77,7 @@ STRINGS: dict[str, tuple[str, str]] = {
 ALERTS = {
     "security_login": "Panele yeni bir cihazdan giriş yapıldı.",
     "security_api_key": "Yeni bir API anahtarı oluşturuldu.",
-    "security_unlock": "Kasa panelden açıldı.",
+    "security_unlock": "Kasa açıldı.",
 }
 
 

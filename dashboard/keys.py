@@ -16,6 +16,7 @@ from campaigns.audiences import ContactImporter
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
+from dashboard.ratelimit import HashSlots
 from optout.iys_sync import IysSync
 from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
@@ -31,6 +32,10 @@ class WebSettings:
     max_unlock_ttl_seconds: int = 7 * 24 * 3600
     kdf: str = "moderate"  # Argon2id cost of vault passphrases and dashboard passwords
     min_passphrase_length: int = 12
+    # Password/passphrase hashes running at once; more requests needing one get 429.
+    kdf_concurrency: int = 2
+    # Peers (IPs or CIDRs) whose X-Forwarded-Proto and X-Forwarded-For are believed.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 settings_key = web.AppKey("settings", WebSettings)
@@ -50,6 +55,8 @@ telegram_inbound_key = web.AppKey("telegram_inbound", TelegramInbound)
 operator_desk_key = web.AppKey("operator_desk", OperatorDesk)
 iys_sync_key = web.AppKey("iys_sync", IysSync)
 erasures_key = web.AppKey("erasures", ErasureFinisher)
+# Every Argon2id computation on the web path runs through these slots (see HashSlots).
+hash_slots_key = web.AppKey("hash_slots", HashSlots)
 # The service's public https URL ("" when it has none: Telegram then uses long polling).
 public_url_key = web.AppKey("public_url", str)
 # Called with (campaign_id, send_at) when a campaign becomes scheduled: sets its timer.
@@ -57,6 +64,9 @@ scheduler_hook_key = web.AppKey("scheduler_hook", Callable[[str, float | None], 
 # Set by the auth middleware on every /api/v1 request that carries a valid key.
 TENANT = web.RequestKey("tenant_id", str)
 API_KEY_ID = web.RequestKey("api_key_id", str)
+# The calling API key's role; absent when a dashboard page runs an operation in-process
+# (the page has checked the user's role itself).
+API_KEY_ROLE = web.RequestKey("api_key_role", str)
 # Who acts, as the audit log names them: "api_key:<id>" or "user:<id>" (dashboard).
 ACTOR = web.RequestKey("actor", str)
 

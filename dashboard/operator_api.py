@@ -31,5 +31,6 @@ OPERATIONS = [
     Operation("POST", "/api/v1/operator-link", operator_link,
               "One-time code (10 min) linking a Telegram chat as the tenant's operator: then "
               "/campaigns, /status ID, /pause ID, /resume ID and alerts in that chat",
-              responses={201: "{code, expires_at, how}", 400: "No Telegram line"}),
+              responses={201: "{code, expires_at, how}", 400: "No Telegram line"},
+              role="admin"),
 ]

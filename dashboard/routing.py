@@ -1,10 +1,15 @@
 """Declared operations: each route is registered once and described in the OpenAPI document."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from dashboard.accounts import at_least
+from dashboard.errors import ApiError
+from dashboard.keys import API_KEY_ROLE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -20,11 +25,39 @@ class Operation:
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     auth: bool = True
     query: tuple[str, ...] = ()
+    # The least role an API key needs (like a page's role for a user); None: viewer to read,
+    # operator to change.
+    role: str | None = None
+
+    @property
+    def needed_role(self) -> str:
+        return self.role or ("viewer" if self.method in ("GET", "HEAD") else "operator")
 
 
 def register(app: web.Application, operations: Iterable[Operation]) -> None:
     for op in operations:
-        app.router.add_route(op.method, op.path, op.handler)
+        app.router.add_route(op.method, op.path, _role_checked(op) if op.auth else op.handler)
+
+
+def require_key_role(request: web.Request, needed: str) -> None:
+    """For an operation whose role depends on its arguments (a download): 403 for an API
+    key below `needed`."""
+    role = request.get(API_KEY_ROLE)
+    if role is not None and not at_least(role, needed):
+        raise ApiError(403, "forbidden", f"this API key's role ({role}) cannot do this; "
+                                         f"it needs {needed} or higher")
+
+
+def _role_checked(op: Operation) -> Handler:
+    """The handler, refusing API keys whose role is below the operation's. A dashboard page
+    running the operation in-process carries no key role: the page checked the user's."""
+    needed = op.needed_role
+
+    @functools.wraps(op.handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        require_key_role(request, needed)
+        return await op.handler(request)
+    return checked
 
 
 def openapi_document(operations: Iterable[Operation], version: str) -> dict:
@@ -32,7 +65,8 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
     for op in operations:
         entry: dict = {"summary": op.summary, "responses": {
             str(code): {"description": text} for code, text in op.responses.items()}}
-        params = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in op.query]
+        params = [{"name": n, "in": "query", "schema": QUERY_SCHEMAS.get(n, {"type": "string"})}
+                  for n in op.query]
         params += [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                    for n in _path_params(op.path)]
         if params:
@@ -42,6 +76,7 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
                                     "content": {op.body_type: {"schema": op.body}}}
         if op.auth:
             entry["security"] = [{"bearer": []}]
+            entry["x-izinli-role"] = op.needed_role
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
@@ -50,6 +85,21 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
                        "schemas": {"Error": ERROR_SCHEMA}},
         "paths": paths,
     }
+
+
+# Query parameters are named alike across operations: one schema per name documents them all.
+_ADDRESS = {"type": "string", "examples": ["+905321112233", "05321112233", "700100200"]}
+QUERY_SCHEMAS = {
+    "channel": {"enum": ["sandbox", "whatsapp", "telegram"]},
+    "purpose": {"enum": ["commercial", "informational"]},
+    "format": {"enum": ["csv", "json"]},
+    "limit": {"type": "integer", "minimum": 1},
+    "before": {"type": "integer", "minimum": 1},
+    "download": {"type": "boolean"},
+    "sealed": {"type": "boolean"},
+    "address": _ADDRESS,
+    "to": _ADDRESS,
+}
 
 
 def _path_params(path: str) -> list[str]:

@@ -132,22 +132,24 @@ OPERATIONS = [
     Operation("GET", "/api/v1/subjects", access,
               "KVKK art. 11: everything held about a person (contact, consents with evidence, "
               "suppressions, messages, processors) — also the export; needs the vault unlocked",
-              query=("address", "channel"), responses={200: "Report", 423: "Vault is locked"}),
+              query=("address", "channel"), responses={200: "Report", 423: "Vault is locked"},
+              role="admin"),
     Operation("GET", "/api/v1/subjects/export", export,
               "KVKK export as a JSON file: decrypted while the vault is unlocked, otherwise (or "
               "with sealed=true) sealed to the tenant key — open it with `izinli subject "
-              "open-export`", query=("address", "channel", "sealed")),
+              "open-export`", query=("address", "channel", "sealed"), role="admin"),
     Operation("POST", "/api/v1/subjects/erase", erase,
               "Erase a person: contact data and messages destroyed now; consent proof kept as "
               "the law requires; a blind-index suppression keeps them from being messaged",
               body={"type": "object", "required": ["address"], "properties": {
-                  "address": {"type": "string"}, "channel": {"type": "string"}}}),
+                  "address": {"type": "string"}, "channel": {"type": "string"}}},
+              role="admin"),
     Operation("POST", "/api/v1/subjects/correct", correct,
               "Correct a person's name or attributes",
               body={"type": "object", "required": ["address"], "properties": {
                   "address": {"type": "string"}, "name": {"type": "string"},
                   "attributes": {"type": "object"}}},
-              responses={200: "Corrected", 404: "No such contact"}),
+              responses={200: "Corrected", 404: "No such contact"}, role="admin"),
     Operation("GET", "/api/v1/subjects/requests", request_log,
-              "Data-subject requests with their 30-day deadlines"),
+              "Data-subject requests with their 30-day deadlines", role="admin"),
 ]

@@ -12,20 +12,21 @@ import secrets
 import time
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
 import sqlalchemy as sa
 
 from crypto.master import MasterKey
-from dashboard.accounts import AccountError, NotFoundError
+from dashboard.accounts import ROLES, AccountError, NotFoundError, at_least, check_role_grant
 from optout import audit
 from store import raw
 from store.engine import Database
 from store.tables import tenants, users, web_sessions
 
-ROLES = ("viewer", "operator", "admin", "owner")
 IDLE_SECONDS = 30 * 60
 ABSOLUTE_SECONDS = 12 * 3600
 MIN_PASSWORD = 10
@@ -45,12 +46,12 @@ _cache: dict[bytes, tuple[float, SessionUser, float, float]] = {}
 _DUMMY_HASH: dict[str, bytes] = {}
 
 
+# Runs a blocking function off the event loop: asyncio.to_thread, or the web's HashSlots.run.
+Runner = Callable[..., Awaitable[Any]]
+
+
 class LoginError(AccountError):
     """Wrong e-mail or password (one generic message), or too many attempts."""
-
-
-def at_least(role: str, needed: str) -> bool:
-    return ROLES.index(role) >= ROLES.index(needed)
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,14 @@ def _verify(stored: bytes, password: str) -> bool:
 
 
 async def create_user(db: Database, master: MasterKey, tenant_id: str, email: str,
-                      password: str, role: str, actor: str, kdf: str = "moderate") -> str:
-    if role not in ROLES:
-        raise AccountError(f"role must be one of {', '.join(ROLES)}", "invalid_role")
+                      password: str, role: str, actor: str, kdf: str = "moderate", *,
+                      granted_by_key: str | None = None, run: Runner = asyncio.to_thread
+                      ) -> str:
+    """`granted_by_key`: the role of the API key asking (None for a dashboard owner or the
+    CLI); `run` runs the hash off the loop (the web passes its bounded HashSlots.run)."""
+    check_role_grant(role, granted_by_key)
     email, password = check_email(email), check_password(password)
-    hashed = await asyncio.to_thread(_hash_password, password, kdf)
+    hashed = await run(_hash_password, password, kdf)
     user_id = str(uuid.uuid4())
     async with db.begin() as conn:
         if (await conn.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant_id))
@@ -132,7 +136,7 @@ async def create_user(db: Database, master: MasterKey, tenant_id: str, email: st
 
 
 async def authenticate(db: Database, master: MasterKey, email: str, password: str,
-                       kdf: str = "moderate"):
+                       kdf: str = "moderate", run: Runner = asyncio.to_thread):
     """The user row for these credentials, or None (one hash is computed either way)."""
     async with db.connect() as conn:
         row = (await conn.execute(sa.select(users).where(
@@ -140,27 +144,44 @@ async def authenticate(db: Database, master: MasterKey, email: str, password: st
             users.c.disabled_at.is_(None)))).first()
     if row is None:
         dummy = _DUMMY_HASH.get(kdf) or _DUMMY_HASH.setdefault(
-            kdf, (await asyncio.to_thread(_hash_password, secrets.token_hex(8), kdf)).encode())
-        await asyncio.to_thread(_verify, dummy, password)
+            kdf, (await run(_hash_password, secrets.token_hex(8), kdf)).encode())
+        await run(_verify, dummy, password)
         return None
-    ok = await asyncio.to_thread(_verify, row.password_hash.encode(), password)
+    ok = await run(_verify, row.password_hash.encode(), password)
     return row if ok else None
 
 
-async def verify_password(db: Database, user_id: str, password: str) -> bool:
+async def verify_password(db: Database, user_id: str, password: str,
+                          run: Runner = asyncio.to_thread) -> bool:
     """Re-entering the password before a sensitive action."""
     async with db.connect() as conn:
         row = (await conn.execute(sa.select(users.c.password_hash).where(
             users.c.id == user_id))).first()
-    return row is not None and await asyncio.to_thread(_verify, row.password_hash.encode(),
-                                                       password)
+    return row is not None and await run(_verify, row.password_hash.encode(), password)
+
+
+def _device_hash(device: str) -> bytes:
+    return hashlib.blake2b(device.encode(), digest_size=16).digest()
+
+
+async def known_device(db: Database, master: MasterKey, email: str, device: str) -> bool:
+    """Whether this browser (its random device cookie, which a guesser elsewhere does not
+    have) has signed in to this account before: the sign-in throttle lets it past the limits
+    that guesses from other places fill up."""
+    if not device or len(device) > 100:
+        return False
+    async with db.connect() as conn:
+        return (await conn.execute(sa.select(web_sessions.c.user_id).join(
+            users, users.c.id == web_sessions.c.user_id).where(
+            users.c.email_index == email_index(master, email),
+            web_sessions.c.device_hash == _device_hash(device)).limit(1))).first() is not None
 
 
 async def start_session(db: Database, user, device: str, language: str = "tr"
                         ) -> tuple[str, bool]:
     """A new session for the user; returns (cookie token, first login from this device)."""
     token, now = secrets.token_urlsafe(32), time.time()
-    device_hash = hashlib.blake2b(device.encode(), digest_size=16).digest()
+    device_hash = _device_hash(device)
     async with db.begin() as conn:
         known = (await conn.execute(sa.select(web_sessions.c.user_id).where(
             web_sessions.c.user_id == user.id,

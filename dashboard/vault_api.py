@@ -5,14 +5,15 @@ import time
 
 from aiohttp import web
 
-from dashboard import accounts
+from dashboard import accounts, notices
 from dashboard.auditing import audited
-from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import TENANT, db_key, keyring_key, master_key, settings_key
-from dashboard.ratelimit import FailureLimiter
+from dashboard.errors import ApiError, error_response, field, json_body, json_response
+from dashboard.keys import TENANT, db_key, hash_slots_key, keyring_key, master_key, settings_key
+from dashboard.ratelimit import FailureLimiter, HashBusyError, TooManyAttemptsError, reserve
 from dashboard.routing import Operation
 
-# Argon2id already costs ~0.5 s per guess; this caps a stolen API key at 5 guesses per 5 min.
+# Argon2id already costs ~0.5 s per guess; this caps a stolen API key at 5 guesses per 5 min
+# per tenant (the CLI's unlock has no such limit: the operator's shell always works).
 _failures = web.AppKey("unlock_failures", FailureLimiter)
 
 
@@ -30,18 +31,29 @@ async def unlock(request: web.Request) -> web.Response:
     if not 1 <= ttl <= settings.max_unlock_ttl_seconds:
         raise ApiError(400, "invalid_field",
                        f"'ttl_seconds' must be between 1 and {settings.max_unlock_ttl_seconds}")
-    limiter = app[_failures]
-    if limiter.blocked(tenant_id):
-        raise ApiError(429, "too_many_attempts", "too many wrong passphrases; try again later")
+    try:  # counted before the hash, so parallel guesses cannot all pass the check
+        attempt = reserve((app[_failures], tenant_id))
+    except TooManyAttemptsError as exc:
+        return _too_many("too many wrong passphrases; try again later", exc.retry_after)
     try:
-        await accounts.unlock(app[db_key], app[keyring_key], tenant_id, passphrase, ttl)
+        await accounts.unlock(app[db_key], app[keyring_key], tenant_id, passphrase, ttl,
+                              run=app[hash_slots_key].run)
+    except HashBusyError:
+        attempt.forgive()  # nothing was checked
+        return _too_many("the server is busy checking passphrases; try again shortly", 1)
     except Exception:
-        limiter.failed(tenant_id)
         await audited(request, "vault.unlock_failed")
         raise
-    limiter.reset(tenant_id)
+    attempt.forgive()
     await audited(request, "vault.unlock", ttl_seconds=ttl)
+    await notices.notify(request, "security_unlock")
     return web.Response(status=204)
+
+
+def _too_many(message: str, retry_after: int) -> web.Response:
+    response = error_response(429, "too_many_attempts", message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def lock(request: web.Request) -> web.Response:
@@ -81,5 +93,5 @@ OPERATIONS = [
               "holds the operator master key can then read). Only while unlocked.",
               body={"type": "object", "required": ["custody"], "properties": {
                   "custody": {"enum": ["passphrase", "service"]}}},
-              responses={200: "New vault status", 423: "Vault is locked"}),
+              responses={200: "New vault status", 423: "Vault is locked"}, role="admin"),
 ]

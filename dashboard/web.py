@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import io
 import json
 import logging
 import secrets
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,10 +23,20 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict
 from yarl import URL
 
-from dashboard import i18n, users
-from dashboard.errors import error_middleware
-from dashboard.keys import ACTOR, TENANT, db_key, master_key, operator_desk_key, settings_key
-from dashboard.ratelimit import FailureLimiter
+from dashboard import i18n, notices, users
+from dashboard.errors import DATABASE_FAULT, error_middleware
+from dashboard.inputs import InputError, check_params
+from dashboard.keys import ACTOR, TENANT, db_key, hash_slots_key, master_key, settings_key
+from dashboard.proxies import HSTS, forwarded_middleware, parse_networks
+from dashboard.ratelimit import (
+    FailureLimiter,
+    HashBusyError,
+    HashSlots,
+    LoginThrottle,
+    TooManyAttemptsError,
+    reserve,
+)
+from store.faults import DatabaseUnavailableError, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +51,12 @@ FORM = web.RequestKey("form", dict)
 UPLOAD = web.RequestKey("upload", object)
 PRE_CSRF = web.RequestKey("pre_csrf", str)
 setup_state_key = web.AppKey("setup_state", dict)  # {"token": one-time first-run token}
-login_limits_key = web.AppKey("login_limits", tuple)
+login_limits_key = web.AppKey("login_limits", LoginThrottle)
+# Password re-entry attempts, per session (the signed-in user guessing their own password).
+reauth_limits_key = web.AppKey("reauth_limits", FailureLimiter)
+# Live-progress streams open per session: {session token hash: count}.
+live_streams_key = web.AppKey("live_streams", dict)
+MAX_STREAMS_PER_SESSION = 5
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -104,6 +119,8 @@ async def api(request: web.Request, method: str, path: str, *, query: dict | Non
     sub._match_info = match
     sub[TENANT], sub[ACTOR] = request[TENANT], request[ACTOR]
     response = await error_middleware(sub, match.handler)
+    if (fault := response.get(DATABASE_FAULT)) is not None:
+        raise DatabaseUnavailableError(fault)  # the page answers a readable 503 too
     raw = getattr(response, "body", None) or b""
     content_type = response.headers.get("Content-Type", "")
     if raw and "json" in content_type:
@@ -164,14 +181,41 @@ def page(method: str, path: str, role: str = "viewer", *, public: bool = False,
             if not user.can(role):
                 return error_page(request, 403, i18n.t(request, "forbidden"))
             if reauth and request.method == "POST":
-                password = request.get(FORM, {}).get("password", "")
-                if not password or not await users.verify_password(
-                        request.app[db_key], user.user_id, password):
-                    return error_page(request, 403, i18n.t(request, "reauth_failed"))
+                refused = await _reauth_refused(request, user)
+                if refused is not None:
+                    return refused
             return await _safely(handler, request)
         _PAGES.append((method, path, guarded))
         return guarded
     return wrap
+
+
+async def _reauth_refused(request: web.Request, user: users.SessionUser
+                          ) -> web.StreamResponse | None:
+    """None when the re-entered password is right; otherwise the page to answer with. The
+    attempt is counted per session before the hash, and forgiven when it is right."""
+    password = request.get(FORM, {}).get("password", "")
+    if not password:
+        return error_page(request, 403, i18n.t(request, "reauth_failed"))
+    try:
+        attempt = reserve((request.app[reauth_limits_key], user.token_hash.hex()))
+        ok = await users.verify_password(request.app[db_key], user.user_id, password,
+                                         run=request.app[hash_slots_key].run)
+    except TooManyAttemptsError as exc:
+        return too_many(request, exc.retry_after)
+    except HashBusyError:
+        attempt.forgive()
+        return too_many(request, 1)
+    if not ok:
+        return error_page(request, 403, i18n.t(request, "reauth_failed"))
+    attempt.forgive()
+    return None
+
+
+def too_many(request: web.Request, retry_after: int) -> web.Response:
+    response = error_page(request, 429, i18n.t(request, "too_many_attempts"))
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _safely(handler: Page, request: web.Request) -> web.StreamResponse:
@@ -179,7 +223,11 @@ async def _safely(handler: Page, request: web.Request) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException:
         raise
-    except Exception:
+    except InputError as exc:
+        return error_page(request, 400, exc.message)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise  # error_middleware answers a readable 503 with Retry-After
         log.exception("page failed", extra={"path": request.path})
         return error_page(request, 500, i18n.t(request, "server_error"))
 
@@ -195,7 +243,7 @@ async def _csrf_ok(request: web.Request, expected: str) -> bool:
         request[UPLOAD] = (reader, part)
     else:
         form = dict(await request.post())
-        request[FORM] = {k: v for k, v in form.items() if isinstance(v, str)}
+        request[FORM] = _text_fields(form)
         given = given or request[FORM].get("csrf")
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -223,9 +271,18 @@ def form(request: web.Request) -> dict[str, str]:
     return request.get(FORM, {})
 
 
+def _text_fields(posted) -> dict[str, str]:
+    """A form's text fields. A NUL (the one character a urlencoded form carries that no text
+    column takes; aiohttp already replaces undecodable bytes) is a 400 before any page runs."""
+    fields = {k: v for k, v in posted.items() if isinstance(v, str)}
+    check_params(fields.items(), "form field")
+    return fields
+
+
 async def spooled_upload(request: web.Request, field: str, limit: int):
-    """The uploaded file `field` spooled to a temporary file; (spool, filename) or None.
-    The caller closes the spool."""
+    """The uploaded file `field` read into memory (at most `limit` bytes); (buffer, filename)
+    or None. Never a temporary file: an upload is plaintext personal data, and a spool on disk
+    would outlive the request in the file system. The caller closes the buffer."""
     reader, part = request[UPLOAD]
     while True:
         if part is None:
@@ -233,7 +290,7 @@ async def spooled_upload(request: web.Request, field: str, limit: int):
         if part is None:
             return None
         if getattr(part, "name", None) == field:
-            spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+            spool = io.BytesIO()
             size = 0
             while chunk := await part.read_chunk(256 * 1024):
                 size += len(chunk)
@@ -261,7 +318,7 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, v
 
 
 async def _pre_auth_ok(request: web.Request) -> bool:
-    request[FORM] = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    request[FORM] = _text_fields(await request.post())
     cookie, given = request.cookies.get(PRE_AUTH_COOKIE, ""), request[FORM].get("csrf", "")
     return bool(cookie) and hmac.compare_digest(cookie.encode(), given.encode())
 
@@ -282,25 +339,36 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not await _pre_auth_ok(request):
         return error_page(request, 403, i18n.t(request, "csrf"))
     email, password = form(request).get("email", ""), form(request).get("password", "")
-    per_account, per_ip = request.app[login_limits_key]
+    throttle = request.app[login_limits_key]
     account_key = email.strip().casefold()[:254]
     ip_key = request.remote or "?"
-    generic = i18n.t(request, "login_failed")
-    if per_account.blocked(account_key) or per_ip.blocked(ip_key):
-        response = render(request, "login.html", status=429, error=generic)
-        _set_cookie(request, response, PRE_AUTH_COOKIE, token)
-        return response
-    settings = request.app[settings_key]
-    user = await users.authenticate(request.app[db_key], request.app[master_key], email,
-                                    password, settings.kdf)
+    cookie = request.cookies.get(DEVICE_COOKIE, "")
+    device = cookie if await users.known_device(request.app[db_key], request.app[master_key],
+                                                email, cookie) else None
+    try:
+        attempt = throttle.reserve(account_key, ip_key, device)
+        user = await users.authenticate(request.app[db_key], request.app[master_key], email,
+                                        password, request.app[settings_key].kdf,
+                                        run=request.app[hash_slots_key].run)
+    except TooManyAttemptsError as exc:
+        return _login_refused(request, token, 429, exc.retry_after)
+    except HashBusyError:
+        attempt.forgive()  # nothing was checked: this attempt does not count
+        return _login_refused(request, token, 429, 1)
     if user is None:
-        per_account.failed(account_key)
-        per_ip.failed(ip_key)
-        response = render(request, "login.html", status=401, error=generic)
-        _set_cookie(request, response, PRE_AUTH_COOKIE, token)
-        return response
-    per_account.reset(account_key)
+        return _login_refused(request, token, 401)
+    throttle.succeeded(attempt, account_key, ip_key, device)
     return await _signed_in(request, user, see_other("/"))
+
+
+def _login_refused(request: web.Request, token: str, status: int,
+                   retry_after: int | None = None) -> web.Response:
+    response = render(request, "login.html", status=status,
+                      error=i18n.t(request, "login_failed"))
+    _set_cookie(request, response, PRE_AUTH_COOKIE, token)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _signed_in(request: web.Request, user, response: web.StreamResponse
@@ -318,11 +386,7 @@ async def _signed_in(request: web.Request, user, response: web.StreamResponse
 
 async def notify_owner(request: web.Request, tenant_id: str, kind: str) -> None:
     """A security notice to the tenant's operators through the operator bot, when linked."""
-    try:
-        await request.app[operator_desk_key].campaign_event(tenant_id, None, "security",
-                                                            i18n.ALERTS[kind])
-    except Exception:  # a notice that cannot be delivered must not break the action
-        log.warning("security notice not delivered", extra={"tenant_id": tenant_id})
+    await notices.security_notice(request.app, tenant_id, kind)
 
 
 @page("POST", "/logout")
@@ -358,20 +422,25 @@ async def setup(request: web.Request) -> web.StreamResponse:
         return error_page(request, 403, i18n.t(request, "setup_closed"))
     settings = request.app[settings_key]
     master = request.app[master_key]
+    slots = request.app[hash_slots_key]
     try:
         users.check_email(data.get("email", ""))
         users.check_password(data.get("password", ""))
         tenant_id, api_key = await accounts.create_tenant(
             request.app[db_key], master, data.get("business", ""), data.get("passphrase", ""),
-            kdf=settings.kdf, min_length=settings.min_passphrase_length)
+            kdf=settings.kdf, min_length=settings.min_passphrase_length, run=slots.run)
         await users.create_user(request.app[db_key], master, tenant_id, data["email"],
-                                data["password"], "owner", "setup", kdf=settings.kdf)
+                                data["password"], "owner", "setup", kdf=settings.kdf,
+                                run=slots.run)
+    except HashBusyError:
+        return too_many(request, 1)
     except accounts.AccountError as exc:
         response = render(request, "setup.html", status=400, error=str(exc),
                           token=data.get("token", ""))
         _set_cookie(request, response, PRE_AUTH_COOKIE, token)
         return response
     request.app[setup_state_key]["token"] = ""
+    # Not through the slots: the business exists now, and its owner must be signed in.
     user = await users.authenticate(request.app[db_key], master, data["email"],
                                     data["password"], settings.kdf)
     welcome = render(request, "welcome.html", api_key=api_key)
@@ -397,6 +466,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
+    if request.secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
 
 
 def setup_web(app: web.Application) -> None:
@@ -406,7 +477,14 @@ def setup_web(app: web.Application) -> None:
                          autoescape=jinja2.select_autoescape(default=True),
                          undefined=jinja2.StrictUndefined)
     app.on_response_prepare.append(_security_headers)
-    app[login_limits_key] = (FailureLimiter(5, 900), FailureLimiter(30, 900))
+    settings = app[settings_key]
+    # Outermost: everything after it (cookies, the sign-in throttle) sees the client's scheme
+    # and address as the trusted proxy reported them.
+    app.middlewares.insert(0, forwarded_middleware(parse_networks(settings.trusted_proxies)))
+    app[hash_slots_key] = HashSlots(settings.kdf_concurrency)
+    app[login_limits_key] = LoginThrottle()
+    app[reauth_limits_key] = FailureLimiter(5, 900)
+    app[live_streams_key] = {}
     app[setup_state_key] = {"token": ""}
     app.router.add_static("/static/", STATIC, append_version=True)
     for method, path, handler in _PAGES:

@@ -105,7 +105,8 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     credentials = CredentialStore(db, app[master_key])
     providers = app[config_key].providers  # the only source of provider addresses
     await credentials.drop_stored_addresses()
-    whatsapp = WhatsAppChannel(credentials.whatsapp, base_url=providers.whatsapp_url)
+    whatsapp = WhatsAppChannel(credentials.whatsapp, base_url=providers.whatsapp_url,
+                               timeout=providers.whatsapp_timeout_seconds)
     telegram = TelegramChannel(credentials.telegram, base_url=providers.telegram_url)
     app[credentials_key] = credentials
     app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp, "telegram": telegram}

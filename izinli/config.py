@@ -99,6 +99,9 @@ class ProvidersConfig:
     whatsapp_url: str = "https://graph.facebook.com/v21.0"
     telegram_url: str = "https://api.telegram.org"
     iys_url: str = "https://api.iys.org.tr"
+    # Seconds a WhatsApp send may wait for Graph's answer. Past it the message may or may not
+    # have been taken: it is recorded `unknown`, never sent again by itself.
+    whatsapp_timeout_seconds: float = 15.0
 
 
 @dataclass(frozen=True)

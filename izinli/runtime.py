@@ -23,8 +23,12 @@ def master_key_for(config: Config) -> MasterKey:
 
 
 async def open_store(config: Config) -> Database:
-    """The database at its newest schema; the data dir is created for the embedded default."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    """The database at its newest schema; the data dir is created (0700: it holds the master
+    key and the embedded database) for the embedded default."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if config.data_dir.stat().st_mode & 0o077:  # made by an older version, or by hand
+        log.warning("data dir is open to other users; chmod 700 it",
+                    extra={"path": str(config.data_dir)})
     db = open_database(config.database_url, echo=config.store.echo,
                        sqlite_cache_mb=config.store.sqlite_cache_mb)
     try:
@@ -40,7 +44,8 @@ async def _reachable(db: Database, url: str) -> None:
     try:
         await db.ping()
     except Exception as exc:
-        reason = getattr(exc, "orig", None) or exc
+        reason = exc.__cause__ or exc  # the driver's own words behind DatabaseUnavailableError
+        reason = getattr(reason, "orig", None) or reason
         raise StoreError(f"store.url: cannot connect to {safe_url(url)} "
                          f"({type(reason).__name__}: {_first_line(reason)})") from None
 

@@ -2,21 +2,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from store.faults import (
+    DISK_FULL,
+    UNREACHABLE,
+    DatabaseUnavailableError,
+    connection_kind,
+    unavailable_kind,
+)
 
 log = logging.getLogger(__name__)
 # Set while this task is inside Database.begin() (SQLite): catches nesting before it hangs.
 _in_write: contextvars.ContextVar[bool] = contextvars.ContextVar("in_write", default=False)
 
 SUPPORTED = ("sqlite+aiosqlite", "postgresql+asyncpg")
+MIN_FREE_BYTES = 1 << 20  # /healthz calls a SQLite disk with less than this left full
 
 
 class StoreError(Exception):
@@ -33,6 +44,9 @@ class Database:
         # SQLite has one writer at a time: in-process writers queue here instead of polling
         # the file lock through busy_timeout sleeps (which cost tens of ms under load).
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # The last "cannot use the database" failure (store.faults), until a write commits
+        # again: a full disk still answers reads, so /healthz needs to know writes failed.
+        self.fault: str | None = None
 
     @property
     def dialect(self) -> str:
@@ -43,7 +57,7 @@ class Database:
         """A read-write transaction, committed when the block ends without an exception.
         Never open one inside another: on SQLite that would wait for itself."""
         if self._write_turn is None:
-            async with self._writer.begin() as conn:
+            async with self._session(self._writer, write=True) as conn:
                 yield conn
             return
         if _in_write.get():
@@ -51,7 +65,7 @@ class Database:
         async with self._write_turn:
             token = _in_write.set(True)
             try:
-                async with self._writer.begin() as conn:
+                async with self._session(self._writer, write=True) as conn:
                     yield conn
             finally:
                 _in_write.reset(token)
@@ -59,13 +73,64 @@ class Database:
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (a deferred transaction on SQLite)."""
-        async with self.engine.connect() as conn:
+        async with self._session(self.engine, write=False) as conn:
             yield conn
 
+    @asynccontextmanager
+    async def _session(self, engine: AsyncEngine, write: bool) -> AsyncIterator[AsyncConnection]:
+        conn = engine.connect()
+        try:
+            await conn.start()
+        except Exception as exc:
+            # A refused or lost connection surfaces here as a bare OSError or driver error:
+            # named once, so callers see one DatabaseUnavailableError whatever the driver.
+            self.fault = connection_kind(exc)
+            raise DatabaseUnavailableError(self.fault) from exc
+        try:
+            if write:
+                async with conn.begin():
+                    yield conn
+            else:
+                yield conn
+        except Exception as exc:
+            self.fault = unavailable_kind(exc) or self.fault
+            raise
+        finally:
+            await conn.close()
+        if write or self.fault == UNREACHABLE:
+            self.fault = None
+
     async def ping(self) -> None:
-        from sqlalchemy import text
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    async def health(self) -> str | None:
+        """None when the database answers and, after a write failed for want of it (a full
+        disk answers reads), takes a small write again; else the kind of failure."""
+        try:
+            await self.ping()
+            if self.fault is not None:
+                async with self.begin() as conn:
+                    await conn.execute(text(
+                        "UPDATE alembic_version SET version_num = version_num"))
+        except Exception as exc:
+            kind = unavailable_kind(exc)
+            if kind is None:
+                raise
+            return kind
+        return DISK_FULL if self._disk_nearly_full() else None
+
+    def _disk_nearly_full(self) -> bool:
+        """SQLite: under MIN_FREE_BYTES left beside the database file. A one-page write may
+        still fit in space the WAL already holds, so the probe alone would say "fine"."""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:":
+            return False
+        try:
+            found = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        except OSError:
+            return False
+        return found.f_bavail * found.f_frsize < MIN_FREE_BYTES
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -97,10 +162,25 @@ def open_database(url: str, echo: bool = False, sqlite_cache_mb: int = 8) -> Dat
         raise StoreError(f"store.url uses driver '{parsed.drivername}'; "
                          f"supported: {', '.join(SUPPORTED)}")
     if parsed.drivername.startswith("sqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            private_sqlite_files(parsed.database)
         return Database(_sqlite_engine(url, echo, sqlite_cache_mb))
     engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10,
                                  max_overflow=10)
     return Database(engine)
+
+
+def private_sqlite_files(path: str) -> None:
+    """The database file readable by its owner only (0600). SQLite gives the -wal and -shm
+    files the main file's mode when it creates them, so creating the main file 0600 before
+    SQLite does covers all three; files left looser by an older version are tightened. (A
+    path that cannot be created is left for SQLite to report when it connects.)"""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(OSError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 def _sqlite_engine(url: str, echo: bool, cache_mb: int) -> AsyncEngine:

@@ -33,6 +33,7 @@ class ApiKeyRow:
     tenant_id: str
     secret_hash: bytes
     revoked_at: float | None
+    role: str = "admin"
 
 
 async def insert_tenant(conn: AsyncConnection, row: TenantRow) -> None:
@@ -56,23 +57,23 @@ async def set_custody(conn: AsyncConnection, tenant_id: str, custody: str,
 
 
 async def insert_api_key(conn: AsyncConnection, key_id: str, tenant_id: str, name: str,
-                         secret_hash: bytes) -> None:
+                         secret_hash: bytes, role: str = "admin") -> None:
     await conn.execute(api_keys.insert().values(
         id=key_id, tenant_id=tenant_id, name=name, secret_hash=secret_hash,
-        created_at=time.time()))
+        created_at=time.time(), role=role))
 
 
 async def get_api_key(conn: AsyncConnection, key_id: str) -> ApiKeyRow | None:
     q = sa.select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.secret_hash,
-                  api_keys.c.revoked_at).where(api_keys.c.id == key_id)
+                  api_keys.c.revoked_at, api_keys.c.role).where(api_keys.c.id == key_id)
     found = (await conn.execute(q)).first()
     return ApiKeyRow(**found._mapping) if found else None
 
 
 async def list_api_keys(conn: AsyncConnection, tenant_id: str) -> list:
     q = sa.select(api_keys.c.id, api_keys.c.name, api_keys.c.created_at,
-                  api_keys.c.revoked_at).where(api_keys.c.tenant_id == tenant_id).order_by(
-        api_keys.c.created_at, api_keys.c.id)
+                  api_keys.c.revoked_at, api_keys.c.role).where(
+        api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.created_at, api_keys.c.id)
     return list(await conn.execute(q))
 
 

@@ -8,7 +8,18 @@ import time
 
 from aiohttp import web
 
-from dashboard.web import USER, api, api_cached, error_page, forget_reads, form, page, render
+from dashboard.web import (
+    MAX_STREAMS_PER_SESSION,
+    USER,
+    api,
+    api_cached,
+    error_page,
+    forget_reads,
+    form,
+    live_streams_key,
+    page,
+    render,
+)
 
 ACTIONS = ("start", "pause", "resume", "cancel", "retry")
 FINAL = ("completed", "cancelled")
@@ -99,7 +110,10 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
     action, campaign_id = request.match_info["action"], request.match_info["id"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
-    result = await api(request, "POST", f"/campaigns/{campaign_id}/{action}")
+    body = None
+    if action == "retry":  # unknown ones only when the box under the warning was ticked
+        body = {"include_unknown": form(request).get("include_unknown") == "yes"}
+    result = await api(request, "POST", f"/campaigns/{campaign_id}/{action}", body=body)
     if not result.ok:
         return error_page(request, result.status, result.error)
     forget_reads(request[USER].tenant_id)
@@ -108,7 +122,23 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
 
 @page("GET", "/campaigns/{id}/events")
 async def campaign_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: a `progress` event whenever the counts change, until final."""
+    """Server-sent events: a `progress` event whenever the counts change, until final. Each
+    stream holds a connection and polls the database every second, so one session may keep
+    only a few open at once (tabs of the same campaign page); a further one is 429."""
+    open_streams, session = request.app[live_streams_key], request[USER].token_hash
+    if open_streams.get(session, 0) >= MAX_STREAMS_PER_SESSION:
+        return web.Response(status=429, text="too many live streams for this session",
+                            headers={"Retry-After": str(int(SSE_INTERVAL * 5))})
+    open_streams[session] = open_streams.get(session, 0) + 1
+    try:
+        return await _stream_progress(request)
+    finally:
+        open_streams[session] -= 1
+        if not open_streams[session]:
+            del open_streams[session]
+
+
+async def _stream_progress(request: web.Request) -> web.StreamResponse:
     path = f"/campaigns/{request.match_info['id']}"
     first = await api(request, "GET", path)
     if not first.ok:
@@ -126,6 +156,8 @@ async def campaign_events(request: web.Request) -> web.StreamResponse:
                 await response.write(
                     f"event: progress\ndata: {json.dumps(current)}\n\n".encode())
                 last = current
+            else:  # a comment line: a closed page shows up here, and frees its stream slot
+                await response.write(b": waiting\n\n")
             if current["final"]:
                 break
             await asyncio.sleep(SSE_INTERVAL)

@@ -1,22 +1,30 @@
 """Consents: one address's state and full history, and the suppression list (with a CSV
-download) — all read through the consent API."""
+download) — all read through the consent API. Exports of personal data (the suppression list,
+a consent record as a file) are for admins and owners who re-enter their password; they are
+POSTed so the password travels in the body, and the API audits each one."""
 from __future__ import annotations
 
 import json
 
 from aiohttp import web
 
-from dashboard.web import api, error_page, page, render
+from dashboard.web import api, error_page, form, page, render
 
 CHANNELS = ("whatsapp", "sandbox", "telegram")
 
 
+def _channel(value: str | None) -> str:
+    return value if value in CHANNELS else "whatsapp"
+
+
 @page("GET", "/consents")
 async def consents(request: web.Request) -> web.StreamResponse:
-    address = request.query.get("address", "").strip()[:64]
-    channel = request.query.get("channel", "whatsapp")
-    if channel not in CHANNELS:
-        channel = "whatsapp"
+    return await _show(request, request.query.get("address", "").strip()[:64],
+                       _channel(request.query.get("channel")))
+
+
+async def _show(request: web.Request, address: str, channel: str,
+                suppressions: list | None = None) -> web.StreamResponse:
     lookup, error, status = None, None, 200
     if address:
         result = await api(request, "GET", "/consents",
@@ -26,26 +34,19 @@ async def consents(request: web.Request) -> web.StreamResponse:
         else:
             error, status = result.error or str(result.status), result.status
     vault = (await api(request, "GET", "/vault")).data or {}
-    suppressions, locked = None, not vault.get("unlocked")
-    # Listing suppressions opens every address (and is audited as an export): on request only.
-    if not locked and request.query.get("show") == "suppressions":
-        found = await api(request, "GET", "/suppressions", query={"format": "json"})
-        if found.status == 423:
-            locked = True
-        elif found.ok:
-            suppressions = found.data.get("suppressions", [])
+    locked = not vault.get("unlocked")
     return render(request, "consents.html", status=status, address=address, channel=channel,
                   channels=CHANNELS, lookup=lookup, error=error, suppressions=suppressions,
                   locked=locked)
 
 
-@page("GET", "/consents/export")
+@page("POST", "/consents/export", "admin", reauth=True)
 async def consent_export(request: web.Request) -> web.StreamResponse:
     """One address's consent record (state, history, evidence) as a JSON file: the proof a
     business shows when an authority asks how it got consent."""
-    channel = request.query.get("channel", "whatsapp")
     result = await api(request, "GET", "/consents", query={
-        "address": request.query.get("address", ""), "channel": channel, "download": "true"})
+        "address": form(request).get("address", ""),
+        "channel": _channel(form(request).get("channel")), "download": "true"})
     if not result.ok:
         return error_page(request, result.status, result.error or str(result.status))
     return web.json_response(result.data, dumps=lambda d: json.dumps(d, ensure_ascii=False,
@@ -54,12 +55,17 @@ async def consent_export(request: web.Request) -> web.StreamResponse:
                                       'attachment; filename="consent-record.json"'})
 
 
-@page("GET", "/consents/suppressions.csv")
-async def suppressions_csv(request: web.Request) -> web.StreamResponse:
-    """The suppression export as a download (the API route itself needs an API key)."""
-    result = await api(request, "GET", "/suppressions", query={"format": "csv"})
+@page("POST", "/consents/suppressions", "admin", reauth=True)
+async def suppressions_export(request: web.Request) -> web.StreamResponse:
+    """The suppression list (it opens every address): shown on the page, or with
+    format=csv as a download."""
+    as_csv = form(request).get("format") == "csv"
+    result = await api(request, "GET", "/suppressions",
+                       query={"format": "csv" if as_csv else "json"})
     if not result.ok:
         return error_page(request, result.status, result.error or str(result.status))
+    if not as_csv:
+        return await _show(request, "", "whatsapp", result.data.get("suppressions", []))
     return web.Response(
         text=result.data or "", content_type="text/csv", charset="utf-8",
         headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})

@@ -76,6 +76,8 @@ async def import_form(request: web.Request) -> web.StreamResponse:
     """The upload form: fields in any order, the file spooled (never held whole in memory)."""
     failed = 200 if request.headers.get("HX-Request") else 400  # htmx swaps 2xx only
     limit = request.app[settings_key].max_import_bytes
+    if UPLOAD not in request:  # a urlencoded post: there is no file to read
+        raise web.HTTPUnsupportedMediaType(text="send the form as multipart/form-data")
     reader, part = request[UPLOAD]
     values: dict[str, str] = {}
     upload = None

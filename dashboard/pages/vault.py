@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.keys import TENANT
-from dashboard.web import USER, api, form, notify_owner, page, render
+from dashboard.web import USER, api, form, page, render
 
 DEFAULT_TTL_MINUTES = 60
 
@@ -38,13 +37,13 @@ async def unlock(request: web.Request) -> web.StreamResponse:
     if not result.ok:
         messages = {
             "wrong_passphrase": "Kasa parolası yanlış. / Wrong vault passphrase.",
-            "too_many_attempts": "Çok fazla yanlış deneme; biraz sonra tekrar deneyin. / "
-                                 "Too many wrong attempts; try again later.",
+            "too_many_attempts": "Çok fazla yanlış deneme ya da sunucu meşgul; biraz sonra "
+                                 "tekrar deneyin. / Too many wrong attempts, or the server "
+                                 "is busy; try again later.",
         }
         message = messages.get(result.code) or result.error or str(result.status)
         return await _page(request, result.status if result.status < 500 else 400, message,
                            raw_ttl[:10])
-    await notify_owner(request, request[TENANT], "security_unlock")
     raise web.HTTPSeeOther("/vault?done=unlocked")
 
 

@@ -98,9 +98,12 @@ async def test_stop_reply_in_the_sandbox_shows_in_the_consent_history(owner, ten
     assert history.count("<tr>") == 3  # header + granted + revoked
     assert "izin verdi" in history and "reddetti" in history and "revoked" in history
     assert 'data-testid="suppressions"' not in page  # listed on request only
-    listed = await (await owner.get("/consents?show=suppressions")).text()
+    # Listing and downloading are exports: the password is re-entered (issue 12).
+    listed = await (await owner.post("/consents/suppressions", {
+        "password": owner.password, "format": "page"})).text()
     assert 'data-testid="suppressions"' in listed and "+905324445566" in listed
-    csv = await owner.get("/consents/suppressions.csv")
+    csv = await owner.post("/consents/suppressions", {"password": owner.password,
+                                                      "format": "csv"})
     assert csv.status == 200 and "attachment" in csv.headers["Content-Disposition"]
     assert "+905324445566" in await csv.text()
     await tenant.call("POST", "/vault/lock")
@@ -174,8 +177,13 @@ async def test_consent_record_downloads_for_an_inspection_and_is_audited(client,
         "address": "05321112299", "channel": "whatsapp", "status": "granted",
         "source": "HS_WEB", "evidence": "web formu, kutucuk işaretli"})
     page = await (await owner.get("/consents?address=05321112299&channel=whatsapp")).text()
-    assert "/consents/export?address=" in page
-    r = await owner.get("/consents/export?address=05321112299&channel=whatsapp")
+    assert 'action="/consents/export"' in page
+    # A download of personal data: POSTed with the password re-entered (issue 12).
+    r = await owner.post("/consents/export", {"address": "05321112299",
+                                              "channel": "whatsapp", "password": "yanlış 123"})
+    assert r.status == 403
+    r = await owner.post("/consents/export", {"address": "05321112299",
+                                              "channel": "whatsapp", "password": owner.password})
     assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
     record = await r.json()
     assert record["address"] == "+905321112299"

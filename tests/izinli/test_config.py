@@ -62,3 +62,13 @@ def test_bad_env_value_names_the_key():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         configuration.load(tmp_path / "nope.toml", env={})
+
+
+def test_trusted_proxies_are_a_list_of_addresses_or_networks():
+    from izinli.config import ConfigError, load
+    assert load(None, env={}).server.trusted_proxies == ()
+    env = {"IZINLI_SERVER_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"}
+    assert load(None, env=env).server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load(None, env={"IZINLI_SERVER_TRUSTED_PROXIES": "127.0.0.1,proxy.local"})
+    assert load(None, env={}).crypto.kdf_concurrency == 2
