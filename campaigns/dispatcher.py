@@ -22,6 +22,7 @@ from campaigns.ports import (
     Blocked,
     Channel,
     Line,
+    MaybeSent,
     NoAlerts,
     OptedOut,
     OutboundMessage,
@@ -29,6 +30,7 @@ from campaigns.ports import (
     ProviderTemplate,
     RateLimited,
     Sent,
+    Unavailable,
 )
 from campaigns.render import Template, compile_template, compose, render
 from campaigns.throttle import (
@@ -44,6 +46,7 @@ from optout.ledger import consent_type_for
 from optout.tenants import TenantDirectory, TenantProfile
 from optout.watch import RevocationWatch
 from store.engine import Database
+from store.faults import is_unavailable, unavailable_kind
 from store.tables import campaigns
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,17 @@ class DispatchSettings:
     spam_first_sends: int = 200
     spam_optout_rate: float = 0.02
     max_consecutive_errors: int = 50
+    # A message the provider could not take (5xx, unreachable) is tried this many times in
+    # all, the line waiting provider_backoff_seconds, then twice that … (at most
+    # provider_backoff_max_seconds) between waves of errors, before it is `failed`.
+    provider_attempts: int = 5
+    provider_backoff_seconds: float = 2.0
+    provider_backoff_max_seconds: float = 30.0
 
+
+# Provider-error retries remembered at once; past it the oldest are forgotten (they then get a
+# few more tries). In memory, not in the outbox: see Dispatcher._retry_later.
+MAX_TRACKED_RETRIES = 100_000
 
 @dataclass
 class _CampaignInfo:
@@ -91,16 +104,29 @@ class Dispatcher:
         self._throttles: dict[str, tuple[float, LineThrottle]] = {}
         self._campaigns: dict[str, _CampaignInfo] = {}
         self._errors: dict[str, int] = defaultdict(int)
+        self._attempts: dict[int, int] = {}  # outbox row → provider errors so far
+        # Rows each line's live round has marked `sending` and still answers for, and lines
+        # whose last round ended without settling its rows (an outage, a bug): those lines
+        # reconcile before their next round.
+        self._held: dict[str, set[int]] = {}
+        self._unsettled: set[str] = set()
 
     async def run(self) -> None:
         """Supervises line tasks until cancelled."""
+        database_down = False
         while True:
             try:
                 await self.tick()
+                database_down = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep dispatching; the type is enough to investigate
-                log.error("dispatcher tick failed", extra={"error": type(exc).__name__})
+                if not is_unavailable(exc):
+                    log.error("dispatcher tick failed", extra={"error": type(exc).__name__})
+                elif not database_down:  # once per outage, not five times a second
+                    database_down = True
+                    log.warning("dispatcher waits for the database",
+                                extra={"kind": unavailable_kind(exc)})
             await asyncio.sleep(self.settings.tick_seconds)
 
     async def stop(self) -> None:
@@ -123,14 +149,38 @@ class Dispatcher:
                 self._tasks[line_id] = asyncio.create_task(self._drain(line_id))
 
     async def _drain(self, line_id: str) -> None:
-        try:
-            while await self.pump(line_id):
-                pass
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("line dispatch failed", extra={"line_id": line_id,
-                                                     "error": type(exc).__name__})
+        """Rounds until the line has nothing to do. A database outage does not end it: the line
+        waits with back-off, reconciles its unsettled rows and carries on, no restart needed."""
+        delays = _backoff()
+        while True:
+            try:
+                if line_id in self._unsettled:
+                    await self._reconcile(line_id)
+                if not await self.pump(line_id):
+                    return
+                delays = _backoff()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._unsettled.add(line_id)
+                if not is_unavailable(exc):  # a bug: the next tick starts the line again
+                    log.error("line dispatch failed", extra={"line_id": line_id,
+                                                             "error": type(exc).__name__})
+                    return
+                log.warning("line waits for the database", extra={
+                    "line_id": line_id, "kind": unavailable_kind(exc)})
+                await asyncio.sleep(next(delays))
+
+    async def _reconcile(self, line_id: str) -> None:
+        """Rows of the line left `sending` that no live round holds (a round broken off by a
+        bug, or by anything that bypassed its own settling) become `unknown`: they may have
+        reached the provider. Before this, only a restart did it (recover_in_flight)."""
+        async with self.db.begin() as conn:
+            count = await outbox.recover_in_flight(conn, line_id, self._held.get(line_id, ()))
+        self._unsettled.discard(line_id)
+        if count:
+            log.warning("messages interrupted on a line marked unknown",
+                        extra={"line_id": line_id, "count": count})
 
     async def pump(self, line_id: str) -> bool:
         """One round for a line; False when there is nothing to do right now."""
@@ -147,6 +197,11 @@ class Dispatcher:
         throttle = self._throttle(line)
         if throttle.rolling_cap.next_free_at(time.monotonic()) > time.monotonic():
             return False  # the 24 h unique-recipient cap is full: nothing can go out yet
+        if (paused := throttle.paused_for(time.monotonic())) > 0:
+            # A provider back-off: nothing is claimed or marked `sending` meanwhile, and the
+            # campaigns are looked at again (an owner's pause or cancel applies) every second.
+            await asyncio.sleep(min(paused, 1.0))
+            return True
         limit = max(1, min(self.settings.max_batch,
                            int(throttle.effective_rate(time.monotonic())
                                * self.settings.batch_seconds)))
@@ -174,17 +229,19 @@ class Dispatcher:
                     if _quiet(profile):
                         quiet.append(r.id)
         ready = [r.id for r in rows if r.id not in locked and r.id not in quiet]
-        # Only what changes is written: this runs every round.
+        # Only what changes is written: this runs every round. A ready campaign's reason says
+        # why its line is slow or waiting (provider back-off), and is cleared when it is not.
         reason = {r.id: r.state_reason for r in rows}
         quiet = [c for c in quiet if reason[c] != QUIET_HOURS]
-        cleared = [c for c in ready if reason[c] is not None]
-        if locked or quiet or cleared:
+        slow = self._throttle(line).condition(time.monotonic())
+        changed = [c for c in ready if reason[c] != slow]
+        if locked or quiet or changed:
             async with self.db.begin() as conn:
                 await service.set_state(conn, locked, "waiting_unlock", "vault is locked",
                                         only_from=("running",))
                 await service.set_state(conn, quiet, "running", QUIET_HOURS,
                                         only_from=("running",))
-                await service.set_state(conn, cleared, "running", None, only_from=("running",))
+                await service.set_state(conn, changed, "running", slow, only_from=("running",))
         tenant_of = {r.id: r.tenant_id for r in rows}
         for campaign_id in locked:
             log.warning("campaign waits for an unlock", extra={"campaign_id": campaign_id})
@@ -194,7 +251,11 @@ class Dispatcher:
     def _throttle(self, line: Line) -> LineThrottle:
         rate, throttle = self._throttles.get(line.id, (None, None))
         if throttle is None or rate != line.rate_per_second:
+            s = self.settings
             throttle = LineThrottle(line.rate_per_second, now=time.monotonic(),
+                                    # A tenth of a second at least: 0 would mean no back-off.
+                                    backoff_base=max(0.1, s.provider_backoff_seconds),
+                                    backoff_max=max(0.1, s.provider_backoff_max_seconds),
                                     **_provider_limits(line))
             self._throttles[line.id] = (line.rate_per_second, throttle)
         return throttle
@@ -202,15 +263,71 @@ class Dispatcher:
     async def _round(self, line: Line, claimed: list[Claimed], rows) -> None:
         work = _Round()
         plans = await self._plan(line, claimed, work)
-        async with self.db.begin() as conn:
-            await outbox.mark_sending(conn, [p[0].id for p in plans])
-        await self._send_all(line, plans, work)
-        await self.channels[line.channel].flush()
-        await self._record(line, work)
-        acknowledged = {r.id for r in rows if r.guard_acknowledged}
+        marked = [p[0].id for p in plans]
+        self._held[line.id] = set(marked)
+        try:
+            await self._mark_sending(marked)
+            interrupted = await self._send_settled(line, plans, work)
+            # What the provider answered is kept through an outage and written once the
+            # database takes it: a delivered message ends `sent`, never stuck `sending`.
+            await self._until_stored(self.channels[line.channel].flush)
+            await self._until_stored(lambda: self._record(line, work))
+        finally:
+            del self._held[line.id]
+        if interrupted is not None:
+            raise interrupted
+        acknowledged = {r.id for r in rows if r.optout_acknowledged}
         await self._guard({row.campaign_id for row in claimed} - acknowledged,
                           {row.campaign_id for row in claimed} & acknowledged,
                           {row.campaign_id: row.tenant_id for row in claimed})
+
+    async def _mark_sending(self, ids: list[int]) -> None:
+        """Commits the `sending` mark before any provider call. When the commit's answer is lost
+        with the database nothing is sent: the rows return to pending once it is back."""
+        try:
+            async with self.db.begin() as conn:
+                await outbox.mark_sending(conn, ids)
+        except Exception as exc:
+            if is_unavailable(exc):
+                await self._until_stored(lambda: self._unmark(ids))
+            raise
+
+    async def _unmark(self, ids: list[int]) -> None:
+        async with self.db.begin() as conn:
+            await outbox.unmark_sending(conn, ids)
+
+    async def _send_settled(self, line: Line, plans, work: _Round) -> Exception | None:
+        """Sends the plans; a row the sends left without an answer (they broke off) is
+        `unknown`, since it may have reached the provider. Returns what broke them off."""
+        interrupted = None
+        try:
+            await self._send_all(line, plans, work)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("sending broke off", extra={"line_id": line.id,
+                                                  "error": type(exc).__name__})
+            interrupted = exc
+        answered = {r.id for r in work.results}
+        work.results += [Result(p[0].id, "unknown", "interrupted") for p in plans
+                         if p[0].id not in answered]
+        return interrupted
+
+    async def _until_stored(self, write) -> None:
+        """Calls `write` until the database takes it, waiting with back-off while it is
+        unavailable; any other error is raised."""
+        delays = _backoff()
+        while True:
+            try:
+                return await write()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("round results wait for the database",
+                            extra={"kind": unavailable_kind(exc)})
+                await asyncio.sleep(next(delays))
 
     async def _plan(self, line: Line, claimed: list[Claimed], work: _Round):
         """Gate, frequency cap, decrypt and render: [(row, address, text)] to send."""
@@ -327,11 +444,24 @@ class Dispatcher:
         throttle = self._throttle(line)
         if isinstance(outcome, Sent):
             self._errors[row.campaign_id] = 0
+            self._attempts.pop(row.id, None)
+            throttle.provider_took()
             return Result(row.id, "sent", None, outcome.provider_id, time.time())
         if isinstance(outcome, RateLimited):
             throttle.rate_limited(outcome.retry_after, time.monotonic())
             return Result(row.id, "pending")  # not accepted by the provider: send later
+        if isinstance(outcome, Unavailable | MaybeSent):
+            outcome = self._provider_error(throttle, row.id, address, outcome)
+            if outcome is None:
+                # Nothing reached the provider: sent again after the back-off, and not an
+                # error towards the error-run pause while it is being retried.
+                return Result(row.id, "pending")
+        self._attempts.pop(row.id, None)
         self._errors[row.campaign_id] += 1
+        if isinstance(outcome, MaybeSent):
+            # It may have been delivered: `unknown`, never resent by itself (a status webhook
+            # may still settle it; the owner may choose to retry it).
+            return Result(row.id, "unknown", outcome.reason[:64])
         if isinstance(outcome, Blocked):
             work.stops.append((row.tenant_id, row.address_index, address, "blocked"))
             return Result(row.id, "failed", "blocked")
@@ -343,6 +473,30 @@ class Dispatcher:
                 work.pause_line = outcome.code
             return Result(row.id, "failed", outcome.code[:64])
         return Result(row.id, "failed", outcome.reason[:64])
+
+    def _provider_error(self, throttle: LineThrottle, row_id: int, address: str,
+                        outcome: Unavailable | MaybeSent):
+        """The provider is failing or too slow: the line backs off like after a 429. None when
+        the row is to be tried again, else the outcome to record."""
+        retry_after = outcome.retry_after if isinstance(outcome, Unavailable) else None
+        throttle.provider_failed(time.monotonic(), retry_after)
+        if isinstance(outcome, MaybeSent):
+            return outcome
+        throttle.not_taken(address)
+        return None if self._retry_later(row_id) else PermanentFailure("provider_unavailable")
+
+    def _retry_later(self, row_id: int) -> bool:
+        """Counts a provider error for the row; False once it has had all its attempts.
+        Kept in memory rather than in the outbox: a line has one sender, the count only has to
+        bound the retries of one outage, and the hot table gets no extra write. A restart (or
+        a lease takeover) forgets it, which at worst gives a message a fresh set of tries."""
+        attempts = self._attempts.pop(row_id, 0) + 1
+        if attempts >= self.settings.provider_attempts:
+            return False
+        if len(self._attempts) >= MAX_TRACKED_RETRIES:
+            self._attempts.pop(next(iter(self._attempts)))
+        self._attempts[row_id] = attempts
+        return True
 
     async def _record(self, line: Line, work: _Round) -> None:
         consent_type = consent_type_for(line.channel)
@@ -371,20 +525,25 @@ class Dispatcher:
 
     async def _guard(self, campaign_ids: set[str], acknowledged: set[str],
                      tenants: dict[str, str]) -> None:
-        """Auto-pause on too many opt-outs early on (unless the owner already resumed after
-        such a pause), or on a run of send errors."""
+        """Auto-pause on a run of send errors (`error_run`), or on too many opt-outs among the
+        first sends (`optout_rate`, unless the owner resumed after such a pause). Two reasons:
+        resuming after one never disarms the other. The error run restarts from zero at each
+        pause, so it needs no acknowledgement; the opt-out figure does not change after a
+        resume, so only that one is acknowledged (campaigns.optout_acknowledged)."""
         s = self.settings
         paused: list[tuple[str, str]] = []
         async with self.db.begin() as conn:
             for campaign_id in campaign_ids | acknowledged:
                 reason = None
                 if self._errors[campaign_id] >= s.max_consecutive_errors:
-                    reason = f"spam_guard: {self._errors[campaign_id]} send errors in a row"
+                    reason = (f"{service.ERROR_RUN}: {self._errors[campaign_id]} send errors "
+                              "in a row")
                 elif campaign_id not in acknowledged:
                     sent, stopped = await outbox.optouts_among_first(conn, campaign_id,
                                                                      s.spam_first_sends)
                     if stopped > s.spam_optout_rate * s.spam_first_sends:
-                        reason = f"spam_guard: {stopped} of the first {sent} recipients opted out"
+                        reason = (f"{service.OPTOUT_RATE}: {stopped} of the first {sent} "
+                                  "recipients opted out")
                 if reason:
                     self._errors[campaign_id] = 0
                     await service.set_state(conn, [campaign_id], "paused", reason,
@@ -407,6 +566,15 @@ class Dispatcher:
         task = asyncio.create_task(send())
         self._alerting.add(task)
         task.add_done_callback(self._alerting.discard)
+
+
+def _backoff(first: float = 0.1, longest: float = 2.0):
+    """Waits between attempts while the database is unavailable: short at first (a blip heals
+    at once), never longer than `longest` (an outage's end is noticed within it)."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(longest, delay * 2)
 
 
 # What providers enforce per line (DESIGN.md): WhatsApp one message per 6 s to a person and a

@@ -3,7 +3,7 @@ and deriving a campaign's counts (its state follows from its outbox)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -79,12 +79,16 @@ _SET_STATE = outbox.update().where(outbox.c.id == sa.bindparam("row_id")).values
 
 async def mark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
     """Committed by the caller BEFORE any provider call: after a crash these become unknown."""
+    await _move(conn, ids, "pending", "sending")
+
+
+async def _move(conn: AsyncConnection, ids: Sequence[int], old: str, new: str) -> None:
     ids = list(ids)
     for start in range(0, len(ids), 5000):
         chunk = ids[start:start + 5000]
-        await raw.execute(conn, "UPDATE outbox SET state = 'sending', updated_at = ? "
-                                f"WHERE id IN ({raw.marks(len(chunk))}) AND state = 'pending'",
-                          (time.time(), *chunk))
+        await raw.execute(conn, "UPDATE outbox SET state = ?, updated_at = ? "
+                                f"WHERE id IN ({raw.marks(len(chunk))}) AND state = ?",
+                          (new, time.time(), *chunk, old))
 
 
 async def record(conn: AsyncConnection, results: Sequence[Result]) -> None:
@@ -126,18 +130,35 @@ async def apply_status(conn: AsyncConnection, tenant_id: str, row_id: int, statu
     return changed == 1
 
 
-async def recover_in_flight(conn: AsyncConnection) -> int:
-    """After a crash: rows still `sending` may or may not have reached the provider. They
-    become `unknown` and are never resent automatically (a missed message beats a double)."""
-    result = await conn.execute(outbox.update().where(outbox.c.state == "sending").values(
-        state="unknown", reason="interrupted", updated_at=time.time()))
+async def recover_in_flight(conn: AsyncConnection, line_id: str | None = None,
+                            held: Collection[int] = ()) -> int:
+    """Rows still `sending` that no round is sending any more — after a crash all of them;
+    after a database outage those of one line not `held` by its live round — may or may not
+    have reached the provider. They become `unknown` and are never resent automatically (a
+    missed message beats a double)."""
+    q = outbox.update().where(outbox.c.state == "sending")
+    if line_id is not None:
+        q = q.where(outbox.c.campaign_id.in_(
+            sa.select(campaigns.c.id).where(campaigns.c.line_id == line_id)))
+    if held:
+        q = q.where(outbox.c.id.not_in(list(held)))
+    result = await conn.execute(q.values(state="unknown", reason="interrupted",
+                                         updated_at=time.time()))
     return result.rowcount
 
 
-async def requeue(conn: AsyncConnection, campaign_id: str) -> int:
-    """`retry failed`: failed and unknown rows go back to pending, on the owner's request."""
+async def unmark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Back to pending: rows whose `sending` mark may have been committed, but that were never
+    handed to a provider (the commit's answer was lost with the database)."""
+    await _move(conn, ids, "sending", "pending")
+
+
+async def requeue(conn: AsyncConnection, campaign_id: str, include_unknown: bool = False) -> int:
+    """`retry failed`: failed rows go back to pending, on the owner's request. Unknown rows
+    may have been delivered (the person would get it twice): only when asked for by name."""
+    states = ("failed", "unknown") if include_unknown else ("failed",)
     result = await conn.execute(outbox.update().where(
-        outbox.c.campaign_id == campaign_id, outbox.c.state.in_(("failed", "unknown"))).values(
+        outbox.c.campaign_id == campaign_id, outbox.c.state.in_(states)).values(
         state="pending", reason=None, updated_at=time.time()))
     return result.rowcount
 
@@ -154,10 +175,11 @@ async def counts(conn: AsyncConnection, campaign_id: str) -> tuple[dict, dict]:
     return (await counts_many(conn, [campaign_id]))[campaign_id]
 
 
-async def counts_many(conn: AsyncConnection, campaign_ids: Sequence[str]
-                      ) -> dict[str, tuple[dict, dict]]:
+async def counts_many(conn: AsyncConnection, campaign_ids: Sequence[str],
+                      reasons_for: str = "skipped") -> dict[str, tuple[dict, dict]]:
     """`counts` for many campaigns: the folded counts plus the moves not folded yet, read in
-    one statement (one snapshot, so a fold running meanwhile is seen whole or not at all)."""
+    one statement (one snapshot, so a fold running meanwhile is seen whole or not at all).
+    The second dict counts the reasons of the rows in state `reasons_for`."""
     found: dict[str, tuple[dict, dict]] = {
         cid: (dict.fromkeys(COUNT_KEYS, 0), {}) for cid in campaign_ids}
     if not campaign_ids:
@@ -180,7 +202,7 @@ async def counts_many(conn: AsyncConnection, campaign_ids: Sequence[str]
             continue
         by_state, skipped = found[campaign_id]
         by_state[state] = by_state.get(state, 0) + n
-        if state == "skipped":
+        if state == reasons_for:
             skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
     return found
 

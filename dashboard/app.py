@@ -22,8 +22,14 @@ from dashboard import (
     vault_api,
     webhooks,
 )
-from dashboard.errors import error_middleware, error_response, json_response
-from dashboard.keys import API_KEY_ID, TENANT, db_key, registry_key
+from dashboard.errors import (
+    RETRY_AFTER_SECONDS,
+    error_middleware,
+    error_response,
+    input_middleware,
+    json_response,
+)
+from dashboard.keys import API_KEY_ID, API_KEY_ROLE, TENANT, db_key, registry_key
 from dashboard.routing import Operation, openapi_document, register
 from dashboard.web import setup_web
 
@@ -43,7 +49,7 @@ async def auth_middleware(request: web.Request, handler):
     if found is None:
         return error_response(401, "unauthorized",
                               "a valid API key is required (Authorization: Bearer <key>)")
-    request[TENANT], request[API_KEY_ID] = found
+    request[TENANT], request[API_KEY_ID], request[API_KEY_ROLE] = found
     return await handler(request)
 
 
@@ -68,8 +74,14 @@ async def metrics_middleware(request: web.Request, handler):
 
 
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[db_key].ping()
-    return json_response({"status": "ok"})
+    """200 when the database answers (and takes writes again after a failed one); 503 with
+    Retry-After naming the fault (unreachable, disk_full, io_error) otherwise."""
+    fault = await request.app[db_key].health()
+    if fault is None:
+        return json_response({"status": "ok", "database": "ok"})
+    response = json_response({"status": "unavailable", "database": fault}, status=503)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -105,7 +117,10 @@ def setup(app: web.Application) -> None:
         Histogram("izinli_http_request_seconds", "HTTP request latency", ["route"],
                   registry=registry),
     )
-    app.middlewares.extend([error_middleware, metrics_middleware, auth_middleware])
+    # metrics outermost: it counts the status error_middleware actually sent, not the
+    # exception a handler raised (a handled 4xx used to be counted as 500).
+    app.middlewares.extend([metrics_middleware, error_middleware, input_middleware,
+                            auth_middleware])
     vault_api.setup(app)
     webhooks.setup(app)
     register(app, operations())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from aiohttp import web
 
@@ -10,10 +11,20 @@ from campaigns.audiences import AudienceError
 from campaigns.lines import LineInputError
 from campaigns.service import CampaignError, CampaignNotFoundError, CampaignStateError
 from crypto.errors import CorruptDataError, VaultLockedError, WrongPassphraseError
-from dashboard.accounts import AccountError, NotFoundError
+from dashboard.accounts import AccountError, ForbiddenError, NotFoundError
+from dashboard.inputs import (
+    MAX_INT,
+    InputError,
+    check_params,
+    check_value,
+    int_param,
+    parse_json,
+)
+from dashboard.ratelimit import HashBusyError
 from optout.ledger import ConsentInputError
 from optout.suppression import SuppressionInputError
 from optout.tenants import TenantNotFoundError
+from store.faults import unavailable_kind
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +59,14 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
     (CampaignNotFoundError, 404, None),
     (CampaignStateError, 409, None),
     (CampaignError, 400, None),
+    (ForbiddenError, 403, None),
+    (HashBusyError, 429, "busy"),
     (AccountError, 400, None),
     (AudienceError, 400, None),
     (LineInputError, 400, None),
     (ConsentInputError, 400, None),
     (SuppressionInputError, 400, None),
+    (InputError, 400, None),
 ]
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -76,6 +90,8 @@ async def error_middleware(request: web.Request, handler):
         log.error("sealed data failed to open", extra={"path": request.path})
         return error_response(500, "corrupt_data", "stored data could not be decrypted")
     except Exception as exc:
+        if (fault := unavailable_kind(exc)) is not None:
+            return unavailable_response(request, fault)
         for kind, status, code in _KNOWN:
             if isinstance(exc, kind):
                 return error_response(status, code or getattr(exc, "code", "error"), str(exc))
@@ -84,19 +100,78 @@ async def error_middleware(request: web.Request, handler):
         return error_response(500, "internal", "internal error")
 
 
+RETRY_AFTER_SECONDS = 5
+# Set on a 503 for an unusable database (its kind): a page that called the API in-process
+# answers 503 itself instead of rendering the error as a line of text.
+DATABASE_FAULT = web.ResponseKey("database_fault", str)
+_UNAVAILABLE_PAGE = (
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>503</title></head><body>"
+    "<h1>Hizmet geçici olarak kullanılamıyor</h1><p>Veritabanına şu an ulaşılamıyor. "
+    "Birkaç saniye sonra yeniden deneyin.</p><h1>Temporarily unavailable</h1>"
+    "<p>The database cannot be reached right now. Please try again in a few seconds.</p>"
+    "</body></html>")
+
+
+def unavailable_response(request: web.Request, kind: str) -> web.Response:
+    """503 with Retry-After while the database cannot be used (store.faults): clients try
+    again, and a provider redelivers a STOP instead of taking a 500 as final."""
+    log.warning("database unavailable", extra={"path": request.path, "kind": kind})
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if _wants_page(request):
+        return web.Response(status=503, text=_UNAVAILABLE_PAGE, content_type="text/html",
+                            headers=headers)
+    response = error_response(503, "database_unavailable",
+                              f"the database is unavailable ({kind}); try again shortly")
+    response.headers.update(headers)
+    response[DATABASE_FAULT] = kind
+    return response
+
+
+def _wants_page(request: web.Request) -> bool:
+    return (not request.path.startswith(("/api/", "/webhooks/"))
+            and "text/html" in request.headers.get("Accept", ""))
+
+
+# Headers compared as secrets: only ASCII is ever right, and hmac.compare_digest raises
+# TypeError on other text (undecodable bytes arrive as lone surrogates).
+_SECRET_HEADERS = ("Authorization", "X-CSRF-Token", "X-Hub-Signature-256",
+                   "X-Telegram-Bot-Api-Secret-Token")
+
+
+@web.middleware
+async def input_middleware(request: web.Request, handler):
+    """Query parameters, path parts, cookies and secret headers of every route (API, pages,
+    webhooks), checked once before any handler reads them: yarl decodes %00 to NUL, which
+    PostgreSQL text refuses."""
+    check_params(request.query.items(), "query parameter")
+    check_params(request.match_info.items(), "path part")
+    # Only our own cookies: another app's on the same host must not lock a browser out.
+    check_params([(k, v) for k, v in request.cookies.items() if k.startswith("izinli_")],
+                 "cookie")
+    for name in _SECRET_HEADERS:
+        if not request.headers.get(name, "").isascii():
+            raise ApiError(400, "invalid_header", f"{name} must be ASCII")
+    return await handler(request)
+
+
 async def json_body(request: web.Request, limit: int | None = None) -> dict:
-    """The request's JSON object, or a 400/413/415 ApiError saying what is wrong."""
+    """The request's JSON object, checked by dashboard.inputs (no NUL or lone surrogate, finite
+    numbers, at most MAX_DEPTH deep), or a 400/413/415 ApiError saying what is wrong."""
     # Any declared type is read as JSON: `curl -d '{…}'` labels JSON as a form.
     if request.content_type.startswith("multipart/"):
         raise ApiError(415, "unsupported_media_type", "send a JSON body (application/json)")
     raw = await read_limited(request, limit or 1024 * 1024)
-    try:
-        body = json.loads(raw.decode("utf-8")) if raw else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    body = _parsed(raw) if raw else {}
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
     return body
+
+
+def _parsed(raw: bytes):
+    try:
+        return parse_json(raw)
+    except InputError as exc:
+        raise ApiError(400, exc.code, "request body: " + exc.message) from None
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -112,17 +187,31 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 
 
 def field(body: dict, name: str, kind: type, required: bool = True, default=None):
-    """body[name] checked against `kind`; a 400 naming the field otherwise."""
+    """body[name] checked strictly against `kind` (no bool for a number, no int for a string,
+    finite numbers only); a 400 naming the field otherwise."""
     if name not in body or body[name] is None:
         if required:
             raise ApiError(400, "missing_field", f"'{name}' is required")
         return default
     value = body[name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        value = float(value) if abs(value) <= MAX_INT else math.inf
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ApiError(400, "invalid_field", f"'{name}' must be {_KIND_NAMES.get(kind, kind)}")
+    try:
+        check_value(value)
+    except InputError as exc:
+        raise ApiError(400, exc.code, f"'{name}': {exc.message}") from None
     return value
+
+
+def int_query(request: web.Request, name: str, default: int | None, low: int,
+              high: int = MAX_INT) -> int | None:
+    """An integer query parameter in [low, high] (absent: `default`), or a 400 naming it."""
+    try:
+        return int_param(request.query, name, default, low, high)
+    except InputError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",

@@ -15,11 +15,13 @@ from crypto.vault import Keyring
 from optout import audit, retention
 from optout.retention import RetentionPolicy
 from store.engine import Database
+from store.faults import is_unavailable
 
 log = logging.getLogger(__name__)
 LOCK_SWEEP_SECONDS = 30
 FOLD_SECONDS = 5  # counters: moves not folded yet are read by every count
 ERASURE_SECONDS = 60
+DUE_RETRY_SECONDS = 5  # a campaign due while the database is away starts this soon after
 INVALID_SEND_AT = "invalid_send_at"  # state_reason of a campaign whose send_at is unusable
 # The API takes send_at up to a year ahead; rows stored before that rule get room to spare,
 # but a send_at further off than this (year 9999, 1e308) is a mistake, not a plan.
@@ -119,9 +121,14 @@ class Timers:
                                         only_from=("scheduled",))
 
     async def start_due(self, campaign_id: str) -> None:
-        async with self.db.begin() as conn:
-            await service.set_state(conn, [campaign_id], "running", None,
-                                    only_from=("scheduled",))
+        try:
+            async with self.db.begin() as conn:
+                await service.set_state(conn, [campaign_id], "running", None,
+                                        only_from=("scheduled",))
+        except Exception as exc:
+            if is_unavailable(exc):  # a one-shot timer: lost until a restart if not set again
+                self._schedule(campaign_id, time.time() + DUE_RETRY_SECONDS)
+            raise
         log.info("scheduled campaign started", extra={"campaign_id": campaign_id})
 
     async def sweep_locks(self) -> None:
