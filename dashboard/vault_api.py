@@ -5,6 +5,7 @@ import time
 
 from aiohttp import web
 
+from crypto.errors import WrongPassphraseError
 from dashboard import accounts, notices
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, error_response, field, json_body, json_response
@@ -41,8 +42,11 @@ async def unlock(request: web.Request) -> web.Response:
     except HashBusyError:
         attempt.forgive()  # nothing was checked
         return _too_many("the server is busy checking passphrases; try again shortly", 1)
-    except Exception:
+    except WrongPassphraseError:
         await audited(request, "vault.unlock_failed")
+        raise
+    except Exception:
+        attempt.forgive()  # the database or a bug, not a guess: it must not use up attempts
         raise
     attempt.forgive()
     await audited(request, "vault.unlock", ttl_seconds=ttl)

@@ -141,8 +141,9 @@ class Timers:
         while True:
             try:
                 await audiences.fold_counters(self.db)
-            except Exception:
-                log.exception("folding campaign counters failed")
+            except Exception as exc:  # the type only: driver texts can quote SQL parameters
+                log.error("folding campaign counters failed",
+                          extra={"error": type(exc).__name__})
             await asyncio.sleep(FOLD_SECONDS)
 
     async def purge(self) -> None:
