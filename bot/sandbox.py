@@ -4,6 +4,7 @@ a provider: latency, random temporary failures and an enforced rate answered wit
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -18,17 +19,23 @@ from campaigns.ports import (
     SendResult,
     Sent,
     TemporaryFailure,
+    Unavailable,
 )
 from campaigns.throttle import TokenBucket
 from crypto.service import FieldCrypto
 from optout.tenants import TenantDirectory
 from store import raw
 from store.engine import Database
+from store.faults import is_unavailable
 from store.tables import sandbox_messages
 
-# Deliveries are written in batches; a send's result returns before its row is durable, which
-# is what a real provider does too (an outbox row then stays `sending` until flushed).
-FLUSH_AT = 5000
+log = logging.getLogger(__name__)
+
+# A delivery is committed before its send returns Sent, as a real provider keeps a message the
+# moment it answers: a crash then leaves `unknown` rows that were in fact delivered, as in
+# production. Sends in flight together share one commit (group commit): while one batch is
+# being written the next gathers, so throughput costs one commit per batch, not per message.
+FLUSH_WAIT = 10.0
 _INSERT = ("INSERT INTO sandbox_messages (tenant_id, line_id, to_index, to_sealed, text_sealed, "
            "at) VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -46,10 +53,10 @@ class SandboxChannel:
                  rng: random.Random | None = None):
         self._db, self._fields, self._directory = db, fields, directory
         self._rng = rng or random.Random()
-        self._buffer: list[tuple] = []
+        self._waiting: list[tuple[tuple, asyncio.Future]] = []  # (row, its commit) to write
+        self._writer: asyncio.Task | None = None
         self._limits: dict[str, TokenBucket] = {}
         self._public_keys: dict[str, bytes] = {}
-        self._lock = asyncio.Lock()
         self.rate_limited = 0  # 429s answered, for benchmarks
 
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult:
@@ -62,13 +69,71 @@ class SandboxChannel:
             await asyncio.sleep(simulate["latency_ms"] / 1000)
         sealer = await self._fields.shared_sealer(line.tenant_id,
                                                   await self._public_key(line.tenant_id))
-        self._buffer.append((
-            line.tenant_id, line.id, self._directory.index(line.tenant_id, address),
-            sealer.seal_field(address.encode()), sealer.seal_field(message.text.encode()),
-            started))
-        if len(self._buffer) >= FLUSH_AT:
-            await self.flush()
+        row = (line.tenant_id, line.id, self._directory.index(line.tenant_id, address),
+               sealer.seal_field(address.encode()), sealer.seal_field(message.text.encode()),
+               started)
+        try:
+            await self._store(row)
+        except Exception as exc:  # the "provider" could not keep it: nothing was delivered
+            log.warning("sandbox delivery not stored", extra={"line_id": line.id,
+                                                              "error": type(exc).__name__})
+            return Unavailable("sandbox_store_error")
         return Sent(provider_id=f"sandbox-{uuid.uuid4()}")
+
+    async def _store(self, row: tuple) -> None:
+        """Returns once `row` is committed, together with the rows of the sends around it."""
+        committed = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, committed))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        # Shielded: a cancelled send (a stopping dispatcher) still lets its row be written, as
+        # a provider that took a message does not forget it when the caller hangs up.
+        await asyncio.shield(committed)
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            failure = None
+            try:
+                await self._keep([row for row, _ in batch])
+            except Exception as exc:
+                failure = exc
+            for _, committed in batch:
+                if committed.done():
+                    continue
+                if failure is None:
+                    committed.set_result(None)
+                else:
+                    committed.set_exception(failure)
+
+    async def _keep(self, rows: list[tuple]) -> None:
+        """Commits the rows. While our own database is unavailable (a full disk, a stopped
+        server) the "provider" holds them, as a send waiting for its answer, rather than
+        failing messages a real provider would have taken; a retry skips rows whose commit
+        went through although its answer was lost, so nobody receives a message twice."""
+        delays = iter((0.1, 0.2, 0.5, 1.0))
+        retrying = False
+        while True:
+            try:
+                async with self._db.begin() as conn:
+                    await raw.execute_many(conn, _INSERT, await self._not_kept(conn, rows)
+                                           if retrying else rows)
+                return
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                retrying = True
+                await asyncio.sleep(next(delays, 2.0))
+
+    @staticmethod
+    async def _not_kept(conn, rows: list[tuple]) -> list[tuple]:
+        kept = set()
+        for row in rows:  # rare: only after a failed commit
+            found = await raw.fetch(conn, "SELECT 1 FROM sandbox_messages WHERE line_id = ? "
+                                          "AND to_index = ? AND at = ?", (row[1], row[2], row[5]))
+            if found:
+                kept.add(id(row))
+        return [row for row in rows if id(row) not in kept]
 
     async def _public_key(self, tenant_id: str) -> bytes:
         key = self._public_keys.get(tenant_id)
@@ -95,11 +160,19 @@ class SandboxChannel:
         return None
 
     async def flush(self) -> None:
-        async with self._lock:
-            rows, self._buffer = self._buffer, []
-            if rows:
-                async with self._db.begin() as conn:
-                    await raw.execute_many(conn, _INSERT, rows)
+        """Waits for deliveries still being written (every send already waits for its own),
+        at most FLUSH_WAIT seconds: a database that is down must not hold up a shutdown."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait({writer}, timeout=FLUSH_WAIT)
+
+    async def close(self) -> None:
+        """Stops writing: rows still waiting (the database down at shutdown) are not kept, and
+        their sends, like a provider's that never answered, end `unknown` after a restart."""
+        await self.flush()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
 
     async def received(self, tenant_id: str, to: str | None = None,
                        limit: int = 10_000) -> list[Delivered]:

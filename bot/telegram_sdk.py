@@ -90,6 +90,8 @@ def _network_outcome(exc: BaseException) -> SendResult:
         return Unavailable("network_error")
     if isinstance(origin, TimeoutError):
         return MaybeSent("timeout")
+    if isinstance(origin, aiohttp.ClientPayloadError):  # cut off mid-answer, or over the cap
+        return MaybeSent("unreadable_answer")
     return MaybeSent("connection_lost")
 
 

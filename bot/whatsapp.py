@@ -171,6 +171,8 @@ def classify_exception(exc: BaseException) -> SendResult:
         return Unavailable("connection_error")
     if isinstance(exc, TimeoutError):
         return MaybeSent("timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):  # cut off mid-answer, or over the cap
+        return MaybeSent("unreadable_answer")
     return MaybeSent("connection_lost")
 
 

@@ -59,6 +59,8 @@ class OptedOut:
 
 @dataclass(frozen=True, slots=True)
 class TemporaryFailure:
+    """The provider refused this message for now (WhatsApp's per-user marketing cap, a
+    simulated failure): `failed`, and the owner may retry it later."""
     reason: str
 
 
@@ -67,7 +69,35 @@ class PermanentFailure:
     code: str
 
 
-SendResult = Sent | RateLimited | Blocked | OptedOut | TemporaryFailure | PermanentFailure
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """The provider, or the way to it, failed before it took the message (a 5xx answer, a
+    connection that never opened): nothing was sent. The line slows down and the message is
+    tried again after a back-off, a bounded number of times."""
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaybeSent:
+    """The request may have reached the provider but no answer says whether it was taken (a
+    timeout after sending, a connection lost mid-answer, an answer we cannot read). Recorded
+    `unknown` and never sent again automatically: a missed message beats a duplicate."""
+    reason: str
+
+
+SendResult = (Sent | RateLimited | Blocked | OptedOut | TemporaryFailure | PermanentFailure
+              | Unavailable | MaybeSent)
+
+
+def reason_of(outcome: SendResult) -> str:
+    """An outcome as one stable lowercase word, for logs, errors and outbox reasons."""
+    if isinstance(outcome, PermanentFailure):
+        return outcome.code
+    if isinstance(outcome, TemporaryFailure | Unavailable | MaybeSent):
+        return outcome.reason
+    return {RateLimited: "rate_limited", Blocked: "blocked", OptedOut: "opted_out"}.get(
+        type(outcome), "sent")
 
 
 # PermanentFailure codes that mean the provider is unhappy with the LINE, not the recipient:
@@ -79,7 +109,8 @@ class Channel(Protocol):
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult: ...
 
     async def flush(self) -> None:
-        """Makes buffered work durable (the sandbox batches its writes); may do nothing."""
+        """Waits for work still being made durable (the sandbox's group commits); may do
+        nothing. A send returns Sent only once its message is kept, as a provider does."""
 
 
 class Alerts(Protocol):

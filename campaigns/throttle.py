@@ -16,6 +16,14 @@ FREQUENCY_WINDOW = 7 * 86400
 # Answers to requests already in flight when a 429 arrived say nothing new about the provider's
 # limit; halving once per answer would collapse a line to min_rate within one batch.
 DECREASE_COOLDOWN = 1.0
+# After a back-off the ceiling doubles for every second of sending (TCP's slow start): a line
+# halved by a 429 is back to full speed in one second, one at 1 msg/s reaches 80/s in about 6 s
+# (a linear climb of max/60 per second made a 10 s storm cost 2.4x the campaign's time).
+RECOVERY_PER_SECOND = 2.0
+# Provider errors (5xx, unreachable): the line waits 2, 4, 8, 16 s … (at most 30 s) after each
+# wave of failures, so the same message is tried 5 times within about 30 s.
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 30.0
 
 
 def _positive(value: float, name: str) -> float:
@@ -108,15 +116,17 @@ class TokenBucket:
 
 
 class Aimd:
-    """A rate ceiling that halves on provider rate limits and climbs back linearly."""
+    """A rate ceiling that halves on provider rate limits and errors, and grows back
+    multiplicatively once the pause is over (so not strictly additive: recovery takes seconds)."""
 
     def __init__(self, max_rate: float, min_rate: float = 1.0,
-                 increase_per_second: float | None = None, decrease_factor: float = 0.5) -> None:
+                 recovery_per_second: float = RECOVERY_PER_SECOND,
+                 decrease_factor: float = 0.5) -> None:
         self.max_rate = _positive(max_rate, "max_rate")
         self.min_rate = min(_positive(min_rate, "min_rate"), self.max_rate)
-        # Default: full speed returns within a minute of the last decrease.
-        self.increase_per_second = (max_rate / 60 if increase_per_second is None
-                                    else increase_per_second)
+        if not (recovery_per_second > 1 and math.isfinite(recovery_per_second)):
+            raise ValueError(f"recovery_per_second must be > 1, got {recovery_per_second!r}")
+        self.recovery_per_second = float(recovery_per_second)
         if not 0 < decrease_factor < 1:
             raise ValueError(f"decrease_factor must be in (0, 1), got {decrease_factor!r}")
         self.decrease_factor = decrease_factor
@@ -128,6 +138,14 @@ class Aimd:
     @property
     def rate(self) -> float:
         return self._rate
+
+    def rate_at(self, now: float) -> float:
+        """The ceiling a success at `now` would leave (the rate as of now, without sending)."""
+        if now <= self._last or self._rate >= self.max_rate:
+            return self._rate
+        # The exponent is capped: past 64 doublings any rate is at its maximum anyway.
+        growth = self.recovery_per_second ** min(now - self._last, 64.0)
+        return min(self.max_rate, self._rate * growth)
 
     def on_rate_limited(self, retry_after: float, now: float) -> None:
         pause_end = now + max(0.0, retry_after)
@@ -141,9 +159,7 @@ class Aimd:
     def on_success(self, now: float) -> None:
         if now <= self._last:
             return
-        if self._rate < self.max_rate:
-            grown = self._rate + self.increase_per_second * (now - self._last)
-            self._rate = min(self.max_rate, grown)
+        self._rate = self.rate_at(now)
         self._last = now
 
     def clamp(self, ceiling: float) -> None:
@@ -166,6 +182,10 @@ class _RecentlySeen:
 
     def get(self, recipient: str) -> float | None:
         return self._at.get(recipient)
+
+    def discard(self, recipient: str) -> None:
+        # Its queue entry stays and is skipped as stale by forget_until.
+        self._at.pop(recipient, None)
 
     def oldest(self) -> float | None:
         return self._order[0][0] if self._order else None
@@ -270,6 +290,10 @@ class PairLimiter:
         if self.min_interval > 0:
             self._seen.add(recipient, now)
 
+    def forget(self, recipient: str) -> None:
+        """The last message to `recipient` never reached the provider: no interval to keep."""
+        self._seen.discard(recipient)
+
 
 def quiet_hours_wait(now: float, tz: str, start_hour: int = 9, end_hour: int = 21) -> float:
     """0 inside the local sending window [start_hour, end_hour), else seconds until it opens."""
@@ -305,12 +329,17 @@ def frequency_capped(sent_in_window: int, cap: int = 3) -> bool:
 PROVIDER_HEADROOM = 1.0
 
 
+def _per_second(rate: float) -> str:
+    return f"{rate:.1f}/s" if rate < 10 else f"{rate:.0f}/s"
+
+
 class LineThrottle:
     """Everything that paces one sending line, except quiet hours and frequency caps."""
 
     def __init__(self, rate: float, *, now: float, provider_max_rate: float | None = None,
                  daily_unique_limit: int | None = None, pair_interval: float | None = None,
-                 warmup_age_days: float | None = None) -> None:
+                 warmup_age_days: float | None = None, backoff_base: float = BACKOFF_BASE,
+                 backoff_max: float = BACKOFF_MAX) -> None:
         rate = _positive(rate, "rate")
         provider = rate if provider_max_rate is None else _positive(provider_max_rate,
                                                                     "provider_max_rate")
@@ -324,6 +353,10 @@ class LineThrottle:
         # One message less of burst than the provider allows: both buckets then refill in step
         # with ours a token behind, so jitter between our clock and theirs never costs a 429.
         self.bucket = TokenBucket(self.effective_rate(now), now=now, headroom=PROVIDER_HEADROOM)
+        self.backoff_base = _positive(backoff_base, "backoff_base")
+        self.backoff_max = max(self.backoff_base, _positive(backoff_max, "backoff_max"))
+        self.failures = 0  # waves of provider errors since the provider last took a message
+        self._slowed_by = "provider_rate_limited"
 
     def effective_rate(self, now: float) -> float:
         return min(self._limit(now), self.aimd.rate)
@@ -338,6 +371,10 @@ class LineThrottle:
     def admits(self, recipient: str, now: float) -> bool:
         return self.rolling_cap.admits(recipient, now)
 
+    def paused_for(self, now: float) -> float:
+        """Seconds left of a provider's back-off (429 or errors); 0 when the line may send."""
+        return _until(self.aimd.paused_until, now)
+
     def sent(self, recipient: str, now: float) -> None:
         self._sync(now)
         self.bucket.take(now)
@@ -347,9 +384,40 @@ class LineThrottle:
         self._sync(now)
 
     def rate_limited(self, retry_after: float, now: float) -> None:
+        self._slowed_by = "provider_rate_limited"
         self.aimd.clamp(self._limit(now))
         self.aimd.on_rate_limited(retry_after, now)
         self._sync(now)
+
+    def provider_failed(self, now: float, retry_after: float | None = None) -> None:
+        """A provider error (5xx, unreachable, no answer): slowed like a 429, and paused for a
+        back-off that doubles with each wave of failures. Answers to requests that were already
+        in flight when a wave began arrive during its pause and are the same wave."""
+        if now < self.aimd.paused_until and self.failures:
+            return
+        self.failures += 1
+        pause = min(self.backoff_max, self.backoff_base * 2.0 ** min(self.failures - 1, 30))
+        self.rate_limited(max(pause, retry_after or 0.0), now)
+        self._slowed_by = "provider_errors"
+
+    def not_taken(self, recipient: str) -> None:
+        """The provider did not take the message to `recipient` (an error before it): the
+        provider's per-recipient interval did not start, so a retry need not wait for it."""
+        self.pairs.forget(recipient)
+
+    def provider_took(self) -> None:
+        """The provider accepted a message: errors no longer lengthen the back-off."""
+        self.failures = 0
+
+    def condition(self, now: float) -> str | None:
+        """Why the line sends slower than configured or waits (a campaign's state_reason), or
+        None when it runs at its configured rate."""
+        rate = min(self._limit(now), self.aimd.rate_at(now))
+        if self.failures:
+            return f"provider_errors: retrying, slowed to {_per_second(rate)}"
+        if now < self.aimd.paused_until or rate < self._limit(now):
+            return f"{self._slowed_by}: slowed to {_per_second(rate)}"
+        return None
 
     def _limit(self, now: float) -> float:
         if self._born is None:

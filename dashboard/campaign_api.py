@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -13,7 +14,8 @@ from campaigns import outbox as outbox_module
 from campaigns import service
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
-from dashboard.errors import ApiError, field, json_body, json_response
+from dashboard.errors import ApiError, field, int_query, json_body, json_response
+from dashboard.inputs import MAX_INT
 from dashboard.keys import TENANT, actor_of, db_key, directory_key, fields_key, scheduler_hook_key
 from dashboard.lines_api import address_param
 from dashboard.routing import Operation
@@ -22,17 +24,28 @@ from optout.deadlines import parse_consent_date
 from store import raw
 from store.tables import campaigns, contacts, list_members
 
+# A campaign is started at most a year ahead; a little slack for clocks and slow clients.
+SEND_AT_PAST_SECONDS, SEND_AT_FUTURE_SECONDS = 60, 365 * 86400
 
-def _send_at(body: dict) -> float | None:
+
+def _send_at(body: dict, now: float | None = None) -> float | None:
+    """send_at as a timestamp within [now − 1 min, now + 1 year], or a 400 naming it: an
+    absurd one used to be stored and then stop every start of the scheduler."""
     raw = body.get("send_at")
     if raw is None:
         return None
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return float(raw)
-    parsed = parse_consent_date(raw) if isinstance(raw, str) else None
-    if parsed is None:
-        raise ApiError(400, "invalid_field", "'send_at' must be an ISO 8601 date-time")
-    return parsed.timestamp()
+        when = float(raw) if abs(raw) < 1e300 else math.inf
+    else:
+        parsed = parse_consent_date(raw) if isinstance(raw, str) else None
+        if parsed is None:
+            raise ApiError(400, "invalid_field", "'send_at' must be an ISO 8601 date-time")
+        when = parsed.timestamp()
+    now = time.time() if now is None else now
+    if not (math.isfinite(when)
+            and now - SEND_AT_PAST_SECONDS <= when <= now + SEND_AT_FUTURE_SECONDS):
+        raise ApiError(400, "invalid_field", "'send_at' must be from now to one year ahead")
+    return when
 
 
 async def create(request: web.Request) -> web.Response:
@@ -62,10 +75,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    try:
-        limit = min(max(int(request.query.get("limit", "500")), 1), 500)
-    except ValueError:
-        raise ApiError(400, "invalid_field", "'limit' must be a number from 1 to 500") from None
+    limit = min(max(int_query(request, "limit", 500, -MAX_INT), 1), 500)  # clamped, as ever
     q = sa.select(campaigns).where(campaigns.c.tenant_id == request[TENANT]).order_by(
         campaigns.c.created_at.desc()).limit(limit)
     async with request.app[db_key].connect() as conn:
@@ -102,10 +112,11 @@ async def stats(request: web.Request) -> web.Response:
 def _action(name: str):
     async def handler(request: web.Request) -> web.Response:
         tenant_id, campaign_id = request[TENANT], request.match_info["id"]
+        options = await _action_options(request, name)
         async with request.app[db_key].begin() as conn:
-            await service.transition(conn, tenant_id, campaign_id, name)
+            await service.transition(conn, tenant_id, campaign_id, name, **options)
             await audit.record(conn, tenant_id, actor_of(request),
-                               f"campaign.{name}", campaign_id=campaign_id)
+                               f"campaign.{name}", campaign_id=campaign_id, **options)
             row = await service.get(conn, tenant_id, campaign_id)
             body = await service.status(conn, row)
         if body["state"] == "scheduled":
@@ -113,6 +124,16 @@ def _action(name: str):
         return json_response(body)
     handler.__name__ = f"campaign_{name}"
     return handler
+
+
+async def _action_options(request: web.Request, name: str) -> dict:
+    """retry's `{"include_unknown": true}`: `unknown` messages may have been delivered, so
+    they are sent again only when asked for by name (the person may get them twice)."""
+    if name != "retry":
+        return {}
+    body = await json_body(request)
+    return {"include_unknown": field(body, "include_unknown", bool, required=False,
+                                     default=False)}
 
 
 async def preview(request: web.Request) -> web.Response:
@@ -163,7 +184,8 @@ async def preview_draft(request: web.Request) -> web.Response:
         compiled = compile_template(template)
     except ValueError as exc:
         raise ApiError(400, "invalid_template", str(exc)) from None
-    samples = {**SAMPLE, **{k: str(v) for k, v in (body.get("sample") or {}).items()}}
+    sample = field(body, "sample", dict, required=False, default={})
+    samples = {**SAMPLE, **{k: str(v) for k, v in sample.items()}}
     text = compose(compiled, samples, commercial=purpose == "commercial",
                    sender_name=profile.sender_name, sender_contact=profile.sender_contact,
                    language=profile.language)
@@ -179,11 +201,18 @@ CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "t
                                     "name": {"type": "string"}, "language": {"type": "string"},
                                     "parameters": {"type": "array",
                                                    "items": {"type": "string"}}}},
-                                "send_at": {"type": "string", "format": "date-time"}}}
+                                "send_at": {"type": ["string", "number"],
+                                            "format": "date-time",
+                                            "description": "ISO 8601 or Unix seconds, from "
+                                                           "now to one year ahead"}}}
 _ACTIONS = {"start": "Start (builds the outbox; scheduled when send_at is in the future)",
             "pause": "Pause", "resume": "Resume a paused campaign",
             "cancel": "Cancel; pending messages are skipped as cancelled",
-            "retry": "Retry failed: failed and unknown messages go back to pending"}
+            "retry": "Retry failed: failed messages go back to pending; unknown ones (which "
+                     "may have been delivered: the person may get them twice) only with "
+                     "include_unknown"}
+_ACTION_BODIES = {"retry": {"type": "object", "properties": {
+    "include_unknown": {"type": "boolean", "default": False}}}}
 
 OPERATIONS = [
     Operation("POST", "/api/v1/campaigns", create, "Create a campaign (draft)",
@@ -200,8 +229,10 @@ OPERATIONS = [
                   "template": {"type": "string"}, "purpose": {"type": "string"},
                   "sample": {"type": "object"}}}),
     Operation("GET", "/api/v1/campaigns/{id}", show,
-              "A campaign with counts and skipped_by_reason, derived from its outbox"),
+              "A campaign with counts, skipped_by_reason and failed_by_reason, derived from "
+              "its outbox"),
     *[Operation("POST", f"/api/v1/campaigns/{{id}}/{name}", _action(name), summary,
+                body=_ACTION_BODIES.get(name),
                 responses={200: "Campaign", 409: "Not allowed in this state"})
       for name, summary in _ACTIONS.items()],
     Operation("POST", "/api/v1/campaigns/{id}/preview", preview,

@@ -400,7 +400,7 @@ _METHOD = SendMessage(chat_id=CHAT, text=TEXT)
     (TimeoutError(), MaybeSent("timeout")),
     (aiohttp.SocketTimeoutError(), MaybeSent("timeout")),
     (aiohttp.ServerDisconnectedError(), MaybeSent("connection_lost")),
-    (aiohttp.ClientPayloadError(), MaybeSent("connection_lost")),
+    (aiohttp.ClientPayloadError(), MaybeSent("unreadable_answer")),
     (ClientDecodeError("Failed to decode object", ValueError(), "<html>"),
      MaybeSent("bad_response")),
     (TelegramAPIError(_METHOD, "Unexpected"), TemporaryFailure("telegram_error")),

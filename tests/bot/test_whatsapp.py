@@ -5,6 +5,7 @@ import asyncio
 import logging
 import socket
 
+import aiohttp
 import pytest
 from fakes.graph import PHONE_NUMBER_ID, GraphState, create_graph_app
 from hypothesis import given
@@ -15,6 +16,7 @@ from bot.whatsapp import (
     WhatsAppCredentials,
     WhatsAppCredentialsError,
     classify,
+    classify_exception,
     outcome_for_error,
     template_payload,
 )
@@ -359,6 +361,22 @@ def test_bad_credentials_json_is_refused_without_echoing_it(raw):
 ])
 def test_classify(status, body, retry_after, expected):
     assert classify(status, body, retry_after) == expected
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    # Raised before the request left: nothing reached Graph, so it is sent again later.
+    (aiohttp.ClientConnectorError(None, OSError(111, "refused")),
+     Unavailable("connection_error")),
+    (aiohttp.ConnectionTimeoutError(), Unavailable("connection_error")),
+    # Raised after: Graph may have kept it (it keeps a message the moment it answers).
+    (TimeoutError(), MaybeSent("timeout")),
+    (aiohttp.SocketTimeoutError(), MaybeSent("timeout")),
+    (aiohttp.ServerDisconnectedError(), MaybeSent("connection_lost")),
+    (aiohttp.ClientOSError(104, "reset"), MaybeSent("connection_lost")),
+    (aiohttp.ClientPayloadError("cut off"), MaybeSent("unreadable_answer")),
+])
+def test_classify_exception_tells_not_sent_from_maybe_sent(exc, expected):
+    assert classify_exception(exc) == expected
 
 
 json_values = st.recursive(

@@ -189,14 +189,14 @@ async def test_provider_rate_limit_requeues_and_loses_nothing(tenant):
     assert sent_to == sorted(phones)
 
 
-async def test_spam_guard_pauses_after_consecutive_errors_and_retry_requeues(tenant):
+async def test_error_run_pauses_after_consecutive_errors_and_retry_requeues(tenant):
     await tenant.unlock()
     list_id = await _list(tenant, [f"{p},N,evet," for p in _phones(60, 300)])
     line = await _line(tenant, 1000, failure_rate=1)
     cid = await _campaign(tenant, line, list_id)
     await tenant.call("POST", f"/campaigns/{cid}/start")
     c = await _until(tenant, cid, states=("paused",))
-    assert c["state_reason"].startswith("spam_guard") and c["counts"]["failed"] >= 50
+    assert c["state_reason"].startswith("error_run") and c["counts"]["failed"] >= 50
     r = await tenant.call("POST", f"/campaigns/{cid}/retry")
     assert r.status == 200
     assert (await _state(tenant, cid))["counts"]["failed"] == 0
@@ -239,7 +239,7 @@ async def test_no_send_starts_after_optout_commit(tenant):
     await asyncio.gather(*(stop(p) for p in stoppers))
     c = await _until(tenant, cid, states=("completed", "paused"))
     if c["state"] == "paused":  # the spam guard noticed the opt-outs, as it should
-        assert c["state_reason"].startswith("spam_guard")
+        assert c["state_reason"].startswith("optout_rate")
         await tenant.call("POST", f"/campaigns/{cid}/resume")
         c = await _until(tenant, cid)
     assert c["counts"]["sent"] + c["skipped_by_reason"].get("opted_out", 0) == 300

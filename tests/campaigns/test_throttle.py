@@ -154,25 +154,52 @@ def test_aimd_never_below_min_rate():
     assert aimd.rate == 5
 
 
-def test_aimd_recovers_linearly_within_a_minute_after_the_pause():
-    aimd = Aimd(60)  # +1 msg/s per second
+def test_aimd_recovers_within_seconds_after_the_pause():
+    # Was a linear climb of max/60 per second (a 10 s storm cost 2.4x the campaign's time):
+    # now the ceiling doubles per second of sending once the pause is over.
+    aimd = Aimd(60)
     aimd.on_rate_limited(retry_after=10, now=0.0)
     aimd.on_success(5.0)  # an answer to a request sent before the pause earns nothing
     assert aimd.rate == 30
-    aimd.on_success(20.0)
-    assert aimd.rate == pytest.approx(40)
-    aimd.on_success(30.0)
-    assert aimd.rate == pytest.approx(50)
-    aimd.on_success(100.0)
-    assert aimd.rate == 60
+    aimd.on_success(10.5)
+    assert aimd.rate == pytest.approx(30 * 2 ** 0.5)
+    aimd.on_success(11.0)
+    assert aimd.rate == 60  # one second after the pause: back at full speed
 
 
-def test_aimd_custom_increase_and_factor():
-    aimd = Aimd(100, increase_per_second=2, decrease_factor=0.8)
+def test_aimd_recovers_from_the_minimum_to_80_per_second_in_under_7_seconds():
+    aimd = Aimd(80)
+    for i in range(10):
+        aimd.on_rate_limited(retry_after=0, now=float(i) * 2)
+    assert aimd.rate == 1
+    start = aimd.paused_until
+    clock = start
+    while aimd.rate < 80:
+        clock += 0.01
+        aimd.on_success(clock)
+    assert clock - start < 7
+
+
+def test_aimd_rate_at_projects_without_changing():
+    aimd = Aimd(80)
+    aimd.on_rate_limited(retry_after=1, now=0.0)
+    assert aimd.rate_at(0.5) == 40  # still paused
+    assert aimd.rate_at(1.5) == pytest.approx(40 * 2 ** 0.5)
+    assert aimd.rate == 40
+    assert aimd.rate_at(1e9) == 80  # no overflow however long the line was idle
+
+
+def test_aimd_custom_recovery_and_factor():
+    aimd = Aimd(100, recovery_per_second=1.5, decrease_factor=0.8)
     aimd.on_rate_limited(0, 0.0)
     assert aimd.rate == 80
-    aimd.on_success(3.0)
-    assert aimd.rate == pytest.approx(86)
+    aimd.on_success(0.5)
+    assert aimd.rate == pytest.approx(80 * 1.5 ** 0.5)
+
+
+def test_aimd_refuses_a_recovery_that_does_not_grow():
+    with pytest.raises(ValueError):
+        Aimd(10, recovery_per_second=1.0)
 
 
 # --- RollingCap --------------------------------------------------------------------------------
@@ -423,3 +450,54 @@ def test_line_never_refuses_a_send_it_cleared(steps, warmup):
         clock += line.wait_time(clock, recipient)
         assert line.wait_time(clock, recipient) == 0
         line.sent(recipient, clock)
+
+
+# --- provider errors and the line's condition ---------------------------------------------------
+
+def test_provider_errors_back_off_doubling_per_wave_up_to_the_maximum():
+    line = LineThrottle(80, now=0.0, backoff_base=2, backoff_max=10)
+    line.provider_failed(0.0)
+    assert line.paused_for(0.0) == 2
+    for i in range(30):  # answers to requests already in flight: the same wave
+        line.provider_failed(0.0 + i / 100)
+    assert line.failures == 1 and line.paused_for(0.0) == 2
+    line.provider_failed(2.0)  # the first try after the pause failed too
+    assert line.failures == 2 and line.paused_for(2.0) == 4
+    line.provider_failed(6.0)
+    line.provider_failed(14.0)
+    assert line.paused_for(14.0) == 10  # capped
+    line.provider_took()
+    assert line.failures == 0
+
+
+def test_provider_errors_slow_the_line_like_a_429_and_honour_retry_after():
+    line = LineThrottle(80, now=0.0)
+    line.provider_failed(0.0, retry_after=9)
+    assert line.effective_rate(0.0) == 40
+    assert line.paused_for(0.0) == 9
+    assert line.wait_time(0.0) == 9
+
+
+def test_condition_says_why_the_line_is_slow_and_clears_when_normal():
+    line = LineThrottle(80, now=0.0)
+    assert line.condition(0.0) is None
+    line.rate_limited(retry_after=1, now=0.0)
+    assert line.condition(0.5) == "provider_rate_limited: slowed to 40/s"
+    line.sent("a", 1.5)
+    assert line.condition(1.5) == "provider_rate_limited: slowed to 57/s"
+    assert line.condition(3.0) is None  # full speed again within seconds
+    line.sent("c", 10.0)
+    line.provider_failed(10.0)
+    assert line.condition(10.0) == "provider_errors: retrying, slowed to 40/s"
+    line.provider_took()
+    line.sent("b", 12.0)
+    assert line.condition(12.0) == "provider_errors: slowed to 40/s"
+    assert line.condition(14.0) is None
+
+
+def test_a_message_the_provider_did_not_take_starts_no_pair_interval():
+    line = LineThrottle(80, now=0.0, pair_interval=6)
+    line.sent("a", 0.0)
+    assert line.wait_time(0.1, "a") > 5
+    line.not_taken("a")  # a 5xx: WhatsApp's 6 s per recipient never began
+    assert line.wait_time(0.1, "a") == 0

@@ -68,6 +68,15 @@ class GraphState:
     fail: dict[str, int] = field(default_factory=dict)  # wa_id (no '+') → Graph error code
     retry_after: str | None = None  # a Retry-After header on throttling answers, if set
     latency: float = 0.0  # seconds before answering, to exercise client timeouts
+    # Seconds between keeping a message and answering: a client that times out meanwhile
+    # does not know the message was accepted (the case that must become `unknown`).
+    answer_delay: float = 0.0
+    # An outage: until `outage_until` (on `clock`) every /messages call is answered with
+    # `outage_status` and nothing is kept — Graph's JSON error for 500 and 503, a gateway's
+    # plain page for anything else (502, 504).
+    outage_until: float = -1.0
+    outage_status: int = 500
+    answers: list[tuple[float, int]] = field(default_factory=list)  # (time.monotonic(), status)
     clock: Callable[[], float] = time.monotonic  # inject a fixed clock for exact tests
     sent: list[dict] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)  # every body received, raw
@@ -152,7 +161,22 @@ def create_graph_app(state: GraphState) -> web.Application:
         state.requests.append(body)
         if (missing := _missing(body)) is not None:
             return graph_error(100, f"The parameter {missing} is required.")
-        return _send(number, body)
+        if state.clock() < state.outage_until:
+            return _answered(_outage())
+        response = _answered(_send(number, body))
+        if state.answer_delay:
+            await asyncio.sleep(state.answer_delay)
+        return response
+
+    def _answered(response: web.Response) -> web.Response:
+        state.answers.append((time.monotonic(), response.status))
+        return response
+
+    def _outage() -> web.Response:
+        if state.outage_status in (500, 503):
+            return graph_error(1 if state.outage_status == 500 else 2)
+        return web.Response(status=state.outage_status, text="<html>Bad Gateway</html>",
+                            content_type="text/html")
 
     def _send(number: str, body: dict) -> web.Response:
         if not state.take_token(number):

@@ -133,3 +133,44 @@ async def test_0011_0012_count_what_is_already_there(config):
             assert (await raw.fetch(conn, "SELECT count(*) FROM list_member_moves"))[0][0] == 1
     finally:
         await db.close()
+
+
+async def test_0017_separates_the_pause_reasons(config):
+    """The shared `spam_guard` reason and flag become `error_run` / `optout_rate` and an
+    opt-out-only acknowledgement, cleared (re-armed) for existing campaigns."""
+    from alembic import command
+
+    from store import raw
+    from store.engine import open_database
+    from store.migrate import _alembic_config
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(config.database_url)
+    reasons = {"a": "spam_guard: 5 of the first 200 recipients opted out",
+               "b": "spam_guard: 50 send errors in a row", "c": "paused by owner"}
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda s: command.upgrade(_alembic_config(s), "0016"))
+            await raw.execute(conn, "INSERT INTO tenants (id, name, created_at, public_key, "
+                                    "wrapped_secret, wrapped_lookup_key) VALUES "
+                                    "('t', 'Eski', 1, ?, ?, ?)", (b"p", b"w", b"l"))
+            await raw.execute(conn, "INSERT INTO lines (id, tenant_id, channel, name, "
+                                    "rate_per_second, created_at) VALUES "
+                                    "('l', 't', 'sandbox', 'deneme', 1, 1)")
+            await raw.execute(conn, "INSERT INTO contact_lists (id, tenant_id, name, created_at) "
+                                    "VALUES ('list', 't', 'liste', 1)")
+            for cid, reason in reasons.items():
+                await raw.execute(conn, "INSERT INTO campaigns (id, tenant_id, name, line_id, "
+                                        "list_id, purpose, template_sealed, state, state_reason, "
+                                        "guard_acknowledged, created_at) VALUES (?, 't', 'k', "
+                                        "'l', 'list', 'commercial', ?, 'paused', ?, ?, 1)",
+                                  (cid, b"x", reason, True))
+        await upgrade(db)
+        async with db.connect() as conn:
+            rows = {r[0]: (r[1], bool(r[2])) for r in await raw.fetch(
+                conn, "SELECT id, state_reason, optout_acknowledged FROM campaigns")}
+        assert rows == {"a": ("optout_rate: 5 of the first 200 recipients opted out", False),
+                        "b": ("error_run: 50 send errors in a row", False),
+                        "c": ("paused by owner", False)}
+    finally:
+        await db.close()
