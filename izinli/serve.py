@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import signal
 import ssl
+from contextlib import contextmanager
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -12,6 +14,7 @@ from aiohttp.abc import AbstractAccessLogger
 from dashboard.web import setup_state_key
 from izinli.app import create_app
 from izinli.config import Config
+from store.engine import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,11 @@ class AccessLogger(AbstractAccessLogger):
 
 
 async def serve(config: Config) -> None:
+    with _sole_sqlite_server(config):
+        await _serve(config)
+
+
+async def _serve(config: Config) -> None:
     stop = _stop_on_signals()  # before anything is announced, so an early Ctrl-C is clean
     app = create_app(config)
     runner = web.AppRunner(app, access_log_class=AccessLogger,
@@ -66,6 +74,26 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
         raise ServeError(f"cannot load the TLS certificate or key: "
                          f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
     return context
+
+
+@contextmanager
+def _sole_sqlite_server(config: Config):
+    """On SQLite one server process owns the data dir: a second one would send the same
+    campaigns again (claims and line leases coordinate processes only on PostgreSQL). The lock
+    is the kernel's, so it goes with the process, even after kill -9."""
+    if not config.database_url.startswith("sqlite"):
+        yield
+        return
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(config.data_dir / "serve.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(  # a configuration matter: exit 2
+                f"another izinli serve is already running on {config.data_dir}: SQLite serves "
+                "one process; stop it, or use PostgreSQL (IZINLI_DATABASE_URL) for several"
+            ) from None
+        yield
 
 
 class ServeError(Exception):

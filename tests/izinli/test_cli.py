@@ -315,3 +315,20 @@ def test_user_create_from_cli(tmp_path):
     out = run(tmp_path, "user", "create", info["tenant_id"], "x@ornek.com.tr", "--role", "boss",
               "--password-file", str(pw))
     assert_one_line_error(out, 2, "invalid choice")
+
+
+def test_second_sqlite_process_refused(tmp_path):
+    """Two servers on one SQLite data dir would both send every campaign: the second one
+    refuses to start (exit 2, one line naming the reason and the fix); once the first is gone,
+    even by kill -9, a new one starts."""
+    with serving(tmp_path, _free_port()) as first:
+        assert "listening" in first.stdout.readline()
+        out = run(tmp_path, "serve", "--port", str(_free_port()))
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith("izinli: another izinli serve is already running")
+        assert "PostgreSQL" in last
+        first.kill()
+        first.wait(timeout=10)
+    with serving(tmp_path, _free_port()) as again:
+        assert "listening" in again.stdout.readline()
