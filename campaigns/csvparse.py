@@ -140,7 +140,10 @@ def parse(fileobj: BinaryIO, default_region: str = "TR") -> ParsedFile:
     else:
         delimiter = sniff_delimiter(header_line)
     reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
-    columns = map_columns(_next_row(reader, skipped + 1) or [])
+    header = _next_row(reader, skipped + 1) or []
+    if any("\x00" in cell for cell in header):  # column names are stored as plain text
+        raise CsvFormatError("the header row holds a NUL character", skipped + 1)
+    columns = map_columns(header)
     plan = _RowPlan(columns, default_region)
     return ParsedFile(encoding, delimiter, columns, _rows(reader, skipped, plan))
 
@@ -280,7 +283,11 @@ def _rows(reader, skipped: int, plan: _RowPlan) -> Iterator[ContactRow | RowErro
         row = _next_row(reader, line)
         if row is None:
             return
-        if not "".join(row).strip():
+        joined = "".join(row)
+        if not joined.strip():
+            continue
+        if "\x00" in joined:  # no text column (PostgreSQL) can hold NUL: the row is invalid
+            yield RowError(line, "invalid_characters")
             continue
         if len(row) < plan.width:
             row += [""] * (plan.width - len(row))

@@ -223,7 +223,9 @@ CONSENT_SCHEMA = {"type": "object", "required": ["address", "channel", "status",
                                                  "evidence"], "properties": {
     "address": {"type": "string"}, "channel": {"type": "string"},
     "status": {"enum": ["granted", "revoked"]}, "source": {"type": "string"},
-    "evidence": {"type": ["string", "object"]}, "occurred_at": {"type": "string"},
+    "evidence": {"type": ["string", "object"]}, "occurred_at": {
+        "type": ["string", "number"], "format": "date-time",
+        "description": "ISO 8601 or Unix seconds, after 2000-01-01 and not in the future"},
     "recipient_type": {"enum": ["individual", "merchant"]}}}
 
 OPERATIONS = [

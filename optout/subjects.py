@@ -175,7 +175,11 @@ class ErasureFinisher:
     async def finish_unlocked(self) -> int:
         done = 0
         for tenant_id in self.fields.keyring.unlocked_ids():
-            done += await self.finish(tenant_id)
+            try:  # one tenant's bad row must not hold up every other tenant's erasures
+                done += await self.finish(tenant_id)
+            except Exception as exc:
+                log.error("finishing erasures failed", extra={"tenant_id": tenant_id,
+                                                              "error": type(exc).__name__})
         return done
 
     async def finish(self, tenant_id: str) -> int:

@@ -253,3 +253,14 @@ def test_excel_separator_hint_line_is_honoured_and_skipped():
     rows = list(parsed.rows)
     assert rows[0].phone == "+905321112233" and rows[0].name == "Şule" and rows[0].line == 3
     assert (rows[1].line, rows[1].reason) == (4, "invalid_phone")
+
+
+def test_a_row_with_nul_is_invalid_and_a_header_with_nul_is_refused():
+    """No text column (PostgreSQL) holds NUL: the row is reported, the others still land."""
+    rows = list(parse(io.BytesIO(b"phone,name,sehir\n05321112233,A\x00li,x\n"
+                                 b"05321112234,Veli,Bur\x00sa\n05321112235,Can,x\n")).rows)
+    assert [(r.line, r.reason) for r in rows[:2]] == [(2, "invalid_characters"),
+                                                       (3, "invalid_characters")]
+    assert rows[2].phone == "+905321112235"
+    with pytest.raises(CsvFormatError):
+        parse(io.BytesIO(b"phone,na\x00me\n05321112233,Ali\n"))
