@@ -2,6 +2,7 @@
 resume, cancel, retry; the state machine of DESIGN.md lives here and nowhere else."""
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -196,7 +197,14 @@ async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None =
     return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
             "whatsapp_template": row.channel_template,
-            "send_at": row.send_at, "created_at": row.created_at, "started_at": row.started_at,
+            "send_at": _finite(row.send_at), "created_at": row.created_at,
+            "started_at": row.started_at,
             "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped,
             "failed_by_reason": failed,
             "actions": [action for action, states in _FROM.items() if row.state in states]}
+
+
+def _finite(value: float | None) -> float | None:
+    # PostgreSQL keeps NaN and infinity; JSON has no spelling for them (a row stored before
+    # send_at was checked, since failed by the scheduler).
+    return value if value is None or math.isfinite(value) else None
