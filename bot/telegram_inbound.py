@@ -23,6 +23,7 @@ from bot.telegram_updates import (
     command_of,
     parse_update,
 )
+from campaigns.leases import Keeper
 from campaigns.ports import Line
 from optout import ledger, subjects
 from optout.tenants import TenantProfile
@@ -203,14 +204,21 @@ class TelegramPoller:
     """Long polling for bots when the service has no public URL: one task per line, ended
     when its line leaves the list (deleted, paused) or loses its credentials."""
 
-    def __init__(self, inbound: TelegramInbound, lines: Callable, timeout: int = 25):
+    def __init__(self, inbound: TelegramInbound, lines: Callable, timeout: int = 25,
+                 leases: Keeper | None = None):
         self.inbound, self._lines, self._timeout = inbound, lines, timeout
         self._tasks: dict[str, asyncio.Task] = {}
+        # With several processes on one database, one poller per bot: the lines this
+        # process holds a lease on (campaigns.leases). None polls every line (one process).
+        self._leases = leases
 
     async def run(self, every: float = 5.0) -> None:
         while True:
             try:
                 current = {line.id: line for line in await self._lines()}
+                if self._leases is not None:
+                    held = await self._leases.hold(set(current))
+                    current = {i: line for i, line in current.items() if i in held}
             except Exception as exc:  # the database is away: keep the lines polled so far
                 if not is_unavailable(exc):
                     raise
@@ -238,6 +246,11 @@ class TelegramPoller:
         for task in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._leases is not None:  # a peer polls the bots at once, not after the expiry
+            try:
+                await self._leases.release_all()
+            except Exception as exc:
+                log.warning("polling leases not released", extra={"error": type(exc).__name__})
 
     async def _poll(self, line: Line) -> None:
         offset, backoff = None, PollBackoff()

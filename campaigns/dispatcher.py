@@ -1,21 +1,26 @@
-"""The dispatcher: one task per sending line with running campaigns. Each round it claims about
-half a second of work, gates it in one query, marks it `sending` (committed), re-checks fresh
-revocations before every send, paces with the line's throttle, sends through the channel and
-records the results in one transaction."""
+"""The dispatcher: one task per sending line with running campaigns, on the process holding
+the line's lease (campaigns.leases; one sender per line however many processes run). Each
+round it claims about half a second of work — moved to `sending` and committed in one
+statement that refuses recipients suppressed at that instant —, gates it in one query,
+re-checks fresh revocations and its lease before every send, paces with the line's throttle,
+sends through the channel and records the results in one transaction under the lease."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from campaigns import outbox, service
+from campaigns import leases, outbox, service
+from campaigns.leases import Lease
 from campaigns.lines import active_lines, set_line_state
-from campaigns.outbox import Claimed, Result
+from campaigns.outbox import Claimed, Fence, Result
 from campaigns.ports import (
     LINE_PAUSE_CODES,
     Alerts,
@@ -34,6 +39,7 @@ from campaigns.ports import (
 )
 from campaigns.render import Template, compile_template, compose, render
 from campaigns.throttle import (
+    DAY,
     LineThrottle,
     frequency_capped,
     quiet_hours_wait,
@@ -41,7 +47,7 @@ from campaigns.throttle import (
 )
 from crypto.service import FieldCrypto
 from optout import facts, suppression
-from optout.gate import FREQUENCY_CAP, QUIET_HOURS, Purpose, decide
+from optout.gate import FREQUENCY_CAP, QUIET_HOURS, SUPPRESSED, Purpose, decide
 from optout.ledger import consent_type_for
 from optout.tenants import TenantDirectory, TenantProfile
 from optout.watch import RevocationWatch
@@ -67,6 +73,13 @@ class DispatchSettings:
     provider_attempts: int = 5
     provider_backoff_seconds: float = 2.0
     provider_backoff_max_seconds: float = 30.0
+    # One sender per line (campaigns.leases): a lease lives lease_seconds by the database's
+    # clock and is renewed every lease_renew_seconds; a process stops sending lease_margin
+    # seconds before its own estimate of the expiry. A dead holder's line is taken over
+    # within lease_seconds plus a tick.
+    lease_seconds: float = 5.0
+    lease_renew_seconds: float = 1.0
+    lease_margin_seconds: float = 1.0
 
 
 # Provider-error retries remembered at once; past it the oldest are forgotten (they then get a
@@ -110,6 +123,12 @@ class Dispatcher:
         # reconcile before their next round.
         self._held: dict[str, set[int]] = {}
         self._unsettled: set[str] = set()
+        self._holder = leases.new_holder()
+        self._leases: dict[str, Lease] = {}
+        self._renewer: asyncio.Task | None = None
+        # Ends the renewer between two renewals: cancelling it inside a database call could
+        # leave that connection behind unreturned.
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
         """Supervises line tasks until cancelled."""
@@ -130,11 +149,28 @@ class Dispatcher:
             await asyncio.sleep(self.settings.tick_seconds)
 
     async def stop(self) -> None:
+        """Ends the line tasks, then gives the leases back so a peer takes the lines at once
+        instead of after their expiry."""
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for channel in self.channels.values():
             await channel.flush()
+        if self._renewer is not None:
+            self._stopping.set()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        await self._release(list(self._leases))
+
+    async def _release(self, line_ids: list[str]) -> None:
+        for line_id in line_ids:
+            lease = self._leases.pop(line_id)
+            lease.lost = True
+            try:
+                async with self.db.begin() as conn:
+                    await leases.release(conn, line_id, lease.token)
+            except Exception as exc:  # it expires by itself a few seconds later
+                log.warning("line lease not released", extra={
+                    "line_id": line_id, "error": type(exc).__name__})
 
     async def tick(self) -> None:
         async with self.db.begin() as conn:
@@ -143,6 +179,10 @@ class Dispatcher:
                         and self.fields.keyring.is_unlocked(r.tenant_id)]
             await service.set_state(conn, unlocked, "running", None,
                                     only_from=("waiting_unlock",))
+        # A line with nothing left to send is given back: any process may take it next time.
+        idle = [line_id for line_id in self._leases if line_id not in {r.line_id for r in rows}
+                and (line_id not in self._tasks or self._tasks[line_id].done())]
+        await self._release(idle)
         for line_id in {r.line_id for r in rows if r.state == "running" or r.id in unlocked}:
             task = self._tasks.get(line_id)
             if task is None or task.done():
@@ -175,8 +215,14 @@ class Dispatcher:
         """Rows of the line left `sending` that no live round holds (a round broken off by a
         bug, or by anything that bypassed its own settling) become `unknown`: they may have
         reached the provider. Before this, only a restart did it (recover_in_flight)."""
-        async with self.db.begin() as conn:
-            count = await outbox.recover_in_flight(conn, line_id, self._held.get(line_id, ()))
+        lease = self._leases.get(line_id)
+        if lease is not None:  # else whoever takes the line next recovers them
+            async with self.db.begin() as conn:
+                count = await outbox.recover_in_flight(conn, line_id,
+                                                       self._held.get(line_id, ()),
+                                                       fence=Fence(line_id, lease.token))
+        else:
+            count = 0
         self._unsettled.discard(line_id)
         if count:
             log.warning("messages interrupted on a line marked unknown",
@@ -191,6 +237,9 @@ class Dispatcher:
         if not lines or lines[0].state != "active" or not rows:
             return False
         line = lines[0]
+        lease = await self._hold(line)
+        if lease is None:
+            return False  # another process sends on this line
         running = await self._sendable(line, rows)
         if not running:
             return False
@@ -205,18 +254,104 @@ class Dispatcher:
         limit = max(1, min(self.settings.max_batch,
                            int(throttle.effective_rate(time.monotonic())
                                * self.settings.batch_seconds)))
-        async with self.db.connect() as conn:
-            claimed = await outbox.claim(conn, running, limit)
+        claimed = await self._claim(line, lease, running, rows, limit)
         if not claimed:
             async with self.db.begin() as conn:
+                # Nothing of this line is in flight here now: a row still `sending` was left
+                # by a holder whose claim committed as it lost the line (it never sends it).
+                await outbox.recover_in_flight(conn, line_id, fence=Fence(line_id, lease.token))
                 done = await outbox.finish_drained(conn, running)
             tenant_of = {r.id: r.tenant_id for r in rows}
             for campaign_id in done:
                 log.info("campaign completed", extra={"campaign_id": campaign_id})
                 self._alert(tenant_of[campaign_id], campaign_id, "completed")
             return False
-        await self._round(line, claimed, rows)
+        await self._round(line, lease, claimed, rows)
         return True
+
+    async def _hold(self, line: Line) -> Lease | None:
+        """This process's lease on the line, taken when the line has none or its holder's
+        expired (a dead process): the taker first turns rows the last holder left `sending`
+        into `unknown`, and seeds the line's throttle from the outbox. None while another
+        process holds the line."""
+        lease = self._leases.get(line.id)
+        if lease is not None and not lease.lost:
+            return lease
+        s, started = self.settings, time.monotonic()
+        self._throttles.pop(line.id, None)
+        throttle = self._throttle(line)
+        async with self.db.begin() as conn:
+            token = await leases.acquire(conn, line.id, self._holder, s.lease_seconds)
+            if token is None:
+                return None
+            fence = Fence(line.id, token)
+            count = await outbox.recover_in_flight(conn, line.id, fence=fence)
+            seen = [] if throttle.rolling_cap.limit is None else await \
+                outbox.recent_recipients(conn, line.id, time.time() - DAY)
+        # The 24 h unique-recipient cap holds across processes and restarts: who was sent a
+        # message on this line in the last day, with when, read from the outbox.
+        offset = time.monotonic() - time.time()
+        throttle.rolling_cap.seed((index, at + offset) for index, at in seen)
+        lease = self._leases[line.id] = Lease(
+            line.id, token, started + s.lease_seconds - s.lease_margin_seconds)
+        log.info("line lease taken", extra={"line_id": line.id, "token": token})
+        if count:
+            log.warning("messages a previous holder left in flight marked unknown",
+                        extra={"line_id": line.id, "count": count})
+        if self._renewer is None or self._renewer.done():
+            self._stopping.clear()
+            self._renewer = asyncio.create_task(self._renew())
+        return lease
+
+    async def _renew(self) -> None:
+        """Renews every lease this process holds, about every second, in one statement; a
+        lease another process took over is dropped and its line stops sending here."""
+        s, failing = self.settings, False
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), s.lease_renew_seconds)
+            if self._stopping.is_set() or not self._leases:
+                continue
+            started = time.monotonic()
+            try:
+                async with self.db.begin() as conn:
+                    current = await leases.renew(conn, self._holder, s.lease_seconds)
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the leases run out by themselves; sends stop before
+                if not failing:
+                    log.warning("line leases not renewed", extra={"error": type(exc).__name__})
+                failing = True
+                continue
+            for line_id, lease in list(self._leases.items()):
+                if current.get(line_id) == lease.token:
+                    lease.valid_until = started + s.lease_seconds - s.lease_margin_seconds
+                else:
+                    lease.lost = True
+                    del self._leases[line_id]
+                    log.warning("line lease lost", extra={"line_id": line_id})
+
+    async def _claim(self, line: Line, lease: Lease, running: list[str], rows,
+                     limit: int) -> list[Claimed]:
+        """Claims the round's rows (committed `sending` before any provider call). When the
+        commit's answer is lost with the database nothing is sent: the rows, found by the
+        claim's token, return to pending once it is back."""
+        token = secrets.randbits(62)
+        commercial = {r.id for r in rows if r.purpose == "commercial"}
+        try:
+            async with self.db.begin() as conn:
+                return await outbox.claim(conn, Fence(line.id, lease.token), running,
+                                          commercial, consent_type_for(line.channel), limit,
+                                          token)
+        except Exception as exc:
+            if is_unavailable(exc):
+                await self._until_stored(lambda: self._unclaim(running, token))
+            raise
+
+    async def _unclaim(self, campaign_ids: list[str], token: int) -> None:
+        async with self.db.begin() as conn:
+            await outbox.unclaim(conn, campaign_ids, token)
 
     async def _sendable(self, line: Line, rows) -> list[str]:
         """Running campaigns that can send now; others wait with a stated reason."""
@@ -260,18 +395,24 @@ class Dispatcher:
             self._throttles[line.id] = (line.rate_per_second, throttle)
         return throttle
 
-    async def _round(self, line: Line, claimed: list[Claimed], rows) -> None:
+    async def _round(self, line: Line, lease: Lease, claimed: list[Claimed], rows) -> None:
         work = _Round()
-        plans = await self._plan(line, claimed, work)
-        marked = [p[0].id for p in plans]
-        self._held[line.id] = set(marked)
+        self._held[line.id] = {row.id for row in claimed}
         try:
-            await self._mark_sending(marked)
-            interrupted = await self._send_settled(line, plans, work)
+            try:
+                plans = await self._plan(line, claimed, work)
+            except Exception:
+                # Claimed but never handed to a provider: back to pending, not `unknown`.
+                planned = {r.id for r in work.results}
+                work.results += [Result(r.id, "pending") for r in claimed
+                                 if r.id not in planned]
+                await self._until_stored(lambda: self._record(line, lease, work))
+                raise
+            interrupted = await self._send_settled(line, lease, plans, work)
             # What the provider answered is kept through an outage and written once the
             # database takes it: a delivered message ends `sent`, never stuck `sending`.
             await self._until_stored(self.channels[line.channel].flush)
-            await self._until_stored(lambda: self._record(line, work))
+            await self._until_stored(lambda: self._record(line, lease, work))
         finally:
             del self._held[line.id]
         if interrupted is not None:
@@ -281,27 +422,13 @@ class Dispatcher:
                           {row.campaign_id for row in claimed} & acknowledged,
                           {row.campaign_id: row.tenant_id for row in claimed})
 
-    async def _mark_sending(self, ids: list[int]) -> None:
-        """Commits the `sending` mark before any provider call. When the commit's answer is lost
-        with the database nothing is sent: the rows return to pending once it is back."""
-        try:
-            async with self.db.begin() as conn:
-                await outbox.mark_sending(conn, ids)
-        except Exception as exc:
-            if is_unavailable(exc):
-                await self._until_stored(lambda: self._unmark(ids))
-            raise
-
-    async def _unmark(self, ids: list[int]) -> None:
-        async with self.db.begin() as conn:
-            await outbox.unmark_sending(conn, ids)
-
-    async def _send_settled(self, line: Line, plans, work: _Round) -> Exception | None:
+    async def _send_settled(self, line: Line, lease: Lease, plans,
+                            work: _Round) -> Exception | None:
         """Sends the plans; a row the sends left without an answer (they broke off) is
         `unknown`, since it may have reached the provider. Returns what broke them off."""
         interrupted = None
         try:
-            await self._send_all(line, plans, work)
+            await self._send_all(line, lease, plans, work)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -360,6 +487,8 @@ class Dispatcher:
             reason = decision.reason if not decision.allowed else None
             if reason is None and not row.address_sealed:
                 reason = "suppressed"  # erased after the outbox was built
+            if reason is None and row.refused:
+                reason = SUPPRESSED  # refused when claimed, lifted (START) since: still skipped
             if reason is None and info.purpose == "commercial" and cap and frequency_capped(
                     counts.get(row.contact_id, 0), cap):
                 reason = FREQUENCY_CAP
@@ -402,7 +531,7 @@ class Dispatcher:
             self._campaigns[campaign_id] = info
         return info
 
-    async def _send_all(self, line: Line, plans, work: _Round) -> None:
+    async def _send_all(self, line: Line, lease: Lease, plans, work: _Round) -> None:
         """Up to max_in_flight sends at once (a real provider answers in tens of ms), paced
         by the line's throttle; workers share one queue instead of a task per message."""
         throttle = self._throttle(line)
@@ -411,19 +540,26 @@ class Dispatcher:
 
         async def worker() -> None:
             for row, address, text, template in queue:
-                while (wait := throttle.wait_time(time.monotonic(), address)) > 0:
+                recipient = row.address_index  # throttles key on it, as the outbox does
+                while (wait := throttle.wait_time(time.monotonic(), recipient)) > 0:
                     await asyncio.sleep(wait)
                 # Checked with no await before the provider call starts: a revocation noted
                 # (and so committed) before this instant is always seen.
                 if self.watch.revoked(row.tenant_id, row.address_index):
                     work.results.append(Result(row.id, "skipped", "opted_out"))
                     continue
-                if not throttle.admits(address, time.monotonic()):
+                if not lease.valid(time.monotonic()):
+                    # Another process may hold the line by now: nothing more is sent here.
+                    # Recorded pending under our token; refused if the line was taken over
+                    # (the taker then counts the row unknown, never sends it twice).
+                    work.results.append(Result(row.id, "pending"))
+                    continue
+                if not throttle.admits(recipient, time.monotonic()):
                     # The line's 24 h unique-recipient limit (WhatsApp tier) is reached.
                     work.results.append(Result(row.id, "pending"))
                     work.daily_limit.add(row.campaign_id)
                     continue
-                throttle.sent(address, time.monotonic())
+                throttle.sent(recipient, time.monotonic())
                 outcome = await self._send_one(channel, line, address,
                                                OutboundMessage(text, str(row.id), template))
                 work.results.append(self._result(line, row, address, outcome, work))
@@ -451,7 +587,7 @@ class Dispatcher:
             throttle.rate_limited(outcome.retry_after, time.monotonic())
             return Result(row.id, "pending")  # not accepted by the provider: send later
         if isinstance(outcome, Unavailable | MaybeSent):
-            outcome = self._provider_error(throttle, row.id, address, outcome)
+            outcome = self._provider_error(throttle, row.id, row.address_index, outcome)
             if outcome is None:
                 # Nothing reached the provider: sent again after the back-off, and not an
                 # error towards the error-run pause while it is being retried.
@@ -474,7 +610,7 @@ class Dispatcher:
             return Result(row.id, "failed", outcome.code[:64])
         return Result(row.id, "failed", outcome.reason[:64])
 
-    def _provider_error(self, throttle: LineThrottle, row_id: int, address: str,
+    def _provider_error(self, throttle: LineThrottle, row_id: int, recipient: bytes,
                         outcome: Unavailable | MaybeSent):
         """The provider is failing or too slow: the line backs off like after a 429. None when
         the row is to be tried again, else the outcome to record."""
@@ -482,7 +618,7 @@ class Dispatcher:
         throttle.provider_failed(time.monotonic(), retry_after)
         if isinstance(outcome, MaybeSent):
             return outcome
-        throttle.not_taken(address)
+        throttle.not_taken(recipient)
         return None if self._retry_later(row_id) else PermanentFailure("provider_unavailable")
 
     def _retry_later(self, row_id: int) -> bool:
@@ -498,14 +634,14 @@ class Dispatcher:
         self._attempts[row_id] = attempts
         return True
 
-    async def _record(self, line: Line, work: _Round) -> None:
+    async def _record(self, line: Line, lease: Lease, work: _Round) -> None:
         consent_type = consent_type_for(line.channel)
         sealed = {}
         for tenant_id, _, address, _ in work.stops:
             sealer = await self.fields.shared_sealer(tenant_id, await self._public_key(tenant_id))
             sealed[address] = sealer.seal_field(address.encode())
         async with self.db.begin() as conn:
-            await outbox.record(conn, work.results)
+            await outbox.record(conn, work.results, Fence(line.id, lease.token))
             for tenant_id, index, address, kind in work.stops:
                 self.watch.note(tenant_id, index)
                 await suppression.suppress(conn, tenant_id, index, consent_type, kind,
@@ -582,8 +718,10 @@ def _backoff(first: float = 0.1, longest: float = 2.0):
 def _provider_limits(line: Line) -> dict:
     if line.channel == "whatsapp":
         tier = int((line.options or {}).get("messaging_tier", 0))
+        # A new number earns the provider's trust over its first week (throttle.warmup_rate).
+        age = None if line.created_at is None else max(0.0, time.time() - line.created_at) / DAY
         return {"pair_interval": 6.0, "daily_unique_limit": warmup_limit(tier),
-                "provider_max_rate": 1000.0}
+                "provider_max_rate": 1000.0, "warmup_age_days": age}
     if line.channel == "telegram":
         return {"pair_interval": 1.0, "provider_max_rate": 30.0}
     return {}

@@ -40,12 +40,13 @@ async def add_line(conn: AsyncConnection, tenant_id: str, channel: str, name: st
                    rate_per_second: float, wrapped_credentials: bytes | None = None,
                    options: dict | None = None) -> Line:
     line = Line(id=str(uuid.uuid4()), tenant_id=tenant_id, channel=channel, name=name,
-                rate_per_second=rate_per_second, state="active", options=options)
+                rate_per_second=rate_per_second, state="active", options=options,
+                created_at=time.time())
     await conn.execute(lines.insert().values(
         id=line.id, tenant_id=tenant_id, channel=channel, name=name,
         rate_per_second=rate_per_second, state="active",
         wrapped_credentials=wrapped_credentials, credentials_format=ADDRESS_FORMAT,
-        created_at=time.time(), options=options))
+        created_at=line.created_at, options=options))
     return line
 
 
@@ -82,7 +83,7 @@ def _simulation(simulate: dict) -> dict:
 def _line(row) -> Line:
     return Line(id=row.id, tenant_id=row.tenant_id, channel=row.channel, name=row.name,
                 rate_per_second=row.rate_per_second, state=row.state, options=row.options,
-                state_reason=row.state_reason)
+                state_reason=row.state_reason, created_at=row.created_at)
 
 
 async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line | None:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from campaigns import leases
 from store import raw
-from store.tables import campaigns, contacts, list_members, outbox
+from store.tables import campaigns, contacts, line_leases, list_members, outbox
 
 OPEN_STATES = ("pending", "sending")
 COUNT_KEYS = ("pending", "sending", "sent", "delivered", "read", "failed", "skipped", "unknown")
@@ -26,6 +27,8 @@ class Claimed:
     address_sealed: bytes
     name_sealed: bytes | None
     attributes_sealed: bytes | None
+    # Suppressed or revoked when claimed: recorded skipped (with the gate's reason), never sent.
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +56,79 @@ async def build(conn: AsyncConnection, campaign_id: str, tenant_id: str, list_id
     return result.rowcount
 
 
-async def claim(conn: AsyncConnection, campaign_ids: Sequence[str], limit: int) -> list[Claimed]:
-    """The next pending rows of these campaigns with their contacts' sealed fields. Claiming
-    does not change them; `mark_sending` does, right before the sends."""
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a dispatcher's writes for a line are made under (campaigns.leases)."""
+    line_id: str
+    token: int
+
+
+async def claim(conn: AsyncConnection, fence: Fence, campaign_ids: Sequence[str],
+                commercial: Collection[str], scope: str, limit: int,
+                claim_token: int) -> list[Claimed]:
+    """Moves the next pending rows of these campaigns to `sending` and returns them, in ONE
+    statement on PostgreSQL (FOR UPDATE SKIP LOCKED: two processes never get the same row;
+    on SQLite, two in one write transaction), and nothing is claimed unless `fence` is a
+    live lease. Each row
+    says whether its recipient was suppressed for `scope` — or, in `commercial` campaigns,
+    had revoked consent — at that instant (`refused`): such a row is never sent, so a STOP
+    committed before the claim is a database fact for every process. Committed by the
+    caller BEFORE any provider call: after a crash these rows become unknown."""
+    ids, commercial = list(campaign_ids), [c for c in campaign_ids if c in commercial]
+    now = time.time()
+    if conn.dialect.name == "postgresql":
+        rows = await raw.fetch(conn, _PG_CLAIM.format(live=leases.live_sql(conn)), (
+            ids, limit, claim_token, now, fence.line_id, fence.token, scope, commercial, scope))
+    else:
+        # SQLite plans correlated subqueries in RETURNING as table scans: the statement moves
+        # the rows, a second one in the same write transaction reads them. SQLite has one
+        # writer, so no STOP can commit in between.
+        moved = [r[0] for r in await raw.fetch(conn, (
+            "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? "
+            "WHERE id IN (SELECT id FROM outbox "
+            f"WHERE campaign_id IN ({raw.marks(len(ids))}) AND state = 'pending' "
+            f"ORDER BY id LIMIT ?) AND {leases.live_sql(conn)} RETURNING id"),
+            (claim_token, now, *ids, limit, fence.line_id, fence.token))]
+        if not moved:
+            return []
+        rows = await raw.fetch(conn, _SQLITE_CLAIMED.format(
+            ids=raw.marks(len(moved)), commercial=raw.marks(len(commercial)) or "NULL"),
+            (scope, *commercial, scope, *moved))
+    return sorted((Claimed(r[0], r[1], r[2], r[3], bytes(r[4]), _b(r[5]), _b(r[6]), _b(r[7]),
+                           bool(r[8])) for r in rows), key=lambda c: c.id)
+
+
+_CLAIMED = ("{table}.id, {table}.campaign_id, {table}.tenant_id, {table}.contact_id, "
+            "c.address_index, c.address_sealed, c.name_sealed, c.attributes_sealed, "
+            "EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = {table}.tenant_id "
+            "AND s.address_index = c.address_index AND s.scope IN (?, '*')) "
+            "OR ({table}.campaign_id {commercial} AND EXISTS (SELECT 1 FROM consent_state cs "
+            "WHERE cs.tenant_id = {table}.tenant_id AND cs.address_index = c.address_index "
+            "AND cs.consent_type = ? AND cs.status = 'revoked'))")
+# The pick is a MATERIALIZED CTE: run once. As `id IN (subquery)` joined to contacts the
+# planner may re-run the subquery per row, and each run skips the rows it locked before, so
+# the claim grew past its LIMIT.
+_PG_CLAIM = (
+    "WITH picked AS MATERIALIZED (SELECT id FROM outbox "
+    "WHERE campaign_id = ANY(?::varchar[]) AND state = 'pending' ORDER BY id LIMIT ? "
+    "FOR UPDATE SKIP LOCKED) "
+    "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? FROM picked, "
+    "contacts c WHERE outbox.id = picked.id AND c.id = outbox.contact_id "
+    "AND outbox.state = 'pending' AND {live} RETURNING "
+    + _CLAIMED.format(table="outbox", commercial="= ANY(?::varchar[])"))
+_SQLITE_CLAIMED = (
+    "SELECT " + _CLAIMED.format(table="o", commercial="IN ({commercial})")
+    + " FROM outbox o JOIN contacts c ON c.id = o.contact_id WHERE o.id IN ({ids})")
+
+
+async def unclaim(conn: AsyncConnection, campaign_ids: Sequence[str], claim_token: int) -> int:
+    """Back to pending: the rows of a claim whose commit answer was lost with the database
+    (it may have committed), found by its token. None of them was handed to a provider."""
     ids = list(campaign_ids)
-    rows = await raw.fetch(conn, (
-        "SELECT o.id, o.campaign_id, o.tenant_id, o.contact_id, c.address_index, "
-        "c.address_sealed, c.name_sealed, c.attributes_sealed FROM outbox o "
-        "JOIN contacts c ON c.id = o.contact_id "
-        f"WHERE o.campaign_id IN ({raw.marks(len(ids))}) AND o.state = 'pending' "
-        "ORDER BY o.id LIMIT ?"), (*ids, limit))
-    return [Claimed(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), _b(r[6]), _b(r[7]))
-            for r in rows]
+    return await raw.execute(conn, "UPDATE outbox SET state = 'pending', claim_token = NULL, "
+                                   f"updated_at = ? WHERE campaign_id IN ({raw.marks(len(ids))}) "
+                                   "AND state = 'sending' AND claim_token = ?",
+                             (time.time(), *ids, claim_token))
 
 
 def _b(value) -> bytes | None:
@@ -77,28 +141,24 @@ _SET_STATE = outbox.update().where(outbox.c.id == sa.bindparam("row_id")).values
     updated_at=sa.bindparam("now"))
 
 
-async def mark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
-    """Committed by the caller BEFORE any provider call: after a crash these become unknown."""
-    await _move(conn, ids, "pending", "sending")
-
-
-async def _move(conn: AsyncConnection, ids: Sequence[int], old: str, new: str) -> None:
-    ids = list(ids)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start:start + 5000]
-        await raw.execute(conn, "UPDATE outbox SET state = ?, updated_at = ? "
-                                f"WHERE id IN ({raw.marks(len(chunk))}) AND state = ?",
-                          (new, time.time(), *chunk, old))
-
-
-async def record(conn: AsyncConnection, results: Sequence[Result]) -> None:
-    """The dispatcher's outcomes. A row a status webhook already moved on (a fast provider's
-    "delivered" can overtake our own bookkeeping) is not moved back."""
+async def record(conn: AsyncConnection, results: Sequence[Result],
+                 fence: Fence | None = None) -> None:
+    """The dispatcher's outcomes, written only while `fence` is the line's current lease (a
+    holder that was taken over changes nothing). A row a status webhook already moved on (a
+    fast provider's "delivered" can overtake our own bookkeeping) is not moved back."""
     now = time.time()
+    if fence is None:
+        await raw.execute_many(
+            conn, "UPDATE outbox SET state = ?, reason = ?, provider_id = ?, sent_at = ?, "
+                  "updated_at = ? WHERE id = ? AND state IN ('pending', 'sending')",
+            [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id) for r in results])
+        return
     await raw.execute_many(
         conn, "UPDATE outbox SET state = ?, reason = ?, provider_id = ?, sent_at = ?, "
-              "updated_at = ? WHERE id = ? AND state IN ('pending', 'sending')",
-        [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id) for r in results])
+              "updated_at = ? WHERE id = ? AND state IN ('pending', 'sending') "
+              f"AND {leases.CURRENT_SQL}",
+        [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id, fence.line_id, fence.token)
+         for r in results])
 
 
 # Provider statuses only move a row forward; `unknown` rows are reconciled by them.
@@ -131,26 +191,30 @@ async def apply_status(conn: AsyncConnection, tenant_id: str, row_id: int, statu
 
 
 async def recover_in_flight(conn: AsyncConnection, line_id: str | None = None,
-                            held: Collection[int] = ()) -> int:
-    """Rows still `sending` that no round is sending any more — after a crash all of them;
-    after a database outage those of one line not `held` by its live round — may or may not
-    have reached the provider. They become `unknown` and are never resent automatically (a
-    missed message beats a double)."""
+                            held: Collection[int] = (), fence: Fence | None = None,
+                            unleased_only: bool = False) -> int:
+    """Rows still `sending` that no round is sending any more — at start those of lines no
+    process holds a live lease on (`unleased_only`); on taking a line over, or after a
+    database outage, those of one line not `held` by its live round, while `fence` is its
+    current lease — may or may not have reached the provider. They become `unknown` and are
+    never resent automatically (a missed message beats a double)."""
     q = outbox.update().where(outbox.c.state == "sending")
     if line_id is not None:
         q = q.where(outbox.c.campaign_id.in_(
             sa.select(campaigns.c.id).where(campaigns.c.line_id == line_id)))
     if held:
         q = q.where(outbox.c.id.not_in(list(held)))
+    if fence is not None:
+        q = q.where(sa.exists().where(line_leases.c.line_id == fence.line_id,
+                                      line_leases.c.token == fence.token))
+    if unleased_only:
+        live = sa.select(line_leases.c.line_id).where(
+            line_leases.c.expires_at > sa.text(leases.db_now(conn)))
+        q = q.where(outbox.c.campaign_id.in_(
+            sa.select(campaigns.c.id).where(campaigns.c.line_id.not_in(live))))
     result = await conn.execute(q.values(state="unknown", reason="interrupted",
                                          updated_at=time.time()))
     return result.rowcount
-
-
-async def unmark_sending(conn: AsyncConnection, ids: Sequence[int]) -> None:
-    """Back to pending: rows whose `sending` mark may have been committed, but that were never
-    handed to a provider (the commit's answer was lost with the database)."""
-    await _move(conn, ids, "sending", "pending")
 
 
 async def requeue(conn: AsyncConnection, campaign_id: str, include_unknown: bool = False) -> int:
@@ -267,6 +331,18 @@ async def sent_recently(conn: AsyncConnection, tenant_id: str, contact_ids: Sequ
         outbox.c.sent_at >= since, campaigns.c.purpose == "commercial",
     ).group_by(outbox.c.contact_id)
     return {cid: n for cid, n in await conn.execute(q)}
+
+
+async def recent_recipients(conn: AsyncConnection, line_id: str,
+                            since: float) -> list[tuple[bytes, float]]:
+    """(recipient's blind index, last sent_at) of those sent a message on the line since
+    `since`: seeds the line's rolling 24 h unique-recipient cap when a process takes it."""
+    return [(bytes(index), float(at)) for index, at in await raw.fetch(
+        conn, "SELECT c.address_index, max(o.sent_at) FROM outbox o "
+              "JOIN campaigns ca ON ca.id = o.campaign_id "
+              "JOIN contacts c ON c.id = o.contact_id "
+              "WHERE ca.line_id = ? AND o.sent_at >= ? GROUP BY c.address_index",
+        (line_id, float(since)))]
 
 
 async def finish_drained(conn: AsyncConnection, campaign_ids: Sequence[str]) -> list[str]:

@@ -17,6 +17,7 @@ class Line:
     state: str
     options: dict | None = None
     state_reason: str | None = None  # why a line is paused (a provider's quality warning, …)
+    created_at: float | None = None  # epoch seconds; WhatsApp warm-up goes by the line's age
 
 
 @dataclass(frozen=True, slots=True)

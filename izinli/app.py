@@ -20,6 +20,7 @@ from bot.telegram_inbound import TelegramInbound, TelegramPoller
 from bot.whatsapp import WhatsAppChannel
 from campaigns.audiences import ContactImporter
 from campaigns.dispatcher import Dispatcher, DispatchSettings
+from campaigns.leases import Keeper
 from campaigns.lines import lines_of_channel
 from campaigns.outbox import recover_in_flight
 from crypto.service import FieldCrypto
@@ -132,7 +133,8 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
     """Crash recovery, the timers and the dispatcher, sharing the web app's loop."""
     db, config = app[db_key], app[config_key]
     async with db.begin() as conn:
-        interrupted = await recover_in_flight(conn)
+        # Lines another process holds a live lease on are its business (campaigns.leases).
+        interrupted = await recover_in_flight(conn, unleased_only=True)
     if interrupted:
         log.warning("messages interrupted by a crash marked unknown",
                     extra={"count": interrupted})
@@ -163,9 +165,13 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(dispatcher.run())]
     poller = None
     if not config.server.public_url:
+        # One poller per bot across processes; SQLite has one process: no one to share with.
+        shared = db.dialect == "postgresql"
         poller = TelegramPoller(app[telegram_inbound_key], lambda: _telegram_lines(db),
-                                timeout=config.server.telegram_poll_seconds)
-        tasks.append(asyncio.create_task(poller.run()))
+                                timeout=config.server.telegram_poll_seconds,
+                                leases=Keeper(db) if shared else None)
+        # The polling leases (5 s) are renewed on this loop: every second when shared.
+        tasks.append(asyncio.create_task(poller.run(every=1.0 if shared else 5.0)))
     # What start-up allocated (modules, SQLAlchemy's caches, templates) lives as long as the
     # process: moved out of the collector's reach so full collections stay short under load.
     gc.collect()

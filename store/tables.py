@@ -315,12 +315,27 @@ outbox = sa.Table(
     sa.Column("provider_id", sa.String(200), nullable=True),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.Column("sent_at", sa.Double, nullable=True),
+    # The claim that moved the row to `sending` (random per claim): a claim whose commit answer
+    # was lost is put back to pending by it (migration 0018).
+    sa.Column("claim_token", sa.BigInteger, nullable=True),
     # At most one message per (campaign, recipient), enforced by the database.
     sa.UniqueConstraint("campaign_id", "contact_id", name="uq_outbox_campaign_contact"),
     sa.Index("ix_outbox_claim", "campaign_id", "state", "id"),
     sa.Index("ix_outbox_contact_sent", "tenant_id", "contact_id", "sent_at"),
     # The spam guard reads a campaign's first sends in order.
     sa.Index("ix_outbox_campaign_sent", "campaign_id", "sent_at"),
+)
+
+# One sender per line across processes (migration 0018): the holder renews its lease about
+# every second; expiry is in the database's clock (epoch seconds). A takeover increments the
+# fencing token, and the dispatcher's claims and result writes name it, so a holder that lost
+# its lease changes nothing. The row is never deleted: tokens only ever grow.
+line_leases = sa.Table(
+    "line_leases", metadata,
+    sa.Column("line_id", sa.String(64), primary_key=True),  # a line, or "poll:<line>"
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
 )
 
 # Kept by triggers on outbox (migration 0011): each change of a row's state is a move; moves

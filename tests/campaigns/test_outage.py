@@ -204,29 +204,29 @@ async def _states(db, ids: list[int]) -> list[str]:
 
 async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch):
     """A round's results are kept through an outage and written once the database is back
-    (delivered messages end `sent`); a `sending` mark that failed sends nothing and its rows
-    go back to pending; the line task carries on by itself."""
+    (delivered messages end `sent`); a claim that failed sends nothing and its rows, found by
+    the claim's token, go back to pending; the line task carries on by itself."""
     await tenant.unlock()
-    failures = {"mark_sending": 1, "record": 3}
-    unmarked: list[list[int]] = []
+    failures = {"claim": 1, "record": 3}
+    unmarked: list[int] = []
 
     def flaky(name: str):
         real = getattr(outbox, name)
 
-        async def call(conn, rows):
-            if failures[name] and rows:
+        async def call(conn, *args):
+            if failures[name] and args[0]:
                 failures[name] -= 1
                 raise DatabaseUnavailableError("unreachable")
-            return await real(conn, rows)
+            return await real(conn, *args)
         return call
-    real_unmark = outbox.unmark_sending
+    real_unclaim = outbox.unclaim
 
-    async def unmark(conn, ids):
-        unmarked.append(list(ids))
-        await real_unmark(conn, ids)
-    monkeypatch.setattr(outbox, "mark_sending", flaky("mark_sending"))
+    async def unclaim(conn, campaign_ids, token):
+        unmarked.append(token)
+        return await real_unclaim(conn, campaign_ids, token)
+    monkeypatch.setattr(outbox, "claim", flaky("claim"))
     monkeypatch.setattr(outbox, "record", flaky("record"))
-    monkeypatch.setattr(outbox, "unmark_sending", unmark)
+    monkeypatch.setattr(outbox, "unclaim", unclaim)
     phones = [f"+9053430{i:05d}" for i in range(20)]
     cid, _ = await _api_campaign(tenant, phones)
     deadline = time.monotonic() + 20
@@ -234,8 +234,8 @@ async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch):
             != "completed":
         assert time.monotonic() < deadline, c
         await asyncio.sleep(0.05)
-    assert failures == {"mark_sending": 0, "record": 0}
-    assert len(unmarked) == 1 and unmarked[0]  # the failed mark's rows, back to pending
+    assert failures == {"claim": 0, "record": 0}
+    assert len(unmarked) == 1  # the failed claim's rows (by its token), back to pending
     assert c["counts"]["sent"] == 20 and c["counts"]["unknown"] == 0, c
     messages = (await (await tenant.call("GET", "/sandbox/messages")).json())["messages"]
     assert sorted(m["to"] for m in messages) == phones  # each once: nothing sent twice
@@ -252,12 +252,13 @@ async def test_line_reconcile_turns_only_its_unheld_sending_rows_unknown(tenant)
             outbox_table.c.campaign_id == c).order_by(outbox_table.c.id))] for c in (ca, cb)}
     a, b = ids[ca], ids[cb]
     async with db.begin() as conn:
-        await outbox.mark_sending(conn, a + b)
+        await conn.execute(outbox_table.update().where(outbox_table.c.id.in_(a + b)).values(
+            state="sending", claim_token=7))
     async with db.begin() as conn:
         assert await outbox.recover_in_flight(conn, line_a, {a[0]}) == 2
     assert await _states(db, a + b) == ["sending", "unknown", "unknown", "sending", "sending"]
     async with db.begin() as conn:
-        await outbox.unmark_sending(conn, a + b)
+        assert await outbox.unclaim(conn, [ca, cb], 7) == 3
     assert await _states(db, a + b) == ["pending", "unknown", "unknown", "pending", "pending"]
 
 
