@@ -29,6 +29,7 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.token import TokenValidationError
 
+from bot.network import network_outcome
 from bot.telegram_updates import CONSENT_NO, CONSENT_YES
 from campaigns.ports import (
     Blocked,
@@ -68,9 +69,6 @@ def classify_exception(exc: BaseException) -> SendResult:
     return TemporaryFailure("unexpected")
 
 
-# Raised before a byte of the request left: nothing reached Telegram.
-_BEFORE_SENDING = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
-                   aiohttp.InvalidURL)
 # TelegramNetworkError texts (BoundedSession names the aiohttp error by its type) that mean the
 # request was not taken: no connection, or an answer that only redirected us.
 _NOT_TAKEN = ("ClientConnectorError", "ClientConnectorDNSError", "ConnectionTimeoutError",
@@ -78,21 +76,13 @@ _NOT_TAKEN = ("ClientConnectorError", "ClientConnectorDNSError", "ConnectionTime
 
 
 def _network_outcome(exc: BaseException) -> SendResult:
-    """Unavailable (retried after a back-off) when the request never left; otherwise it may
-    have reached Telegram (a timeout waiting for the answer, a connection lost mid-answer):
-    MaybeSent, never resent automatically."""
-    origin = exc
+    """bot.network's rule, once the aiohttp error behind aiogram's TelegramNetworkError is
+    found (BoundedSession names it by its type, or chains it)."""
     if isinstance(exc, TelegramNetworkError):
         if exc.message in _NOT_TAKEN:
             return Unavailable("network_error")
-        origin = exc.__cause__ or exc.__context__ or exc
-    if isinstance(origin, _BEFORE_SENDING):
-        return Unavailable("network_error")
-    if isinstance(origin, TimeoutError):
-        return MaybeSent("timeout")
-    if isinstance(origin, aiohttp.ClientPayloadError):  # cut off mid-answer, or over the cap
-        return MaybeSent("unreadable_answer")
-    return MaybeSent("connection_lost")
+        exc = exc.__cause__ or exc.__context__ or exc
+    return network_outcome(exc, "network_error")
 
 
 # Order matters: subclasses before their bases (EntityTooLarge is a NetworkError).

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.network import network_outcome
 from campaigns.ports import (
     Line,
     MaybeSent,
@@ -157,23 +158,9 @@ def _accepted(body: dict | None) -> SendResult:
     return MaybeSent("malformed_response")
 
 
-# aiohttp errors raised before a byte of the request left: nothing reached Graph.
-_BEFORE_SENDING = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
-                   aiohttp.InvalidURL)
-
-
 def classify_exception(exc: BaseException) -> SendResult:
-    """A failed exchange with Graph as an outcome: a connection that never opened is
-    Unavailable (retried after a back-off); anything later (a timeout while waiting for the
-    answer, a connection reset or closed mid-answer, an answer too large to read) may have
-    reached Graph, which keeps a message the moment it answers: MaybeSent, never resent."""
-    if isinstance(exc, _BEFORE_SENDING):
-        return Unavailable("connection_error")
-    if isinstance(exc, TimeoutError):
-        return MaybeSent("timeout")
-    if isinstance(exc, aiohttp.ClientPayloadError):  # cut off mid-answer, or over the cap
-        return MaybeSent("unreadable_answer")
-    return MaybeSent("connection_lost")
+    """A failed exchange with Graph as an outcome (bot.network decides for every channel)."""
+    return network_outcome(exc, "connection_error")
 
 
 def _error_code(body: dict | None) -> int | None:
