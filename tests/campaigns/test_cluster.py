@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PG_URL, REQUIRE_PG, _pg_admin
+from real_server import healthy, wait_for
 from sqlalchemy.engine import make_url
 
 IZINLI = shutil.which("izinli") or str(Path(sys.executable).with_name("izinli"))
@@ -96,7 +97,7 @@ class Cluster:
             self.procs.append(proc)
             started.append((proc, port))
         for proc, port in started:
-            _healthy(proc, port)
+            healthy(proc, port)
         return [(proc, Api(port, self.key)) for proc, port in started]
 
     def stop(self) -> None:
@@ -124,28 +125,6 @@ def cluster(tmp_path, pg_url):
     c = Cluster(tmp_path, pg_url)
     yield c
     c.stop()
-
-
-def _healthy(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-            return
-        except OSError:
-            assert proc.poll() is None, "server exited"
-            time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
-def _wait(api: Api, cid: str, done, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c = api("GET", f"/campaigns/{cid}")
-        if done(c):
-            return c
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {c}")
 
 
 def _campaign(api: Api) -> tuple[str, str]:
@@ -181,7 +160,7 @@ def test_two_processes_never_duplicate(cluster):
         api("POST", "/vault/unlock", {"passphrase": PASSPHRASE})
     cid, line = _campaign(a)
     b("POST", f"/campaigns/{cid}/start")
-    counts = _wait(b, cid, lambda c: c["state"] == "completed")["counts"]
+    counts = wait_for(b, cid, lambda c: c["state"] == "completed")["counts"]
     received, times = _deliveries(cluster, line)
 
     assert max(received.values()) == 1, "a recipient got the campaign twice"
@@ -200,7 +179,7 @@ def test_kill9_of_the_line_holder(cluster):
     a = procs[0][1]
     cid, line = _campaign(a)
     a("POST", f"/campaigns/{cid}/start")
-    _wait(a, cid, lambda c: c["counts"]["sent"] >= N // 3)
+    wait_for(a, cid, lambda c: c["counts"]["sent"] >= N // 3)
     (holder,) = cluster.query("SELECT holder, token FROM line_leases WHERE line_id = $1", line)
     pid = int(holder["holder"].split(":")[1])
     (victim, _), (survivor, api) = sorted(procs, key=lambda p: p[0].pid != pid)
@@ -216,7 +195,7 @@ def test_kill9_of_the_line_holder(cluster):
         assert time.monotonic() - killed < 10, "no takeover within 10 s"
         time.sleep(0.05)
     assert int(lease["holder"].split(":")[1]) == survivor.pid
-    counts = _wait(api, cid, lambda c: c["state"] == "completed")["counts"]
+    counts = wait_for(api, cid, lambda c: c["state"] == "completed")["counts"]
     received, _ = _deliveries(cluster, line)
 
     assert max(received.values()) == 1, "a recipient got the campaign twice"

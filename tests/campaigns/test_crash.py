@@ -3,7 +3,6 @@ started again on the same data: no duplicate delivery, no recipient lost, every 
 and `unknown` no more than what was in flight."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -11,11 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+
+from real_server import serve, wait_for
 
 IZINLI = shutil.which("izinli") or str(Path(sys.executable).with_name("izinli"))
 PASSPHRASE = "doğru at pil zımba 42"
@@ -46,43 +46,6 @@ class Api:
         return json.loads(raw) if raw else None
 
 
-@contextlib.contextmanager
-def serve(tmp_path: Path, port: int, env: dict):
-    with open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb") as log:
-        proc = subprocess.Popen([IZINLI, "serve", "--port", str(port),
-                                 "--data-dir", str(tmp_path / "var")], cwd=tmp_path, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _healthy(proc, port)
-            yield proc
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _healthy(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-            return
-        except OSError:
-            assert proc.poll() is None, "server exited"
-            time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
-def _wait(api: Api, cid: str, done, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c = api("GET", f"/campaigns/{cid}")
-        if done(c):
-            return c
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {c}")
-
-
 def test_kill9_mid_campaign(tmp_path):
     env = {**os.environ, "IZINLI_KDF": "min"}
     env.pop("IZINLI_MASTER_KEY", None)
@@ -105,7 +68,7 @@ def test_kill9_mid_campaign(tmp_path):
         cid = api("POST", "/campaigns", {"name": "c", "line_id": line, "list_id": list_id,
                                          "template": "Merhaba"})["id"]
         api("POST", f"/campaigns/{cid}/start")
-        _wait(api, cid, lambda c: c["counts"]["sent"] >= N // 3)
+        wait_for(api, cid, lambda c: c["counts"]["sent"] >= N // 3, timeout=120)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
@@ -113,7 +76,7 @@ def test_kill9_mid_campaign(tmp_path):
     with serve(tmp_path, port, env):
         api = Api(port, key)
         api("POST", "/vault/unlock", {"passphrase": PASSPHRASE})
-        c = _wait(api, cid, lambda c: c["state"] == "completed")
+        c = wait_for(api, cid, lambda c: c["state"] == "completed", timeout=120)
         counts = c["counts"]
         received = Counter(m["to"] for m in api("GET", "/sandbox/messages")["messages"])
 

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from real_server import serve, wait_for
 
 from campaigns import outbox
 from dashboard.keys import db_key
@@ -73,43 +73,6 @@ class Api:
 
     def health(self):
         return _request(self.root + "/healthz")
-
-
-@contextlib.contextmanager
-def serve(tmp_path: Path, port: int, env: dict):
-    with open(tmp_path / "serve.log", "ab") as log:
-        proc = subprocess.Popen([IZINLI, "serve", "--port", str(port),
-                                 "--data-dir", str(tmp_path / "var")], cwd=tmp_path, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _healthy(proc, port)
-            yield proc
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _healthy(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-            return
-        except OSError:
-            assert proc.poll() is None, "server exited"
-            time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
-def _wait(api: Api, cid: str, done, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c = api("GET", f"/campaigns/{cid}")
-        if done(c):
-            return c
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {c}")
 
 
 def _tenant(tmp_path: Path, env: dict) -> str:
@@ -332,7 +295,7 @@ def test_database_outage_heals_without_restart(tmp_path, private_pg):
     with serve(tmp_path, port, env):
         api = Api(port, key)
         cid, line, _, _ = _campaign(api, n, rate)
-        _wait(api, cid, lambda c: c["counts"]["sent"] >= n // 5, timeout=20)
+        wait_for(api, cid, lambda c: c["counts"]["sent"] >= n // 5, timeout=20)
         # Counts move when a round's results commit: half a round later the next round is
         # sending, so the stop cuts through deliveries and their bookkeeping.
         time.sleep(0.25)
@@ -344,7 +307,7 @@ def test_database_outage_heals_without_restart(tmp_path, private_pg):
         time.sleep(max(0.0, outage - (time.monotonic() - stopped)))
         private_pg.start()
         # No restart of izinli: the same process heals and finishes the campaign.
-        c = _wait(api, cid, lambda c: c["state"] == "completed", timeout=30)
+        c = wait_for(api, cid, lambda c: c["state"] == "completed", timeout=30)
         assert api.health()[0] == 200
         received = _campaign_deliveries(api, line)
     assert c["counts"]["sending"] == c["counts"]["pending"] == 0, c
@@ -407,7 +370,7 @@ def test_disk_full_answers_503_and_heals(tmp_path, small_disk):
     with serve(tmp_path, port, env):
         api = Api(port, key)
         cid, line, list_id, phones = _campaign(api, n, rate)
-        _wait(api, cid, lambda c: c["counts"]["sent"] >= n // 4, timeout=20)
+        wait_for(api, cid, lambda c: c["counts"]["sent"] >= n // 4, timeout=20)
         stop = {"line_id": line, "from": phones[-1], "text": "DUR"}
         more = "phone,consent\n" + "".join(f"+9053420{i:05d},evet\n" for i in range(300))
         _truncate_wal(small_disk / "izinli.db")
@@ -426,7 +389,7 @@ def test_disk_full_answers_503_and_heals(tmp_path, small_disk):
         _assert_unavailable(health, "disk_full")
         # The provider redelivers the STOP after the 503; now it lands.
         assert api("POST", "/sandbox/inbound", stop)["intent"] == "stop"
-        c = _wait(api, cid, lambda c: c["state"] == "completed", timeout=30)
+        c = wait_for(api, cid, lambda c: c["state"] == "completed", timeout=30)
         assert api.health()[0] == 200
         received = _campaign_deliveries(api, line)
     assert c["counts"]["sending"] == c["counts"]["pending"] == 0, c
