@@ -4,16 +4,45 @@ whole process group, and waited for through /healthz."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 IZINLI = shutil.which("izinli") or str(Path(sys.executable).parent / "izinli")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """The HTTP API of a served process as a tenant: JSON in, JSON out, any status ≥ 400 an
+    AssertionError naming the call."""
+
+    def __init__(self, port: int, key: str):
+        self.base, self.key = f"http://127.0.0.1:{port}/api/v1", key
+
+    def __call__(self, method: str, path: str, body=None, ctype="application/json"):
+        data = None if body is None else (body if isinstance(body, bytes)
+                                          else json.dumps(body).encode())
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.key}", "Content-Type": ctype})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                raw = r.read()
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
+        return json.loads(raw) if raw else None
 
 
 @contextlib.contextmanager

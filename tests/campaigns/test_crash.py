@@ -7,43 +7,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from real_server import serve, wait_for
+from real_server import Api, serve, wait_for
+from real_server import free_port as _port
 
 IZINLI = shutil.which("izinli") or str(Path(sys.executable).with_name("izinli"))
 PASSPHRASE = "doğru at pil zımba 42"
 N = 1500
 RATE = 300
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Api:
-    def __init__(self, port: int, key: str):
-        self.base, self.key = f"http://127.0.0.1:{port}/api/v1", key
-
-    def __call__(self, method: str, path: str, body=None, ctype="application/json"):
-        data = None if body is None else (body if isinstance(body, bytes)
-                                          else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.key}", "Content-Type": ctype})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raise AssertionError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
-        return json.loads(raw) if raw else None
 
 
 def test_kill9_mid_campaign(tmp_path):
