@@ -21,6 +21,7 @@ from optout.iys_sync import IysSync
 from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
+from store.bus import Bus
 from store.engine import Database
 
 
@@ -40,6 +41,8 @@ class WebSettings:
 
 settings_key = web.AppKey("settings", WebSettings)
 db_key = web.AppKey("db", Database)
+# Cluster notifications (store.bus): LISTEN/NOTIFY on PostgreSQL, this process on SQLite.
+bus_key = web.AppKey("bus", Bus)
 keyring_key = web.AppKey("keyring", Keyring)
 master_key = web.AppKey("master", MasterKey)
 fields_key = web.AppKey("fields", FieldCrypto)

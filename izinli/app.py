@@ -29,6 +29,7 @@ from dashboard import accounts, users
 from dashboard.app import setup as setup_dashboard
 from dashboard.keys import (
     WebSettings,
+    bus_key,
     channels_key,
     credentials_key,
     db_key,
@@ -60,6 +61,7 @@ from optout.retention import RetentionPolicy
 from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
+from store.bus import Bus
 from store.engine import Database
 from store.tenants import SqlDataKeyStore
 
@@ -97,6 +99,9 @@ def create_app(config: Config) -> web.Application:
 async def database_context(app: web.Application) -> AsyncIterator[None]:
     db = await open_store(app[config_key])
     app[db_key] = db
+    bus = Bus(db)
+    app[bus_key] = bus
+    await bus.start()
     if await users.tenant_count(db) == 0:  # first run: `izinli serve` prints the setup link
         app[setup_state_key]["token"] = secrets.token_urlsafe(18)
     fields = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
@@ -126,6 +131,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     await whatsapp.close()
     await telegram.close()
     await sandbox.close()
+    await bus.stop()
     await db.close()
 
 
