@@ -161,3 +161,24 @@ async def make_web_user(client, tenant: ApiTenant, role: str = "owner",
 @pytest.fixture
 async def owner(client, tenant) -> WebUser:
     return await make_web_user(client, tenant, "owner")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for tests that run several real processes."""
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("IZINLI_REQUIRE_POSTGRES=1 but IZINLI_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL not configured (set IZINLI_TEST_DATABASE_URL)")
+    name = f"izinli_c_{secrets.token_hex(6)}"
+    _pg_admin('CREATE DATABASE "{name}"', name)
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    _pg_admin('DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
+
+
+@pytest.fixture
+def cluster(tmp_path, pg_url):
+    from real_server import Cluster
+    c = Cluster(tmp_path, pg_url)
+    yield c
+    c.stop()

@@ -3,9 +3,11 @@ several of them (crash, outage, cluster): started in its own session so kill -9 
 whole process group, and waited for through /healthz."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,7 +18,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 IZINLI = shutil.which("izinli") or str(Path(sys.executable).parent / "izinli")
+PASSPHRASE = "doğru at pil zımba 42"
 
 
 def free_port() -> int:
@@ -82,3 +87,54 @@ def wait_for(api, cid: str, done, timeout: float = 60) -> dict:
             return c
         time.sleep(0.05)
     raise AssertionError(f"timed out: {c}")
+
+
+class Cluster:
+    """Processes sharing one database and master key, each with its own data dir."""
+
+    def __init__(self, tmp_path: Path, url: str):
+        self.tmp = tmp_path
+        self.env = {**os.environ, "IZINLI_KDF": "min", "IZINLI_DATABASE_URL": url,
+                    "IZINLI_MASTER_KEY": secrets.token_hex(32)}
+        self.db_url = url
+        self.procs: list[subprocess.Popen] = []
+        (tmp_path / "pass").write_text(PASSPHRASE)
+        out = subprocess.run([IZINLI, "tenant", "create", "Küme Testi", "--passphrase-file",
+                              str(tmp_path / "pass"), "--data-dir", str(tmp_path / "var0")],
+                             env=self.env, capture_output=True, text=True, check=True)
+        self.key = json.loads(out.stdout)["api_key"]
+
+    def start(self, n: int) -> list[tuple[subprocess.Popen, Api]]:
+        started = []
+        for i in range(n):
+            port = free_port()
+            log = open(self.tmp / f"serve-{i}.log", "wb")  # noqa: SIM115 (closed with the test)
+            proc = subprocess.Popen(
+                [IZINLI, "serve", "--port", str(port), "--data-dir", str(self.tmp / f"var{i}")],
+                cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            log.close()
+            self.procs.append(proc)
+            started.append((proc, port))
+        for proc, port in started:
+            healthy(proc, port)
+        return [(proc, Api(port, self.key)) for proc, port in started]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def query(self, sql: str, *args) -> list:
+        import asyncpg
+        url = make_url(self.db_url)
+
+        async def run():
+            conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                         password=url.password, database=url.database)
+            try:
+                return await conn.fetch(sql, *args)
+            finally:
+                await conn.close()
+        return asyncio.run(run())

@@ -7,99 +7,16 @@ The vault is unlocked through EACH process: an unlock does not yet reach the oth
 IZINLI_REQUIRE_POSTGRES=1."""
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import secrets
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-import pytest
-from conftest import PG_URL, REQUIRE_PG, _pg_admin
-from real_server import Api, healthy, wait_for
-from real_server import free_port as _port
-from sqlalchemy.engine import make_url
+from real_server import PASSPHRASE, Api, Cluster, wait_for
 
-IZINLI = shutil.which("izinli") or str(Path(sys.executable).with_name("izinli"))
-PASSPHRASE = "doğru at pil zımba 42"
 N = 5000
 RATE = 1000  # msg/s: the campaign takes about five seconds
 BURST = RATE // 2  # campaigns.throttle.TokenBucket: half a second of messages
-
-
-@pytest.fixture
-def pg_url():
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("IZINLI_REQUIRE_POSTGRES=1 but IZINLI_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL not configured (set IZINLI_TEST_DATABASE_URL)")
-    name = f"izinli_c_{secrets.token_hex(6)}"
-    _pg_admin('CREATE DATABASE "{name}"', name)
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    _pg_admin('DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
-
-
-class Cluster:
-    """Processes sharing one database and master key, each with its own data dir."""
-
-    def __init__(self, tmp_path: Path, url: str):
-        self.tmp = tmp_path
-        self.env = {**os.environ, "IZINLI_KDF": "min", "IZINLI_DATABASE_URL": url,
-                    "IZINLI_MASTER_KEY": secrets.token_hex(32)}
-        self.db_url = url
-        self.procs: list[subprocess.Popen] = []
-        (tmp_path / "pass").write_text(PASSPHRASE)
-        out = subprocess.run([IZINLI, "tenant", "create", "Küme Testi", "--passphrase-file",
-                              str(tmp_path / "pass"), "--data-dir", str(tmp_path / "var0")],
-                             env=self.env, capture_output=True, text=True, check=True)
-        self.key = json.loads(out.stdout)["api_key"]
-
-    def start(self, n: int) -> list[tuple[subprocess.Popen, Api]]:
-        started = []
-        for i in range(n):
-            port = _port()
-            log = open(self.tmp / f"serve-{i}.log", "wb")  # noqa: SIM115 (closed with the test)
-            proc = subprocess.Popen(
-                [IZINLI, "serve", "--port", str(port), "--data-dir", str(self.tmp / f"var{i}")],
-                cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-            log.close()
-            self.procs.append(proc)
-            started.append((proc, port))
-        for proc, port in started:
-            healthy(proc, port)
-        return [(proc, Api(port, self.key)) for proc, port in started]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def query(self, sql: str, *args) -> list:
-        import asyncpg
-        url = make_url(self.db_url)
-
-        async def run():
-            conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                         password=url.password, database=url.database)
-            try:
-                return await conn.fetch(sql, *args)
-            finally:
-                await conn.close()
-        return asyncio.run(run())
-
-
-@pytest.fixture
-def cluster(tmp_path, pg_url):
-    c = Cluster(tmp_path, pg_url)
-    yield c
-    c.stop()
 
 
 def _campaign(api: Api) -> tuple[str, str]:
