@@ -17,6 +17,7 @@ from crypto.blind import new_lookup_key
 from crypto.keys import new_tenant_keys, unwrap_secret
 from crypto.master import MasterKey
 from crypto.vault import Keyring
+from dashboard.vault_fanout import SERVICE_TTL, VaultFanout
 from optout import audit
 from optout.tenants import insert_defaults
 from store.engine import Database
@@ -29,7 +30,6 @@ from store.tenants import (
     list_api_keys,
     list_tenants,
     revoke_api_key,
-    set_custody,
 )
 
 log = logging.getLogger(__name__)
@@ -193,37 +193,39 @@ async def tenant_row(db: Database, tenant_id: str) -> TenantRow:
 
 
 async def unlock(db: Database, keyring: Keyring, tenant_id: str, passphrase: str,
-                 ttl_seconds: float, run: Callable[..., Awaitable[Any]] = asyncio.to_thread
-                 ) -> float:
-    """Unwraps the tenant key into memory for `ttl_seconds`. Raises WrongPassphraseError."""
+                 ttl_seconds: float, run: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+                 fanout: VaultFanout | None = None) -> float:
+    """Unwraps the tenant key into memory for `ttl_seconds`, in every process of the cluster
+    when `fanout` is given (the server's), else in `keyring` only (a CLI command, a bench).
+    Raises WrongPassphraseError."""
     row = await tenant_row(db, tenant_id)
     passphrase = unicodedata.normalize("NFC", passphrase)
     # Argon2id takes ~0.5 s and 256 MiB at MODERATE: keep it off the event loop.
     secret = await run(unwrap_secret, row.wrapped_secret, passphrase)
-    expires = keyring.unlock(tenant_id, secret, ttl_seconds)
+    if fanout is not None:
+        expires = await fanout.unlock(tenant_id, secret, ttl_seconds)
+    else:
+        expires = keyring.unlock(tenant_id, secret, ttl_seconds)
     log.info("vault unlocked", extra={"tenant_id": tenant_id, "ttl_seconds": ttl_seconds})
     return expires
 
 
-def lock(keyring: Keyring, tenant_id: str) -> None:
+async def lock(keyring: Keyring, tenant_id: str, fanout: VaultFanout | None = None) -> None:
+    """Locks now: here at once, and in every other process (within a second) with `fanout`."""
+    if fanout is not None:
+        await fanout.lock(tenant_id)
     keyring.lock(tenant_id)
     log.info("vault locked", extra={"tenant_id": tenant_id})
 
 
-async def change_custody(db: Database, keyring: Keyring, master: MasterKey, tenant_id: str,
-                         custody: str) -> None:
-    """Switches key custody; only while unlocked (VaultLockedError otherwise)."""
+async def change_custody(fanout: VaultFanout, tenant_id: str, custody: str,
+                         ttl_seconds: float) -> None:
+    """Switches key custody in every process; only while unlocked (VaultLockedError
+    otherwise). Back to `passphrase`, the unlock goes on for `ttl_seconds`."""
     if custody not in CUSTODIES:
         raise AccountError(f"custody must be one of {', '.join(CUSTODIES)}", "invalid_custody")
-    unlocked = keyring.get(tenant_id)
-    wrapped = master.wrap(unlocked.secret_key()) if custody == "service" else None
-    async with db.begin() as conn:
-        await set_custody(conn, tenant_id, custody, wrapped)
+    await fanout.change_custody(tenant_id, custody, ttl_seconds)
     log.info("key custody changed", extra={"tenant_id": tenant_id, "custody": custody})
-
-
-# Unattended tenants stay unlocked for a year at a time; re-applied at every start.
-SERVICE_TTL = 365 * 24 * 3600.0
 
 
 async def unlock_service_custody(db: Database, keyring: Keyring, master: MasterKey) -> int:

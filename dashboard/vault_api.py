@@ -9,7 +9,7 @@ from crypto.errors import WrongPassphraseError
 from dashboard import accounts, notices
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, error_response, field, json_body, json_response
-from dashboard.keys import TENANT, db_key, hash_slots_key, keyring_key, master_key, settings_key
+from dashboard.keys import TENANT, db_key, fanout_key, hash_slots_key, keyring_key, settings_key
 from dashboard.ratelimit import FailureLimiter, HashBusyError, TooManyAttemptsError, reserve
 from dashboard.routing import Operation
 
@@ -38,7 +38,7 @@ async def unlock(request: web.Request) -> web.Response:
         return _too_many("too many wrong passphrases; try again later", exc.retry_after)
     try:
         await accounts.unlock(app[db_key], app[keyring_key], tenant_id, passphrase, ttl,
-                              run=app[hash_slots_key].run)
+                              run=app[hash_slots_key].run, fanout=app[fanout_key])
     except HashBusyError:
         attempt.forgive()  # nothing was checked
         return _too_many("the server is busy checking passphrases; try again shortly", 1)
@@ -61,7 +61,7 @@ def _too_many(message: str, retry_after: int) -> web.Response:
 
 
 async def lock(request: web.Request) -> web.Response:
-    accounts.lock(request.app[keyring_key], request[TENANT])
+    await accounts.lock(request.app[keyring_key], request[TENANT], request.app[fanout_key])
     await audited(request, "vault.lock")
     return web.Response(status=204)
 
@@ -77,9 +77,15 @@ async def status(request: web.Request) -> web.Response:
 
 async def custody(request: web.Request) -> web.Response:
     body = await json_body(request)
-    app = request.app
-    await accounts.change_custody(app[db_key], app[keyring_key], app[master_key],
-                                  request[TENANT], field(body, "custody", str))
+    app, tenant_id = request.app, request[TENANT]
+    custody = field(body, "custody", str)
+    # Back to passphrase custody, the unlock in force goes on, at most for the usual unlock
+    # time when it was an unattended one.
+    row = await accounts.tenant_row(app[db_key], tenant_id)
+    remaining = (app[keyring_key].expires_at(tenant_id) or 0.0) - time.monotonic()
+    ttl = remaining if row.custody == "passphrase" else min(
+        remaining, float(app[settings_key].unlock_ttl_seconds))
+    await accounts.change_custody(app[fanout_key], tenant_id, custody, max(ttl, 1.0))
     await audited(request, "vault.custody", custody=body["custody"])
     return await status(request)
 

@@ -59,9 +59,17 @@ async def test_custody_switch_needs_unlock_and_service_survives_restart(tenant, 
 
 async def test_custody_back_to_passphrase_forgets_service_wrap(tenant, config):
     await tenant.unlock()
-    await tenant.call("POST", "/vault/custody", json={"custody": "service"})
+    r = await tenant.call("POST", "/vault/custody", json={"custody": "service"})
+    # Unattended: unlocked for the service term now, not only until the unlock's own end.
+    assert (await r.json())["expires_in_seconds"] > 300 * 86400
     r = await tenant.call("POST", "/vault/custody", json={"custody": "passphrase"})
-    assert (await r.json())["custody"] == "passphrase"
+    status = await r.json()
+    assert status["custody"] == "passphrase" and status["unlocked"] is True
+    # The unlock goes on, for the usual unlock time at most (not the service's year).
+    assert status["expires_in_seconds"] <= config.crypto.unlock_ttl_seconds
+    # Locked, a fresh process must stay locked: it would unlock from a service wrap left
+    # behind. (While unlocked, a fresh process on PostgreSQL gets the unlock from this one.)
+    assert (await tenant.call("POST", "/vault/lock")).status == 204
     from aiohttp.test_utils import TestClient, TestServer
 
     from izinli.app import create_app
