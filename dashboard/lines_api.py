@@ -17,10 +17,12 @@ from campaigns.lines import (
 )
 from campaigns.ports import Line
 from campaigns.throttle import WHATSAPP_TIERS
+from dashboard import webhooks
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
     TENANT,
     actor_of,
+    bus_key,
     channels_key,
     credentials_key,
     db_key,
@@ -34,6 +36,7 @@ from optout.addresses import normalise_address
 from optout.outbound import names_an_address
 
 log = logging.getLogger(__name__)
+LINE_GONE_TOPIC = "line.gone"  # bus: the id of a deleted line
 
 
 def line_json(line: Line) -> dict:
@@ -156,9 +159,22 @@ async def delete_line_handler(request: web.Request) -> web.Response:
     request.app[credentials_key].forget(line.id)
     if line.channel == "telegram":
         # Closing its session ends a long poll in flight; the poller then finds no
-        # credentials and stops (other processes' pollers within one round).
+        # credentials and stops.
         await telegram.forget(line.id)
+    try:  # the other processes drop theirs (the line is gone either way)
+        await request.app[bus_key].announce(LINE_GONE_TOPIC, line.id)
+    except Exception as exc:  # their webhook lookups then lapse within a minute
+        log.warning("line deletion not announced", extra={"line_id": line.id,
+                                                          "error": type(exc).__name__})
     return web.Response(status=204)
+
+
+def line_gone(app: web.Application, line_id: str) -> None:
+    """Bus handler: this process drops what it holds of a deleted line — its unwrapped
+    credentials, its Telegram bot (closing it ends a long poll) and the webhooks' lookup."""
+    app[credentials_key].forget(line_id)
+    webhooks.forget_line(app, line_id)
+    app[bus_key].spawn(app[channels_key]["telegram"].forget(line_id))
 
 
 async def tenant_line(request: web.Request, line_id: str) -> Line:

@@ -19,11 +19,13 @@ from typing import Any
 import nacl.exceptions
 import nacl.pwhash
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto.master import MasterKey
 from dashboard.accounts import ROLES, AccountError, NotFoundError, at_least, check_role_grant
 from optout import audit
 from store import raw
+from store.bus import Bus
 from store.engine import Database
 from store.tables import tenants, users, web_sessions
 
@@ -39,9 +41,9 @@ _KDF = {"moderate": (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
                         nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE),
         "min": (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)}
 # A page load looks its session up once; the answer is kept this long in the process (logout,
-# role changes and disabling clear it here; another process sees them within this time).
+# role changes and disabling clear it in every process when they commit: SessionCache).
 CACHE_SECONDS = 5.0
-_cache: dict[bytes, tuple[float, SessionUser, float, float]] = {}
+SESSIONS_TOPIC = "sessions.forget"  # bus: "t:<token hash, hex>" or "u:<user id>"
 # Verifying an unknown e-mail still costs one hash, so timing does not tell who has an account.
 _DUMMY_HASH: dict[str, bytes] = {}
 
@@ -66,6 +68,61 @@ class SessionUser:
 
     def can(self, needed: str) -> bool:
         return at_least(self.role, needed)
+
+
+class SessionCache:
+    """Sessions looked up in the last CACHE_SECONDS, in this process (owned by the app). The
+    change that makes an entry wrong — logout, a role change, disabling a user, a language
+    switch — clears it here at once and, through the bus, in every other process when its
+    transaction commits. A lookup that overlapped a clear is not kept (it may have read the
+    row before the change)."""
+
+    def __init__(self, bus: Bus | None = None, seconds: float = CACHE_SECONDS,
+                 size: int = 10_000):
+        self._bus, self.seconds, self.size = bus, seconds, size
+        self._entries: dict[bytes, tuple[float, SessionUser, float, float]] = {}
+        self.generation = 0  # moves on at every clear
+        if bus is not None:
+            bus.subscribe(SESSIONS_TOPIC, self._announced)
+
+    def get(self, key: bytes) -> tuple[SessionUser, float, float] | None:
+        """(user, created_at, last_seen) while fresh."""
+        found = self._entries.get(key)
+        if found is None or time.monotonic() - found[0] >= self.seconds:
+            return None
+        return found[1:]
+
+    def put(self, key: bytes, user: SessionUser, created_at: float, last_seen: float,
+            generation: int) -> None:
+        """Keeps a lookup that began at `generation`, unless something was cleared since."""
+        if generation != self.generation:
+            return
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic(), user, created_at, last_seen)
+
+    def forget(self, token_hash: bytes | None = None, user_id: str | None = None) -> None:
+        self.generation += 1
+        if token_hash is not None:
+            self._entries.pop(token_hash, None)
+        if user_id is not None:
+            for key in [k for k, v in self._entries.items() if v[1].user_id == user_id]:
+                self._entries.pop(key, None)
+
+    async def announce(self, conn: AsyncConnection, token_hash: bytes | None = None,
+                       user_id: str | None = None) -> None:
+        """Clears here now, and in every process when `conn`'s transaction commits."""
+        self.forget(token_hash, user_id)
+        if self._bus is not None:
+            payload = f"t:{token_hash.hex()}" if token_hash is not None else f"u:{user_id}"
+            await self._bus.publish(conn, SESSIONS_TOPIC, payload)
+
+    def _announced(self, payload: str) -> None:
+        kind, _, value = payload.partition(":")
+        if kind == "t":
+            self.forget(token_hash=bytes.fromhex(value))
+        elif kind == "u":
+            self.forget(user_id=value)
 
 
 def _email_key(email: str) -> str:
@@ -195,18 +252,19 @@ async def start_session(db: Database, user, device: str, language: str = "tr"
     return token, not known
 
 
-async def session_user(db: Database, token: str, now: float | None = None
-                       ) -> SessionUser | None:
+async def session_user(db: Database, token: str, now: float | None = None,
+                       cache: SessionCache | None = None) -> SessionUser | None:
     """The signed-in user of a session cookie, or None when unknown, expired or revoked."""
     if not token or len(token) > 100:
         return None
     now = time.time() if now is None else now
     key = _token_hash(token)
-    cached = _cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-        _, user, created_at, last_seen = cached
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        user, created_at, last_seen = cached
         if now - last_seen <= TOUCH_SECONDS and now - created_at <= ABSOLUTE_SECONDS:
             return user
+    generation = cache.generation if cache is not None else 0
     async with db.connect() as conn:
         row = (await conn.execute(
             sa.select(web_sessions, users.c.role, users.c.disabled_at, tenants.c.name)
@@ -224,32 +282,31 @@ async def session_user(db: Database, token: str, now: float | None = None
         last_seen = now
     user = SessionUser(row.user_id, row.tenant_id, row.name, row.role, row.csrf, row.language,
                        key)
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[key] = (time.monotonic(), user, row.created_at, last_seen)
+    if cache is not None:
+        cache.put(key, user, row.created_at, last_seen, generation)
     return user
 
 
-def _forget(token_hash: bytes | None = None, user_id: str | None = None) -> None:
-    if token_hash is not None:
-        _cache.pop(token_hash, None)
-    if user_id is not None:
-        for key in [k for k, v in _cache.items() if v[1].user_id == user_id]:
-            _cache.pop(key, None)
-
-
-async def end_session(db: Database, token_hash: bytes) -> None:
-    _forget(token_hash)
+async def _changed(db: Database, cache: SessionCache | None, sql: str, params: tuple,
+                   token_hash: bytes) -> None:
     async with db.begin() as conn:
-        await raw.execute(conn, "UPDATE web_sessions SET revoked_at = ? WHERE token_hash = ?",
-                          (time.time(), token_hash))
+        await raw.execute(conn, sql, params)
+        if cache is not None:
+            await cache.announce(conn, token_hash)
+    if cache is not None:  # again: a request here may have read the old row meanwhile
+        cache.forget(token_hash)
 
 
-async def set_language(db: Database, token_hash: bytes, language: str) -> None:
-    _forget(token_hash)
-    async with db.begin() as conn:
-        await raw.execute(conn, "UPDATE web_sessions SET language = ? WHERE token_hash = ?",
-                          (language, token_hash))
+async def end_session(db: Database, token_hash: bytes, cache: SessionCache | None = None
+                      ) -> None:
+    await _changed(db, cache, "UPDATE web_sessions SET revoked_at = ? WHERE token_hash = ?",
+                   (time.time(), token_hash), token_hash)
+
+
+async def set_language(db: Database, token_hash: bytes, language: str,
+                       cache: SessionCache | None = None) -> None:
+    await _changed(db, cache, "UPDATE web_sessions SET language = ? WHERE token_hash = ?",
+                   (language, token_hash), token_hash)
 
 
 async def list_users(db: Database, master: MasterKey, tenant_id: str) -> list[dict]:
@@ -262,12 +319,11 @@ async def list_users(db: Database, master: MasterKey, tenant_id: str) -> list[di
 
 
 async def change_role(db: Database, tenant_id: str, user_id: str, role: str | None,
-                      actor: str) -> None:
+                      actor: str, cache: SessionCache | None = None) -> None:
     """New role, or `None` to disable the user (and end their sessions)."""
     if role is not None and role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}", "invalid_role")
     now = time.time()
-    _forget(user_id=user_id)
     async with db.begin() as conn:
         if role is None:
             changed = await raw.execute(conn, "UPDATE users SET disabled_at = ? WHERE id = ? "
@@ -281,7 +337,10 @@ async def change_role(db: Database, tenant_id: str, user_id: str, role: str | No
             raise NotFoundError("no such user")
         await audit.record(conn, tenant_id, actor, "user.disable" if role is None
                            else "user.role", user_id=user_id, role=role)
-    _forget(user_id=user_id)  # again: a request may have cached the old role meanwhile
+        if cache is not None:
+            await cache.announce(conn, user_id=user_id)
+    if cache is not None:  # again: a request here may have cached the old role meanwhile
+        cache.forget(user_id=user_id)
 
 
 async def tenant_count(db: Database) -> int:

@@ -14,6 +14,7 @@ from dashboard.keys import (
     db_key,
     hash_slots_key,
     master_key,
+    sessions_key,
     settings_key,
 )
 from dashboard.lines_api import iso
@@ -74,7 +75,7 @@ async def patch_user(request: web.Request) -> web.Response:
             for u in everyone):
         raise ApiError(409, "last_owner", "the business must keep at least one active owner")
     await users.change_role(request.app[db_key], request[TENANT], user_id, role,
-                            actor_of(request))
+                            actor_of(request), request.app.get(sessions_key))
     (changed,) = [u for u in await _all(request) if u["id"] == user_id]
     return json_response(_user_json(changed))
 

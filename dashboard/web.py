@@ -26,7 +26,15 @@ from yarl import URL
 from dashboard import i18n, notices, users
 from dashboard.errors import DATABASE_FAULT, error_middleware
 from dashboard.inputs import InputError, check_params
-from dashboard.keys import ACTOR, TENANT, db_key, hash_slots_key, master_key, settings_key
+from dashboard.keys import (
+    ACTOR,
+    TENANT,
+    db_key,
+    hash_slots_key,
+    master_key,
+    sessions_key,
+    settings_key,
+)
 from dashboard.proxies import HSTS, forwarded_middleware, parse_networks
 from dashboard.ratelimit import (
     FailureLimiter,
@@ -168,7 +176,8 @@ def page(method: str, path: str, role: str = "viewer", *, public: bool = False,
             if public:
                 return await _safely(handler, request)
             user = await users.session_user(request.app[db_key],
-                                            request.cookies.get(SESSION_COOKIE, ""))
+                                            request.cookies.get(SESSION_COOKIE, ""),
+                                            cache=request.app.get(sessions_key))
             if user is None:
                 if request.headers.get("HX-Request"):
                     return web.Response(status=401, headers={"HX-Redirect": "/login"})
@@ -391,7 +400,8 @@ async def notify_owner(request: web.Request, tenant_id: str, kind: str) -> None:
 
 @page("POST", "/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    await users.end_session(request.app[db_key], request[USER].token_hash)
+    await users.end_session(request.app[db_key], request[USER].token_hash,
+                            request.app.get(sessions_key))
     response = see_other("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -455,7 +465,8 @@ def _setup_token(request: web.Request) -> str:
 async def language(request: web.Request) -> web.StreamResponse:
     chosen = form(request).get("language", "tr")
     if chosen in i18n.LANGUAGES:
-        await users.set_language(request.app[db_key], request[USER].token_hash, chosen)
+        await users.set_language(request.app[db_key], request[USER].token_hash, chosen,
+                                 request.app.get(sessions_key))
     raise web.HTTPSeeOther(form(request).get("back", "/") if form(request).get(
         "back", "/").startswith("/") and not form(request).get("back", "/").startswith("//")
         else "/")

@@ -46,6 +46,11 @@ def setup(app: web.Application) -> None:
     app[_lines_key] = {}
 
 
+def forget_line(app: web.Application, line_id: str) -> None:
+    """A deleted line is no longer found here (every process hears of it: lines_api)."""
+    app[_lines_key].pop(line_id, None)
+
+
 async def provider_line(request: web.Request, channel: str) -> Line:
     line_id = request.match_info["line_id"]
     cache = request.app[_lines_key]

@@ -53,9 +53,9 @@ async def test_pages_show_a_readable_503(client, owner, monkeypatch):
     signed_in = {}
     real = users.session_user
 
-    async def remembered(database, token):  # the session as it was, so the page itself fails
+    async def remembered(database, token, **kwargs):  # the session as it was: the page fails
         if token not in signed_in:
-            signed_in[token] = await real(database, token)
+            signed_in[token] = await real(database, token, **kwargs)
         return signed_in[token]
     monkeypatch.setattr(users, "session_user", remembered)
     assert (await owner.get("/contacts")).status == 200
