@@ -1,35 +1,25 @@
-"""Line leases: at most one process dispatches a line at a time. A lease row per line holds
-the holder, a fencing token and an expiry measured by the DATABASE's clock (process clocks may
-disagree; the database is the one truth every process shares). A process takes a line that has
-no lease or whose lease expired, which increments the token; it renews about every second;
-the dispatcher's claims and result writes name the token, so once another process took the
-line over they change nothing."""
+"""Line leases: at most one process dispatches a line at a time. The lease rows themselves
+(holder, fencing token, expiry by the database's clock) are store.leases, shared with the other
+duties that need one holder across processes; here is what the dispatcher and the pollers keep
+of a lease they hold. A process takes a line that has no lease or whose lease expired, which
+increments the token; it renews about every second; the dispatcher's claims and result writes
+name the token, so once another process took the line over they change nothing."""
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from store.leases import (
+    CURRENT_SQL,
+    acquire,
+    db_now,
+    live_sql,
+    new_holder,
+    release,
+    renew,
+)
 
-from store import raw
-
-# Epoch seconds by the database's own clock. clock_timestamp(), not now(): now() is frozen at
-# the start of the transaction, which may have begun before a long wait for a lock.
-_PG_NOW = "extract(epoch FROM clock_timestamp())"
-_SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-
-
-def db_now(conn: AsyncConnection) -> str:
-    """SQL for "now" in epoch seconds on the connection's database."""
-    return _PG_NOW if conn.dialect.name == "postgresql" else _SQLITE_NOW
-
-
-def new_holder() -> str:
-    """This process's name in lease rows: host and pid for the operator, plus a random part
-    so a restarted process never mistakes its dead predecessor's lease for its own."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+__all__ = ["CURRENT_SQL", "Keeper", "Lease", "acquire", "db_now", "live_sql", "new_holder",
+           "release", "renew"]
 
 
 @dataclass
@@ -45,48 +35,6 @@ class Lease:
 
     def valid(self, now: float) -> bool:
         return not self.lost and now < self.valid_until
-
-
-async def acquire(conn: AsyncConnection, line_id: str, holder: str,
-                  seconds: float) -> int | None:
-    """Takes the line when it has no lease or its lease has expired: the fencing token of the
-    new lease (one more than the last), or None while another holder's lease is live."""
-    now = db_now(conn)
-    rows = await raw.fetch(conn, (
-        "INSERT INTO line_leases (line_id, holder, token, expires_at) "
-        f"VALUES (?, ?, 1, {now} + ?) ON CONFLICT (line_id) DO UPDATE "
-        "SET holder = excluded.holder, token = line_leases.token + 1, "
-        f"expires_at = excluded.expires_at WHERE line_leases.expires_at <= {now} "
-        "RETURNING token"), (line_id, holder, float(seconds)))
-    return int(rows[0][0]) if rows else None
-
-
-async def renew(conn: AsyncConnection, holder: str, seconds: float) -> dict[str, int]:
-    """Extends every lease this holder still has, in one statement: {line_id: token}. A lease
-    that expired without being taken over is extended too (nobody else acted on it, and its
-    token still fences); one taken over has another holder and is not in the answer."""
-    rows = await raw.fetch(conn, f"UPDATE line_leases SET expires_at = {db_now(conn)} + ? "
-                                 "WHERE holder = ? RETURNING line_id, token",
-                           (float(seconds), holder))
-    return {line_id: int(token) for line_id, token in rows}
-
-
-async def release(conn: AsyncConnection, line_id: str, token: int) -> bool:
-    """Ends the lease at once (clean shutdown, line idle) so a peer can take the line without
-    waiting for the expiry. The row stays: the next holder's token must be larger."""
-    return await raw.execute(conn, "UPDATE line_leases SET holder = '', expires_at = 0 "
-                                   "WHERE line_id = ? AND token = ?", (line_id, token)) == 1
-
-
-def live_sql(conn: AsyncConnection) -> str:
-    """A condition true while the lease (line_id = ?, token = ?) is current and unexpired."""
-    return ("EXISTS (SELECT 1 FROM line_leases WHERE line_id = ? AND token = ? "
-            f"AND expires_at > {db_now(conn)})")
-
-
-# The token alone: a result write after the lease merely expired, with nobody having taken
-# the line over, is still right (what was sent is recorded `sent`, not turned `unknown`).
-CURRENT_SQL = "EXISTS (SELECT 1 FROM line_leases WHERE line_id = ? AND token = ?)"
 
 
 class Keeper:

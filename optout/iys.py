@@ -116,6 +116,8 @@ def classify(reply: _Reply | Exception, *, token_call: bool = False) -> Failure 
         return Retry(None, "timeout")
     if isinstance(reply, ResponseTooLargeError):
         return Retry(None, "response_too_large")
+    if isinstance(reply, aiohttp.ClientConnectorError):  # no connection: nothing was sent
+        return Retry(None, "unreachable")
     if isinstance(reply, Exception):
         return Retry(None, "connection")
     status = reply.status
@@ -133,6 +135,18 @@ def classify(reply: _Reply | Exception, *, token_call: bool = False) -> Failure 
     if status == 404:
         return Rejected(NOT_FOUND, message)
     return Rejected(code or f"http_{status}", message)
+
+
+# Failures that prove İYS did not take a request: it could not be reached, or it turned the
+# request away at the door (429 and 503 come before any processing). Any other passing failure
+# (a timeout, a connection dropped mid-answer, a 500 or 504) may come after İYS took it.
+_TURNED_AWAY = frozenset({"unreachable", "rate_limited", "http_503"})
+
+
+def may_have_been_taken(failure: Failure) -> bool:
+    """Whether a request that ended in `failure` may still have been processed by İYS, so that
+    sending it again could upload its records twice."""
+    return isinstance(failure, Retry) and failure.reason not in _TURNED_AWAY
 
 
 class IysClient:

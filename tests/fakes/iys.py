@@ -8,6 +8,25 @@ Error codes H111, H113, H114 and H155 are documented ones. The public pages list
 H100, H101, H110, H112, H174-H178, H180 and H190-H196 are this fake's own choice: a client must
 pass codes through, never branch on them. The rules are checked here independently of
 optout.iys_rules, as the other side of the wire.
+
+Throughput. The public pages (dev.iys.org.tr, "Asenkron Çoklu İzin Ekleme" and "Çoklu İzin
+Ekleme İsteği Sorgulama") document the asynchronous bulk flow but give no numbers, so the limits
+here are settings:
+- A bulk request carries at most `max_bulk` records (1,000: the figure in our product brief and
+  the one integrators work with; not on the public pages); more is refused with 422 H192.
+- It is asynchronous, as documented: the answer only gives a requestId and a subrequestId per
+  record; İYS processes the records later (`bulk_delay` seconds here), and until then a poll of
+  GET .../request/{requestId} reports them "enqueue" (the documented example shows a record in
+  that state next to finished ones).
+- No request rate is published. `rate_limit` (requests per second over all endpoints, tokens
+  included) answers the excess with 429, a Retry-After header in seconds and an error body in
+  İYS's usual shape ({"errors": [{"code": "H429", ...}]}, the code being this fake's choice). A
+  429 or 503 is given before anything is processed.
+- `lose_bulk_answers` takes the next bulk requests (they are processed) and drops the
+  connection before the answer's body: the client cannot know whether İYS has its records,
+  which is what a timeout after the request left looks like.
+- `received` counts every record offered for upload (accepted or refused), by recipient, type,
+  status and consentDate, so a test can tell a record that was uploaded twice.
 """
 from __future__ import annotations
 
@@ -20,7 +39,7 @@ import re
 import secrets
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -105,17 +124,22 @@ class IysState:
     rate_limit: int | None = None  # requests per second over all endpoints; then 429
     latency: float = 0.0  # seconds before answering, to exercise client timeouts
     bulk_pending_polls: int = 1  # polls of a bulk request that still see "enqueue"
+    bulk_delay: float = 0.0  # seconds before a bulk request's records are processed
     bulk_index_base: int = 1
     max_bulk: int = 1000
+    lose_bulk_answers: int = 0  # the next N bulk requests are taken, their answers lost
+    on_bulk: Callable[[str], None] | None = None  # called with each bulk request id taken
     changes_delay: float = 0.0  # real İYS leaves out the last hour (3600)
     changes_window: float = 7 * 86400.0
     tokens: dict[str, float] = field(default_factory=dict)  # token → expires at
     entries: list[Entry] = field(default_factory=list)  # creation order
     bulks: dict[str, dict] = field(default_factory=dict)
     requests: list[LoggedRequest] = field(default_factory=list)
+    received: Counter = field(default_factory=Counter)  # (recipient, type, status, date)
     _recent: deque = field(default_factory=deque, init=False, repr=False)
     _seq: itertools.count = field(default_factory=itertools.count, init=False, repr=False)
     _cursors: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _by_key: dict[tuple, list[Entry]] = field(default_factory=dict, init=False, repr=False)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), GMT3)
@@ -136,9 +160,7 @@ class IysState:
 
     def history(self, recipient: str, type: str, recipient_type: str = "BIREYSEL",
                 brand: str = BRAND_CODE) -> list[Entry]:
-        key = (brand, recipient, type, recipient_type)
-        return [e for e in self.entries
-                if (e.brand, e.recipient, e.type, e.recipient_type) == key]
+        return list(self._by_key.get((brand, recipient, type, recipient_type), ()))
 
     def current(self, recipient: str, type: str, recipient_type: str = "BIREYSEL",
                 brand: str = BRAND_CODE) -> Entry | None:
@@ -156,6 +178,8 @@ class IysState:
         """Check a provider's record as İYS does and keep it; IysReject when refused."""
         if not isinstance(body, dict):
             raise IysReject(422, "H100", "İzin nesnesi bekleniyor.")
+        self.received[tuple(str(body.get(k)) for k in (
+            "recipient", "type", "status", "consentDate"))] += 1
         consented = _valid_fields(body)
         now = self.now()
         if consented > now:
@@ -192,7 +216,19 @@ class IysState:
                       body["type"], body["source"], body["status"], consented, self.clock(),
                       hashlib.sha256(uuid.uuid4().bytes).hexdigest())
         self.entries.append(entry)
+        key = (entry.brand, entry.recipient, entry.type, entry.recipient_type)
+        self._by_key.setdefault(key, []).append(entry)
         return entry
+
+    def process_bulk(self, request_id: str) -> None:
+        """İYS works through a queued bulk request: each record is checked and kept or
+        refused, in the order given."""
+        bulk = self.bulks.get(request_id)
+        if bulk is not None and bulk["results"] is None:
+            pairs = zip(bulk["records"], bulk["subrequests"], strict=True)
+            bulk["results"] = [
+                _bulk_item(self, bulk["brand"], record, position + self.bulk_index_base, sub)
+                for position, (record, sub) in enumerate(pairs)]
 
 
 def _valid_fields(body: dict) -> datetime:
@@ -320,24 +356,42 @@ async def _add(request: web.Request) -> web.Response:
                               "creationDate": _format(entry.created)})
 
 
-async def _add_bulk(request: web.Request) -> web.Response:
+async def _add_bulk(request: web.Request) -> web.StreamResponse:
     state, brand = request.app[STATE_KEY], request.match_info["brand"]
     records = await _body(request)
     if not isinstance(records, list) or not records:
         raise IysReject(422, "H191", "İzin listesi boş olamaz.")
     if len(records) > state.max_bulk:
         raise IysReject(422, "H192", f"En fazla {state.max_bulk} izin gönderilebilir.")
-    request_id, results = str(uuid.uuid4()), []
-    for position, record in enumerate(records):
-        results.append(_bulk_item(state, brand, record, position + state.bulk_index_base))
-    state.bulks[request_id] = {"results": results, "polls": 0}
-    subs = [{"subrequestId": r["subrequestId"]} | (rec if isinstance(rec, dict) else {})
-            for r, rec in zip(results, records, strict=True)]
+    request_id = str(uuid.uuid4())
+    subrequests = [str(uuid.uuid4()) for _ in records]
+    state.bulks[request_id] = {"brand": brand, "records": records, "subrequests": subrequests,
+                               "results": None, "polls": 0}
+    if state.bulk_delay:
+        asyncio.get_running_loop().call_later(state.bulk_delay, state.process_bulk, request_id)
+    else:
+        state.process_bulk(request_id)
+    if state.on_bulk is not None:
+        state.on_bulk(request_id)
+    if state.lose_bulk_answers:
+        state.lose_bulk_answers -= 1
+        return await _lost_answer(request)
+    subs = [{"subrequestId": sub} | (rec if isinstance(rec, dict) else {})
+            for sub, rec in zip(subrequests, records, strict=True)]
     return web.json_response({"requestId": request_id, "subRequests": subs})
 
 
-def _bulk_item(state: IysState, brand: str, record: object, index: int) -> dict:
-    item = {"index": index, "subrequestId": str(uuid.uuid4())}
+async def _lost_answer(request: web.Request) -> web.StreamResponse:
+    """The request was taken; the connection drops before the answer leaves."""
+    response = web.StreamResponse(status=200)
+    await response.prepare(request)
+    assert request.transport is not None
+    request.transport.abort()
+    return response
+
+
+def _bulk_item(state: IysState, brand: str, record: object, index: int, subrequest: str) -> dict:
+    item = {"index": index, "subrequestId": subrequest}
     try:
         entry = state.upload(brand, record)
     except IysReject as reject:
@@ -353,9 +407,10 @@ async def _bulk_result(request: web.Request) -> web.Response:
     if bulk is None:
         raise IysReject(404, "H193", "İstek bulunamadı.")
     bulk["polls"] += 1
-    if bulk["polls"] <= state.bulk_pending_polls:
-        return web.json_response([{"index": r["index"], "status": "enqueue",
-                                   "subrequestId": r["subrequestId"]} for r in bulk["results"]])
+    if bulk["results"] is None or bulk["polls"] <= state.bulk_pending_polls:
+        return web.json_response([{"index": position + state.bulk_index_base,
+                                   "status": "enqueue", "subrequestId": sub}
+                                  for position, sub in enumerate(bulk["subrequests"])])
     return web.json_response(bulk["results"])
 
 

@@ -1,6 +1,7 @@
 """The İYS client against a fake İYS server: tokens, uploads, polling, changes and retries."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from dataclasses import replace
@@ -31,6 +32,7 @@ from optout.iys import (
     _Reply,
     backoff_delay,
     classify,
+    may_have_been_taken,
     with_backoff,
 )
 from optout.iys_rules import IysConsent, check
@@ -250,6 +252,42 @@ async def test_bulk_result_numbered_from_zero_is_still_aligned(client, state):
     assert isinstance(results[0].outcome, Rejected) and isinstance(results[1].outcome, Accepted)
 
 
+async def test_bulk_is_processed_later_and_holds_at_most_1000_records(client, state):
+    state.bulk_delay, state.bulk_pending_polls = 0.2, 0
+    request_id = await client.add_bulk([consent()])
+    assert (await client.bulk_result(request_id, 1))[0].outcome == Retry(None, "processing")
+    assert state.current(PHONE, "MESAJ") is None  # taken, not yet processed
+    await asyncio.sleep(0.3)
+    assert isinstance((await client.bulk_result(request_id, 1))[0].outcome, Accepted)
+    many = [consent(recipient=f"+90532{i:07d}") for i in range(1001)]
+    with pytest.raises(IysError) as raised:
+        await client.add_bulk(many)
+    assert isinstance(raised.value.outcome, Rejected) and raised.value.outcome.code == "H192"
+    assert not may_have_been_taken(raised.value.outcome)
+
+
+async def test_a_lost_bulk_answer_may_have_been_taken(client, state):
+    state.lose_bulk_answers = 1
+    with pytest.raises(IysError) as raised:
+        await client.add_bulk([consent()])
+    assert may_have_been_taken(raised.value.outcome)
+    assert state.current(PHONE, "MESAJ") is not None  # İYS has the record all the same
+
+
+async def test_a_request_turned_away_was_not_taken(client, state):
+    state.rate_limit = 1
+    await client.add(consent())
+    with pytest.raises(IysError) as raised:
+        await client.add_bulk([consent(recipient=OTHER)])
+    assert raised.value.outcome == Retry(1.0, "rate_limited")
+    assert not may_have_been_taken(raised.value.outcome)
+    assert state.current(OTHER, "MESAJ") is None
+    state.rate_limit, state.outage = None, True
+    with pytest.raises(IysError) as raised:
+        await client.add_bulk([consent(recipient=OTHER)])
+    assert not may_have_been_taken(raised.value.outcome)
+
+
 async def test_unknown_bulk_request_is_a_request_level_rejection(client):
     with pytest.raises(IysError) as raised:
         await client.bulk_result("yok-boyle-bir-istek")
@@ -349,6 +387,7 @@ async def test_timeout_is_retry(credentials, clock, state, iys_url):
     state.latency = 0.5
     async with IysClient(credentials, clock=clock, timeout=0.05, base_url=iys_url) as iys:
         assert (await iys.add(consent())).outcome == Retry(None, "timeout")
+    assert may_have_been_taken(Retry(None, "timeout"))  # it may be processed all the same
 
 
 async def test_connection_error_is_retry(clock, credentials):
@@ -356,7 +395,8 @@ async def test_connection_error_is_retry(clock, credentials):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with IysClient(credentials, clock=clock, base_url=f"http://127.0.0.1:{port}") as iys:
-        assert (await iys.add(consent())).outcome == Retry(None, "connection")
+        assert (await iys.add(consent())).outcome == Retry(None, "unreachable")
+    assert not may_have_been_taken(Retry(None, "unreachable"))  # nothing left this machine
 
 
 async def test_rejections_are_never_retried(client, clock):
