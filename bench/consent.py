@@ -1,7 +1,9 @@
 """Benchmarks for the consent issue: CSV import throughput and batched gate decisions.
 
 `izinli bench import` generates Turkish-looking CSV files and imports them through the real
-importer (parse, normalise, blind index, seal, batched upserts, consent events);
+importer (parse, normalise, blind index, seal, batched upserts, consent events), then imports
+the same file again after 1 % of its consenting people stopped (the weekly re-upload: every row
+an update, the refusals kept);
 `izinli bench gate` fills consent_state with N entries and measures gather + decide in batches."""
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from dashboard import accounts
-from optout import facts
+from optout import facts, suppression
 from optout.gate import Purpose, decide
 from optout.tenants import TenantDirectory
+from store import raw
 from store.engine import Database, open_database
 from store.migrate import upgrade
 from store.tables import consent_state
@@ -81,9 +84,38 @@ async def bench_import(sizes: list[int], url: str | None, cache_mb: int = 8) -> 
                   f"{figures[n]['file_mb']:.1f} MB, imported {result.imported}, updated "
                   f"{result.updated}, invalid {result.invalid_total}); peak RSS so far "
                   f"{figures[n]['peak_rss_mb']:.0f} MB", flush=True)
+            stopped = await _stop_some(db, tenant_id)
+            started = time.perf_counter()
+            with open(csv_path, "rb") as fh:
+                again = await importer.run(tenant_id, None, fh,
+                                           ImportSource(csv_path.name, "bench"))
+            elapsed = time.perf_counter() - started
+            figures[n] |= {"reimport_rows_per_s": n / elapsed, "kept_refusal": again.kept_refusal}
+            print(f"re-import {n} rows after {stopped} people stopped: {n / elapsed:,.0f} rows/s "
+                  f"({elapsed:.1f} s, updated {again.updated}, kept_refusal "
+                  f"{again.kept_refusal}, undated {again.undated}); peak RSS so far "
+                  f"{peak_rss_mb():.0f} MB", flush=True)
             csv_path.unlink()
         await db.close()
     return figures
+
+
+async def _stop_some(db: Database, tenant_id: str, every: int = 100) -> int:
+    """Every `every`-th consenting person replies STOP (revoked and suppressed, as
+    optout.inbound leaves them); how many."""
+    async with db.begin() as conn:
+        rows = await raw.fetch(conn, "SELECT address_index FROM consent_state WHERE "
+                                     "tenant_id = ? AND status = 'granted' ORDER BY event_id",
+                               (tenant_id,))
+        stopped = [bytes(r[0]) for r in rows[::every]]
+        for index in stopped:
+            await suppression.suppress(conn, tenant_id, index, "MESAJ", "opted_out", "bench",
+                                       None)
+        await raw.execute_many(conn, "UPDATE consent_state SET status = 'revoked', "
+                                     "occurred_at = ? WHERE tenant_id = ? AND address_index = ? "
+                                     "AND consent_type = 'MESAJ'",
+                               [(time.time(), tenant_id, index) for index in stopped])
+    return len(stopped)
 
 
 async def _fill_consents(db: Database, tenant_id: str, n: int) -> list[bytes]:

@@ -1,13 +1,16 @@
 """Audiences: contact lists and the CSV import that fills them (sealed, matched by blind
-index, consent columns turned into ledger events). Works while the vault is locked."""
+index, consent columns turned into ledger events). Works while the vault is locked. An import
+never lifts a refusal and never brings an erased person back (optout.refusals)."""
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import BinaryIO
 
@@ -18,8 +21,8 @@ from campaigns import outbox
 from campaigns.csvparse import ContactRow, RowError, parse
 from crypto.fields import FieldSealer
 from crypto.service import FieldCrypto
-from optout import ledger
-from optout.deadlines import parse_consent_date
+from optout import ledger, refusals
+from optout.deadlines import TZ, parse_consent_date
 from optout.ledger import ConsentEvent
 from optout.tenants import TenantDirectory, update_settings
 from store import raw
@@ -31,10 +34,35 @@ BATCH = 5000
 # A file full of bad rows still gets a bounded answer; the total is always reported.
 MAX_REPORTED_INVALID = 1000
 PHONE_CONSENT_TYPE = "MESAJ"
+# The consent statement shown to people, stored in every row's sealed evidence.
+MAX_CONSENT_TEXT = 2000
+# Why a valid row was not (wholly) applied: its consent, because the person refused since
+# (the rest of the row was applied); or all of it, because the person's data was erased.
+REFUSED_EARLIER, ERASED = "refused_earlier", "erased"
 
 
 class AudienceError(ValueError):
     code = "invalid_request"
+
+
+@dataclass
+class BatchCounts:
+    """What one written batch did; `skipped` lists (file line, reason), at most
+    MAX_REPORTED_INVALID of them."""
+    imported: int = 0
+    updated: int = 0
+    kept_refusal: int = 0
+    undated: int = 0
+    erased: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    def skip(self, line: int, reason: str) -> None:
+        if reason == ERASED:
+            self.erased += 1
+        else:
+            self.kept_refusal += 1
+        if len(self.skipped) < MAX_REPORTED_INVALID:
+            self.skipped.append((line, reason))
 
 
 @dataclass
@@ -45,10 +73,20 @@ class ImportResult:
     invalid_total: int = 0
     encoding: str = ""
     delimiter: str = ""
+    kept_refusal: int = 0
+    undated: int = 0
+    erased: int = 0
+    skipped: list[dict] = field(default_factory=list)
 
-    def add(self, counts: tuple[int, int]) -> None:
-        self.imported += counts[0]
-        self.updated += counts[1]
+    def add(self, counts: BatchCounts) -> None:
+        self.imported += counts.imported
+        self.updated += counts.updated
+        self.kept_refusal += counts.kept_refusal
+        self.undated += counts.undated
+        self.erased += counts.erased
+        room = MAX_REPORTED_INVALID - len(self.skipped)
+        self.skipped += [{"row": line, "reason": reason}
+                         for line, reason in sorted(counts.skipped)[:max(room, 0)]]
 
     def reject(self, line: int, reason: str) -> None:
         self.invalid_total += 1
@@ -58,7 +96,8 @@ class ImportResult:
     def as_json(self) -> dict:
         return {"imported": self.imported, "updated": self.updated, "invalid": self.invalid,
                 "invalid_total": self.invalid_total, "encoding": self.encoding,
-                "delimiter": self.delimiter}
+                "delimiter": self.delimiter, "kept_refusal": self.kept_refusal,
+                "undated": self.undated, "erased": self.erased, "skipped": self.skipped}
 
 
 async def create_list(conn: AsyncConnection, tenant_id: str, name: str) -> dict:
@@ -99,6 +138,9 @@ async def list_exists(conn: AsyncConnection, tenant_id: str, list_id: str) -> bo
 class ImportSource:
     filename: str
     uploader: str
+    # The consent statement people were shown (the form, the checkbox text), if the business
+    # gives it: part of every consent's evidence.
+    consent_text: str = ""
 
 
 class ContactImporter:
@@ -131,7 +173,7 @@ class ContactImporter:
             result.add(await in_flight)
         return result
 
-    async def _write(self, writer: _BatchWriter, prepared: _Prepared) -> tuple[int, int]:
+    async def _write(self, writer: _BatchWriter, prepared: _Prepared) -> BatchCounts:
         async with self._db.begin() as conn:
             return await writer.write(conn, prepared)
 
@@ -151,10 +193,12 @@ def _accept(row: ContactRow | RowError, result: ImportResult) -> bool:
 
 @dataclass
 class _Prepared:
-    """One batch ready to write: sealed contact values per blind index, and ledger rows."""
+    """One batch ready to write: sealed contact values per blind index, the file lines of
+    each person, and ledger rows with (file line, dated at the upload) for each."""
     contacts: dict[bytes, dict]
+    lines: dict[bytes, list[int]]
     events: list[dict]
-    accepted: int
+    event_lines: list[tuple[int, bool]]
     now: float
 
 
@@ -170,32 +214,46 @@ class _BatchWriter:
     def prepare(self, rows: list[ContactRow], result: ImportResult) -> _Prepared:
         """Everything CPU-bound: indexes, sealing, consent event rows. No I/O."""
         now = time.time()
-        events, latest, accepted = [], {}, 0
+        uploaded_at = datetime.fromtimestamp(now, TZ).isoformat(timespec="seconds")
+        events, event_lines, latest, lines = [], [], {}, {}
         for row in rows:
             occurred = _occurred_at(row, now)
             if occurred is None:
                 result.reject(row.line, "invalid_consent_date")
                 continue
-            accepted += 1
             index = self.index_of(row.phone)
             latest[index] = row
+            lines.setdefault(index, []).append(row.line)
             if row.consent is not None:
-                events.append(self._event(row, index, occurred))
+                events.append(self._event(row, index, occurred, uploaded_at))
+                event_lines.append((row.line, not row.consent_date))
         sealed = {index: self._contact_values(row) for index, row in latest.items()}
-        return _Prepared(sealed, ledger.event_rows(self.tenant_id, events, now,
-                                                   self.iys_enabled), accepted, now)
+        return _Prepared(sealed, lines, ledger.event_rows(self.tenant_id, events, now,
+                                                          self.iys_enabled), event_lines, now)
 
-    async def write(self, conn: AsyncConnection, batch: _Prepared) -> tuple[int, int]:
-        if any(v["recipient_type"] == "merchant" for v in batch.contacts.values()):
+    async def write(self, conn: AsyncConnection, batch: _Prepared) -> BatchCounts:
+        # In the batch's own transaction, so what it finds still holds when the rows land.
+        standing = await refusals.standing(conn, self.tenant_id, list(batch.contacts),
+                                           PHONE_CONSENT_TYPE)
+        counts = BatchCounts()
+        erased = {i for i, s in standing.items() if s.erased}
+        for index in erased:
+            for line in batch.lines[index]:
+                counts.skip(line, ERASED)
+        contacts = {i: v for i, v in batch.contacts.items() if i not in erased}
+        events = _unrefused(batch, {i for i, s in standing.items() if s.refused}, erased,
+                            counts)
+        if any(v["recipient_type"] == "merchant" for v in contacts.values()):
             await update_settings(conn, self.tenant_id, {"has_merchant_contacts": True})
-        existing = await _existing_ids(conn, self.tenant_id, list(batch.contacts))
-        await self._upsert(conn, batch.contacts, existing, batch.now)
+        existing = await _existing_ids(conn, self.tenant_id, list(contacts))
+        await self._upsert(conn, contacts, existing, batch.now)
         if self.list_id is not None:
-            await self._add_members(conn, list(batch.contacts))
-        await ledger.insert_rows(conn, self.tenant_id, batch.events)
+            await self._add_members(conn, list(contacts))
+        await ledger.insert_rows(conn, self.tenant_id, events)
         # A person twice in the file is one contact: the second row counts as an update.
-        imported = sum(1 for i in batch.contacts if i not in existing)
-        return imported, batch.accepted - imported
+        counts.imported = sum(1 for i in contacts if i not in existing)
+        counts.updated = sum(len(batch.lines[i]) for i in contacts) - counts.imported
+        return counts
 
     def _contact_values(self, row: ContactRow) -> dict:
         seal = self.sealer.seal_field
@@ -219,11 +277,17 @@ class _BatchWriter:
         ids = await _existing_ids(conn, self.tenant_id, indexes)
         await raw.execute_many(conn, _INSERT_MEMBER, [(self.list_id, c) for c in ids.values()])
 
-    def _event(self, row: ContactRow, index: bytes, occurred: float) -> ConsentEvent:
+    def _event(self, row: ContactRow, index: bytes, occurred: float,
+               uploaded_at: str) -> ConsentEvent:
+        # Without a date in the file the consent is dated at the upload, and says so.
         evidence = {"statement": f"consent column: {row.consent}", "address": row.phone,
                     "channel": "import", "source": row.consent_source or "",
-                    "consent_date": row.consent_date or "", "file": self.source.filename,
+                    "consent_date": row.consent_date or "",
+                    "date_source": "file" if row.consent_date else "upload",
+                    "uploaded_at": uploaded_at, "file": self.source.filename,
                     "row": row.line, "uploader": self.source.uploader}
+        if self.source.consent_text:
+            evidence["consent_text"] = self.source.consent_text
         return ConsentEvent(
             address_index=index, consent_type=PHONE_CONSENT_TYPE, status=row.consent,
             source=row.consent_source or f"import:{self.source.filename}"[:200],
@@ -237,7 +301,8 @@ _INSERT_CONTACT = (
     "INSERT INTO contacts (id, tenant_id, address_index, address_sealed, name_sealed, "
     "attributes_sealed, recipient_type, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (tenant_id, address_index) DO NOTHING")
-# Empty cells keep what the contact had; a re-import brings an erased contact back.
+# Empty cells keep what the contact had. An erased person's row never gets here (skipped);
+# erased_at is cleared for one whose own new consent ended the erasure (optout.refusals).
 _UPDATE_CONTACT = (
     "UPDATE contacts SET address_sealed = ?, name_sealed = COALESCE(?, name_sealed), "
     "attributes_sealed = COALESCE(?, attributes_sealed), recipient_type = ?, updated_at = ?, "
@@ -246,10 +311,35 @@ _INSERT_MEMBER = ("INSERT INTO list_members (list_id, contact_id) VALUES (?, ?) 
                   "ON CONFLICT (list_id, contact_id) DO NOTHING")
 
 
+def _unrefused(batch: _Prepared, refused: set[bytes], erased: set[bytes],
+               counts: BatchCounts) -> list[dict]:
+    """The batch's ledger rows that may be recorded: none for an erased person, and no consent
+    for a person who refused since (stored), or whom the file itself shows refusing earlier."""
+    refused_in_file: dict[bytes, float] = {}
+    for row in batch.events:
+        if row["status"] == ledger.REVOKED:
+            index, at = row["address_index"], row["occurred_at"]
+            refused_in_file[index] = min(at, refused_in_file.get(index, at))
+    kept = []
+    for row, (line, undated) in zip(batch.events, batch.event_lines, strict=True):
+        index = row["address_index"]
+        if index in erased:
+            continue
+        if row["status"] == ledger.GRANTED and (
+                index in refused or row["occurred_at"] >= refused_in_file.get(index, math.inf)):
+            counts.skip(line, REFUSED_EARLIER)
+            continue
+        kept.append(row)
+        counts.undated += undated
+    return kept
+
+
 def _occurred_at(row: ContactRow, now: float) -> float | None:
-    """When the consent was given: the file's date if it has one (never in the future)."""
+    """When the consent was given: the file's date if it has one (never in the future), else
+    the upload's whole second — people's replies are dated in whole seconds (optout.order), and
+    a STOP of the same second must win over the upload, not lose to its fraction."""
     if row.consent is None or not row.consent_date:
-        return now
+        return float(math.floor(now))
     parsed = parse_consent_date(row.consent_date)
     if parsed is None or parsed.timestamp() > now + 60:
         return None
@@ -268,18 +358,28 @@ async def _existing_ids(conn, tenant_id: str, indexes: list[bytes]) -> dict[byte
 
 
 async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, index: bytes,
-                         address_sealed: bytes) -> str:
+                         address_sealed: bytes) -> str | None:
     """Someone who opted in on a channel itself (a Telegram consent tap) joins the list named
-    `list_name`, created on first use; returns the list id."""
+    `list_name`, created on first use; returns the list id. Their consent ended an older
+    erasure (optout.refusals), so an erased contact comes back; None, adding nothing, when an
+    erasure still stands (one made in the consent's own second)."""
+    if await refusals.erased(conn, tenant_id, index):
+        return None
     rows = await raw.fetch(conn, "SELECT id FROM contact_lists WHERE tenant_id = ? AND name = ?",
                            (tenant_id, list_name))
     list_id = rows[0][0] if rows else (await create_list(conn, tenant_id, list_name))["id"]
     now = time.time()
-    await raw.execute(conn, _INSERT_CONTACT, (new_id(), tenant_id, index, address_sealed, None,
-                                              None, "individual", now, now))
+    await raw.execute(conn, _SUBSCRIBE_CONTACT, (new_id(), tenant_id, index, address_sealed,
+                                                 None, None, "individual", now, now))
     ids = await _existing_ids(conn, tenant_id, [index])
     await raw.execute(conn, _INSERT_MEMBER, (list_id, ids[index]))
     return list_id
+
+
+_SUBSCRIBE_CONTACT = (
+    _INSERT_CONTACT.removesuffix("DO NOTHING")
+    + "DO UPDATE SET address_sealed = excluded.address_sealed, erased_at = NULL, "
+      "updated_at = excluded.updated_at WHERE contacts.erased_at IS NOT NULL")
 
 
 async def fold_members(conn, limit: int = raw.FOLD_BATCH) -> int:

@@ -8,7 +8,15 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from campaigns import audiences
-from campaigns.audiences import ImportSource, create_list, list_exists
+from campaigns.audiences import (
+    ERASED,
+    MAX_CONSENT_TEXT,
+    MAX_REPORTED_INVALID,
+    REFUSED_EARLIER,
+    ImportSource,
+    create_list,
+    list_exists,
+)
 from campaigns.csvparse import CsvFormatError
 from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
@@ -44,26 +52,40 @@ async def import_contacts(request: web.Request) -> web.Response:
     # In memory only, up to the import limit: the CSV is plaintext personal data, and a
     # temporary file would leave it in the file system (and in its free blocks) after the
     # request; the limit (20 MiB by default) bounds what one request holds.
+    consent_text = consent_text_param(request.query.get("consent_text"))
     with io.BytesIO() as spool:
         await _spool(request, spool, limit)
-        return json_response(await import_spooled(request, list_id, spool, _filename(request)))
+        return json_response(await import_spooled(request, list_id, spool, _filename(request),
+                                                  consent_text))
+
+
+def consent_text_param(value: str | None) -> str:
+    """The consent statement people were shown, as given with an import (the API's query
+    parameter, the dashboard form's field): trimmed, at most MAX_CONSENT_TEXT characters."""
+    text = clean_text((value or "").strip())
+    if len(text) > MAX_CONSENT_TEXT:
+        raise ApiError(400, "invalid_field",
+                       f"'consent_text' is over {MAX_CONSENT_TEXT} characters")
+    return text
 
 
 async def import_spooled(request: web.Request, list_id: str | None, spool,
-                         filename: str) -> dict:
+                         filename: str, consent_text: str = "") -> dict:
     """Imports a CSV already spooled to `spool` (the API and the dashboard's upload form)."""
     if spool.tell() == 0:
         raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
     spool.seek(0)
     # A header or a multipart part can carry NUL or undecodable bytes: stored as text, cleaned.
     source = ImportSource(filename=clean_text(filename)[:200] or "upload.csv",
-                          uploader=actor_of(request))
+                          uploader=actor_of(request), consent_text=consent_text)
     try:
         result = await request.app[importer_key].run(request[TENANT], list_id, spool, source)
     except CsvFormatError as exc:
         raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
     await audited(request, "contacts.import", list_id=list_id, imported=result.imported,
-                  updated=result.updated, invalid=result.invalid_total)
+                  updated=result.updated, invalid=result.invalid_total,
+                  kept_refusal=result.kept_refusal, undated=result.undated,
+                  erased=result.erased, consent_text=bool(consent_text))
     return result.as_json()
 
 
@@ -121,6 +143,34 @@ async def get_contact(request: web.Request) -> web.Response:
                           "lists": names, "since": iso(row.created_at)})
 
 
+_ROWS = {"type": "array", "maxItems": MAX_REPORTED_INVALID, "items": {
+    "type": "object", "required": ["row", "reason"],
+    "properties": {"row": {"type": "integer", "description": "line in the file (header: 1)"},
+                   "reason": {"type": "string"}}}}
+IMPORT_RESULT_SCHEMA = {"type": "object", "properties": {
+    "imported": {"type": "integer", "description": "rows that added a new contact"},
+    "updated": {"type": "integer", "description": "rows that updated a contact"},
+    "invalid": _ROWS | {"description": "rows not imported: invalid_phone, missing_phone, "
+                                       "invalid_consent, invalid_consent_date, … (first "
+                                       f"{MAX_REPORTED_INVALID})"},
+    "invalid_total": {"type": "integer"},
+    "kept_refusal": {"type": "integer", "description": (
+        "rows whose consent was not applied because the person refused (or the file shows "
+        "them refusing earlier): the refusal stands, nothing is queued for İYS; the rest "
+        "of the row was imported. Only the person's own new consent lifts a refusal")},
+    "undated": {"type": "integer", "description": (
+        "consents recorded without a consent date in the file: dated at the upload, and "
+        "their evidence says so (date_source: upload); add a consent_date column")},
+    "erased": {"type": "integer", "description": (
+        "rows skipped whole because the person's data was erased at their request: "
+        "nothing of them is stored again")},
+    "skipped": _ROWS | {"description": (
+        f"the rows behind kept_refusal and erased, first {MAX_REPORTED_INVALID}; reason "
+        f"{REFUSED_EARLIER} (the row's consent was not applied) or {ERASED} (the whole row "
+        "was skipped)")},
+    "encoding": {"type": "string", "examples": ["utf-8", "utf-8-sig", "cp1254", "utf-16"]},
+    "delimiter": {"type": "string"}}}
+
 OPERATIONS = [
     Operation("GET", "/api/v1/contacts", get_contact,
               "One contact's name, attributes and lists (needs the vault unlocked)",
@@ -134,9 +184,11 @@ OPERATIONS = [
               responses={201: "List created"}),
     Operation("POST", "/api/v1/contacts/import", import_contacts,
               "Import contacts from CSV (UTF-8 or Windows-1254; , ; or tab); valid rows land "
-              "even when others are invalid", body={"type": "string"}, body_type="text/csv",
-              query=("list_id", "filename"),
-              responses={200: "{imported, updated, invalid: [{row, reason}]}",
+              "even when others are invalid. An import never lifts a person's refusal and "
+              "never brings an erased person back", body={"type": "string"},
+              body_type="text/csv", query=("list_id", "filename", "consent_text"),
+              responses={200: "What the import did: counts, and the rows not (wholly) applied",
                          400: "Not a usable CSV (e.g. no phone column)", 404: "No such list",
-                         413: "File too large"}),
+                         413: "File too large"},
+              response_schemas={200: IMPORT_RESULT_SCHEMA}),
 ]

@@ -23,7 +23,7 @@ from dashboard.keys import (
 )
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation, require_key_role
-from optout import audit, facts, ledger, subjects, suppression
+from optout import audit, facts, ledger, refusals, subjects, suppression
 from optout.deadlines import parse_consent_date
 from optout.gate import Purpose, decide
 from optout.ledger import ConsentEvent, consent_type_for
@@ -44,8 +44,8 @@ OCCURRED_AT_EARLIEST = 946684800.0
 
 def _occurred_at(body: dict) -> float:
     raw = body.get("occurred_at")
-    if raw is None:
-        return time.time()
+    if raw is None:  # a whole second, like people's replies: a STOP of that second wins
+        return float(math.floor(time.time()))
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         when = float(raw) if abs(raw) < 1e300 else math.inf
     elif isinstance(raw, str) and (parsed := parse_consent_date(raw)) is not None:
@@ -68,10 +68,14 @@ async def post_consent(request: web.Request) -> web.Response:
     evidence = body.get("evidence")
     if not evidence or not isinstance(evidence, (str, dict)):
         raise ApiError(400, "missing_field", "'evidence' (the statement or form shown) is required")
+    reconsent = field(body, "reconsent", bool, required=False, default=False)
+    if reconsent and status != ledger.GRANTED:
+        raise ApiError(400, "invalid_field", "'reconsent' goes with a granted consent only")
     occurred = _occurred_at(body)
     profile, sealer = await _context(request)
     record = {"statement": evidence, "address": address, "channel": channel, "source": source,
-              "at": occurred, "recorded_by": actor_of(request)}
+              "at": occurred, "recorded_by": actor_of(request)} | (
+        {"reconsent": True} if reconsent else {})
     event = ConsentEvent(
         address_index=request.app[directory_key].index(profile.id, address),
         consent_type=consent_type, status=status, source=source,
@@ -82,14 +86,44 @@ async def post_consent(request: web.Request) -> web.Response:
     if status == ledger.REVOKED:  # before the commit: see optout.watch
         request.app[watch_key].note(profile.id, event.address_index)
     async with request.app[db_key].begin() as conn:
-        (event_id,) = await ledger.record(conn, profile.id, [event], profile.iys_enabled)
-        if status == ledger.GRANTED:  # a fresh, evidenced consent supersedes an old STOP
-            await suppression.lift(conn, profile.id, event.address_index, consent_type)
+        against = (await refusals.standing(conn, profile.id, [event.address_index],
+                                           consent_type)).get(event.address_index)
+        event_id = await _record_consent(conn, profile, event, against, reconsent)
         state, _ = await ledger.state_and_history(conn, profile.id, event.address_index,
                                                   consent_type)
-        await audit.record(conn, profile.id, actor_of(request), "consent.record",
-                           event_id=event_id, consent_type=consent_type, status=status)
+        await audit.record(conn, profile.id, actor_of(request),
+                           "consent.reconsent" if reconsent else "consent.record",
+                           event_id=event_id, consent_type=consent_type, status=status,
+                           **({"lifted_refusal": against.refused, "lifted_erasure": against.erased}
+                              if reconsent and against else {}))
     return json_response({"id": event_id, "state": _state_json(state)}, status=201)
+
+
+async def _record_consent(conn, profile, event: ConsentEvent, against: refusals.Standing | None,
+                          reconsent: bool) -> str:
+    """Records the consent, or refuses (409) one that would undo what the person said: after
+    their refusal or erasure only their own new consent counts, sent as a reconsent (with its
+    new evidence, dated after what it lifts)."""
+    if reconsent:
+        if against is not None and event.occurred_at <= against.since:
+            raise ApiError(409, "reconsent_not_newer", "the reconsent is not dated after the "
+                                                       "refusal or erasure it would lift")
+        event_id = await refusals.grant_by_person(conn, profile.id, event, profile.iys_enabled)
+        if event_id is None:
+            raise ApiError(409, "reconsent_not_newer", "the person stopped in the same second "
+                                                       "or later; that stop stands")
+        return event_id
+    if against is not None and against.erased:
+        raise ApiError(409, "erased", "this person's data was erased at their request and they "
+                                      "get no messages; only their own new consent starts "
+                                      "again: send it with \"reconsent\": true and its evidence")
+    if against is not None and event.status == ledger.GRANTED:
+        raise ApiError(409, "refused_earlier", "this person refused; an import or a plain "
+                                               "consent does not undo that. If they consented "
+                                               "again themselves, send \"reconsent\": true "
+                                               "with the new evidence")
+    (event_id,) = await ledger.record(conn, profile.id, [event], profile.iys_enabled)
+    return event_id
 
 
 def _state_json(state: dict | None) -> dict | None:
@@ -176,9 +210,10 @@ async def post_suppression(request: web.Request) -> web.Response:
                                                        done=False)
             await audit.record(conn, profile.id, actor, "subject.erase", request_id=request_id,
                                **counts)
-        else:
-            await suppression.suppress(conn, profile.id, index, scope, kind, actor,
-                                       sealer.seal_field(address.encode()))
+        else:  # no address stored again for an erased person
+            sealed = None if await refusals.erased(conn, profile.id, index) \
+                else sealer.seal_field(address.encode())
+            await suppression.suppress(conn, profile.id, index, scope, kind, actor, sealed)
             await audit.record(conn, profile.id, actor, "suppression.add", scope=scope,
                                kind=kind)
     if kind == "erasure":
@@ -226,11 +261,21 @@ CONSENT_SCHEMA = {"type": "object", "required": ["address", "channel", "status",
     "evidence": {"type": ["string", "object"]}, "occurred_at": {
         "type": ["string", "number"], "format": "date-time",
         "description": "ISO 8601 or Unix seconds, after 2000-01-01 and not in the future"},
-    "recipient_type": {"enum": ["individual", "merchant"]}}}
+    "recipient_type": {"enum": ["individual", "merchant"]},
+    "reconsent": {"type": "boolean", "default": False, "description": (
+        "The person consented again themselves after refusing (STOP, a provider's stop, İYS "
+        "RET, a complaint) or after their erasure, and `evidence` is that new consent. Only "
+        "such a consent lifts a refusal: without it a granted consent for a person who "
+        "refused is 409 refused_earlier (erased: 409 erased). Recorded in the audit log; "
+        "must be dated after what it lifts (409 reconsent_not_newer)")}}}
 
 OPERATIONS = [
     Operation("POST", "/api/v1/consents", post_consent, "Record a consent or a refusal",
-              body=CONSENT_SCHEMA, responses={201: "Recorded", 400: "Invalid consent"}),
+              body=CONSENT_SCHEMA, responses={
+                  201: "Recorded", 400: "Invalid consent",
+                  409: "refused_earlier: the person refused, and only their own new consent "
+                       "(reconsent: true) lifts that; erased: the person's data was erased; "
+                       "reconsent_not_newer: the reconsent is older than the refusal"}),
     Operation("GET", "/api/v1/consents", get_consents,
               "Current consent state and full history for an address, with evidence while "
               "unlocked; download=true records it in the audit log as an export (proof for an "

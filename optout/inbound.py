@@ -1,7 +1,8 @@
 """Applies what a recipient wrote back: STOP revokes consent and suppresses the address, START
-re-grants, HELP informs. The change is committed by the caller's transaction BEFORE any reply
-is sent, so no send can start after a STOP without seeing it. Every change is dated by the
-event's own time and follows optout.order: a late, older event changes nothing."""
+re-grants (the person's own act, so it lifts their refusal), HELP informs. The change is
+committed by the caller's transaction BEFORE any reply is sent, so no send can start after a
+STOP without seeing it. Every change is dated by the event's own time and follows
+optout.order: a late, older event changes nothing."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto.fields import FieldSealer
-from optout import ledger, order, suppression
+from optout import ledger, order, refusals, suppression
 from optout.keywords import Intent, classify
 from optout.ledger import ConsentEvent, consent_type_for
 from optout.replies import reply_for
@@ -126,18 +127,12 @@ async def apply_grant(conn, profile: TenantProfile, address_index: bytes, sealer
                       channel: str, address: str, source: str, statement: str,
                       at: int) -> bool:
     """The person said yes on the channel itself (START, a consent button, WhatsApp resume)
-    at second `at`: a granted consent with what they did as evidence; their opt-out is
-    lifted. False (nothing changes) when a stop of the same second or a newer event was
-    already applied."""
-    consent_type = consent_type_for(channel)
-    if not await order.claim(conn, profile.id, address_index, consent_type, order.CONSENT,
-                             at, stops=False):
-        return False
-    await ledger.record(conn, profile.id, [ConsentEvent(
-        address_index=address_index, consent_type=consent_type, status=ledger.GRANTED,
-        source=source, recipient_type=ledger.INDIVIDUAL, occurred_at=float(at),
-        evidence_sealed=_evidence(sealer, statement=statement, address=address,
-                                  channel=channel, at=at))],
-        iys_enabled=profile.iys_enabled)
-    await suppression.lift(conn, profile.id, address_index, consent_type)
-    return True
+    at second `at`: a granted consent with what they did as evidence, which lifts their
+    refusal (optout.refusals). False (nothing changes) when a stop of the same second or a
+    newer event was already applied."""
+    return await refusals.grant_by_person(conn, profile.id, ConsentEvent(
+        address_index=address_index, consent_type=consent_type_for(channel),
+        status=ledger.GRANTED, source=source, recipient_type=ledger.INDIVIDUAL,
+        occurred_at=float(at), evidence_sealed=_evidence(
+            sealer, statement=statement, address=address, channel=channel, at=at)),
+        profile.iys_enabled) is not None

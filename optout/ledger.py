@@ -57,10 +57,12 @@ class ConsentEvent:
 
 
 async def record(conn: AsyncConnection, tenant_id: str, events: Sequence[ConsentEvent],
-                 iys_enabled: bool = False) -> list[str]:
-    """Appends the events and moves each key's state forward; returns the event ids."""
+                 iys_enabled: bool = False, lifts_refusal: bool = False) -> list[str]:
+    """Appends the events and moves each key's state forward; returns the event ids. A granted
+    event moves a revoked state back only with `lifts_refusal`: the person's own act
+    (optout.refusals.grant_by_person), never an import or a plain API call."""
     rows = event_rows(tenant_id, events, time.time(), iys_enabled)
-    await insert_rows(conn, tenant_id, rows)
+    await insert_rows(conn, tenant_id, rows, lifts_refusal)
     return [r["id"] for r in rows]
 
 
@@ -85,13 +87,17 @@ _UPSERT_STATE = (
     "ON CONFLICT (tenant_id, address_index, consent_type) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS[3:])
     + " WHERE consent_state.occurred_at <= excluded.occurred_at")
+# Checked in the statement itself, so a STOP committed while an import runs still holds.
+_UPSERT_STATE_KEEPING_REFUSAL = (
+    _UPSERT_STATE + f" AND (consent_state.status = '{GRANTED}' OR excluded.status = '{REVOKED}')")
 
 
-async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -> None:
+async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict],
+                      lifts_refusal: bool = False) -> None:
     if rows:
         await raw.execute_many(conn, _INSERT_EVENTS,
                                [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
-        await _advance_state(conn, tenant_id, rows)
+        await _advance_state(conn, tenant_id, rows, lifts_refusal)
 
 
 _RECIPIENT_TYPES = {"individual": INDIVIDUAL, "bireysel": INDIVIDUAL,
@@ -146,7 +152,8 @@ def _deadline_for_day(day: date) -> float:
     return iys_upload_deadline(datetime.combine(day, dt_time(12), TZ)).timestamp()
 
 
-async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict]) -> None:
+async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict],
+                         lifts_refusal: bool) -> None:
     # Within one batch the newest event per key wins; across batches the WHERE below keeps
     # an older, late-arriving event from overwriting a newer state.
     latest: dict[tuple[bytes, str], dict] = {}
@@ -158,7 +165,8 @@ async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict]
                r["recipient_type"], r["source"], r["occurred_at"], r["id"],
                r["occurred_at"] if r["status"] == REVOKED else None)
               for r in latest.values()]
-    await raw.execute_many(conn, _UPSERT_STATE, states)
+    await raw.execute_many(
+        conn, _UPSERT_STATE if lifts_refusal else _UPSERT_STATE_KEEPING_REFUSAL, states)
 
 
 async def state_and_history(conn: AsyncConnection, tenant_id: str, address_index: bytes,

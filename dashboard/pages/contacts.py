@@ -8,14 +8,15 @@ import json
 
 from aiohttp import web
 
-from dashboard.audience_api import import_spooled
-from dashboard.errors import error_middleware, json_response
+from campaigns.audiences import MAX_CONSENT_TEXT
+from dashboard.audience_api import consent_text_param, import_spooled
+from dashboard.errors import ApiError, error_middleware, json_response
 from dashboard.keys import settings_key
 from dashboard.web import UPLOAD, USER, api, page, render, spooled_upload
 
-# Form fields read from the multipart body besides the file (short text only).
-_FIELDS = ("list_id", "new_list")
-_FIELD_LIMIT = 1024
+# Form fields read from the multipart body besides the file (short text only), with the
+# bytes read of each: the consent statement may be 2,000 characters of Turkish.
+_FIELDS = {"list_id": 1024, "new_list": 1024, "consent_text": 4 * MAX_CONSENT_TEXT + 4}
 
 
 def default_list_name() -> str:
@@ -66,9 +67,9 @@ async def contacts(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
-async def _read_text(part) -> str:
+async def _read_text(part, limit: int) -> str:
     raw = await part.read(decode=True)
-    return raw[:_FIELD_LIMIT].decode("utf-8", "replace")
+    return raw[:limit].decode("utf-8", "replace")
 
 
 @page("POST", "/contacts/import", "operator")
@@ -92,7 +93,7 @@ async def import_form(request: web.Request) -> web.StreamResponse:
                 request[UPLOAD] = (reader, part)
                 upload = await spooled_upload(request, "file", limit)
             elif name in _FIELDS:
-                values[name] = (await _read_text(part)).strip()
+                values[name] = (await _read_text(part, _FIELDS[name])).strip()
             else:
                 await part.release()
             part = None
@@ -107,6 +108,12 @@ async def import_form(request: web.Request) -> web.StreamResponse:
                            import_error="Bir CSV dosyası seçin. / Choose a CSV file.")
     spool, filename = upload
     with spool:
+        try:
+            consent_text = consent_text_param(values.get("consent_text"))
+        except ApiError:
+            return await _page(request, failed, values=values, import_error=(
+                f"İzin metni en çok {MAX_CONSENT_TEXT} karakter olabilir. / The consent "
+                f"statement can be at most {MAX_CONSENT_TEXT} characters."))
         if spool.tell() == 0:
             return await _page(request, failed, values=values,
                                import_error="Dosya boş. / The file is empty.")
@@ -122,7 +129,8 @@ async def import_form(request: web.Request) -> web.StreamResponse:
             list_id = created.data["id"]
 
         async def run(_: web.Request) -> web.Response:  # the API's own error mapping
-            return json_response(await import_spooled(request, list_id, spool, filename))
+            return json_response(await import_spooled(request, list_id, spool, filename,
+                                                      consent_text))
 
         response = await error_middleware(request, run)
     data = json.loads(response.body) if response.body else {}
@@ -130,5 +138,5 @@ async def import_form(request: web.Request) -> web.StreamResponse:
         message = (data.get("error") or {}).get("message", "") or str(response.status)
         return await _page(request, failed, values=values, import_error=message)
     lists = {item["id"]: item["name"] for item in await _lists(request)}
-    return await _page(request, values={"list_id": list_id},
+    return await _page(request, values={"list_id": list_id, "consent_text": consent_text},
                        result={**data, "list_id": list_id, "list_name": lists.get(list_id, "")})

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dashboard.web import _PAGES
 
 FIELDS = ["access_token", "action", "address", "app_secret", "back", "bot_token", "business",
-          "channel", "email", "format", "frequency_cap", "frequency_window_days", "from",
+          "channel", "consent_text", "email", "format", "frequency_cap",
+          "frequency_window_days", "from",
           "include_unknown", "iys_brand_code", "iys_code", "iys_enabled", "iys_password",
           "iys_username", "language", "line_id", "list_id", "messaging_tier", "name",
           "new_list", "new_password", "passphrase", "phone", "phone_number_id", "purpose",
