@@ -24,9 +24,41 @@ STOP_PHRASES = (
 )
 START_PHRASES = ("START", "BAŞLA", "BASLA", "UNSTOP", "ABONE OL", "KATIL")
 HELP_PHRASES = ("HELP", "YARDIM", "BİLGİ", "INFO")
-# The refusal word of the legal "<BRAND> RET" form.
-BRAND_REFUSAL_WORD = "RET"
-
+# A short reply made of a STOP phrase and at most this many other words is still a refusal:
+# people add the shop's name in any spelling, their own name, or "lütfen" ("KARDEŞLER RET",
+# "RET Örnek Market", "iptal lütfen"), and they cannot know which brand names are configured.
+SHORT_STOP_OTHER_WORDS = 2
+# Added to a refusal without changing it, and not counted among those other words: courtesy,
+# urgency, thanks, company forms ("Ltd. Şti.").
+COURTESY_WORDS = (
+    "lütfen", "rica", "ederim", "artık", "hemen", "acilen", "derhal", "kesinlikle", "hepsi",
+    "tüm", "teşekkürler", "teşekkür", "sağolun", "sağol", "please", "pls", "plz", "now",
+    "thanks", "thank", "all", "ltd", "şti", "inc", "llc",
+)
+# Words that make the reply a sentence about something else, whatever else it holds: a
+# question ("iptal edildi mi?"), a negation ("ret değil", "iptal etmeyin", "don't stop"), a
+# request to wait ("dur bir dakika", "dur biraz"), a report in the past or passive ("iptal
+# edildi", "iptal olmuş"), or a thing a customer cancels that is not the messages ("randevu
+# iptal", "siparişimi iptal", "cancel my order"). A "*" ends a stem (Turkish adds suffixes).
+NOT_REFUSAL_WORDS = (
+    # questions
+    "mi", "mı", "mu", "mü", "misin", "misiniz", "musun", "musunuz", "miyim", "miyiz", "muyum",
+    "muyuz", "midir", "mudur", "ne", "neden", "niye", "niçin", "nasıl", "nerede", "nereye",
+    "nereden", "hangi", "kim", "kaç", "kaçta", "why", "how", "what", "when", "where", "which",
+    "who",
+    # negations
+    "değil", "etme", "etmeyin", "etmeyiniz", "yapma", "yapmayın", "not", "don", "dont",
+    "never",
+    # "wait a moment"
+    "bir", "biraz", "dakika", "saniye", "bekle*", "wait", "minute",
+    # reports, not requests
+    "edildi*", "edilmiş*", "edilecek*", "edilir", "olmuş", "oldu", "olacak", "olur", "olmaz",
+    "yapıldı", "edebilir*", "edemiyorum", "edemedim", "was", "been",
+    # things a customer cancels or stops that are not the messages
+    "sipariş*", "randevu*", "rezervasyon*", "kargo*", "teslimat*", "gönderi*", "paket*",
+    "ödeme*", "fatura*", "işlem*", "talimat*", "kart*", "hesab*", "order*", "appointment*",
+    "booking*", "reservation*", "delivery", "payment*",
+)
 # Only ı has no Unicode decomposition; ş ğ ç ö ü lose their marks after NFKD.
 _ASCII_DOTLESS_I = str.maketrans({"ı": "i"})
 # A bot command: "/" directly followed by a letter or digit.
@@ -56,10 +88,20 @@ def _folded(phrases: Iterable[str]) -> frozenset[str]:
     return frozenset(fold(phrase) for phrase in phrases)
 
 
+def _stems(words: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Folded whole words, and folded stems (written with a trailing "*")."""
+    whole = frozenset(fold(w) for w in words if not w.endswith("*"))
+    return whole, tuple(fold(w[:-1]) for w in words if w.endswith("*"))
+
+
 STOP_WORDS = _folded(STOP_PHRASES)
 START_WORDS = _folded(START_PHRASES)
 HELP_WORDS = _folded(HELP_PHRASES)
-_REFUSAL = fold(BRAND_REFUSAL_WORD)
+_COURTESY = _folded(COURTESY_WORDS)
+_NOT_REFUSAL = _stems(NOT_REFUSAL_WORDS)
+_LONGEST_STOP = max(len(phrase.split()) for phrase in STOP_WORDS)
+# A suffix after an apostrophe ("Market'e", "Ayşe'den") belongs to the word before it.
+_APOSTROPHE_SUFFIX = re.compile(r"(?<=\w)['’]\w+")
 
 
 def classify(text: str, brand_names: Iterable[str] = ()) -> Intent | None:
@@ -67,13 +109,15 @@ def classify(text: str, brand_names: Iterable[str] = ()) -> Intent | None:
 
     "Ret." and "  iptal!!! 🙏 " stop; "dur bir dakika, sipariş nerede?" does not. Bot commands
     ("/stop", "/stop@SomeBot", "/start <payload>") are explicit and classified by their name.
-    `brand_names` enables "<brand> RET" and "RET <brand>".
+    A STOP phrase with one or two other words stops too, whatever `brand_names` holds
+    ("KARDEŞLER RET", "iptal lütfen"), unless those words make it a sentence about something
+    else (see NOT_REFUSAL_WORDS); a configured brand name may be longer.
     """
     folded = fold(text)
     if folded.startswith("/"):
         return _command_intent(folded)
     intent = _phrase_intent(folded)
-    if intent is None and _is_brand_refusal(folded, brand_names):
+    if intent is None and _is_short_refusal(text, brand_names):
         return Intent.STOP
     return intent
 
@@ -95,9 +139,38 @@ def _command_intent(folded: str) -> Intent | None:
     return _phrase_intent(name)
 
 
-def _is_brand_refusal(folded: str, brand_names: Iterable[str]) -> bool:
+def _is_short_refusal(text: str, brand_names: Iterable[str]) -> bool:
+    """A STOP phrase plus a few words that do not turn it into a sentence. Under doubt this
+    answers yes: a refusal read as a sentence keeps messaging someone who said no."""
+    words = fold(_APOSTROPHE_SUFFIX.sub("", text)).split()
+    others = _without_stop_phrases(words)
+    if others is None:
+        return False
+    others = _without_brands(others, brand_names)
+    others = [w for w in others if w not in _COURTESY]
+    if len(others) > SHORT_STOP_OTHER_WORDS:
+        return False
+    whole, stems = _NOT_REFUSAL
+    return not any(w in whole or w.startswith(stems) for w in others)
+
+
+def _without_stop_phrases(words: list[str]) -> list[str] | None:
+    """The words outside every STOP phrase, or None when there is no STOP phrase."""
+    covered = [False] * len(words)
+    for start in range(len(words)):
+        for size in range(1, min(_LONGEST_STOP, len(words) - start) + 1):
+            if " ".join(words[start:start + size]) in STOP_WORDS:
+                covered[start:start + size] = [True] * size
+    if not any(covered):
+        return None
+    return [w for w, inside in zip(words, covered, strict=True) if not inside]
+
+
+def _without_brands(words: list[str], brand_names: Iterable[str]) -> list[str]:
+    """Configured brand names, however long, are part of a refusal ("<BRAND> RET")."""
+    text = f" {' '.join(words)} "
     for brand in brand_names:
         name = fold(brand)
-        if name and folded in (f"{name} {_REFUSAL}", f"{_REFUSAL} {name}"):
-            return True
-    return False
+        if name:
+            text = text.replace(f" {name} ", " ")
+    return text.split()

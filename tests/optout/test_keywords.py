@@ -5,8 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from optout.keywords import (
+    COURTESY_WORDS,
     HELP_PHRASES,
     HELP_WORDS,
+    NOT_REFUSAL_WORDS,
     START_PHRASES,
     START_WORDS,
     STOP_PHRASES,
@@ -87,8 +89,8 @@ EXAMPLES = [
     ("🙏", None),
     ("...", None),
     ("iptal edildi mi?", None),
-    ("Ayşe RET", None),
-    ("Çiçekçi RET", None),
+    ("Ayşe RET", STOP),  # part of the brand, or the sender's name: still a refusal
+    ("Çiçekçi RET", STOP),
     ("/stopx", None),
     ("/", None),
     ("başlamak istiyorum", None),
@@ -101,15 +103,81 @@ def test_classify_examples(text, intent):
     assert classify(text, brand_names=[BRAND]) == intent
 
 
-def test_brand_refusal_needs_the_brand_to_be_known():
-    assert classify("Çiçekçi Ayşe RET") is None
-    assert classify("Çiçekçi Ayşe RET", brand_names=["Başka Marka", BRAND]) == STOP
-    assert classify("Başka Marka RET", brand_names=[BRAND]) is None
+def test_a_brand_name_longer_than_two_words_needs_to_be_configured():
+    long_brand = "Çiçekçi Ayşe Çiçek Evi"
+    assert classify(f"{long_brand} RET") is None
+    assert classify(f"{long_brand} RET", brand_names=["Başka Marka", long_brand]) == STOP
+    assert classify(f"RET {long_brand.upper()} lütfen", brand_names=[long_brand]) == STOP
 
 
-def test_empty_brand_names_do_not_make_ret_variants_stop():
-    assert classify("RET", brand_names=["", "!!!"]) == STOP
-    assert classify("RET ret", brand_names=[""]) is None
+def test_empty_brand_names_change_nothing():
+    for text in ("RET", "RET ret", "ret bir dakika", "Çiçekçi Ayşe Çiçek Evi RET"):
+        assert classify(text, brand_names=["", "!!!"]) == classify(text)
+
+
+# Item 6 of issue 14: STOP as people type it.
+SHORT_STOPS = [
+    "KARDEŞLER RET",
+    "RET Örnek Market",
+    "iptal lütfen",
+    "Lütfen İPTAL",
+    "ret kardesler",
+    "Kardeşler Market ret",
+    "ÖRNEK MARKET İPTAL",
+    "Örnek Market'e RET",
+    "Ahmet Yılmaz RET",
+    "RET Ayşe",
+    "DUR lütfen artık",
+    "Mesaj istemiyorum Örnek Market",
+    "abonelik iptal lütfen",
+    "RET - Kardeşler Ltd. Şti.",
+    "ret ORNEK",
+    "mesaj iptal",
+    "SMS iptal",
+    "iptal et",
+    "iptal istiyorum",
+    "Ret ediyorum",
+    "RET RET",
+    "stop please",
+    "STOP Example Shop",
+    "unsubscribe me",
+    "cancel thanks",
+    "Örnek Eczanesi STOP 🙏",
+]
+NOT_STOPS = [
+    "iptal edildi mi?",
+    "ret mi oldu?",
+    "neden ret?",
+    "ret değil",
+    "iptal etmeyin",
+    "dur bir dakika",
+    "dur biraz",
+    "randevu iptal",
+    "Siparişimi iptal",
+    "kargo iptal mi",
+    "cancel my order",
+    "don't stop",
+    "why stop?",
+    "iptal edilecek mi",
+    "Kartımı iptal",
+    "dur bir dakika, sipariş nerede?",
+    "Örnek Market ile görüştüm, iptal edeceklermiş",
+    "Aboneliğimi iptal etmek için ne yapmalıyım?",
+    "stop sending me this please",
+]
+
+
+@pytest.mark.parametrize("text", SHORT_STOPS)
+def test_short_stop_with_unknown_brand_is_a_stop(text):
+    # No brand configured, or another one: the refusal must not depend on the settings.
+    assert classify(text) == STOP
+    assert classify(text, brand_names=["Başka Firma"]) == STOP
+
+
+@pytest.mark.parametrize("text", NOT_STOPS)
+def test_a_sentence_that_contains_a_stop_word_is_not_a_stop(text):
+    assert classify(text) is None
+    assert classify(text, brand_names=["Örnek Market"]) is None
 
 
 @pytest.mark.parametrize(
@@ -193,16 +261,31 @@ def test_classify_ignores_surrounding_whitespace_punctuation_and_emoji(phrase, b
     assert classify(before + text + after, brand_names=[BRAND]) == intent
 
 
+COURTESY = {fold(w) for w in COURTESY_WORDS}
 other_words = st.text(alphabet=TURKISH_LETTERS, min_size=1, max_size=10).filter(
-    lambda word: fold(word) not in KEYWORD_TOKENS
+    lambda word: fold(word) not in KEYWORD_TOKENS | COURTESY
 )
 
 
-@given(st.sampled_from(STOP_PHRASES), st.lists(other_words, min_size=1, max_size=4), st.data())
-def test_keyword_with_another_word_is_not_a_stop(keyword, words, data):
+@given(st.sampled_from(STOP_PHRASES), st.lists(other_words, min_size=3, max_size=5), st.data())
+def test_keyword_with_three_other_words_is_not_a_stop(keyword, words, data):
     at = data.draw(st.integers(min_value=0, max_value=len(words)))
     text = " ".join([*words[:at], keyword, *words[at:]])
     assert classify(text, brand_names=[BRAND]) is None
+
+
+NOT_REFUSAL = {fold(w.rstrip("*")) for w in NOT_REFUSAL_WORDS}
+plain_words = other_words.filter(
+    lambda word: not any(fold(word).startswith(w) for w in NOT_REFUSAL))
+
+
+@given(st.sampled_from(STOP_PHRASES), st.lists(plain_words, min_size=1, max_size=2), st.data())
+def test_keyword_with_one_or_two_plain_words_is_a_stop(keyword, words, data):
+    # Plain words: a name, a brand, anything that is not a question, a negation, a wait or
+    # a thing to cancel. Under doubt the person's refusal wins.
+    at = data.draw(st.integers(min_value=0, max_value=len(words)))
+    text = " ".join([*words[:at], keyword, *words[at:]])
+    assert classify(text) == STOP
 
 
 def test_keyword_sets_are_folded_and_disjoint():
