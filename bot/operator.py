@@ -34,6 +34,9 @@ _ALERTS = {"completed": "✅ «{name}» tamamlandı: {sent} gönderildi, {skippe
            "line_paused": "⚠️ Gönderim hattı sağlayıcı uyarısıyla duraklatıldı: {detail}.",
            "iys_deadline": "⏰ {detail} izin kaydının İYS'ye yükleme süresi bir iş gününden az "
                            "kaldı. Yüklenebilmeleri için kasayı açın.",
+           "kvkk_deadline": "⏰ {detail} KVKK başvurusunun 30 günlük yanıt süresinin dolmasına 5 "
+                            "günden az kaldı. Panelde «KVKK talepleri» sayfasına bakın; silme "
+                            "talepleri kasa açılınca tamamlanır.",
            "security": "🔐 {detail}",
            "iys_rejected": "⚠️ İYS {detail} izin kaydını reddetti. Nedenleri panelde ve "
                            "GET /api/v1/iys yanıtında."}

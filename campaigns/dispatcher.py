@@ -45,6 +45,7 @@ from campaigns.throttle import (
     quiet_hours_wait,
     warmup_limit,
 )
+from crypto.errors import VaultLockedError
 from crypto.service import FieldCrypto
 from optout import facts, suppression
 from optout.gate import FREQUENCY_CAP, QUIET_HOURS, SUPPRESSED, Purpose, decide
@@ -203,6 +204,9 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 self._unsettled.add(line_id)
+                if isinstance(exc, VaultLockedError):  # locked mid-round: rows back to pending
+                    log.info("line waits for an unlock", extra={"line_id": line_id})
+                    return
                 if not is_unavailable(exc):  # a bug: the next tick starts the line again
                     log.error("line dispatch failed", extra={"line_id": line_id,
                                                              "error": type(exc).__name__})
@@ -536,6 +540,8 @@ class Dispatcher:
         by the line's throttle; workers share one queue instead of a task per message."""
         throttle = self._throttle(line)
         channel = self.channels[line.channel]
+        consent_type = consent_type_for(line.channel)
+        keyring = self.fields.keyring
         queue = iter(plans)
 
         async def worker() -> None:
@@ -545,8 +551,15 @@ class Dispatcher:
                     await asyncio.sleep(wait)
                 # Checked with no await before the provider call starts: a revocation noted
                 # (and so committed) before this instant is always seen.
-                if self.watch.revoked(row.tenant_id, row.address_index):
-                    work.results.append(Result(row.id, "skipped", "opted_out"))
+                if reason := self.watch.revoked(
+                        row.tenant_id, row.address_index, consent_type,
+                        self._campaigns[row.campaign_id].purpose == "commercial"):
+                    work.results.append(Result(row.id, "skipped", reason))
+                    continue
+                if not keyring.is_unlocked(row.tenant_id):
+                    # Locked (here, through another process, or at its TTL) since the round
+                    # was planned: what is left waits for the next unlock.
+                    work.results.append(Result(row.id, "pending"))
                     continue
                 if not lease.valid(time.monotonic()):
                     # Another process may hold the line by now: nothing more is sent here.

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns import outbox
 from campaigns.audiences import list_columns
+from campaigns.commercial import commercial_words, described, texts_of
 from campaigns.lines import get_line
 from campaigns.render import DEFAULT_FIELDS, TemplateError, check_placeholders, compile_template
 from crypto.fields import FieldSealer
@@ -49,6 +50,21 @@ class CampaignStateError(CampaignError):
     code = "invalid_state"
 
 
+class CommercialTextError(CampaignError):
+    """An informational campaign whose text reads as commercial, without the owner's
+    confirmation; `details` names the words (campaigns.commercial)."""
+    code = "looks_commercial"
+
+    def __init__(self, words: list[str]):
+        super().__init__(
+            f"the text reads as commercial ({described(words)}): promotions, greetings and "
+            "celebrations are commercial messages under Law 6563 and need consent and the "
+            "refusal footer. Send it as commercial, or confirm that it is informational with "
+            '"confirm_informational": true')
+        self.words = list(words)
+        self.details = {"words": self.words}
+
+
 @dataclass(frozen=True)
 class NewCampaign:
     name: str
@@ -59,19 +75,39 @@ class NewCampaign:
     send_at: float | None = None
     # {"name", "language", "parameters": [template strings]} for WhatsApp lines
     channel_template: dict | None = None
+    # The owner confirms that an informational text which reads as commercial is not.
+    confirm_informational: bool = False
 
 
 async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
                  sealer: FieldSealer) -> str:
     await _check(conn, tenant_id, spec)
+    words = None
+    if spec.purpose == "informational":
+        words = commercial_words(*texts_of(spec.template, spec.channel_template))
+        check_informational(words, spec.confirm_informational)
     campaign_id = str(uuid.uuid4())
     await conn.execute(campaigns.insert().values(
         id=campaign_id, tenant_id=tenant_id, name=spec.name.strip(), line_id=spec.line_id,
         list_id=spec.list_id, purpose=spec.purpose,
         template_sealed=sealer.seal_field(spec.template.encode()), state="draft",
-        channel_template=spec.channel_template,
+        channel_template=spec.channel_template, commercial_words=words,
         send_at=spec.send_at, created_at=time.time()))
     return campaign_id
+
+
+def check_informational(words: list[str], confirmed: bool) -> None:
+    """Informational text that reads as commercial goes out only when the owner says it is
+    informational, on creating and again on starting the campaign."""
+    if words and not confirmed:
+        raise CommercialTextError(words)
+
+
+async def remember_words(conn: AsyncConnection, campaign_id: str, words: list[str]) -> None:
+    """For an informational campaign created before texts were checked (commercial_words
+    NULL): the words found once its text could be read."""
+    await conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(
+        commercial_words=words))
 
 
 async def _check(conn: AsyncConnection, tenant_id: str, spec: NewCampaign) -> None:
@@ -117,13 +153,21 @@ async def get(conn: AsyncConnection, tenant_id: str, campaign_id: str):
 
 
 async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, action: str,
-                     now: float | None = None, *, include_unknown: bool = False) -> str:
+                     now: float | None = None, *, include_unknown: bool = False,
+                     confirm_informational: bool = False) -> str:
     """Applies an owner's action; returns the new state (CampaignStateError if not allowed).
     `retry` sends `failed` messages again; `unknown` ones (which may have been delivered, so
-    the person may get them twice) only with include_unknown."""
+    the person may get them twice) only with include_unknown. Starting an informational
+    campaign whose text reads as commercial needs confirm_informational (CommercialTextError);
+    one created before texts were checked must have had its words remembered first."""
     row = await get(conn, tenant_id, campaign_id)
     if row.state not in _FROM[action]:
         raise CampaignStateError(f"cannot {action} a campaign that is {row.state}")
+    if action == "start" and row.purpose == "informational":
+        if row.commercial_words is None:
+            raise CampaignStateError("the campaign's text has not been checked yet",
+                                     "unchecked_text")
+        check_informational(list(row.commercial_words), confirm_informational)
     if action in ("start", "resume", "retry") and \
             await get_line(conn, tenant_id, row.line_id) is None:
         raise CampaignStateError("the campaign's line was deleted", "line_deleted")
@@ -165,6 +209,16 @@ async def set_state(conn: AsyncConnection, campaign_ids, state: str, reason: str
             state=state, state_reason=reason))
 
 
+async def start_due(conn: AsyncConnection, campaign_id: str) -> str | None:
+    """scheduled → running when send_at has come; the tenant's id when this call made the
+    change, None when the campaign is no longer scheduled (another process started it, or the
+    owner paused or cancelled it). One statement, so of processes racing exactly one wins."""
+    row = (await conn.execute(campaigns.update().where(
+        campaigns.c.id == campaign_id, campaigns.c.state == "scheduled").values(
+        state="running", state_reason=None).returning(campaigns.c.tenant_id))).first()
+    return None if row is None else row.tenant_id
+
+
 async def active(conn: AsyncConnection) -> list:
     """Campaigns the dispatcher looks after: running, or waiting for an unlock."""
     q = sa.select(campaigns.c.id, campaigns.c.tenant_id, campaigns.c.line_id,
@@ -196,6 +250,7 @@ async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None =
         failed = (await outbox.counts_many(conn, [row.id], reasons_for="failed"))[row.id][1]
     return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
+            "commercial_words": row.commercial_words,
             "whatsapp_template": row.channel_template,
             "send_at": _finite(row.send_at), "created_at": row.created_at,
             "started_at": row.started_at,

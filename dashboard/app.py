@@ -93,9 +93,12 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document(operations(), "1"))
 
 
-BASE_OPERATIONS = [
+PROBES = [
     Operation("GET", "/healthz", healthz, "Liveness and database reachability", auth=False),
     Operation("GET", "/metrics", metrics, "Prometheus metrics", auth=False),
+]
+BASE_OPERATIONS = [
+    *PROBES,
     Operation("GET", "/api/v1/openapi.json", openapi, "This document", auth=False),
 ]
 
@@ -125,3 +128,11 @@ def setup(app: web.Application) -> None:
     webhooks.setup(app)
     register(app, operations())
     setup_web(app)
+
+
+def setup_probes(app: web.Application) -> None:
+    """A worker process's whole web surface (izinli serve --role worker): liveness for the
+    operator's health checks and metrics for the scraper. No API, page or webhook: those are
+    the web processes', and a worker holds no sessions to check them against."""
+    app.middlewares.append(error_middleware)  # anything else: a JSON 404
+    register(app, PROBES)

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from campaigns import outbox as outbox_module
 from campaigns import service
+from campaigns.commercial import commercial_words, texts_of
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
+from crypto.errors import VaultLockedError
 from dashboard.errors import ApiError, field, int_query, json_body, json_response
 from dashboard.inputs import MAX_INT
 from dashboard.keys import TENANT, actor_of, db_key, directory_key, fields_key, scheduler_hook_key
@@ -55,17 +57,30 @@ async def create(request: web.Request) -> web.Response:
         list_id=field(body, "list_id", str),
         purpose=field(body, "purpose", str, required=False, default="commercial"),
         template=field(body, "template", str), send_at=_send_at(body),
-        channel_template=field(body, "whatsapp_template", dict, required=False, default=None))
+        channel_template=field(body, "whatsapp_template", dict, required=False, default=None),
+        confirm_informational=_confirmation(body))
     app, tenant_id = request.app, request[TENANT]
     async with app[db_key].connect() as conn:
         profile = await app[directory_key].profile(conn, tenant_id)
     sealer = await app[fields_key].shared_sealer(tenant_id, profile.public_key)
     async with app[db_key].begin() as conn:
         campaign_id = await service.create(conn, tenant_id, spec, sealer)
-        await audit.record(conn, tenant_id, actor_of(request),
-                           "campaign.create", campaign_id=campaign_id, purpose=spec.purpose)
         row = await service.get(conn, tenant_id, campaign_id)
+        await audit.record(conn, tenant_id, actor_of(request),
+                           "campaign.create", campaign_id=campaign_id, purpose=spec.purpose,
+                           **_confirmed(row))
         return json_response(await service.status(conn, row), status=201)
+
+
+def _confirmation(body: dict) -> bool:
+    return field(body, "confirm_informational", bool, required=False, default=False)
+
+
+def _confirmed(row) -> dict:
+    """Audit detail: the commercial-looking words an owner confirmed as informational."""
+    if row.purpose != "informational" or not row.commercial_words:
+        return {}
+    return {"confirm_informational": True, "commercial_words": list(row.commercial_words)}
 
 
 async def show(request: web.Request) -> web.Response:
@@ -113,11 +128,16 @@ def _action(name: str):
     async def handler(request: web.Request) -> web.Response:
         tenant_id, campaign_id = request[TENANT], request.match_info["id"]
         options = await _action_options(request, name)
+        if name == "start":
+            await _check_unchecked_text(request, tenant_id, campaign_id)
         async with request.app[db_key].begin() as conn:
             await service.transition(conn, tenant_id, campaign_id, name, **options)
-            await audit.record(conn, tenant_id, actor_of(request),
-                               f"campaign.{name}", campaign_id=campaign_id, **options)
             row = await service.get(conn, tenant_id, campaign_id)
+            detail = {k: v for k, v in options.items() if k != "confirm_informational"}
+            if name == "start":
+                detail |= _confirmed(row)
+            await audit.record(conn, tenant_id, actor_of(request),
+                               f"campaign.{name}", campaign_id=campaign_id, **detail)
             body = await service.status(conn, row)
         if body["state"] == "scheduled":
             request.app[scheduler_hook_key](campaign_id, row.send_at)
@@ -128,12 +148,34 @@ def _action(name: str):
 
 async def _action_options(request: web.Request, name: str) -> dict:
     """retry's `{"include_unknown": true}`: `unknown` messages may have been delivered, so
-    they are sent again only when asked for by name (the person may get them twice)."""
+    they are sent again only when asked for by name (the person may get them twice).
+    start's `{"confirm_informational": true}`: see campaigns.commercial."""
+    if name == "start":
+        return {"confirm_informational": _confirmation(await json_body(request))}
     if name != "retry":
         return {}
     body = await json_body(request)
     return {"include_unknown": field(body, "include_unknown", bool, required=False,
                                      default=False)}
+
+
+async def _check_unchecked_text(request: web.Request, tenant_id: str, campaign_id: str) -> None:
+    """An informational campaign created before texts were checked is read once, at its
+    start (its text is sealed: that needs the vault unlocked)."""
+    async with request.app[db_key].connect() as conn:
+        row = await service.get(conn, tenant_id, campaign_id)
+    if row.purpose != "informational" or row.commercial_words is not None:
+        return
+    try:
+        opened = await request.app[fields_key].open_fields(tenant_id,
+                                                           [bytes(row.template_sealed)])
+    except VaultLockedError:
+        raise ApiError(423, "vault_locked", "this informational campaign was created before "
+                       "texts were checked: unlock the vault so that its text can be checked "
+                       "before it starts") from None
+    words = commercial_words(*texts_of(opened[0].decode(), row.channel_template))
+    async with request.app[db_key].begin() as conn:
+        await service.remember_words(conn, campaign_id, words)
 
 
 async def preview(request: web.Request) -> web.Response:
@@ -189,7 +231,9 @@ async def preview_draft(request: web.Request) -> web.Response:
     text = compose(compiled, samples, commercial=purpose == "commercial",
                    sender_name=profile.sender_name, sender_contact=profile.sender_contact,
                    language=profile.language)
-    return json_response({"text": text, "characters": len(text)})
+    # Said while the owner writes, so the question at creation is no surprise.
+    words = commercial_words(template) if purpose == "informational" else []
+    return json_response({"text": text, "characters": len(text), "commercial_words": words})
 
 
 CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "template"],
@@ -197,6 +241,12 @@ CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "t
                                 "list_id": {"type": "string"},
                                 "purpose": {"enum": ["commercial", "informational"]},
                                 "template": {"type": "string"},
+                                "confirm_informational": {
+                                    "type": "boolean", "default": False,
+                                    "description": "informational text that reads as "
+                                                   "commercial (promotions, greetings) is "
+                                                   "refused with looks_commercial unless "
+                                                   "confirmed; audited with its words"},
                                 "whatsapp_template": {"type": "object", "properties": {
                                     "name": {"type": "string"}, "language": {"type": "string"},
                                     "parameters": {"type": "array",
@@ -212,12 +262,16 @@ _ACTIONS = {"start": "Start (builds the outbox; scheduled when send_at is in the
                      "may have been delivered: the person may get them twice) only with "
                      "include_unknown"}
 _ACTION_BODIES = {"retry": {"type": "object", "properties": {
-    "include_unknown": {"type": "boolean", "default": False}}}}
+    "include_unknown": {"type": "boolean", "default": False}}},
+    "start": {"type": "object", "properties": {
+        "confirm_informational": {"type": "boolean", "default": False}}}}
 
 OPERATIONS = [
     Operation("POST", "/api/v1/campaigns", create, "Create a campaign (draft)",
               body=CREATE_SCHEMA, responses={201: "Created", 400: "Invalid (e.g. unknown "
-                                             "placeholder)", 404: "No such line or list"}),
+                                             "placeholder; looks_commercial: informational "
+                                             "text that reads as commercial, words in "
+                                             "error.words)", 404: "No such line or list"}),
     Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns, newest first",
               query=("limit",)),
     Operation("GET", "/api/v1/stats", stats,
@@ -233,7 +287,9 @@ OPERATIONS = [
               "its outbox"),
     *[Operation("POST", f"/api/v1/campaigns/{{id}}/{name}", _action(name), summary,
                 body=_ACTION_BODIES.get(name),
-                responses={200: "Campaign", 409: "Not allowed in this state"})
+                responses={200: "Campaign", 409: "Not allowed in this state",
+                           **({400: "looks_commercial: informational text that reads as "
+                                    "commercial, not confirmed"} if name == "start" else {})})
       for name, summary in _ACTIONS.items()],
     Operation("POST", "/api/v1/campaigns/{id}/preview", preview,
               "Render the message for a contact of the list (needs the vault unlocked)",

@@ -46,8 +46,11 @@ def _dumps(data) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(status: int, code: str, message: str,
+                   details: dict | None = None) -> web.Response:
+    """`details`: more fields of the error a client can act on (e.g. `words`)."""
+    return json_response({"error": {**(details or {}), "code": code, "message": message}},
+                         status=status)
 
 
 # Core exceptions → (status, code). Their messages are written to be shown.
@@ -94,7 +97,8 @@ async def error_middleware(request: web.Request, handler):
             return unavailable_response(request, fault)
         for kind, status, code in _KNOWN:
             if isinstance(exc, kind):
-                return error_response(status, code or getattr(exc, "code", "error"), str(exc))
+                return error_response(status, code or getattr(exc, "code", "error"), str(exc),
+                                      getattr(exc, "details", None))
         # Only the exception type is logged: its text may carry personal data.
         log.error("unhandled error", extra={"path": request.path, "error": type(exc).__name__})
         return error_response(500, "internal", "internal error")

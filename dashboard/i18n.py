@@ -72,6 +72,55 @@ STRINGS: dict[str, tuple[str, str]] = {
         "person may get the same message twice."),
     "vault_locked_notice": ("Kasa kilitli: kişi bilgileri ve mesajlar okunamaz.",
                             "The vault is locked: contact details and messages are unreadable."),
+    # Informational campaigns whose text reads as commercial, and KVKK deadlines (issue 14).
+    "looks_commercial": (
+        "Bu metin ticari ileti gibi okunuyor. 6563 sayılı Kanun'a göre mal veya hizmet tanıtan "
+        "mesajlar ile kutlama ve tebrik mesajları ticaridir: izin ve RET bilgisi gerekir. "
+        "Ticari olarak gönderin ya da bilgilendirme olduğunu onaylayın. Bulunan sözcükler:",
+        "This text reads as commercial. Under Law 6563, messages promoting goods or services "
+        "and greetings or celebrations are commercial: they need consent and the refusal "
+        "footer. Send it as commercial, or confirm that it is informational. Words found:"),
+    "confirm_informational": (
+        "Bu mesajın bilgilendirme amaçlı olduğunu, mal veya hizmet tanıtmadığını onaylıyorum "
+        "(denetim kaydına yazılır).",
+        "I confirm that this message is informational and promotes no goods or services "
+        "(recorded in the audit log)."),
+    "kvkk_due_soon": (
+        "KVKK başvurularının 30 günlük yanıt süresi dolmak üzere. Silme talepleri kasa "
+        "açılınca tamamlanır.",
+        "KVKK requests whose 30-day answer deadline is close. Erasure requests complete once "
+        "the vault is unlocked."),
+    # The CSV import: the consent statement asked for, and what a result counts (issue 14).
+    "import_consent_text": ("Kişilere gösterilen izin metni", "Consent statement people saw"),
+    "import_consent_text_help": (
+        "Formda ya da onay kutusunda yazan metin. Her iznin şifreli kanıtına eklenir; "
+        "denetimde izin metni sorulur.",
+        "The text of the form or checkbox. It is added to every consent's encrypted evidence; "
+        "an inspection asks for it."),
+    "import_kept_refusal": ("Reddi korunan", "Refusal kept"),
+    "import_kept_refusal_help": (
+        "Bu kişiler daha önce reddetti (RET, engelleme, şikâyet ya da İYS'de ret). Dosyadaki "
+        "izin uygulanmadı ve İYS'ye gönderilmeyecek; reddi yalnızca kişinin kendi yeni izni "
+        "kaldırır (BAŞLA yanıtı ya da API'de reconsent).",
+        "These people refused earlier (STOP, a block, a complaint or a refusal in İYS). The "
+        "file's consent was not applied and nothing goes to İYS; only the person's own new "
+        "consent lifts a refusal (a START reply, or reconsent in the API)."),
+    "import_undated": ("Tarihsiz izin", "Undated consents"),
+    "import_undated_help": (
+        "Bu izinlerin tarihi dosyada yoktu: yükleme zamanıyla kaydedildi ve kanıtta öyle "
+        "yazıyor. Gerçek tarihler için dosyaya bir izin tarihi sütunu ekleyin.",
+        "These consents had no date in the file: they were recorded as dated at the upload, "
+        "and their evidence says so. Add a consent date column for the real dates."),
+    "import_erased": ("Silinmiş kişi", "Erased people"),
+    "import_erased_help": (
+        "Bu satırlar, verileri kendi isteğiyle silinen kişilere ait: hiçbir bilgileri yeniden "
+        "kaydedilmedi.",
+        "These rows belong to people whose data was erased at their request: nothing of "
+        "theirs was stored again."),
+    "import_skipped": ("Uygulanmayan satırlar", "Rows not applied"),
+    "reason_refused_earlier": ("daha önce reddetti: izin uygulanmadı",
+                               "refused earlier: consent not applied"),
+    "reason_erased": ("silinmiş kişi: satır atlandı", "erased person: row skipped"),
 }
 
 ALERTS = {

@@ -17,6 +17,8 @@ from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from dashboard.ratelimit import HashSlots
+from dashboard.users import SessionCache
+from dashboard.vault_fanout import VaultFanout
 from optout.iys_sync import IysSync
 from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
@@ -44,6 +46,10 @@ db_key = web.AppKey("db", Database)
 # Cluster notifications (store.bus): LISTEN/NOTIFY on PostgreSQL, this process on SQLite.
 bus_key = web.AppKey("bus", Bus)
 keyring_key = web.AppKey("keyring", Keyring)
+# Unlock, lock and custody for every process of the cluster (sealed key fan-out).
+fanout_key = web.AppKey("fanout", VaultFanout)
+# Dashboard sessions looked up lately; cleared in every process by the change (bus notices).
+sessions_key = web.AppKey("sessions", SessionCache)
 master_key = web.AppKey("master", MasterKey)
 fields_key = web.AppKey("fields", FieldCrypto)
 registry_key = web.AppKey("registry", CollectorRegistry)

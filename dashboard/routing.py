@@ -23,6 +23,8 @@ class Operation:
     body: dict | None = None          # JSON schema of the request body
     body_type: str = "application/json"
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
+    # JSON schemas of answers, by status, where the description alone would not document it.
+    response_schemas: dict[int, dict] = field(default_factory=dict)
     auth: bool = True
     query: tuple[str, ...] = ()
     # The least role an API key needs (like a page's role for a user); None: viewer to read,
@@ -64,7 +66,8 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
     paths: dict[str, dict] = {}
     for op in operations:
         entry: dict = {"summary": op.summary, "responses": {
-            str(code): {"description": text} for code, text in op.responses.items()}}
+            str(code): {"description": text} | _content(op.response_schemas.get(code))
+            for code, text in op.responses.items()}}
         params = [{"name": n, "in": "query", "schema": QUERY_SCHEMAS.get(n, {"type": "string"})}
                   for n in op.query]
         params += [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -87,6 +90,10 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
     }
 
 
+def _content(schema: dict | None) -> dict:
+    return {} if schema is None else {"content": {"application/json": {"schema": schema}}}
+
+
 # Query parameters are named alike across operations: one schema per name documents them all.
 _ADDRESS = {"type": "string", "examples": ["+905321112233", "05321112233", "700100200"]}
 QUERY_SCHEMAS = {
@@ -99,6 +106,9 @@ QUERY_SCHEMAS = {
     "sealed": {"type": "boolean"},
     "address": _ADDRESS,
     "to": _ADDRESS,
+    "consent_text": {"type": "string", "maxLength": 2000, "description": (
+        "the consent statement people were shown (form or checkbox text), stored in every "
+        "imported consent's sealed evidence")},
 }
 
 

@@ -20,6 +20,7 @@ from dashboard.keys import (
 from dashboard.lines_api import address_param, iso
 from dashboard.routing import Operation
 from optout import audit, subjects
+from optout.subject_deadlines import due_soon
 
 
 async def _index(request: web.Request, raw_address: str | None, channel: str) -> tuple:
@@ -125,7 +126,8 @@ async def request_log(request: web.Request) -> web.Response:
         rows = await subjects.requests(conn, request[TENANT])
     return json_response({"requests": [
         {"id": r.id, "kind": r.kind, "channel": r.channel, "received_at": iso(r.received_at),
-         "due_at": iso(r.due_at), "completed_at": iso(r.completed_at)} for r in rows]})
+         "due_at": iso(r.due_at), "completed_at": iso(r.completed_at),
+         "due_soon": due_soon(r.due_at, r.completed_at)} for r in rows]})
 
 
 OPERATIONS = [
@@ -151,5 +153,6 @@ OPERATIONS = [
                   "attributes": {"type": "object"}}},
               responses={200: "Corrected", 404: "No such contact"}, role="admin"),
     Operation("GET", "/api/v1/subjects/requests", request_log,
-              "Data-subject requests with their 30-day deadlines", role="admin"),
+              "Data-subject requests with their 30-day deadlines; due_soon: open, and the "
+              "deadline 5 days off or less", role="admin"),
 ]

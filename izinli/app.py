@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
@@ -27,6 +28,7 @@ from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from dashboard import accounts, users
 from dashboard.app import setup as setup_dashboard
+from dashboard.app import setup_probes
 from dashboard.keys import (
     WebSettings,
     bus_key,
@@ -35,6 +37,7 @@ from dashboard.keys import (
     db_key,
     directory_key,
     erasures_key,
+    fanout_key,
     fields_key,
     importer_key,
     inbound_key,
@@ -46,18 +49,22 @@ from dashboard.keys import (
     registry_key,
     sandbox_key,
     scheduler_hook_key,
+    sessions_key,
     settings_key,
     telegram_inbound_key,
     watch_key,
 )
+from dashboard.lines_api import LINE_GONE_TOPIC, line_gone
+from dashboard.vault_fanout import VaultFanout
 from dashboard.web import setup_state_key
 from izinli import audit_files
 from izinli.config import Config
 from izinli.runtime import master_key_for, open_store
-from izinli.scheduler import Timers
+from izinli.scheduler import DUE_TOPIC, LOCK_SWEEP_SECONDS, Timers
 from optout import audit
 from optout.iys_sync import IysSync
 from optout.retention import RetentionPolicy
+from optout.revocations import RevocationNotices
 from optout.subjects import ErasureFinisher
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
@@ -90,9 +97,16 @@ def create_app(config: Config) -> web.Application:
     app[master_key] = master_key_for(config)
     app[watch_key] = RevocationWatch()
     app[public_url_key] = config.server.public_url
+    role = config.server.role  # all, web or worker (izinli.serve refuses a split on SQLite)
+    Gauge("izinli_role", "What this process runs: all, web or worker", ["role"],
+          registry=app[registry_key]).labels(role).set(1)
     app.cleanup_ctx.append(database_context)
-    app.cleanup_ctx.append(pipeline_context)
-    setup_dashboard(app)
+    app.cleanup_ctx.append(web_role_context if role == "web" else pipeline_context)
+    if role == "worker":
+        app[setup_state_key] = {"token": ""}  # no setup page here: a web process has it
+        setup_probes(app)
+    else:
+        setup_dashboard(app)
     return app
 
 
@@ -101,7 +115,12 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[db_key] = db
     bus = Bus(db)
     app[bus_key] = bus
+    app[sessions_key] = users.SessionCache(bus)  # logout and role changes clear it everywhere
+    RevocationNotices(bus, db, app[watch_key])  # STOPs committed anywhere reach our watch
     await bus.start()
+    # One unlock serves every process: sealed to each one's ephemeral key (sealed key fan-out).
+    app[fanout_key] = fanout = VaultFanout(db, bus, app[keyring_key], app[master_key])
+    await fanout.start()
     if await users.tenant_count(db) == 0:  # first run: `izinli serve` prints the setup link
         app[setup_state_key]["token"] = secrets.token_urlsafe(18)
     fields = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
@@ -116,6 +135,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     telegram = TelegramChannel(credentials.telegram, base_url=providers.telegram_url)
     app[credentials_key] = credentials
     app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp, "telegram": telegram}
+    bus.subscribe(LINE_GONE_TOPIC, lambda line_id: line_gone(app, line_id))
     app[importer_key] = ContactImporter(db, fields, directory)
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
                                      watch=app[watch_key])
@@ -131,8 +151,37 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     await whatsapp.close()
     await telegram.close()
     await sandbox.close()
+    await fanout.stop()  # this process's share rows go with it
     await bus.stop()
     await db.close()
+
+
+async def web_role_context(app: web.Application) -> AsyncIterator[None]:
+    """`--role web`: API, pages and webhooks, nothing sent from here. The dispatcher, the
+    timers and Telegram polling are the workers'; a campaign scheduled here is announced to
+    them on the bus (each sets its timer). The auto-lock sweep stays: every process holds its
+    own unlocked keys."""
+    config, bus, keyring = app[config_key], app[bus_key], app[keyring_key]
+    audit_files.publish(config, app[master_key])
+
+    def announce_due(campaign_id: str, send_at: float | None) -> None:
+        bus.spawn(bus.announce(DUE_TOPIC, json.dumps({"id": campaign_id, "send_at": send_at})))
+    app[scheduler_hook_key] = announce_due
+    sweeper = asyncio.create_task(_sweep_locks(keyring))
+    gc.collect()
+    gc.freeze()
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    for tenant_id in keyring.unlocked_ids():
+        keyring.lock(tenant_id)
+
+
+async def _sweep_locks(keyring: Keyring) -> None:
+    while True:
+        await asyncio.sleep(LOCK_SWEEP_SECONDS)
+        keyring.lock_expired()
 
 
 async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
@@ -151,7 +200,7 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
         iys_pull=app[iys_sync_key].pull_all, iys_pull_minutes=config.iys.pull_minutes,
         master=app[master_key], iys_risk=app[iys_sync_key].at_risk,
         alerts=app[operator_desk_key], erasures=app[erasures_key].finish_unlocked,
-        audit_journal=audit_files.journal_path(config))
+        audit_journal=audit_files.journal_path(config), bus=app[bus_key])
     app[scheduler_hook_key] = timers.campaign_due_at
     audit_files.publish(config, app[master_key])
     # The chain so far is signed at every start; after an upgrade this is the first checkpoint

@@ -35,16 +35,28 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="data directory (default ./var)")
 
 
+def _listener(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve https directly")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="izinli", description="Consent-gated bulk messaging.")
     _common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     serve = sub.add_parser("serve", help="run the web app, dispatcher and scheduler")
-    _common(serve)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--tls-cert", help="PEM certificate chain: serve https directly")
-    serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    _listener(serve)
+    serve.add_argument("--role", dest="server_role", choices=["all", "web", "worker"],
+                       help="all (default): everything; web: API, dashboard and webhooks, "
+                            "no sending; worker: dispatcher, timers and polling, with "
+                            "/healthz and /metrics (web and worker need PostgreSQL)")
+    worker = sub.add_parser("worker", help="run the dispatcher, timers and polling only "
+                            "(the same as 'serve --role worker')")
+    _listener(worker)
+    worker.set_defaults(server_role="worker")
     db = sub.add_parser("db", help="database maintenance")
     _common(db)
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
@@ -108,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(crypto)
     crypto.add_argument("--fields", type=int, default=1_000_000)
     crypto.add_argument("--kdf", default="moderate", choices=["moderate", "interactive", "min"])
+    _common(b_sub.add_parser("lexicon", help="precision and recall of the commercial-text "
+                             "lexicon on messages it was not tuned on"))
     imp = b_sub.add_parser("import", help="CSV import rows/s and peak memory")
     _common(imp)
     imp.add_argument("--rows", type=int, default=1_000_000)
@@ -125,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     thr.add_argument("--lines", type=int, default=20)
     thr.add_argument("--rate", type=float, default=80)
     thr.add_argument("--seconds", type=float, default=60)
+    iys = b_sub.add_parser("iys", help="İYS push: pending consent records drained per second "
+                           "against the fake İYS on loopback")
+    _common(iys)
+    iys.add_argument("--records", type=int, default=100_000)
+    iys.add_argument("--latency", type=float, default=0.1, metavar="SECONDS",
+                     help="the fake İYS's delay before each answer")
+    iys.add_argument("--rate", type=int, default=10, metavar="PER_SECOND",
+                     help="the fake İYS's request limit (429 beyond it); 0: none")
+    iys.add_argument("--bulk-delay", type=float, default=2.0, metavar="SECONDS",
+                     help="how long the fake İYS takes to process a bulk request")
     hooks = b_sub.add_parser("webhooks", help="signed WhatsApp status webhooks per second")
     _common(hooks)
     hooks.add_argument("--requests", type=int, default=5000)
@@ -145,6 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mean pause between a session's pages, like a person reading "
                            "(aiohttp); 0 = a closed loop, every session clicks again the "
                            "instant a page arrives (wrk)")
+    clu = b_sub.add_parser("cluster", help="real izinli serve processes on one fresh "
+                           "PostgreSQL database: msgs/s, STOP across processes, takeover "
+                           "after kill -9, database transactions per message")
+    _common(clu)
+    clu.add_argument("--processes", default="1,2,3", help="process counts, comma-separated")
+    clu.add_argument("--recipients", type=int, default=20_000, help="per run, over all lines")
+    clu.add_argument("--lines", type=int, default=20, help="unthrottled sandbox lines")
+    clu.add_argument("--stops", type=int, default=40, help="STOPs posted during each run")
+    clu.add_argument("--database-url", help="PostgreSQL server to create the throwaway "
+                     "database on (default: IZINLI_DATABASE_URL / store.url)")
+    clu.add_argument("--round-trips", action="store_true",
+                     help="route the processes' database traffic through a counting proxy "
+                          "and report round trips per message (slows the run down)")
+    vault = b_sub.add_parser("vault", help="real izinli serve processes on one fresh "
+                             "PostgreSQL database: time for an unlock or a lock made through "
+                             "one process to reach all the others")
+    _common(vault)
+    vault.add_argument("--processes", type=int, default=3)
+    vault.add_argument("--tries", type=int, default=30)
+    vault.add_argument("--database-url", help="PostgreSQL server to create the throwaway "
+                       "database on (default: IZINLI_DATABASE_URL / store.url)")
     return parser
 
 
@@ -153,7 +198,8 @@ def load_config(args: argparse.Namespace) -> Config:
                  "server.host": getattr(args, "host", None),
                  "server.port": getattr(args, "port", None),
                  "server.tls_cert": getattr(args, "tls_cert", None),
-                 "server.tls_key": getattr(args, "tls_key", None)}
+                 "server.tls_key": getattr(args, "tls_key", None),
+                 "server.role": getattr(args, "server_role", None)}
     return configuration.load(getattr(args, "config", None), overrides=overrides)
 
 
@@ -182,7 +228,7 @@ def _run(argv: list[str] | None) -> int:
     except ConfigError as exc:
         return _fail(EXIT_USAGE, str(exc))
     # Only the server narrates; one-shot commands keep stderr for warnings and their one error.
-    level = config.log.level if args.command == "serve" else "WARNING"
+    level = config.log.level if args.command in ("serve", "worker") else "WARNING"
     logs.configure(level, config.log.format)
     try:
         return asyncio.run(handler(args, config))

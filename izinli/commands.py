@@ -75,13 +75,18 @@ async def cmd_tenant_api_key(args, config: Config) -> int:
 
 
 async def cmd_tenant_custody(args, config: Config) -> int:
+    from dashboard.vault_fanout import VaultFanout
+    from store.bus import Bus
     passphrase = read_passphrase(args.passphrase_file)
     db = await open_store(config)
     keyring = Keyring()
+    # Not a member of the cluster, but it tells the running servers (PostgreSQL): they follow
+    # the new custody; back to `passphrase`, they stay unlocked for the usual unlock time.
+    fanout = VaultFanout(db, Bus(db), keyring, master_key_for(config))
     try:
         await accounts.unlock(db, keyring, args.tenant_id, passphrase, ttl_seconds=60)
-        await accounts.change_custody(db, keyring, master_key_for(config), args.tenant_id,
-                                      args.custody)
+        await accounts.change_custody(fanout, args.tenant_id, args.custody,
+                                      float(config.crypto.unlock_ttl_seconds))
     finally:
         keyring.lock(args.tenant_id)
         await db.close()
@@ -107,6 +112,12 @@ async def cmd_user_create(args, config: Config) -> int:
 async def cmd_bench_crypto(args, config: Config) -> int:
     from bench import crypto as bench_crypto
     bench_crypto.run(fields=args.fields, kdf=args.kdf)
+    return 0
+
+
+async def cmd_bench_lexicon(args, config: Config) -> int:
+    from bench import lexicon
+    lexicon.run()
     return 0
 
 
@@ -141,6 +152,17 @@ async def cmd_bench_throttle(args, config: Config) -> int:
     return 0
 
 
+async def cmd_bench_iys(args, config: Config) -> int:
+    from bench import iys
+    try:
+        await iys.bench_iys(args.records, args.latency, args.rate, args.bulk_delay,
+                            _bench_url(config))
+    except RuntimeError as exc:  # the fake İYS is missing or did not start
+        print(f"izinli: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def cmd_bench_webhooks(args, config: Config) -> int:
     from bench import webhooks
     await webhooks.bench_webhooks(args.requests, args.concurrency)
@@ -154,6 +176,32 @@ async def cmd_bench_dashboard(args, config: Config) -> int:
                                         args.contacts, args.campaigns, args.per_page,
                                         not args.no_wrk, args.think, _bench_url(config))
     except RuntimeError as exc:  # wrk's own failure, shown as it said it
+        print(f"izinli: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def cmd_bench_cluster(args, config: Config) -> int:
+    from bench import cluster
+    try:
+        counts = [int(c) for c in args.processes.split(",") if c.strip()]
+    except ValueError:
+        raise ValueError("--processes takes process counts such as 1,2,3") from None
+    try:
+        await cluster.bench_cluster(args.database_url or config.store.url, counts,
+                                    args.recipients, args.lines, args.stops, args.round_trips)
+    except cluster.BenchError as exc:
+        print(f"izinli: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def cmd_bench_vault(args, config: Config) -> int:
+    from bench import cluster, vault
+    try:
+        await vault.bench_vault(args.database_url or config.store.url, args.processes,
+                                args.tries)
+    except cluster.BenchError as exc:
         print(f"izinli: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -249,6 +297,7 @@ async def cmd_subject_open_export(args, config: Config) -> int:
 
 _COMMANDS: dict[tuple[str, ...], Command] = {
     ("serve",): cmd_serve,
+    ("worker",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
     ("tenant", "create"): cmd_tenant_create,
     ("tenant", "api-key"): cmd_tenant_api_key,
@@ -259,12 +308,16 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("audit", "checkpoint"): cmd_audit_checkpoint,
     ("audit", "public-key"): cmd_audit_public_key,
     ("bench", "crypto"): cmd_bench_crypto,
+    ("bench", "lexicon"): cmd_bench_lexicon,
     ("bench", "import"): cmd_bench_import,
     ("bench", "gate"): cmd_bench_gate,
     ("bench", "dispatch"): cmd_bench_dispatch,
     ("bench", "throttle"): cmd_bench_throttle,
+    ("bench", "iys"): cmd_bench_iys,
     ("bench", "webhooks"): cmd_bench_webhooks,
     ("bench", "dashboard"): cmd_bench_dashboard,
+    ("bench", "cluster"): cmd_bench_cluster,
+    ("bench", "vault"): cmd_bench_vault,
 }
 
 

@@ -31,6 +31,10 @@ class ServerConfig:
     tls_key: str = ""
     # Reverse proxies (IPs or CIDRs) whose X-Forwarded-Proto/-For headers are believed.
     trusted_proxies: tuple[str, ...] = ()
+    # What `izinli serve` runs: all (API, pages, webhooks and sending), web (no dispatcher,
+    # timers or Telegram polling) or worker (those alone, with /healthz and /metrics).
+    # web and worker need PostgreSQL: SQLite serves one process, which does everything.
+    role: str = "all"
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,9 @@ class RetentionConfig:
 
 @dataclass(frozen=True)
 class IysConfig:
-    # How often refusals made in İYS are pulled (the law expects at least hourly).
-    pull_minutes: int = 15
+    # How often refusals made in İYS are pulled and pending consents pushed (the law expects
+    # at least hourly); a fraction is allowed (0.05 = every 3 s, for tests). Once per cluster.
+    pull_minutes: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,11 @@ _CHOICES = {
     "crypto.kdf": ("moderate", "interactive", "min"),
     "log.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "log.format": ("json", "text"),
+    "server.role": ("all", "web", "worker"),
 }
 _URLS = ("providers.whatsapp_url", "providers.telegram_url", "providers.iys_url")
+# A timer's period (0 or an overflowing one cannot be scheduled): key → the largest allowed.
+_ABOVE_ZERO = {"iys.pull_minutes": 1440}
 _ALIASES = {
     "IZINLI_DATABASE_URL": "store.url",
     "IZINLI_DATA_DIR": "data_dir",
@@ -228,6 +236,9 @@ def _coerce(key: str, kind: Any, raw: Any) -> Any:
         raise ConfigError(f"config key '{key}' must be {_NAMES[kind]}, got {raw!r}") from None
     if kind in (int, float) and value < 0:
         raise ConfigError(f"config key '{key}' must not be negative, got {value}")
+    if key in _ABOVE_ZERO and not 0 < value <= _ABOVE_ZERO[key]:
+        raise ConfigError(f"config key '{key}' must be more than 0 and at most "
+                          f"{_ABOVE_ZERO[key]}, got {raw!r}")
     if key in _URLS and not _is_http_url(value):
         raise ConfigError(f"config key '{key}' must be an http(s) URL, got {raw!r}")
     if key == "server.trusted_proxies":

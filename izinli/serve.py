@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from dashboard.web import setup_state_key
 from izinli.app import create_app
-from izinli.config import Config
+from izinli.config import Config, ConfigError
 from store.engine import StoreError
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,17 @@ class AccessLogger(AbstractAccessLogger):
 
 
 async def serve(config: Config) -> None:
+    _check_role(config)
     with _sole_sqlite_server(config):
         await _serve(config)
+
+
+def _check_role(config: Config) -> None:
+    """web and worker split one service across processes, which only PostgreSQL coordinates."""
+    role = config.server.role
+    if role != "all" and config.database_url.startswith("sqlite"):
+        raise ConfigError(f"server role '{role}' needs PostgreSQL (IZINLI_DATABASE_URL): on "
+                          "SQLite one process serves and sends; use --role all")
 
 
 async def _serve(config: Config) -> None:
@@ -49,11 +58,13 @@ async def _serve(config: Config) -> None:
             raise ServeError(f"cannot listen on {config.server.host}:{config.server.port}: "
                              f"{exc.strerror or exc}") from None
         url = f"{'https' if tls else 'http'}://{config.server.host}:{config.server.port}"
-        print(f"izinli listening on {url}", flush=True)
-        token = app[setup_state_key].get("token")
+        role = config.server.role
+        print(f"izinli listening on {url}" + (f" (role {role})" if role != "all" else ""),
+              flush=True)
+        token = app[setup_state_key].get("token") if role != "worker" else None
         if token:  # first run: no business yet; the link is the only way in, once
             print(f"first run: create your business at {url}/setup?token={token}", flush=True)
-        log.info("listening", extra={"url": url})
+        log.info("listening", extra={"url": url, "role": role})
         await stop.wait()
         log.info("shutting down")
     finally:

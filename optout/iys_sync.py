@@ -1,46 +1,49 @@
 """Two-way İYS sync. Pull: refusals people make in İYS itself (web, e-Devlet, "RET <brand>" to
 3338) are fetched with a kept cursor and applied as revocations at once — noted for the
 dispatcher before they commit, so no send to that person starts afterwards. Push: consents and
-refusals collected here go to İYS in bulk before their 3-business-day deadline."""
+refusals collected here go to İYS in bulk before their 3-business-day deadline, the whole queue
+in one run (optout.iys_push: one drain per tenant across processes, each record once)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
-import re
 import time
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from crypto.errors import VaultLockedError
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
-from optout import ledger
+from optout import iys_push, ledger
 from optout.deadlines import TZ, business_days_after
-from optout.iys import Accepted, IysClient, IysCredentials, Rejected, with_backoff
+from optout.iys import IysClient, IysCredentials, with_backoff
 from optout.iys_rules import IysConsent
 from optout.ledger import ConsentEvent
 from optout.outbound import drop_stored_addresses
+from optout.refusals import lift_by_iys_consent
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
-from store import raw
+from store import leases, raw
 from store.engine import Database
-from store.tables import consent_events, tenant_settings
+from store.tables import tenant_settings
 
 log = logging.getLogger(__name__)
 PAGE = 1000
+_COUNTS = ("sent", "failed", "unconfirmed", "requeued")
+_DEFAULT_PUSH = iys_push.PushSettings()
 
 
 class IysSync:
     def __init__(self, db: Database, master: MasterKey, directory: TenantDirectory,
                  fields: FieldCrypto, watch: RevocationWatch, client_factory=IysClient,
-                 alerts=None, *, iys_url: str):
+                 alerts=None, *, iys_url: str,
+                 push_settings: iys_push.PushSettings = _DEFAULT_PUSH):
         self.db, self.master, self.directory = db, master, directory
         self.iys_url = iys_url  # providers.iys_url: the operator's, never a tenant's
         self.alerts = alerts  # bot.operator.OperatorDesk: tells owners about rejections
         self.fields, self.watch, self._client_factory = fields, watch, client_factory
+        self.push_settings = push_settings
+        self._holder = leases.new_holder()  # this process's name on "iys:<tenant>" leases
 
     async def pull_all(self) -> int:
         async with self.db.connect() as conn:
@@ -48,12 +51,18 @@ class IysSync:
                 conn, "SELECT tenant_id FROM tenant_settings WHERE iys_enabled "
                       "AND iys_credentials IS NOT NULL")]
         applied = 0
+        # Refusals first, for every tenant: a long upload must not hold back anyone's pull.
         for tenant_id in tenants:
             try:
-                await self.push(tenant_id)
                 applied += await self.pull(tenant_id)
             except Exception as exc:  # one tenant's İYS trouble must not stop the others
                 log.error("iys pull failed", extra={"tenant_id": tenant_id,
+                                                    "error": type(exc).__name__})
+        for tenant_id in tenants:
+            try:
+                await self.push(tenant_id)
+            except Exception as exc:
+                log.error("iys push failed", extra={"tenant_id": tenant_id,
                                                     "error": type(exc).__name__})
         return applied
 
@@ -87,84 +96,43 @@ class IysSync:
         return {tenant_id: n for tenant_id, n in rows}
 
     async def push(self, tenant_id: str) -> dict[str, int]:
-        """Uploads pending consent events. The phone number is in the sealed evidence, so this
-        runs while the vault is unlocked (always, under `service` custody)."""
-        async with self.db.connect() as conn:
-            pending = list(await conn.execute(sa.select(consent_events).where(
-                consent_events.c.tenant_id == tenant_id,
-                consent_events.c.iys_sync_state == "pending").order_by(
-                consent_events.c.occurred_at).limit(PAGE)))
-        if not pending:
+        """Uploads the tenant's pending consent events, all of them, in consecutive bulk
+        requests: {"sent", "failed"} (and "unconfirmed": records whose answer is still awaited
+        or was lost, settled at a later push). {} when there was nothing to do, the vault is
+        locked (the phone numbers are in the sealed evidence; under `service` custody it never
+        is) or another process is pushing this tenant right now."""
+        if not self.fields.keyring.is_unlocked(tenant_id):
+            await self._note_locked(tenant_id)
             return {}
-        try:
-            opened = await self.fields.open_fields(
-                tenant_id, [bytes(e.evidence_sealed) for e in pending])
-        except VaultLockedError:
-            log.warning("iys push waits for an unlock", extra={"tenant_id": tenant_id,
-                                                               "pending": len(pending)})
-            return {}
-        records, states, accepted, errors = [], {}, [], {}
-        last_second = await self._last_sent_seconds(tenant_id, pending)
-        for event, evidence in zip(pending, opened, strict=True):
-            record = _record_for(event, json.loads(evidence))
-            if record is None:  # no İYS source code or number: the owner must fix it
-                states[event.id] = "failed"
-                errors[event.id] = "NO_IYS_SOURCE: the consent has no İYS source (HS_*) " \
-                                   "or phone number to upload"
-                continue
-            record = _strictly_after(record, last_second,
-                                     (bytes(event.address_index), event.consent_type))
-            if record is None:
-                break  # it and what follows go with the next push, in order
-            records.append((event.id, record))
-        credentials, _ = await self._account(tenant_id)
-        if records:
+        started = time.monotonic()
+        async with leases.held(self.db, f"iys:{tenant_id}", self._holder,
+                               self.push_settings.lease_seconds) as lease:
+            if lease is None:
+                return {}
+            credentials, _ = await self._account(tenant_id)
             async with self._client(credentials) as client:
-                request_id = await with_backoff(
-                    lambda: client.add_bulk([r for _, r in records]))
-                results = await with_backoff(
-                    lambda: client.bulk_result(request_id, len(records)))
-            for result in results:
-                if isinstance(result.outcome, Accepted):
-                    states[records[result.index][0]] = "sent"
-                    accepted.append(records[result.index][1])
-                elif isinstance(result.outcome, Rejected):
-                    states[records[result.index][0]] = "failed"
-                    errors[records[result.index][0]] = rejection_text(result.outcome)
-        async with self.db.begin() as conn:
-            for event_id, state in states.items():
-                await raw.execute(conn, "UPDATE consent_events SET iys_sync_state = ?, "
-                                        "iys_error = ? WHERE id = ?",
-                                  (state, errors.get(event_id), event_id))
-            for record in accepted:  # what İYS now holds is what the gate will check
-                await raw.execute(conn, "UPDATE consent_state SET iys_status = ? "
-                                        "WHERE tenant_id = ? AND address_index = ? "
-                                        "AND consent_type = ?",
-                                  (record.status, tenant_id,
-                                   self.directory.index(tenant_id, record.recipient),
-                                   record.type))
-        counts = {s: list(states.values()).count(s) for s in ("sent", "failed")}
-        log.info("iys push", extra={"tenant_id": tenant_id, **counts})
+                drain = iys_push.Drain(self.db, self.fields, tenant_id, client, lease,
+                                       self.push_settings)
+                counts = await drain.run()
+        if not +counts:
+            return {}
+        log.info("iys push", extra={"tenant_id": tenant_id, "stopped_by": drain.stopped_by,
+                                    "seconds": round(time.monotonic() - started, 1),
+                                    **{k: counts[k] for k in _COUNTS}})
         if counts["failed"] and self.alerts is not None:
             await self.alerts.campaign_event(tenant_id, None, "iys_rejected",
                                              str(counts["failed"]))
-        return counts
+        return {"sent": counts["sent"], "failed": counts["failed"]} | (
+            {"unconfirmed": counts["unconfirmed"]} if counts["unconfirmed"] else {})
 
-    async def _last_sent_seconds(self, tenant_id: str, pending) -> dict[tuple, int]:
-        """The consent date (whole seconds) İYS last got per (address, type) of `pending`."""
-        indexes = list({bytes(e.address_index) for e in pending})
-        found: dict[tuple, int] = {}
+    async def _note_locked(self, tenant_id: str) -> None:
         async with self.db.connect() as conn:
-            for start in range(0, len(indexes), 500):
-                rows = await conn.execute(sa.select(
-                    consent_events.c.address_index, consent_events.c.consent_type,
-                    sa.func.max(consent_events.c.occurred_at)).where(
-                    consent_events.c.tenant_id == tenant_id,
-                    consent_events.c.iys_sync_state == "sent",
-                    consent_events.c.address_index.in_(indexes[start:start + 500])).group_by(
-                    consent_events.c.address_index, consent_events.c.consent_type))
-                found.update({(bytes(i), t): math.floor(at) for i, t, at in rows})
-        return found
+            waiting = await raw.fetch(conn, "SELECT count(*) FROM consent_events WHERE "
+                                            "tenant_id = ? AND iys_sync_state = 'pending'",
+                                      (tenant_id,))
+        if waiting[0][0]:
+            log.warning("iys push waits for an unlock", extra={"tenant_id": tenant_id,
+                                                               "pending": waiting[0][0]})
 
     async def pull(self, tenant_id: str) -> int:
         """Applies every change since the kept cursor; returns how many refusals applied."""
@@ -202,62 +170,26 @@ class IysSync:
     async def _apply_one(self, conn, tenant_id: str, sealer, item: IysConsent) -> None:
         index = self.directory.index(tenant_id, item.recipient)
         if item.status == "RET":
-            evidence = {"statement": "refused in İYS", "address": item.recipient,
-                        "source": item.source, "at": item.consent_date.isoformat()}
-            await ledger.record(conn, tenant_id, [ConsentEvent(
-                address_index=index, consent_type=item.type, status=ledger.REVOKED,
-                source=f"IYS:{item.source}",
-                recipient_type="merchant" if item.recipient_type == "TACIR" else "individual",
-                occurred_at=min(item.consent_date.timestamp(), time.time()),
-                evidence_sealed=sealer.seal_field(
-                    json.dumps(evidence, ensure_ascii=False).encode()))])
+            await ledger.record(conn, tenant_id, [_pulled_event(
+                item, index, ledger.REVOKED, "refused in İYS", sealer)])
+        elif item.status == "ONAY":  # the person's own consent in İYS: it lifts a refusal
+            await lift_by_iys_consent(conn, tenant_id, _pulled_event(
+                item, index, ledger.GRANTED, "consented in İYS", sealer))
         await raw.execute(conn, "UPDATE consent_state SET iys_status = ? WHERE tenant_id = ? "
                                 "AND address_index = ? AND consent_type = ?",
                           (item.status, tenant_id, index, item.type))
 
 
-# Where a consent came from → the İYS source code, when our own source is not already one.
-_SOURCE_BY_PREFIX = {"inbound:": "HS_MESAJ", "whatsapp:": "HS_MESAJ", "telegram:": "HS_MESAJ"}
-
-
-def _strictly_after(record: IysConsent, last: dict[tuple, int], key: tuple
-                    ) -> IysConsent | None:
-    """İYS keeps whole seconds and wants each record of a number later than the one before:
-    two changes within one second (an import, then an immediate STOP) are sent one second
-    apart. None when that second has not passed yet (the record waits for the next push)."""
-    second = math.floor(record.consent_date.timestamp())
-    previous = last.get(key)
-    if previous is not None and second <= previous:
-        second = previous + 1
-        if second >= time.time():
-            return None
-        record = dataclasses.replace(record, consent_date=datetime.fromtimestamp(second, TZ))
-    last[key] = second
-    return record
-
-
-def _record_for(event, evidence: dict) -> IysConsent | None:
-    source = event.iys_source or next(
-        (code for prefix, code in _SOURCE_BY_PREFIX.items() if event.source.startswith(prefix)),
-        None)
-    address = evidence.get("address")
-    if source is None or not address:
-        return None
-    return IysConsent(
-        recipient=address, recipient_type="TACIR" if event.recipient_type == "merchant"
-        else "BIREYSEL", type=event.consent_type, source=source,
-        status="ONAY" if event.status == "granted" else "RET",
-        consent_date=datetime.fromtimestamp(event.occurred_at, TZ))
-
-
-_LONG_NUMBER = re.compile(r"\+?\d[\d ]{6,}\d")
-
-
-def rejection_text(rejected: Rejected) -> str:
-    """What the owner sees: İYS's code and message with any phone number masked, since İYS
-    messages may quote the recipient and this text is stored and shown in clear."""
-    message = _LONG_NUMBER.sub("***", rejected.message or "")
-    return f"{rejected.code}: {message}"[:300]
+def _pulled_event(item: IysConsent, index: bytes, status: str, statement: str,
+                  sealer) -> ConsentEvent:
+    evidence = {"statement": statement, "address": item.recipient, "source": item.source,
+                "at": item.consent_date.isoformat()}
+    return ConsentEvent(
+        address_index=index, consent_type=item.type, status=status,
+        source=f"IYS:{item.source}",
+        recipient_type="merchant" if item.recipient_type == "TACIR" else "individual",
+        occurred_at=min(item.consent_date.timestamp(), time.time()),
+        evidence_sealed=sealer.seal_field(json.dumps(evidence, ensure_ascii=False).encode()))
 
 
 async def status(conn, tenant_id: str) -> dict:

@@ -170,9 +170,19 @@ consent_events = sa.Table(
     sa.Column("iys_deadline", sa.Double, nullable=True),
     # Why İYS refused the record (code: message, numbers masked), for the owner to fix.
     sa.Column("iys_error", sa.String(300), nullable=True),
+    # The upload under way (migration 0025, optout.iys_push): the claim that took the record
+    # for a bulk request, when (database clock), İYS's requestId, and the consentDate sent.
+    sa.Column("iys_claim", sa.String(36), nullable=True),
+    sa.Column("iys_claimed_at", sa.Double, nullable=True),
+    sa.Column("iys_request_id", sa.String(64), nullable=True),
+    sa.Column("iys_consent_date", sa.Double, nullable=True),
     sa.Index("ix_consent_events_key", "tenant_id", "address_index", "consent_type"),
-    # The İYS upload queue (migration 0013).
-    sa.Index("ix_consent_events_iys", "tenant_id", "iys_sync_state", "occurred_at"),
+    # The İYS upload queue (migration 0013; `id` since 0025: the queue's order, ties included).
+    sa.Index("ix_consent_events_iys", "tenant_id", "iys_sync_state", "occurred_at", "id"),
+    # Records in flight to İYS (migration 0025): few at any time, so a partial index.
+    sa.Index("ix_consent_events_iys_claim", "tenant_id", "iys_claim",
+             sqlite_where=sa.text("iys_claim IS NOT NULL"),
+             postgresql_where=sa.text("iys_claim IS NOT NULL")),
 )
 
 consent_state = sa.Table(
@@ -295,6 +305,10 @@ campaigns = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double, nullable=True),
     sa.Column("finished_at", sa.Double, nullable=True),
+    # Informational campaigns (migration 0024): the commercial-looking words found in their
+    # text at creation, which the owner confirmed ([]: none found). NULL for commercial ones
+    # and for those created before the check existed.
+    sa.Column("commercial_words", sa.JSON, nullable=True),
     sa.Index("ix_campaigns_line_state", "line_id", "state"),
 )
 
@@ -332,10 +346,53 @@ outbox = sa.Table(
 # its lease changes nothing. The row is never deleted: tokens only ever grow.
 line_leases = sa.Table(
     "line_leases", metadata,
-    sa.Column("line_id", sa.String(64), primary_key=True),  # a line, or "poll:<line>"
+    # A line, "poll:<line>" (a bot's polling) or "iys:<tenant>" (its İYS upload).
+    sa.Column("line_id", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("token", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+# Sealed key fan-out (migration 0020): running processes with their ephemeral X25519 public
+# key and a heartbeat expiry (database clock); per tenant the epoch of its last unlock, lock
+# or custody change made through the cluster; per (tenant, process) the tenant secret key
+# sealed to that process (crypto.shares). Nothing here opens without a live process's memory.
+cluster_processes = sa.Table(
+    "cluster_processes", metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("proof", sa.LargeBinary, nullable=False),  # crypto.shares.process_proof
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+vault_epochs = sa.Table(
+    "vault_epochs", metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),  # unlock, lock or custody
+)
+
+vault_shares = sa.Table(
+    "vault_shares", metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("process_id", sa.String(100), primary_key=True, index=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),  # the unlock's end, database clock
+)
+
+# Cluster-wide timers run once per due time (migration 0021): the process whose insert of
+# (job, slot) succeeds runs it. Times are the database's clock; old slots are pruned.
+timer_runs = sa.Table(
+    "timer_runs", metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.BigInteger, primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("finished_at", sa.Double, nullable=True),
 )
 
 # Kept by triggers on outbox (migration 0011): each change of a row's state is a move; moves
@@ -411,6 +468,8 @@ subject_requests = sa.Table(
     # KVKK art. 13: answered within 30 days.
     sa.Column("due_at", sa.Double, nullable=False),
     sa.Column("completed_at", sa.Double, nullable=True),
+    # When the owners were told the deadline is near (migration 0024): they are told once.
+    sa.Column("alerted_at", sa.Double, nullable=True),
 )
 
 # --- audit log (migration 0007) -------------------------------------------------------------

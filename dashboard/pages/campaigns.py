@@ -55,7 +55,8 @@ async def _choices(request: web.Request) -> tuple[list, list]:
 @page("GET", "/campaigns/new", "operator")
 async def new_campaign(request: web.Request) -> web.StreamResponse:
     lines, lists = await _choices(request)
-    return render(request, "campaign_new.html", lines=lines, lists=lists, values={}, error=None)
+    return render(request, "campaign_new.html", lines=lines, lists=lists, values={}, error=None,
+                  commercial_words=None)
 
 
 @page("POST", "/campaigns/preview", "operator")
@@ -76,18 +77,22 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
     data = form(request)
     body = {"name": data.get("name", ""), "line_id": data.get("line_id", ""),
             "list_id": data.get("list_id", ""), "template": data.get("template", ""),
-            "purpose": data.get("purpose", "commercial")}
+            "purpose": data.get("purpose", "commercial"),
+            # Ticked under the looks_commercial warning; also confirms the start below.
+            "confirm_informational": data.get("confirm_informational") == "yes"}
     if data.get("send_at"):
         body["send_at"] = data["send_at"] if "+" in data["send_at"] or data["send_at"].endswith(
             "Z") else data["send_at"] + ":00+03:00"
     result = await api(request, "POST", "/campaigns", body=body)
     if not result.ok:
         lines, lists = await _choices(request)
+        words = result.data["error"].get("words") if result.code == "looks_commercial" else None
         return render(request, "campaign_new.html", status=400, lines=lines, lists=lists,
-                      values=data, error=result.error)
+                      values=data, error=result.error, commercial_words=words)
     campaign_id = result.data["id"]
     if data.get("start_now"):
-        started = await api(request, "POST", f"/campaigns/{campaign_id}/start")
+        started = await api(request, "POST", f"/campaigns/{campaign_id}/start", body={
+            "confirm_informational": body["confirm_informational"]})
         if not started.ok:
             return error_page(request, started.status, started.error)
     forget_reads(request[USER].tenant_id)
@@ -113,6 +118,8 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
     body = None
     if action == "retry":  # unknown ones only when the box under the warning was ticked
         body = {"include_unknown": form(request).get("include_unknown") == "yes"}
+    if action == "start":  # the box under the looks_commercial warning
+        body = {"confirm_informational": form(request).get("confirm_informational") == "yes"}
     result = await api(request, "POST", f"/campaigns/{campaign_id}/{action}", body=body)
     if not result.ok:
         return error_page(request, result.status, result.error)

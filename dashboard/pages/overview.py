@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.web import api, api_cached, page, render
+from dashboard.web import USER, api, api_cached, page, render
 
 
 def funnel_svg(steps: list[tuple[str, int]], width: int = 480, bar: int = 22) -> dict:
@@ -43,4 +43,15 @@ async def overview(request: web.Request) -> web.StreamResponse:
              ("atlandı / skipped", totals["skipped"]),
              ("başarısız / failed", totals["failed"])]
     return render(request, "overview.html", totals=totals, funnel=funnel_svg(steps),
-                  campaigns=items[:5], lines=lines.get("lines", []), vault=vault)
+                  campaigns=items[:5], lines=lines.get("lines", []), vault=vault,
+                  kvkk_due=await _kvkk_due(request))
+
+
+async def _kvkk_due(request: web.Request) -> list[dict]:
+    """Open KVKK requests 5 days or less from their deadline (optout.subject_deadlines),
+    for those who may act on them (the KVKK page is for admins)."""
+    if not request[USER].can("admin"):
+        return []
+    found = await api(request, "GET", "/subjects/requests")
+    return [r for r in (found.data or {}).get("requests", []) if r.get("due_soon")] \
+        if found.ok else []
