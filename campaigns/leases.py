@@ -32,6 +32,7 @@ class Lease:
     token: int
     valid_until: float
     lost: bool = False
+    taken_at: float = 0.0  # monotonic, after the acquire's commit: earlier renewals may miss it
 
     def valid(self, now: float) -> bool:
         return not self.lost and now < self.valid_until

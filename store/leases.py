@@ -41,13 +41,20 @@ def new_holder() -> str:
 async def acquire(conn: AsyncConnection, key: str, holder: str, seconds: float) -> int | None:
     """Takes the key when it has no lease or its lease has expired: the fencing token of the
     new lease (one more than the last), or None while another holder's lease is live."""
+    # Two statements, not one INSERT … ON CONFLICT DO UPDATE … WHERE: PostgreSQL locks the
+    # conflicting row even when the WHERE is false, so a failed take-over attempt held up the
+    # live holder's renewal (seen losing leases under load). An UPDATE locks only rows it
+    # changes, and a second taker re-checks the expiry after the first one's commit.
     now = db_now(conn)
     rows = await raw.fetch(conn, (
         "INSERT INTO line_leases (line_id, holder, token, expires_at) "
-        f"VALUES (?, ?, 1, {now} + ?) ON CONFLICT (line_id) DO UPDATE "
-        "SET holder = excluded.holder, token = line_leases.token + 1, "
-        f"expires_at = excluded.expires_at WHERE line_leases.expires_at <= {now} "
-        "RETURNING token"), (key, holder, float(seconds)))
+        f"VALUES (?, ?, 1, {now} + ?) ON CONFLICT (line_id) DO NOTHING RETURNING token"),
+        (key, holder, float(seconds)))
+    if not rows:
+        rows = await raw.fetch(conn, (
+            f"UPDATE line_leases SET holder = ?, token = token + 1, expires_at = {now} + ? "
+            f"WHERE line_id = ? AND expires_at <= {now} RETURNING token"),
+            (holder, float(seconds), key))
     return int(rows[0][0]) if rows else None
 
 

@@ -24,7 +24,7 @@ RATE = 1000  # msg/s: an all-role process would send the whole campaign within a
 class Processes:
     """Processes of given roles on one database and master key, each with its own data dir."""
 
-    def __init__(self, tmp_path: Path, url: str):
+    def __init__(self, tmp_path: Path, url: str, custody: str = "service"):
         self.tmp, self.url = tmp_path, url
         self.env = {**os.environ, "IZINLI_KDF": "min", "IZINLI_DATABASE_URL": url,
                     "IZINLI_MASTER_KEY": secrets.token_hex(32), "IZINLI_LOG_LEVEL": "WARNING"}
@@ -32,8 +32,9 @@ class Processes:
         (tmp_path / "pass").write_text(PASSPHRASE)
         tenant = json.loads(self._cli("tenant", "create", "Roller", "--passphrase-file",
                                       str(tmp_path / "pass")))
-        self._cli("tenant", "custody", tenant["tenant_id"], "service", "--passphrase-file",
-                  str(tmp_path / "pass"))
+        if custody == "service":
+            self._cli("tenant", "custody", tenant["tenant_id"], "service", "--passphrase-file",
+                      str(tmp_path / "pass"))
         self.key = tenant["api_key"]
 
     def _cli(self, *args: str) -> str:
@@ -139,6 +140,22 @@ def test_campaign_scheduled_through_a_web_process_starts_on_a_worker(processes):
 
     campaign = wait_for(api, cid, lambda c: c["state"] == "completed", timeout=30)
     assert campaign["counts"]["sent"] == N, campaign["counts"]
+
+
+def test_an_unlock_through_a_web_process_reaches_the_worker(tmp_path, pg_url):
+    """Passphrase custody: the worker has no unlock endpoint; the key fan-out brings it."""
+    processes = Processes(tmp_path, pg_url, custody="passphrase")
+    try:
+        processes.start("worker")
+        _, web_port = processes.start("web")
+        api = Api(web_port, processes.key)
+        api("POST", "/vault/unlock", {"passphrase": PASSPHRASE})
+        cid = _campaign(api)
+        api("POST", f"/campaigns/{cid}/start")
+        campaign = wait_for(api, cid, lambda c: c["state"] == "completed", timeout=30)
+        assert campaign["counts"]["sent"] == N, campaign["counts"]
+    finally:
+        processes.stop()
 
 
 def _run(tmp_path: Path, *args: str, env: dict | None = None):

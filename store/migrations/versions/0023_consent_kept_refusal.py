@@ -1,4 +1,4 @@
-"""Reserved (issue 13/14 work in progress): no change yet.
+"""No schema change: kept refusals (issue 14) needed none. Kept so the chain stays linear.
 
 Revision ID: 0023
 Revises: 0022
