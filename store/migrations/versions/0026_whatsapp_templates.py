@@ -1,0 +1,18 @@
+"""Reserved for issue 15 (whatsapp_templates); no schema change yet. Kept so the chain stays linear.
+
+Revision ID: 0026
+Revises: 0025
+"""
+
+revision = "0026"
+down_revision = "0025"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
