@@ -65,7 +65,7 @@ async def _prepare(app: web.Application, n: int) -> tuple[str, list[int]]:
     list_id = await world.audience(n)
     creds = WhatsAppCredentials(PHONE_NUMBER_ID, "token", SECRET, "verify")
     async with db.begin() as conn:
-        line = await add_provider_line(conn, world.tenant_id, "whatsapp", "bench", None,
+        line = await add_provider_line(conn, world.tenant_id, "whatsapp", "bench", 80.0,
                                        app[credentials_key].wrap(creds.to_json()))
         cid = await service.create(conn, world.tenant_id, NewCampaign(
             "bench", line.id, list_id, "informational", "x"), world.sealer)

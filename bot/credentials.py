@@ -2,6 +2,8 @@
 demand and kept in memory per line (webhooks and sends need them while the vault is locked)."""
 from __future__ import annotations
 
+import json
+
 from bot.whatsapp import WhatsAppCredentials
 from campaigns.lines import wrapped_credentials
 from campaigns.ports import Line
@@ -31,12 +33,24 @@ class CredentialStore:
             found = self._cache[line_id] = self._master.unwrap(blob)
         return found
 
+    async def load(self, line: Line):
+        """The line's credentials as its channel's adapter reads them (bot.registry)."""
+        from bot import registry
+        parse = registry.get(line.channel).parse_credentials
+        if parse is None:
+            raise LookupError("line has no credentials")
+        return parse(await self._json(line.id))
+
+    async def values(self, line_id: str) -> dict:
+        """The stored credential fields (a token rotation keeps the others)."""
+        found = json.loads(await self._json(line_id))
+        return found if isinstance(found, dict) else {}
+
     async def whatsapp(self, line: Line) -> WhatsAppCredentials:
-        return WhatsAppCredentials.from_json(await self._json(line.id))
+        return await self.load(line)
 
     async def telegram(self, line: Line):
-        from bot.telegram import TelegramCredentials
-        return TelegramCredentials.from_json(await self._json(line.id))
+        return await self.load(line)
 
     def forget(self, line_id: str) -> None:
         self._cache.pop(line_id, None)

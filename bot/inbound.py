@@ -9,8 +9,10 @@ import uuid
 from dataclasses import dataclass, field
 
 from bot.delivery import LONGEST_WAIT, send_patiently
-from campaigns.audiences import add_subscriber
+from campaigns import window
+from campaigns.audiences import add_subscriber, join_list
 from campaigns.ports import Channel, Line, RateLimited
+from campaigns.window import WINDOW_CHANNELS
 from crypto.service import FieldCrypto
 from optout import inbound
 from optout.inbound import InboundText, Outcome
@@ -50,12 +52,25 @@ class InboundRouter:
             self.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
         async with self.db.begin() as conn:
             outcome = await inbound.handle(conn, profile, index, sealer, msg)
+            if line.channel in WINDOW_CHANNELS:  # the person opened (or renewed) their window
+                await window.note_inbound(conn, line.tenant_id, line.id, index,
+                                          sent_at or msg.received_at)
         log.info("inbound message", extra={
             "tenant_id": line.tenant_id, "line_id": line.id, "intent": outcome.intent,
             "duplicate": outcome.duplicate, "stale": outcome.stale})
         if outcome.reply:
             await self.reply(line, address, outcome.reply)
         return outcome
+
+    async def wrote(self, line: Line, address: str, at: float | None = None) -> None:
+        """A message with no words to classify (a photo, a location, a reaction) still opens
+        the person's 24 h window on the line."""
+        if line.channel in WINDOW_CHANNELS:
+            async with self.db.begin() as conn:
+                await self.directory.profile(conn, line.tenant_id)  # loads the index key
+                index = self.directory.index(line.tenant_id, address)
+                await window.note_inbound(conn, line.tenant_id, line.id, index,
+                                          time.time() if at is None else at)
 
     async def reply(self, line: Line, address: str, text: str) -> None:
         """Sends a confirmation now, or, when the provider asks to wait (WhatsApp allows one
@@ -96,18 +111,23 @@ class InboundRouter:
         return applied
 
     async def granted(self, line: Line, address: str, source: str, statement: str,
-                      subscribe_to: str | None = None, at: float | None = None) -> bool:
+                      subscribe_to: str | None = None, at: float | None = None,
+                      join_list_id: str | None = None, evidence: dict | None = None) -> bool:
         """A consent given on the channel itself at its time `at` (now when None); with
-        `subscribe_to` the person also joins that list (created on first use), so the
-        business can send a campaign to them. False when a newer stop superseded it."""
+        `subscribe_to` the person also joins that list (created on first use), and with
+        `join_list_id` that list (a Telegram invite's), so the business can send a campaign
+        to them; `evidence` adds facts to the sealed evidence. False when a newer stop
+        superseded it."""
         profile, sealer, index = await self._context(line, address)
         async with self.db.begin() as conn:
             applied = await inbound.apply_grant(conn, profile, index, sealer, line.channel,
                                                 address, source, statement,
-                                                event_second(at, time.time()))
+                                                event_second(at, time.time()), evidence)
+            sealed = sealer.seal_field(address.encode()) if applied else b""
             if applied and subscribe_to:
-                await add_subscriber(conn, line.tenant_id, subscribe_to, index,
-                                     sealer.seal_field(address.encode()))
+                await add_subscriber(conn, line.tenant_id, subscribe_to, index, sealed)
+            if applied and join_list_id:
+                await join_list(conn, line.tenant_id, join_list_id, index, sealed)
         return applied
 
     async def unblocked(self, line: Line, address: str, at: float | None = None) -> bool:

@@ -101,9 +101,11 @@ class TelegramChannel:
         """Nothing is buffered: Telegram has the message once send returns."""
 
     async def send_consent_offer(self, line: Line, chat_id: str, text: str, accept_label: str,
-                                 decline_label: str) -> SendResult:
-        """`text` with accept / decline buttons; a tap comes back as a ConsentTap event."""
-        keyboard = _sdk().consent_keyboard(accept_label, decline_label)
+                                 decline_label: str, invite_token: str | None = None
+                                 ) -> SendResult:
+        """`text` with accept / decline buttons; a tap comes back as a ConsentTap event (with
+        `invite_token` when the offer answered an invite link)."""
+        keyboard = _sdk().consent_keyboard(accept_label, decline_label, invite_token)
         return await self._send_text(line, chat_id, text, reply_markup=keyboard)
 
     async def answer_callback(self, line: Line, callback_query_id: str, text: str) -> bool:
@@ -124,6 +126,11 @@ class TelegramChannel:
 
     async def delete_webhook(self, line: Line) -> None:
         await self._call(line, "deleteWebhook", lambda bot: bot.delete_webhook())
+
+    async def bot_username(self, line: Line) -> str | None:
+        """The bot's username (getMe), without the "@": what t.me links name."""
+        me = await self._call(line, "getMe", lambda bot: bot.get_me())
+        return me.username
 
     async def poll(self, line: Line, offset: int | None, timeout: int) -> list[dict]:
         """Long polling (getUpdates): raw update dicts for parse_update. Pass the last

@@ -9,8 +9,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from bot import deliveries
+from bot import telegram_invites as invites
 from bot.inbound import InboundRouter
 from bot.operator import COMMANDS as OPERATOR_COMMANDS
 from bot.operator import OperatorDesk
@@ -26,6 +28,7 @@ from bot.telegram_updates import (
 from campaigns.leases import Keeper
 from campaigns.ports import Line
 from optout import ledger, subjects
+from optout.deadlines import TZ
 from optout.tenants import TenantProfile
 from store.faults import is_unavailable
 
@@ -35,6 +38,8 @@ _TEXTS = {
     "tr": {
         "offer": "{sender} size kampanya ve duyurularını Telegram'dan göndermek istiyor. Kabul "
                  "ediyor musunuz? İstediğiniz zaman /stop yazarak ayrılabilirsiniz.",
+        "invite": "{sender} sizi Telegram'dan kampanya ve duyurularını almaya davet ediyor. "
+                  "Kabul ediyor musunuz? İstediğiniz zaman /stop yazarak ayrılabilirsiniz.",
         "yes": "Evet, kabul ediyorum", "no": "Hayır",
         "accepted": "{sender}: Onayınız kaydedildi. Ayrılmak için /stop yazın.",
         "declined": "Tamam, size ticari ileti göndermeyeceğiz.",
@@ -47,6 +52,8 @@ _TEXTS = {
     "en": {
         "offer": "{sender} would like to send you offers and news on Telegram. Do you agree? "
                  "You can leave at any time by sending /stop.",
+        "invite": "{sender} invites you to receive its offers and news on Telegram. Do you "
+                  "agree? You can leave at any time by sending /stop.",
         "yes": "Yes, I agree", "no": "No",
         "accepted": "{sender}: Your consent is recorded. Send /stop to leave.",
         "declined": "OK, we will not send you marketing messages.",
@@ -106,11 +113,7 @@ class TelegramInbound:
         command = command_of(event.text)
         name = command[0] if command else None
         if name == "start":
-            profile = await self._profile(line)
-            texts = _TEXTS.get(profile.language, _TEXTS["tr"])
-            await self.channel.send_consent_offer(
-                line, event.chat_id, texts["offer"].format(sender=profile.sender_name),
-                texts["yes"], texts["no"])
+            await self._start(line, event.chat_id, command[1])
         elif name == "verilerim":
             await self._my_data(line, event.chat_id)
         elif name == "sil":
@@ -123,17 +126,38 @@ class TelegramInbound:
                                       provider_message_id=f"tg-{event.update_id}",
                                       sent_at=event.date)
 
+    async def _start(self, line: Line, chat_id: str, payload: str) -> None:
+        """The consent offer; "/start <token>" from an invite link names the invitation, and
+        its buttons carry the token. An unknown or revoked token gets the plain offer."""
+        profile = await self._profile(line)
+        texts = _TEXTS.get(profile.language, _TEXTS["tr"])
+        invite = await self._invite(line, payload)
+        offer = texts["invite" if invite else "offer"].format(sender=profile.sender_name)
+        await self.channel.send_consent_offer(line, chat_id, offer, texts["yes"], texts["no"],
+                                              invite.token if invite else None)
+
+    async def _invite(self, line: Line, token: str | None) -> invites.Invite | None:
+        if not token:
+            return None
+        async with self.router.db.connect() as conn:
+            return await invites.by_token(conn, token, line)
+
     async def _tap(self, line: Line, tap: ConsentTap) -> None:
         profile = await self._profile(line)
         texts = _TEXTS.get(profile.language, _TEXTS["tr"])
         accepted = False
         if tap.accepted:
             shown = tap.message_text or texts["offer"].format(sender=profile.sender_name)
+            # Revoked since the offer: still the person's consent, but it joins no list.
+            invite = await self._invite(line, tap.invite_token)
             # False when a stop of the same second won (optout.order): say what holds.
             accepted = await self.router.granted(
-                line, tap.chat_id, "telegram:consent_button",
+                line, tap.chat_id,
+                "telegram:invite_button" if invite else "telegram:consent_button",
                 f"{shown} → {texts['yes']} (user {tap.user_id})",
-                subscribe_to=subscribers_list(line))
+                subscribe_to=subscribers_list(line),
+                join_list_id=invite.list_id if invite else None,
+                evidence=_tap_evidence(tap, invite))
         reply = texts["accepted"].format(sender=profile.sender_name) if accepted \
             else texts["declined"]
         await self.channel.answer_callback(line, tap.callback_query_id, reply)
@@ -170,6 +194,18 @@ class TelegramInbound:
         texts = _TEXTS.get(profile.language, _TEXTS["tr"])
         await self.router.reply(line, chat_id, texts["erased"].format(
             sender=profile.sender_name))
+
+
+def _tap_evidence(tap: ConsentTap, invite: invites.Invite | None) -> dict:
+    """The button tap as evidence: Telegram's ids for it and when it reached us (GMT+3),
+    and the invite link it came by."""
+    evidence: dict = {"tap": {
+        "callback_query_id": tap.callback_query_id, "message_id": tap.message_id,
+        "update_id": tap.update_id,
+        "received_at": datetime.fromtimestamp(time.time(), TZ).isoformat(timespec="seconds")}}
+    if invite is not None:
+        evidence["invite"] = invite.evidence()
+    return evidence
 
 
 def _date(ts: float) -> str:

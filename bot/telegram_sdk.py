@@ -143,10 +143,12 @@ def new_bot(bot_token: str, base_url: str, timeout: float) -> Bot:
                                                  timeout=timeout))
 
 
-def consent_keyboard(accept_label: str, decline_label: str) -> InlineKeyboardMarkup:
+def consent_keyboard(accept_label: str, decline_label: str,
+                     invite_token: str | None = None) -> InlineKeyboardMarkup:
+    suffix = f":{invite_token}" if invite_token else ""
     return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=accept_label, callback_data=CONSENT_YES),
-        InlineKeyboardButton(text=decline_label, callback_data=CONSENT_NO),
+        InlineKeyboardButton(text=accept_label, callback_data=CONSENT_YES + suffix),
+        InlineKeyboardButton(text=decline_label, callback_data=CONSENT_NO + suffix),
     ]])
 
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 CONSENT_YES = "consent:yes"
 CONSENT_NO = "consent:no"
+# An offer opened by an invite link carries its token after the answer ("consent:yes:<token>"),
+# within the 64 bytes Telegram allows a button's callback data.
+_CONSENT_DATA = re.compile(r"consent:(yes|no)(?::([A-Za-z0-9_-]{1,48}))?")
 # The update kinds parse_update understands. Sent as allowed_updates on every setWebhook and
 # getUpdates, because Telegram otherwise keeps whatever list the bot last asked for.
 UPDATE_KINDS = ("message", "edited_message", "callback_query", "my_chat_member")
@@ -38,6 +41,9 @@ class ConsentTap:
     update_id: int
     # The offer the person saw next to the buttons: part of the consent evidence.
     message_text: str | None
+    # The offer's message id and the invite token its buttons carry (telegram_invites).
+    message_id: int | None = None
+    invite_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +118,18 @@ def _edited_message(body: dict, update_id: int) -> ChatText | None:
 
 
 def _callback(body: dict, update_id: int) -> ConsentTap | None:
-    data, query_id = body.get("data"), _str(body.get("id"))
+    data, query_id = _str(body.get("data")), _str(body.get("id"))
     message = body.get("message")
+    consent = _CONSENT_DATA.fullmatch(data) if data else None
     # Taps on inline-mode messages carry no chat; consent offers are always chat messages.
-    if data not in (CONSENT_YES, CONSENT_NO) or not query_id or not isinstance(message, dict):
+    if consent is None or not query_id or not isinstance(message, dict):
         return None
     chat_id, user_id = _id(message, "chat"), _id(body, "from")
     if chat_id is None or user_id is None:
         return None
-    return ConsentTap(chat_id, user_id, data == CONSENT_YES, query_id, update_id,
-                      _str(message.get("text")))
+    return ConsentTap(chat_id, user_id, consent.group(1) == "yes", query_id, update_id,
+                      _str(message.get("text")), _int(message.get("message_id")),
+                      consent.group(2))
 
 
 def _my_chat_member(body: dict, update_id: int) -> ChatBlocked | ChatUnblocked | None:

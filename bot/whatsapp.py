@@ -221,6 +221,15 @@ class WhatsAppChannel:
             self._failed(line, result, f"{status}/{error.get('code')}", error.get("fbtrace_id"))
         return result
 
+    async def graph_get(self, line: Line, path: str, params: dict) -> tuple[int, dict | None]:
+        """GET `path` (quoted segments) under the operator's Graph URL with the line's token,
+        e.g. the account's templates (bot.whatsapp_templates); transport errors propagate."""
+        credentials = await self._credentials_for(line)
+        headers = {"Authorization": f"Bearer {credentials.access_token}"}
+        async with self._client().get(f"{self._base_url}/{path}", params=params,
+                                      headers=headers, allow_redirects=False) as response:
+            return response.status, await _json_body(response)
+
     async def flush(self) -> None:
         """Nothing is buffered: Graph holds the message once it answers."""
 

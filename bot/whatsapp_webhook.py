@@ -40,7 +40,40 @@ class PreferenceChange:
     timestamp: int | None = None  # orders a stop and a resume that arrive out of order
 
 
-WebhookEvent = InboundText | StatusUpdate | PreferenceChange
+@dataclass(frozen=True, slots=True)
+class InboundOther:
+    """A message with no words to classify (media, location, reaction…): it still opens the
+    person's 24 h customer-service window."""
+    phone_number_id: str
+    from_address: str  # E.164 with '+'
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class QualityUpdate:
+    """`phone_number_quality_update`: a number's messaging limit or quality changed. It names
+    the number by its display form only (no phone_number_id)."""
+    waba_id: str | None
+    display_phone_number: str | None  # digits, as Meta writes it
+    event: str  # FLAGGED | UNFLAGGED | UPGRADE | DOWNGRADE | ONBOARDING | THROUGHPUT_UPGRADE
+    current_limit: str | None  # TIER_50 | TIER_250 | TIER_1K | TIER_2K | … | TIER_UNLIMITED
+    phone_number_id: None = None  # account-level: matched to lines by the handler
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUpdate:
+    """`account_update`: the WhatsApp Business Account was restricted, disabled, found in
+    violation, reinstated…"""
+    waba_id: str | None
+    event: str  # ACCOUNT_RESTRICTION | DISABLED_UPDATE | ACCOUNT_VIOLATION | ACCOUNT_DELETED …
+    ban_state: str | None = None  # ban_info.waba_ban_state: DISABLE | REINSTATE | …
+    restrictions: tuple[str, ...] = ()  # restriction_info[].restriction_type
+    violation: str | None = None  # violation_info.violation_type
+    phone_number_id: None = None
+
+
+WebhookEvent = (InboundText | StatusUpdate | PreferenceChange | InboundOther | QualityUpdate
+                | AccountUpdate)
 
 
 def verify_signature(app_secret: str, raw_body: bytes, header: str | None) -> bool:
@@ -78,7 +111,7 @@ def parse(payload: dict) -> list[WebhookEvent]:
                 event = _guarded(parse_item, number, item)
                 if event is not None:
                     events.append(event)
-    return events
+    return events + _account_events(payload)
 
 
 def _values(payload: dict) -> Iterator[dict]:
@@ -105,10 +138,13 @@ def _guarded(parse_item, number: str, item) -> WebhookEvent | None:
         return None
 
 
-def _message(number: str, item: dict) -> InboundText | None:
+def _message(number: str, item: dict) -> InboundText | InboundOther | None:
     text = _message_text(item)
     if text is None:
-        return None
+        if item.get("type") in _NOT_FROM_THE_PERSON:
+            return None
+        return InboundOther(phone_number_id=number, from_address=_e164(item["from"]),
+                            timestamp=int(item["timestamp"]))
     return InboundText(phone_number_id=number, from_address=_e164(item["from"]),
                        text=text, message_id=_text(item["id"]),
                        timestamp=int(item["timestamp"]))
@@ -162,6 +198,56 @@ def _preference(number: str, item: dict) -> PreferenceChange | None:
 
 
 _PARSERS = {"messages": _message, "statuses": _status, "user_preferences": _preference}
+# Message types WhatsApp itself writes (a number change…): they open no window.
+_NOT_FROM_THE_PERSON = frozenset({"system"})
+
+
+def _account_events(payload: dict) -> list[WebhookEvent]:
+    """`phone_number_quality_update` and `account_update` changes: account-level values
+    without `metadata`, named by the entry's WABA id."""
+    events: list[WebhookEvent] = []
+    entries = payload.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        waba = entry.get("id") if isinstance(entry.get("id"), str) else None
+        changes = entry.get("changes")
+        for change in changes if isinstance(changes, list) else ():
+            if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
+                continue
+            parse_value = _ACCOUNT_PARSERS.get(change.get("field"))
+            event = parse_value and _guarded(parse_value, waba, change["value"])
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def _quality(waba: str | None, value: dict) -> QualityUpdate:
+    limit = value.get("current_limit") or value.get("max_daily_conversations_per_business")
+    display = value.get("display_phone_number")
+    return QualityUpdate(waba_id=waba, event=_text(value["event"]),
+                         display_phone_number=str(display) if display else None,
+                         current_limit=limit if isinstance(limit, str) else None)
+
+
+def _account(waba: str | None, value: dict) -> AccountUpdate:
+    ban = value.get("ban_info") if isinstance(value.get("ban_info"), dict) else {}
+    restrictions = value.get("restriction_info")
+    violation = value.get("violation_info") if isinstance(value.get("violation_info"),
+                                                          dict) else {}
+    return AccountUpdate(
+        waba_id=waba, event=_text(value["event"]),
+        ban_state=ban.get("waba_ban_state") if isinstance(ban.get("waba_ban_state"),
+                                                          str) else None,
+        restrictions=tuple(r["restriction_type"] for r in restrictions
+                           if isinstance(r, dict) and isinstance(r.get("restriction_type"),
+                                                                 str))
+        if isinstance(restrictions, list) else (),
+        violation=violation.get("violation_type") if isinstance(
+            violation.get("violation_type"), str) else None)
+
+
+_ACCOUNT_PARSERS = {"phone_number_quality_update": _quality, "account_update": _account}
 
 
 def _text(value) -> str:
@@ -176,3 +262,36 @@ def _e164(wa_id) -> str:
     if not (digits.isascii() and digits.isdigit()):
         raise ValueError("not a phone number")
     return f"+{digits}"
+
+
+# --- message_template_status_update (issue 15 item 2) -----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TemplateStatusChange:
+    """`message_template_status_update`: Meta approved, rejected, paused, disabled… one of the
+    account's templates. Account-level, named by the entry's WABA id."""
+    waba_id: str | None
+    event: str  # APPROVED | REJECTED | PAUSED | DISABLED | PENDING_DELETION | FLAGGED | …
+    name: str
+    language: str
+    template_id: str | None = None
+    reason: str | None = None  # Meta's reason and other_info (title: description), if any
+    phone_number_id: None = None
+
+
+def _template_status(waba: str | None, value: dict) -> TemplateStatusChange:
+    reasons = [value.get("reason")]
+    info = value.get("other_info") if isinstance(value.get("other_info"), dict) else {}
+    reasons += [": ".join(p for p in (info.get("title"), info.get("description"))
+                          if isinstance(p, str) and p)]
+    template_id = value.get("message_template_id")
+    return TemplateStatusChange(
+        waba_id=waba, event=_text(value["event"]).upper(),
+        name=_text(value["message_template_name"]),
+        language=_text(value["message_template_language"]),
+        template_id=str(template_id) if isinstance(template_id, int | str) else None,
+        reason="; ".join(r for r in reasons if isinstance(r, str) and r and r != "NONE")
+        or None)
+
+
+_ACCOUNT_PARSERS["message_template_status_update"] = _template_status

@@ -368,6 +368,16 @@ async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, 
     rows = await raw.fetch(conn, "SELECT id FROM contact_lists WHERE tenant_id = ? AND name = ?",
                            (tenant_id, list_name))
     list_id = rows[0][0] if rows else (await create_list(conn, tenant_id, list_name))["id"]
+    return await join_list(conn, tenant_id, list_id, index, address_sealed)
+
+
+async def join_list(conn: AsyncConnection, tenant_id: str, list_id: str, index: bytes,
+                    address_sealed: bytes) -> str | None:
+    """Someone who opted in on a channel joins the list `list_id` (a Telegram invite's), as a
+    contact sealed like every other; `add_subscriber`'s rules on erasure. None, adding
+    nothing, when an erasure still stands."""
+    if await refusals.erased(conn, tenant_id, index):
+        return None
     now = time.time()
     await raw.execute(conn, _SUBSCRIBE_CONTACT, (new_id(), tenant_id, index, address_sealed,
                                                  None, None, "individual", now, now))

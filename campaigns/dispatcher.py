@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from campaigns import leases, outbox, service
+from campaigns import leases, outbox, service, window
 from campaigns.leases import Lease
 from campaigns.lines import active_lines, set_line_state
 from campaigns.outbox import Claimed, Fence, Result
@@ -36,6 +36,8 @@ from campaigns.ports import (
     RateLimited,
     Sent,
     Unavailable,
+    provider_limits,
+    reason_of,
 )
 from campaigns.render import Template, compile_template, compose, render
 from campaigns.throttle import (
@@ -43,7 +45,6 @@ from campaigns.throttle import (
     LineThrottle,
     frequency_capped,
     quiet_hours_wait,
-    warmup_limit,
 )
 from crypto.errors import VaultLockedError
 from crypto.service import FieldCrypto
@@ -81,6 +82,9 @@ class DispatchSettings:
     lease_seconds: float = 5.0
     lease_renew_seconds: float = 1.0
     lease_margin_seconds: float = 1.0
+    # Free text goes only to people whose 24 h window stays open this long after planning
+    # (a round's sends may wait behind the throttle): a closed one would fail with 131047.
+    window_margin_seconds: float = 60.0
 
 
 # Provider-error retries remembered at once; past it the oldest are forgotten (they then get a
@@ -93,6 +97,7 @@ class _CampaignInfo:
     purpose: str
     template: Template
     channel_template: tuple[str, str, tuple[Template, ...]] | None = None
+    outside_window: str | None = None  # campaigns.window: "template" falls back to it
 
 
 @dataclass
@@ -115,7 +120,8 @@ class Dispatcher:
         self._alerting: set[asyncio.Task] = set()
         self.settings = settings or DispatchSettings()
         self._tasks: dict[str, asyncio.Task] = {}
-        self._throttles: dict[str, tuple[float, LineThrottle]] = {}
+        self._throttles: dict[str, tuple[tuple, LineThrottle]] = {}
+        self._reseed: set[str] = set()  # lines whose throttle was rebuilt: cap read again
         self._campaigns: dict[str, _CampaignInfo] = {}
         self._errors: dict[str, int] = defaultdict(int)
         self._attempts: dict[int, int] = {}  # outbox row → provider errors so far
@@ -256,6 +262,9 @@ class Dispatcher:
         if not running:
             return False
         throttle = self._throttle(line)
+        if line.id in self._reseed:
+            async with self.db.connect() as conn:
+                await self._seed(conn, line, throttle)
         if throttle.rolling_cap.next_free_at(time.monotonic()) > time.monotonic():
             return False  # the 24 h unique-recipient cap is full: nothing can go out yet
         if (paused := throttle.paused_for(time.monotonic())) > 0:
@@ -298,12 +307,7 @@ class Dispatcher:
                 return None
             fence = Fence(line.id, token)
             count = await outbox.recover_in_flight(conn, line.id, fence=fence)
-            seen = [] if throttle.rolling_cap.limit is None else await \
-                outbox.recent_recipients(conn, line.id, time.time() - DAY)
-        # The 24 h unique-recipient cap holds across processes and restarts: who was sent a
-        # message on this line in the last day, with when, read from the outbox.
-        offset = time.monotonic() - time.time()
-        throttle.rolling_cap.seed((index, at + offset) for index, at in seen)
+            await self._seed(conn, line, throttle)
         lease = self._leases[line.id] = Lease(
             line.id, token, started + s.lease_seconds - s.lease_margin_seconds,
             taken_at=time.monotonic())  # after the acquire's commit
@@ -399,16 +403,33 @@ class Dispatcher:
         return ready
 
     def _throttle(self, line: Line) -> LineThrottle:
-        rate, throttle = self._throttles.get(line.id, (None, None))
-        if throttle is None or rate != line.rate_per_second:
+        limits = provider_limits(line)  # the channel's (bot.registry declares them)
+        key = (line.rate_per_second, limits.get("daily_unique_limit"))
+        found, throttle = self._throttles.get(line.id, (None, None))
+        if throttle is None or found != key:
             s = self.settings
             throttle = LineThrottle(line.rate_per_second, now=time.monotonic(),
                                     # A tenth of a second at least: 0 would mean no back-off.
                                     backoff_base=max(0.1, s.provider_backoff_seconds),
                                     backoff_max=max(0.1, s.provider_backoff_max_seconds),
-                                    **_provider_limits(line))
-            self._throttles[line.id] = (line.rate_per_second, throttle)
+                                    **limits)
+            self._throttles[line.id] = (key, throttle)
+            if found is not None:
+                # A new rate or tier (an owner's edit, Meta's quality update) mid-day: the new
+                # cap still counts who got a message on the line today.
+                self._reseed.add(line.id)
         return throttle
+
+    async def _seed(self, conn, line: Line, throttle: LineThrottle) -> None:
+        """The 24 h unique-recipient cap holds across processes, restarts and tier changes:
+        who was sent a message on this line in the last day, with when, read from the
+        outbox."""
+        self._reseed.discard(line.id)
+        if throttle.rolling_cap.limit is None:
+            return
+        seen = await outbox.recent_recipients(conn, line.id, time.time() - DAY)
+        offset = time.monotonic() - time.time()
+        throttle.rolling_cap.seed((index, at + offset) for index, at in seen)
 
     async def _round(self, line: Line, lease: Lease, claimed: list[Claimed], rows) -> None:
         work = _Round()
@@ -479,11 +500,11 @@ class Dispatcher:
         for row in claimed:
             by_tenant[row.tenant_id].append(row)
         for tenant_id, rows in by_tenant.items():
-            plans += await self._plan_tenant(tenant_id, rows, consent_type, work)
+            plans += await self._plan_tenant(tenant_id, rows, consent_type, work, line)
         return plans
 
     async def _plan_tenant(self, tenant_id: str, rows: list[Claimed], consent_type: str,
-                           work: _Round):
+                           work: _Round, line: Line):
         infos = {c: await self._campaign(c) for c in {r.campaign_id for r in rows}}
         commercial = [r.contact_id for r in rows if infos[r.campaign_id].purpose == "commercial"]
         async with self.db.connect() as conn:  # one connection, never a second one inside
@@ -495,7 +516,8 @@ class Dispatcher:
             counts = await outbox.sent_recently(
                 conn, tenant_id, commercial if cap else [],
                 time.time() - profile.frequency_window_days * 86400)
-        allowed = []
+            inside = await self._inside_window(conn, line, rows, infos)
+        allowed, texts = [], set()
         for row in rows:
             info = infos[row.campaign_id]
             decision = decide(found[row.address_index], Purpose(info.purpose))
@@ -507,13 +529,35 @@ class Dispatcher:
             if reason is None and info.purpose == "commercial" and cap and frequency_capped(
                     counts.get(row.contact_id, 0), cap):
                 reason = FREQUENCY_CAP
+            sends = window.TEMPLATE
+            if reason is None and inside is not None:
+                sends = window.choose(info.channel_template is not None, info.outside_window,
+                                      row.address_index in inside)
+                if sends is None:  # skipped before any provider call: not a send error
+                    reason = window.OUTSIDE_WINDOW
             if reason is None:
                 allowed.append(row)
+                if sends == window.TEXT:
+                    texts.add(row.id)
             else:
                 work.results.append(Result(row.id, "skipped", reason))
-        return await self._render(profile, allowed)
+        return await self._render(profile, allowed, texts)
 
-    async def _render(self, profile: TenantProfile, rows: list[Claimed]):
+    async def _inside_window(self, conn, line: Line, rows: list[Claimed],
+                             infos: dict[str, _CampaignInfo]) -> set[bytes] | None:
+        """Who of the batch is inside their 24 h window on the line, in one query; None when
+        the line has no window or no campaign of the batch sends free text."""
+        if line.channel not in window.WINDOW_CHANNELS or not any(
+                window.uses_window(i.channel_template is not None, i.outside_window)
+                for i in infos.values()):
+            return None
+        since = time.time() - window.WINDOW_SECONDS + self.settings.window_margin_seconds
+        return await window.inside(conn, line.id, [r.address_index for r in rows], since)
+
+    async def _render(self, profile: TenantProfile, rows: list[Claimed],
+                      texts: set[int] = frozenset()):
+        """[(row, address, text, provider template)]: rows in `texts` get free text (inside
+        their window) even when the campaign has a template for the others."""
         blobs = []
         for row in rows:
             blobs += [row.address_sealed, row.name_sealed or b"", row.attributes_sealed or b""]
@@ -530,7 +574,8 @@ class Dispatcher:
                            commercial=info.purpose == "commercial",
                            sender_name=profile.sender_name,
                            sender_contact=profile.sender_contact, language=profile.language)
-            plans.append((row, address, text, _provider_template(info, fields)))
+            template = None if row.id in texts else _provider_template(info, fields)
+            plans.append((row, address, text, template))
         return plans
 
     async def _campaign(self, campaign_id: str) -> _CampaignInfo:
@@ -542,7 +587,7 @@ class Dispatcher:
             (template,) = await self.fields.open_fields(row.tenant_id,
                                                         [bytes(row.template_sealed)])
             info = _CampaignInfo(row.tenant_id, row.purpose, compile_template(template.decode()),
-                                 _channel_template(row.channel_template))
+                                 _channel_template(row.channel_template), row.outside_window)
             self._campaigns[campaign_id] = info
         return info
 
@@ -554,6 +599,7 @@ class Dispatcher:
         consent_type = consent_type_for(line.channel)
         keyring = self.fields.keyring
         queue = iter(plans)
+        windowed = line.channel in window.WINDOW_CHANNELS
 
         async def worker() -> None:
             for row, address, text, template in queue:
@@ -578,12 +624,14 @@ class Dispatcher:
                     # (the taker then counts the row unknown, never sends it twice).
                     work.results.append(Result(row.id, "pending"))
                     continue
-                if not throttle.admits(recipient, time.monotonic()):
-                    # The line's 24 h unique-recipient limit (WhatsApp tier) is reached.
+                # Free text on a window channel goes only inside the person's window, which
+                # the 24 h unique-recipient limit (WhatsApp tier) does not count.
+                capped = template is not None or not windowed
+                if capped and not throttle.admits(recipient, time.monotonic()):
                     work.results.append(Result(row.id, "pending"))
                     work.daily_limit.add(row.campaign_id)
                     continue
-                throttle.sent(recipient, time.monotonic())
+                throttle.sent(recipient, time.monotonic(), capped)
                 outcome = await self._send_one(channel, line, address,
                                                OutboundMessage(text, str(row.id), template))
                 work.results.append(self._result(line, row, address, outcome, work))
@@ -617,22 +665,22 @@ class Dispatcher:
                 # error towards the error-run pause while it is being retried.
                 return Result(row.id, "pending")
         self._attempts.pop(row.id, None)
+        if isinstance(outcome, PermanentFailure) and outcome.code == window.OUTSIDE_WINDOW:
+            # The window closed since planning (or we missed the person's message): the
+            # provider refused free text. A skip like the planned ones, not a send error.
+            return Result(row.id, "skipped", window.OUTSIDE_WINDOW)
         self._errors[row.campaign_id] += 1
+        reason = reason_of(outcome)[:64]  # the one outcome → reason mapping (campaigns.ports)
         if isinstance(outcome, MaybeSent):
             # It may have been delivered: `unknown`, never resent by itself (a status webhook
             # may still settle it; the owner may choose to retry it).
-            return Result(row.id, "unknown", outcome.reason[:64])
-        if isinstance(outcome, Blocked):
-            work.stops.append((row.tenant_id, row.address_index, address, "blocked"))
-            return Result(row.id, "failed", "blocked")
-        if isinstance(outcome, OptedOut):
-            work.stops.append((row.tenant_id, row.address_index, address, "opted_out"))
-            return Result(row.id, "skipped", "opted_out")
-        if isinstance(outcome, PermanentFailure):
-            if outcome.code in LINE_PAUSE_CODES:
-                work.pause_line = outcome.code
-            return Result(row.id, "failed", outcome.code[:64])
-        return Result(row.id, "failed", outcome.reason[:64])
+            return Result(row.id, "unknown", reason)
+        if isinstance(outcome, Blocked | OptedOut):
+            work.stops.append((row.tenant_id, row.address_index, address, reason))
+            return Result(row.id, "failed" if isinstance(outcome, Blocked) else "skipped", reason)
+        if isinstance(outcome, PermanentFailure) and outcome.code in LINE_PAUSE_CODES:
+            work.pause_line = outcome.code
+        return Result(row.id, "failed", reason)
 
     def _provider_error(self, throttle: LineThrottle, row_id: int, recipient: bytes,
                         outcome: Unavailable | MaybeSent):
@@ -735,20 +783,6 @@ def _backoff(first: float = 0.1, longest: float = 2.0):
     while True:
         yield delay
         delay = min(longest, delay * 2)
-
-
-# What providers enforce per line (DESIGN.md): WhatsApp one message per 6 s to a person and a
-# rolling 24 h cap of unique recipients by tier; Telegram one message per second per chat.
-def _provider_limits(line: Line) -> dict:
-    if line.channel == "whatsapp":
-        tier = int((line.options or {}).get("messaging_tier", 0))
-        # A new number earns the provider's trust over its first week (throttle.warmup_rate).
-        age = None if line.created_at is None else max(0.0, time.time() - line.created_at) / DAY
-        return {"pair_interval": 6.0, "daily_unique_limit": warmup_limit(tier),
-                "provider_max_rate": 1000.0, "warmup_age_days": age}
-    if line.channel == "telegram":
-        return {"pair_interval": 1.0, "provider_max_rate": 30.0}
-    return {}
 
 
 def _channel_template(spec: dict | None):

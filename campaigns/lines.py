@@ -1,6 +1,7 @@
 """Sending lines: a tenant's WhatsApp numbers, Telegram bots and its sandbox line."""
 from __future__ import annotations
 
+import math
 import time
 import uuid
 
@@ -12,10 +13,8 @@ from optout.outbound import ADDRESS_FORMAT
 from store.tables import campaigns, lines, operators
 
 SANDBOX_DEFAULT_RATE = 100.0
-# Provider ceilings (DESIGN.md): WhatsApp 80 msg/s per number by default, up to 1,000 when
-# Meta raised it; Telegram about 30 msg/s per bot.
-PROVIDER_RATES = {"whatsapp": (80.0, 1000.0), "telegram": (30.0, 30.0)}
-# The sandbox accepts any rate so the pipeline can be measured unthrottled.
+# The sandbox accepts any rate so the pipeline can be measured unthrottled. Each channel's own
+# default and maximum are in its description (bot.registry).
 SANDBOX_MAX_RATE = 1_000_000.0
 
 
@@ -25,7 +24,21 @@ SENDING_STATES = ("running", "scheduled", "paused", "waiting_unlock")
 
 
 class LineInputError(ValueError):
-    code = "invalid_line"
+    def __init__(self, message: str, code: str = "invalid_line"):
+        super().__init__(message)
+        self.code = code
+
+
+class LineNotFoundError(LookupError):
+    code = "not_found"
+
+
+class LineStateError(ValueError):
+    """The line cannot do that in its state (an archived line cannot be resumed): a 409."""
+
+    def __init__(self, message: str, code: str = "line_state"):
+        super().__init__(message)
+        self.code = code
 
 
 class LineDeleteError(ValueError):
@@ -55,7 +68,7 @@ async def add_sandbox_line(conn: AsyncConnection, tenant_id: str, name: str = "s
                            simulate: dict | None = None) -> Line:
     if not 0 < rate_per_second <= SANDBOX_MAX_RATE:
         raise LineInputError(f"rate_per_second must be above 0 and at most {SANDBOX_MAX_RATE:.0f}")
-    options = {"simulate": _simulation(simulate)} if simulate else None
+    options = {"simulate": simulation(simulate)} if simulate else None
     return await add_line(conn, tenant_id, "sandbox", name, rate_per_second, options=options)
 
 
@@ -63,7 +76,7 @@ _SIMULATION = {"latency_ms": (0, 60_000), "failure_rate": (0, 1),
                "enforced_rate_per_second": (0.001, SANDBOX_MAX_RATE)}
 
 
-def _simulation(simulate: dict) -> dict:
+def simulation(simulate: dict) -> dict:
     """Sandbox provider behaviour: latency, random temporary failures, an enforced rate (429)."""
     if not isinstance(simulate, dict):
         raise LineInputError("'simulate' must be an object")
@@ -138,15 +151,21 @@ async def set_line_state(conn: AsyncConnection, line_id: str, state: str,
 
 
 async def add_provider_line(conn: AsyncConnection, tenant_id: str, channel: str, name: str,
-                            rate_per_second: float | None, wrapped_credentials: bytes,
-                            options: dict | None = None) -> Line:
-    """A WhatsApp number or Telegram bot; its credentials arrive wrapped by the master key."""
-    default, ceiling = PROVIDER_RATES[channel]
-    rate = default if rate_per_second is None else rate_per_second
-    if not 0 < rate <= ceiling:
+                            rate_per_second: float | None, wrapped_credentials: bytes | None,
+                            options: dict | None = None,
+                            pacing: tuple[float, float] | None = None) -> Line:
+    """A line of `channel` (a WhatsApp number, a Telegram bot…); its credentials arrive
+    wrapped by the master key. `pacing` is the channel's (default, maximum) rate."""
+    rate = pacing[0] if rate_per_second is None and pacing else rate_per_second
+    check_rate(channel, rate, pacing[1] if pacing else math.inf)
+    return await add_line(conn, tenant_id, channel, name, rate, wrapped_credentials, options)
+
+
+def check_rate(channel: str, rate: float | None, ceiling: float) -> float:
+    if rate is None or not 0 < rate <= ceiling:
         raise LineInputError(f"rate_per_second for {channel} must be above 0 and at most "
                              f"{ceiling:.0f}")
-    return await add_line(conn, tenant_id, channel, name, rate, wrapped_credentials, options)
+    return rate
 
 
 async def wrapped_credentials(conn: AsyncConnection, line_id: str) -> bytes | None:
@@ -165,3 +184,28 @@ async def line_by_id(conn: AsyncConnection, line_id: str) -> Line | None:
 async def lines_of_channel(conn: AsyncConnection, channel: str) -> list[Line]:
     q = sa.select(lines).where(lines.c.channel == channel, lines.c.state == "active")
     return [_line(r) for r in await conn.execute(q)]
+
+
+ARCHIVED = "archived"
+ARCHIVE_REASON = "line archived"
+# Campaigns an archived line pauses: nothing of theirs is sent until the owner moves them.
+_ARCHIVE_PAUSES = ("running", "scheduled", "waiting_unlock")
+
+
+async def update_line(conn: AsyncConnection, line_id: str, **values) -> None:
+    """Writes the given columns (name, rate_per_second, options, wrapped_credentials)."""
+    if values:
+        await conn.execute(lines.update().where(lines.c.id == line_id).values(**values))
+
+
+async def archive_line(conn: AsyncConnection, line: Line) -> list[str]:
+    """The line stops sending for good (it stays listed, with its history): the campaigns
+    still expecting to send on it are paused with the reason; returns their ids."""
+    paused = [r.id for r in await conn.execute(sa.select(campaigns.c.id).where(
+        campaigns.c.line_id == line.id, campaigns.c.state.in_(_ARCHIVE_PAUSES)))]
+    if paused:
+        await conn.execute(campaigns.update().where(
+            campaigns.c.id.in_(paused), campaigns.c.state.in_(_ARCHIVE_PAUSES)).values(
+            state="paused", state_reason=ARCHIVE_REASON))
+    await set_line_state(conn, line.id, ARCHIVED, ARCHIVE_REASON)
+    return paused

@@ -3,6 +3,7 @@ the closed set of outcomes a send can have. bot/ implements these; nothing above
 a provider's HTTP status or error code."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -126,3 +127,22 @@ class NoAlerts:
     async def campaign_event(self, tenant_id: str, campaign_id: str | None, event: str,
                              detail: str | None = None) -> None:
         return None
+
+
+# What each channel's provider enforces per line (pair interval, 24 h unique-recipient cap,
+# its maximum rate, warm-up), as campaigns.throttle.LineThrottle keywords. Declared by the
+# channel registry (bot.registry) when a channel is registered: campaigns cannot import bot/.
+_LIMITS: dict[str, Callable[[Line], dict]] = {}
+
+
+def declare_limits(channel: str, limits: Callable[[Line], dict]) -> None:
+    _LIMITS[channel] = limits
+
+
+def withdraw_limits(channel: str) -> None:
+    _LIMITS.pop(channel, None)
+
+
+def provider_limits(line: Line) -> dict:
+    limits = _LIMITS.get(line.channel)
+    return {} if limits is None else limits(line)

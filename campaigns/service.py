@@ -10,10 +10,18 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaigns import outbox
+from campaigns import outbox, window
 from campaigns.audiences import list_columns
 from campaigns.commercial import commercial_words, described, texts_of
 from campaigns.lines import get_line
+from campaigns.provider_templates import (
+    APPROVED,
+    TEMPLATE_PAUSED,
+    ProviderTemplateError,
+    check_for_campaign,
+    get_template,
+    sender_names,
+)
 from campaigns.render import DEFAULT_FIELDS, TemplateError, check_placeholders, compile_template
 from crypto.fields import FieldSealer
 from store.tables import campaigns
@@ -77,11 +85,18 @@ class NewCampaign:
     channel_template: dict | None = None
     # The owner confirms that an informational text which reads as commercial is not.
     confirm_informational: bool = False
+    # WhatsApp 24 h window: "template" sends free text inside it, channel_template outside
+    # (campaigns.window.check_mode for the rule).
+    outside_window: str | None = None
 
 
 async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
                  sealer: FieldSealer) -> str:
     await _check(conn, tenant_id, spec)
+    try:
+        outside_window = window.check_mode(spec.outside_window, spec.channel_template is not None)
+    except window.WindowModeError as exc:
+        raise CampaignError(str(exc), exc.code) from None
     words = None
     if spec.purpose == "informational":
         words = commercial_words(*texts_of(spec.template, spec.channel_template))
@@ -92,6 +107,7 @@ async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
         list_id=spec.list_id, purpose=spec.purpose,
         template_sealed=sealer.seal_field(spec.template.encode()), state="draft",
         channel_template=spec.channel_template, commercial_words=words,
+        outside_window=outside_window,
         send_at=spec.send_at, created_at=time.time()))
     return campaign_id
 
@@ -115,7 +131,8 @@ async def _check(conn: AsyncConnection, tenant_id: str, spec: NewCampaign) -> No
         raise CampaignError("'name' must be 1 to 200 characters", "invalid_field")
     if spec.purpose not in PURPOSES:
         raise CampaignError("'purpose' must be commercial or informational", "invalid_field")
-    if await get_line(conn, tenant_id, spec.line_id) is None:
+    line = await get_line(conn, tenant_id, spec.line_id)
+    if line is None:
         raise CampaignNotFoundError("no such line")
     columns = await list_columns(conn, tenant_id, spec.list_id)
     if columns is None:
@@ -126,6 +143,23 @@ async def _check(conn: AsyncConnection, tenant_id: str, spec: NewCampaign) -> No
         for parameter in _template_parameters(spec.channel_template):
             check_placeholders(compile_template(parameter), available)
     except TemplateError as exc:
+        raise CampaignError(str(exc), exc.code) from None
+    if line.channel == "whatsapp" and spec.channel_template is not None:
+        await _check_provider_template(conn, tenant_id, line.id, spec)
+
+
+async def _check_provider_template(conn: AsyncConnection, tenant_id: str, line_id: str,
+                                   spec: NewCampaign) -> None:
+    """The named WhatsApp template as synced for the line (campaigns.provider_templates)."""
+    name = spec.channel_template["name"]
+    language = spec.channel_template.get("language", "tr")
+    try:
+        check_for_campaign(
+            await get_template(conn, tenant_id, line_id, name, language),
+            spec.channel_template.get("parameters", []),
+            commercial=spec.purpose == "commercial",
+            names=await sender_names(conn, tenant_id), name=name, language=language)
+    except ProviderTemplateError as exc:
         raise CampaignError(str(exc), exc.code) from None
 
 
@@ -171,6 +205,8 @@ async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, ac
     if action in ("start", "resume", "retry") and \
             await get_line(conn, tenant_id, row.line_id) is None:
         raise CampaignStateError("the campaign's line was deleted", "line_deleted")
+    if action == "resume" and (row.state_reason or "").startswith(TEMPLATE_PAUSED):
+        await _check_template_back(conn, row)
     now = time.time() if now is None else now
     if action == "start":
         await outbox.build(conn, row.id, tenant_id, row.list_id)
@@ -190,6 +226,19 @@ async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, ac
         return await _set(conn, row.id, "cancelled", "cancelled by owner", finished_at=now)
     await outbox.requeue(conn, row.id, include_unknown=include_unknown)
     return await _set(conn, row.id, "running" if row.state == "completed" else row.state, None)
+
+
+async def _check_template_back(conn: AsyncConnection, row) -> None:
+    """A campaign paused because Meta paused or disabled its template resumes only once the
+    template is APPROVED again (a refresh or a status webhook says so)."""
+    spec = row.channel_template or {}
+    name, language = spec.get("name", ""), spec.get("language", "tr")
+    found = await get_template(conn, row.tenant_id, row.line_id, name, language)
+    if found is None or found.status != APPROVED:
+        status = found.status if found else "unknown"
+        raise CampaignStateError(f"WhatsApp template '{name}' ({language}) is {status}, not "
+                                 "APPROVED: refresh the line's templates once Meta approves "
+                                 "it again", "template_not_approved")
 
 
 async def _set(conn: AsyncConnection, campaign_id: str, state: str, reason: str | None,
@@ -251,7 +300,7 @@ async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None =
     return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
             "commercial_words": row.commercial_words,
-            "whatsapp_template": row.channel_template,
+            "whatsapp_template": row.channel_template, "outside_window": row.outside_window,
             "send_at": _finite(row.send_at), "created_at": row.created_at,
             "started_at": row.started_at,
             "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped,

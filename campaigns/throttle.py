@@ -375,11 +375,14 @@ class LineThrottle:
         """Seconds left of a provider's back-off (429 or errors); 0 when the line may send."""
         return _until(self.aimd.paused_until, now)
 
-    def sent(self, recipient: str, now: float) -> None:
+    def sent(self, recipient: str, now: float, capped: bool = True) -> None:
+        """`capped` False: a reply inside the person's 24 h window, which WhatsApp's
+        unique-recipient limit does not count."""
         self._sync(now)
         self.bucket.take(now)
         self.pairs.record(recipient, now)
-        self.rolling_cap.record(recipient, now)
+        if capped:
+            self.rolling_cap.record(recipient, now)
         self.aimd.on_success(now)
         self._sync(now)
 

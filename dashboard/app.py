@@ -13,6 +13,7 @@ from dashboard import (
     audit_api,
     campaign_api,
     consent_api,
+    invites_api,
     keys_api,
     lines_api,
     operator_api,
@@ -21,6 +22,7 @@ from dashboard import (
     users_api,
     vault_api,
     webhooks,
+    whatsapp_templates_api,
 )
 from dashboard.errors import (
     RETRY_AFTER_SECONDS,
@@ -104,11 +106,12 @@ BASE_OPERATIONS = [
 
 
 def operations() -> list[Operation]:
-    return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.OPERATIONS,
+    return [*BASE_OPERATIONS, *vault_api.OPERATIONS, *lines_api.operations(),
             *audience_api.OPERATIONS, *consent_api.OPERATIONS, *settings_api.OPERATIONS,
-            *campaign_api.OPERATIONS, *webhooks.OPERATIONS, *operator_api.OPERATIONS,
+            *campaign_api.OPERATIONS, *webhooks.operations(), *operator_api.OPERATIONS,
             *subjects_api.OPERATIONS, *audit_api.OPERATIONS, *users_api.OPERATIONS,
-            *keys_api.OPERATIONS]
+            *keys_api.OPERATIONS, *invites_api.OPERATIONS,
+            *whatsapp_templates_api.OPERATIONS]
 
 
 def setup(app: web.Application) -> None:

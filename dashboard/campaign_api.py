@@ -11,8 +11,10 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from campaigns import outbox as outbox_module
-from campaigns import service
+from campaigns import service, window
+from campaigns.audiences import list_columns
 from campaigns.commercial import commercial_words, texts_of
+from campaigns.lines import get_line
 from campaigns.render import compile_template, compose
 from campaigns.service import NewCampaign
 from crypto.errors import VaultLockedError
@@ -58,7 +60,8 @@ async def create(request: web.Request) -> web.Response:
         purpose=field(body, "purpose", str, required=False, default="commercial"),
         template=field(body, "template", str), send_at=_send_at(body),
         channel_template=field(body, "whatsapp_template", dict, required=False, default=None),
-        confirm_informational=_confirmation(body))
+        confirm_informational=_confirmation(body),
+        outside_window=field(body, "outside_window", str, required=False, default=None))
     app, tenant_id = request.app, request[TENANT]
     async with app[db_key].connect() as conn:
         profile = await app[directory_key].profile(conn, tenant_id)
@@ -86,7 +89,22 @@ def _confirmed(row) -> dict:
 async def show(request: web.Request) -> web.Response:
     async with request.app[db_key].connect() as conn:
         row = await service.get(conn, request[TENANT], request.match_info["id"])
-        return json_response(await service.status(conn, row))
+        body = await service.status(conn, row)
+        body["window"] = await window.for_campaign(conn, row, time.time())
+        return json_response(body)
+
+
+async def window_estimate(request: web.Request) -> web.Response:
+    """How many of a list are inside their 24 h WhatsApp window on a line right now (for the
+    campaign form): free text reaches only them."""
+    line_id = request.query.get("line_id", "")
+    list_id = request.query.get("list_id", "")
+    async with request.app[db_key].connect() as conn:
+        if await get_line(conn, request[TENANT], line_id) is None or \
+                await list_columns(conn, request[TENANT], list_id) is None:
+            raise ApiError(404, "not_found", "no such line or list")
+        found = await window.estimate(conn, line_id, list_id, False, None, time.time())
+    return json_response({"window": found})
 
 
 async def index(request: web.Request) -> web.Response:
@@ -247,10 +265,28 @@ CREATE_SCHEMA = {"type": "object", "required": ["name", "line_id", "list_id", "t
                                                    "commercial (promotions, greetings) is "
                                                    "refused with looks_commercial unless "
                                                    "confirmed; audited with its words"},
-                                "whatsapp_template": {"type": "object", "properties": {
+                                "whatsapp_template": {"type": "object", "description": (
+                                    "on a WhatsApp line: a template synced for the line "
+                                    "(POST /lines/{id}/templates/sync) and APPROVED; one "
+                                    "parameter per body {{n}}, each a contact-field "
+                                    "template with fallbacks; for commercial campaigns it "
+                                    "must name the sender and offer a refusal (RET text or "
+                                    "an opt-out quick reply)"), "properties": {
                                     "name": {"type": "string"}, "language": {"type": "string"},
                                     "parameters": {"type": "array",
                                                    "items": {"type": "string"}}}},
+                                "outside_window": {
+                                    "enum": ["skip", "template"],
+                                    "description": "WhatsApp 24 h window. Free text reaches "
+                                                   "only people who wrote to the line in the "
+                                                   "last 24 h; the others are skipped as "
+                                                   "outside_window (default, and the only "
+                                                   "choice without whatsapp_template). "
+                                                   "\"template\": free text inside the "
+                                                   "window, whatsapp_template outside it. "
+                                                   "With whatsapp_template and no "
+                                                   "outside_window, everyone gets the "
+                                                   "template"},
                                 "send_at": {"type": ["string", "number"],
                                             "format": "date-time",
                                             "description": "ISO 8601 or Unix seconds, from "
@@ -271,7 +307,12 @@ OPERATIONS = [
               body=CREATE_SCHEMA, responses={201: "Created", 400: "Invalid (e.g. unknown "
                                              "placeholder; looks_commercial: informational "
                                              "text that reads as commercial, words in "
-                                             "error.words)", 404: "No such line or list"}),
+                                             "error.words; WhatsApp templates: "
+                                             "unknown_template, template_not_approved, "
+                                             "template_parameters, unsupported_template, "
+                                             "template_lacks_opt_out, template_lacks_sender, "
+                                             "marketing_template)",
+                                             404: "No such line or list"}),
     Operation("GET", "/api/v1/campaigns", index, "The tenant's campaigns, newest first",
               query=("limit",)),
     Operation("GET", "/api/v1/stats", stats,
@@ -284,7 +325,12 @@ OPERATIONS = [
                   "sample": {"type": "object"}}}),
     Operation("GET", "/api/v1/campaigns/{id}", show,
               "A campaign with counts, skipped_by_reason and failed_by_reason, derived from "
-              "its outbox"),
+              "its outbox; `window` {inside, of}: its list's people inside their 24 h "
+              "WhatsApp window now (free-text WhatsApp campaigns, else null)"),
+    Operation("GET", "/api/v1/window", window_estimate,
+              "How many of a list are inside their 24 h WhatsApp window on a line now: "
+              "{\"window\": {\"inside\", \"of\"}} (null for lines without a window)",
+              query=("line_id", "list_id"), responses={200: "Counts", 404: "No such line or list"}),
     *[Operation("POST", f"/api/v1/campaigns/{{id}}/{name}", _action(name), summary,
                 body=_ACTION_BODIES.get(name),
                 responses={200: "Campaign", 409: "Not allowed in this state",

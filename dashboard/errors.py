@@ -8,7 +8,7 @@ import math
 from aiohttp import web
 
 from campaigns.audiences import AudienceError
-from campaigns.lines import LineInputError
+from campaigns.lines import LineInputError, LineNotFoundError, LineStateError
 from campaigns.service import CampaignError, CampaignNotFoundError, CampaignStateError
 from crypto.errors import CorruptDataError, VaultLockedError, WrongPassphraseError
 from dashboard.accounts import AccountError, ForbiddenError, NotFoundError
@@ -67,6 +67,8 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
     (AccountError, 400, None),
     (AudienceError, 400, None),
     (LineInputError, 400, None),
+    (LineStateError, 409, None),
+    (LineNotFoundError, 404, None),
     (ConsentInputError, 400, None),
     (SuppressionInputError, 400, None),
     (InputError, 400, None),

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
+from bot.lines import LineAdmin
 from bot.operator import OperatorDesk
 from bot.sandbox import SandboxChannel
 from bot.telegram_inbound import TelegramInbound
@@ -60,6 +61,7 @@ sandbox_key = web.AppKey("sandbox", SandboxChannel)
 watch_key = web.AppKey("watch", RevocationWatch)
 channels_key = web.AppKey("channels", dict)
 credentials_key = web.AppKey("credentials", CredentialStore)
+line_admin_key = web.AppKey("line_admin", LineAdmin)  # add, edit, pause, archive lines
 telegram_inbound_key = web.AppKey("telegram_inbound", TelegramInbound)
 operator_desk_key = web.AppKey("operator_desk", OperatorDesk)
 iys_sync_key = web.AppKey("iys_sync", IysSync)

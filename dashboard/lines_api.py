@@ -5,18 +5,11 @@ import logging
 
 from aiohttp import web
 
-from bot.telegram import TelegramCredentials, TelegramLineError, new_webhook_secret
-from bot.whatsapp import WhatsAppCredentials
-from campaigns.lines import (
-    LineDeleteError,
-    add_provider_line,
-    add_sandbox_line,
-    delete_line,
-    get_line,
-    list_lines,
-)
+from bot import registry
+from bot.lines import LINE_CHANGED_TOPIC, LINE_GONE_TOPIC, check_name
+from bot.registry import ChannelSpec
+from campaigns.lines import LineDeleteError, get_line, list_lines
 from campaigns.ports import Line
-from campaigns.throttle import WHATSAPP_TIERS
 from dashboard import webhooks
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
@@ -27,27 +20,27 @@ from dashboard.keys import (
     credentials_key,
     db_key,
     inbound_key,
-    public_url_key,
+    line_admin_key,
     sandbox_key,
 )
 from dashboard.routing import Operation
-from optout import audit
-from optout.addresses import normalise_address
 from optout.outbound import names_an_address
 
 log = logging.getLogger(__name__)
-LINE_GONE_TOPIC = "line.gone"  # bus: the id of a deleted line
+__all__ = ["LINE_CHANGED_TOPIC", "LINE_GONE_TOPIC"]
 
 
 def line_json(line: Line) -> dict:
-    """What the owner sees of a line: never its credentials."""
+    """What the owner sees of a line: never its credentials; its channel's options."""
     options = line.options or {}
+    spec = registry.find(line.channel)
     found = {"id": line.id, "channel": line.channel, "name": line.name,
              "rate_per_second": line.rate_per_second, "state": line.state,
              "state_reason": line.state_reason,
              "webhook_path": f"/webhooks/{line.channel}/{line.id}"
-             if line.channel != "sandbox" else None}
-    found.update({k: options[k] for k in ("simulate", "messaging_tier") if k in options})
+             if spec is not None and spec.webhooks else None}
+    shown = [f.name for f in spec.options] if spec is not None else []
+    found.update({k: options[k] for k in shown if k in options})
     return found
 
 
@@ -57,9 +50,13 @@ async def get_lines(request: web.Request) -> web.Response:
     return json_response({"lines": [line_json(line) for line in found]})
 
 
-LINE_FIELDS = ("channel", "name", "rate_per_second", "simulate", "phone_number_id",
-               "access_token", "app_secret", "verify_token", "waba_id", "messaging_tier",
-               "bot_token")
+COMMON_FIELDS = ("channel", "name", "rate_per_second")
+
+
+def line_fields() -> tuple[str, ...]:
+    """Every field a line request may carry, over the registered channels."""
+    return COMMON_FIELDS + tuple(dict.fromkeys(
+        f.name for spec in registry.all_channels() for f in spec.credentials + spec.options))
 
 
 def refuse_addresses(body: object, known: tuple[str, ...], where: str = "") -> None:
@@ -75,106 +72,98 @@ def refuse_addresses(body: object, known: tuple[str, ...], where: str = "") -> N
                            "the operator (providers.* in the configuration), not per tenant")
 
 
+def _spec(channel: str) -> ChannelSpec:
+    try:
+        return registry.get(channel)
+    except registry.UnknownChannelError as exc:
+        raise ApiError(400, "unsupported_channel", str(exc)) from None
+
+
+def _values(body: dict, fields, required: bool = True) -> dict:
+    """The spec's fields read from the body, each checked for its kind (a 400 naming it)."""
+    return {f.name: field(body, f.name, f.kind, required=f.required and required)
+            for f in fields if f.name in body or (f.required and required)}
+
+
 async def post_line(request: web.Request) -> web.Response:
     body = await json_body(request)
-    refuse_addresses(body, LINE_FIELDS)
-    channel = field(body, "channel", str)
-    name = field(body, "name", str).strip()
-    if not name or len(name) > 200:
-        raise ApiError(400, "invalid_field", "'name' must be 1 to 200 characters")
-    if channel == "whatsapp":
-        return await _post_whatsapp_line(request, body, name)
-    if channel == "telegram":
-        return await _post_telegram_line(request, body, name)
-    if channel != "sandbox":
-        raise ApiError(400, "unsupported_channel",
-                       f"unknown channel '{channel}'; use sandbox, whatsapp or telegram")
-    rate = field(body, "rate_per_second", float, required=False, default=100.0)
-    simulate = field(body, "simulate", dict, required=False, default=None)
-    async with request.app[db_key].begin() as conn:
-        line = await add_sandbox_line(conn, request[TENANT], name, rate, simulate)
-    return json_response(line_json(line), status=201)
-
-
-async def _post_whatsapp_line(request: web.Request, body: dict, name: str) -> web.Response:
-    creds = WhatsAppCredentials(
-        phone_number_id=field(body, "phone_number_id", str),
-        access_token=field(body, "access_token", str), app_secret=field(body, "app_secret", str),
-        verify_token=field(body, "verify_token", str))
-    tier = field(body, "messaging_tier", int, required=False, default=0)
-    if not 0 <= tier < len(WHATSAPP_TIERS):
-        raise ApiError(400, "invalid_field", f"'messaging_tier' must be 0 to "
-                                             f"{len(WHATSAPP_TIERS) - 1} (250 → unlimited)")
-    wrapped = request.app[credentials_key].wrap(creds.to_json())
+    refuse_addresses(body, line_fields())
+    spec = _spec(field(body, "channel", str))
+    name = check_name(field(body, "name", str))
     rate = field(body, "rate_per_second", float, required=False, default=None)
-    async with request.app[db_key].begin() as conn:
-        line = await add_provider_line(conn, request[TENANT], "whatsapp", name, rate, wrapped,
-                                       {"messaging_tier": tier})
+    values = _values(body, spec.credentials + spec.options)
+    line = await request.app[line_admin_key].add(request[TENANT], spec.name, name, rate, values)
     return json_response(line_json(line), status=201)
 
 
-async def _post_telegram_line(request: web.Request, body: dict, name: str) -> web.Response:
-    creds = TelegramCredentials(bot_token=field(body, "bot_token", str),
-                                webhook_secret=new_webhook_secret())
-    wrapped = request.app[credentials_key].wrap(creds.to_json())
-    rate = field(body, "rate_per_second", float, required=False, default=None)
-    async with request.app[db_key].begin() as conn:
-        line = await add_provider_line(conn, request[TENANT], "telegram", name, rate, wrapped)
-    public_url = request.app[public_url_key]
-    if public_url:  # otherwise the poller picks the line up within seconds
-        try:
-            await request.app[channels_key]["telegram"].set_webhook(
-                line, f"{public_url.rstrip('/')}/webhooks/telegram/{line.id}",
-                creds.webhook_secret)
-        except TelegramLineError as exc:
-            log.warning("telegram webhook not set", extra={"line_id": line.id,
-                                                           "reason": exc.code})
-    return json_response(line_json(line), status=201)
+async def patch_line(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    refuse_addresses(body, line_fields())
+    line = await tenant_line(request, request.match_info["id"])
+    spec = registry.get(line.channel)
+    editable = [f for f in spec.credentials + spec.options if f.editable]
+    known = {"name", "rate_per_second", *(f.name for f in editable)}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ApiError(400, "unknown_field", f"'{unknown[0]}' cannot be changed on a "
+                                             f"{spec.name} line; editable: "
+                                             f"{', '.join(sorted(known))}")
+    changes = _values(body, editable, required=False)
+    if "name" in body:
+        changes["name"] = field(body, "name", str)
+    if "rate_per_second" in body:
+        changes["rate_per_second"] = field(body, "rate_per_second", float)
+    if not changes:
+        raise ApiError(400, "missing_field", "nothing to change; editable: "
+                                             f"{', '.join(sorted(known))}")
+    line = await request.app[line_admin_key].update(request[TENANT], actor_of(request),
+                                                    line.id, changes)
+    return json_response(line_json(line))
+
+
+async def pause_line(request: web.Request) -> web.Response:
+    line = await request.app[line_admin_key].pause(request[TENANT], actor_of(request),
+                                                   request.match_info["id"])
+    return json_response(line_json(line))
+
+
+async def resume_line(request: web.Request) -> web.Response:
+    resumed = await request.app[line_admin_key].resume(request[TENANT], actor_of(request),
+                                                       request.match_info["id"])
+    return json_response(line_json(resumed.line)
+                         | {"resumed_from": resumed.previous_reason})
+
+
+async def archive_line(request: web.Request) -> web.Response:
+    line, paused = await request.app[line_admin_key].archive(
+        request[TENANT], actor_of(request), request.match_info["id"])
+    return json_response(line_json(line) | {"paused_campaigns": paused})
 
 
 async def delete_line_handler(request: web.Request) -> web.Response:
-    line = await tenant_line(request, request.match_info["id"])
-    telegram = request.app[channels_key]["telegram"]
-    webhook = line.channel == "telegram" and bool(request.app[public_url_key])
-    if webhook:  # loaded now: Telegram is told after the commit, when they are gone
-        try:
-            await request.app[credentials_key].telegram(line)
-        except Exception as exc:  # unreadable credentials: nothing to tell Telegram with
-            log.warning("telegram webhook cannot be removed", extra={
-                "line_id": line.id, "error": type(exc).__name__})
-            webhook = False
-    async with request.app[db_key].begin() as conn:
-        try:
-            drafts = await delete_line(conn, line)
-        except LineDeleteError as exc:
-            raise ApiError(409, exc.code, str(exc)) from None
-        await audit.record(conn, request[TENANT], actor_of(request), "line.delete",
-                           line_id=line.id, channel=line.channel, cancelled_drafts=drafts)
-    if webhook:
-        try:
-            await telegram.delete_webhook(line)
-        except TelegramLineError as exc:  # the bot's token is gone from here either way
-            log.warning("telegram webhook not removed", extra={"line_id": line.id,
-                                                               "reason": exc.code})
-    request.app[credentials_key].forget(line.id)
-    if line.channel == "telegram":
-        # Closing its session ends a long poll in flight; the poller then finds no
-        # credentials and stops.
-        await telegram.forget(line.id)
-    try:  # the other processes drop theirs (the line is gone either way)
-        await request.app[bus_key].announce(LINE_GONE_TOPIC, line.id)
-    except Exception as exc:  # their webhook lookups then lapse within a minute
-        log.warning("line deletion not announced", extra={"line_id": line.id,
-                                                          "error": type(exc).__name__})
+    try:
+        await request.app[line_admin_key].delete(request[TENANT], actor_of(request),
+                                                 request.match_info["id"])
+    except LineDeleteError as exc:
+        raise ApiError(409, exc.code, str(exc)) from None
     return web.Response(status=204)
 
 
 def line_gone(app: web.Application, line_id: str) -> None:
     """Bus handler: this process drops what it holds of a deleted line — its unwrapped
-    credentials, its Telegram bot (closing it ends a long poll) and the webhooks' lookup."""
+    credentials, its provider clients (a Telegram bot: closing it ends a long poll) and the
+    webhooks' lookup."""
+    line_changed(app, line_id)
+    for spec in registry.all_channels():
+        if spec.forget is not None and spec.name in app[channels_key]:
+            app[bus_key].spawn(spec.forget(app[channels_key][spec.name], line_id))
+
+
+def line_changed(app: web.Application, line_id: str) -> None:
+    """Bus handler: a line was edited, paused, resumed or archived somewhere: its cached
+    credentials and webhook lookup are read again (the dispatcher reads lines every round)."""
     app[credentials_key].forget(line_id)
     webhooks.forget_line(app, line_id)
-    app[bus_key].spawn(app[channels_key]["telegram"].forget(line_id))
 
 
 async def tenant_line(request: web.Request, line_id: str) -> Line:
@@ -188,7 +177,7 @@ async def tenant_line(request: web.Request, line_id: str) -> Line:
 def address_param(raw: str | None, channel: str, name: str) -> str:
     if not raw or not raw.strip():
         raise ApiError(400, "missing_field", f"'{name}' is required")
-    address = normalise_address(raw, channel)
+    address = registry.normalise(raw, channel)
     if address is None:
         raise ApiError(400, "invalid_address", f"'{name}' is not a valid {channel} address")
     return address
@@ -227,26 +216,86 @@ def iso(ts: float | None) -> str | None:
         return None
 
 
-LINE_SCHEMA = {"type": "object", "required": ["channel", "name"], "properties": {
-    "channel": {"enum": ["sandbox", "whatsapp", "telegram"]}, "name": {"type": "string"},
-    "phone_number_id": {"type": "string"}, "access_token": {"type": "string"},
-    "app_secret": {"type": "string"}, "verify_token": {"type": "string"},
-    "messaging_tier": {"type": "integer"}, "bot_token": {"type": "string"},
-    "rate_per_second": {"type": "number"},
-    "simulate": {"type": "object", "properties": {
-        "latency_ms": {"type": "number"}, "failure_rate": {"type": "number"},
-        "enforced_rate_per_second": {"type": "number"}}}}}
+def line_schema() -> dict:
+    """POST /lines, from the registered channels' fields."""
+    properties: dict = {"channel": {"enum": registry.names()}, "name": {"type": "string"},
+                        "rate_per_second": {"type": "number"}}
+    for spec in registry.all_channels():
+        for f in spec.credentials + spec.options:
+            properties.setdefault(f.name, _schema_of(f))
+    return {"type": "object", "required": ["channel", "name"], "properties": properties}
+
+
+def patch_schema() -> dict:
+    properties: dict = {"name": {"type": "string"}, "rate_per_second": {"type": "number"}}
+    for spec in registry.all_channels():
+        for f in spec.credentials + spec.options:
+            if f.editable:
+                properties.setdefault(f.name, _schema_of(f))
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", dict: "object", bool: "boolean"}
+_SIMULATE = {"type": "object", "properties": {
+    "latency_ms": {"type": "number"}, "failure_rate": {"type": "number"},
+    "enforced_rate_per_second": {"type": "number"}}}
+
+
+def _schema_of(f) -> dict:
+    if f.name == "simulate":
+        return _SIMULATE
+    found: dict = {"type": _JSON_TYPES.get(f.kind, "string")}
+    if f.secret:
+        found["writeOnly"] = True
+    if f.choices:
+        found |= {"minimum": 0, "maximum": len(f.choices) - 1}
+    return found
+
+
+def operations() -> list[Operation]:
+    """Built per call: the schemas follow the channels registered (bot.registry)."""
+    return [
+        Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines"),
+        Operation("POST", "/api/v1/lines", post_line,
+                  "Add a sending line of a registered channel: sandbox, a WhatsApp Cloud API "
+                  "number or a Telegram bot (credentials are stored wrapped by the operator "
+                  "key and never shown again). Provider addresses are the operator's "
+                  "configuration: a field naming one (base_url, url, api_url, endpoint, any "
+                  "*_url, or a URL value) is a 400 address_not_allowed naming the field",
+                  body=line_schema(), responses={201: "Line created", 400: "Invalid line"},
+                  role="admin"),
+        Operation("PATCH", "/api/v1/lines/{id}", patch_line,
+                  "Edit a line: name, rate_per_second (up to its channel's maximum) and its "
+                  "channel's editable fields (WhatsApp: messaging_tier, waba_id, access_token; "
+                  "Telegram: bot_token). A token is a rotation: the next send uses it, in "
+                  "every process. Other fields are a 400 unknown_field. Audited as "
+                  "line.update (never a secret)", body=patch_schema(),
+                  responses={200: "The line", 400: "Invalid change", 404: "No such line",
+                             409: "The line is archived"}, role="admin"),
+        Operation("POST", "/api/v1/lines/{id}/pause", pause_line,
+                  "Pause a line (reason \"paused by owner\"): nothing is sent on it until it "
+                  "is resumed. Audited as line.pause",
+                  responses={200: "The line", 404: "No such line",
+                             409: "The line is archived"}, role="admin"),
+        Operation("POST", "/api/v1/lines/{id}/resume", resume_line,
+                  "Resume a paused line, whoever paused it (the owner, or the provider: "
+                  "WhatsApp 131048 spam limit, 368 policy block, a quality warning); the "
+                  "answer's resumed_from says why it was paused. An archived line cannot be "
+                  "resumed (409 line_archived). Audited as line.resume",
+                  responses={200: "The line, with resumed_from", 404: "No such line",
+                             409: "The line is archived"}, role="admin"),
+        Operation("POST", "/api/v1/lines/{id}/archive", archive_line,
+                  "Archive a line: it stops sending for good but stays listed (state "
+                  "archived) with its history; campaigns running, scheduled or waiting on it "
+                  "are paused with the reason \"line archived\" (paused_campaigns). It is no "
+                  "longer offered for new campaigns. Audited as line.archive",
+                  responses={200: "The line, with paused_campaigns", 404: "No such line"},
+                  role="admin"),
+        *OPERATIONS,
+    ]
+
 
 OPERATIONS = [
-    Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines"),
-    Operation("POST", "/api/v1/lines", post_line,
-              "Add a sending line: sandbox, a WhatsApp Cloud API number or a Telegram bot "
-              "(credentials are stored wrapped by the operator key and never shown again). "
-              "Provider addresses are the operator's configuration: a field naming one "
-              "(base_url, url, api_url, endpoint, any *_url, or a URL value) is a 400 "
-              "address_not_allowed naming the field",
-              body=LINE_SCHEMA, responses={201: "Line created", 400: "Invalid line"},
-              role="admin"),
     Operation("DELETE", "/api/v1/lines/{id}", delete_line_handler,
               "Delete a line. Refused (409 line_in_use, naming them) while a campaign on it is "
               "running, scheduled, paused or waiting for an unlock: cancel those first, so no "

@@ -7,14 +7,17 @@ import time
 
 from aiohttp import web
 
-from bot import deliveries
+from bot import deliveries, registry
 from bot.telegram_updates import verify_secret
-from bot.whatsapp import outcome_for_error
 from bot.whatsapp_webhook import (
     SIGNATURE_HEADER,
+    AccountUpdate,
+    InboundOther,
     InboundText,
     PreferenceChange,
+    QualityUpdate,
     StatusUpdate,
+    TemplateStatusChange,
     handshake,
     parse,
     verify_signature,
@@ -22,12 +25,14 @@ from bot.whatsapp_webhook import (
 from campaigns import outbox
 from campaigns.lines import line_by_id
 from campaigns.ports import Line, OptedOut, reason_of
+from dashboard import line_signals, whatsapp_templates_api
 from dashboard.errors import ApiError, json_response, read_limited
 from dashboard.inputs import InputError, parse_provider_json
 from dashboard.keys import (
     credentials_key,
     db_key,
     inbound_key,
+    operator_desk_key,
     settings_key,
     telegram_inbound_key,
 )
@@ -125,6 +130,15 @@ async def _whatsapp_event(app: web.Application, line: Line, event) -> int:
             return 1
     elif isinstance(event, StatusUpdate):
         return await _status(app, line, event)
+    elif isinstance(event, InboundOther):
+        address = normalise_phone(event.from_address)
+        if address:
+            await router.wrote(line, address, at=event.timestamp)
+            return 1
+    elif isinstance(event, QualityUpdate | AccountUpdate):
+        return await line_signals.apply(app[db_key], line, event, app.get(operator_desk_key))
+    elif isinstance(event, TemplateStatusChange):
+        return await whatsapp_templates_api.status_webhook(app, line, event)
     elif isinstance(event, PreferenceChange):
         address = normalise_phone(event.address)
         # Dated by the event's own timestamp: a late or replayed older one changes nothing.
@@ -146,7 +160,7 @@ async def _status(app: web.Application, line: Line, event: StatusUpdate) -> int:
         return 0  # not one of our campaign messages (a confirmation, another tool)
     reason = None
     if event.status == "failed" and event.error_code is not None:
-        outcome = outcome_for_error(event.error_code)
+        outcome = registry.get(line.channel).outcome_for_error(event.error_code)
         reason = reason_of(outcome)
         address = normalise_phone(event.recipient)
         if isinstance(outcome, OptedOut) and address:
@@ -174,17 +188,43 @@ async def telegram_events(request: web.Request) -> web.Response:
     return json_response({"ok": True, "handled": handled})
 
 
-OPERATIONS = [
-    Operation("GET", "/webhooks/whatsapp/{line_id}", whatsapp_handshake,
-              "WhatsApp webhook verification (hub.mode, hub.verify_token, hub.challenge)",
-              auth=False, query=("hub.mode", "hub.verify_token", "hub.challenge"),
-              responses={200: "The challenge", 403: "Wrong verify token"}),
-    Operation("POST", "/webhooks/whatsapp/{line_id}", whatsapp_events,
-              "WhatsApp webhook: messages, statuses, user preferences (X-Hub-Signature-256)",
-              auth=False, body={"type": "object"},
-              responses={200: "Processed", 401: "Bad signature; nothing changed"}),
-    Operation("POST", "/webhooks/telegram/{line_id}", telegram_events,
-              "Telegram Bot API webhook (X-Telegram-Bot-Api-Secret-Token)", auth=False,
-              body={"type": "object"},
-              responses={200: "Processed", 401: "Bad secret; nothing changed"}),
-]
+async def channel_events(request: web.Request, spec, route) -> web.Response:
+    """A channel without a handler of its own (bot.registry): its route verifies the request
+    with the line's credentials and parses the body into events; delivery statuses move the
+    outbox, inbound texts go to the inbound router."""
+    line = await provider_line(request, spec.name)
+    creds = await request.app[credentials_key].load(line)
+    raw = await read_limited(request, request.app[settings_key].max_body_bytes)
+    if not route.verify(creds, request.headers, raw):
+        raise ApiError(401, "bad_signature", "the request is not signed by the provider")
+    payload = _provider_json(raw, line, spec.name)
+    if payload is None:
+        return _dropped()
+    handled = 0
+    for event in route.parse(payload):
+        if isinstance(event, StatusUpdate):
+            handled += await _status(request.app, line, event)
+        elif isinstance(event, InboundText) and (address := spec.normalise(event.from_address)):
+            await request.app[inbound_key].receive(line, address, event.text, event.message_id,
+                                                   sent_at=event.timestamp)
+            handled += 1
+    return json_response({"ok": True, "handled": handled})
+
+
+def operations() -> list[Operation]:
+    """Each registered channel's webhook routes (bot.registry), outside /api/v1."""
+    found = []
+    for spec in registry.all_channels():
+        for route in spec.webhooks:
+            handler = globals()[route.handler] if route.handler else _generic(spec, route)
+            found.append(Operation(
+                route.method, f"/webhooks/{spec.name}/{{line_id}}", handler, route.summary,
+                auth=False, body={"type": "object"} if route.method == "POST" else None,
+                responses=dict(route.responses), query=route.query))
+    return found
+
+
+def _generic(spec, route):
+    async def handler(request: web.Request) -> web.Response:
+        return await channel_events(request, spec, route)
+    return handler

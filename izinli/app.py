@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+import bot.channels  # noqa: F401  (the shipped channels register themselves)
+from bot import registry
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
+from bot.lines import LineAdmin
 from bot.operator import OperatorDesk
-from bot.sandbox import SandboxChannel
-from bot.telegram import TelegramChannel
+from bot.registry import BuildContext
 from bot.telegram_inbound import TelegramInbound, TelegramPoller
-from bot.whatsapp import WhatsAppChannel
 from campaigns.audiences import ContactImporter
 from campaigns.dispatcher import Dispatcher, DispatchSettings
 from campaigns.leases import Keeper
@@ -43,6 +44,7 @@ from dashboard.keys import (
     inbound_key,
     iys_sync_key,
     keyring_key,
+    line_admin_key,
     master_key,
     operator_desk_key,
     public_url_key,
@@ -54,7 +56,12 @@ from dashboard.keys import (
     telegram_inbound_key,
     watch_key,
 )
-from dashboard.lines_api import LINE_GONE_TOPIC, line_gone
+from dashboard.lines_api import (
+    LINE_CHANGED_TOPIC,
+    LINE_GONE_TOPIC,
+    line_changed,
+    line_gone,
+)
 from dashboard.vault_fanout import VaultFanout
 from dashboard.web import setup_state_key
 from izinli import audit_files
@@ -125,17 +132,20 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
         app[setup_state_key]["token"] = secrets.token_urlsafe(18)
     fields = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
     directory = TenantDirectory(app[master_key])
-    sandbox = SandboxChannel(db, fields, directory)
-    app[fields_key], app[directory_key], app[sandbox_key] = fields, directory, sandbox
+    app[fields_key], app[directory_key] = fields, directory
     credentials = CredentialStore(db, app[master_key])
     providers = app[config_key].providers  # the only source of provider addresses
     await credentials.drop_stored_addresses()
-    whatsapp = WhatsAppChannel(credentials.whatsapp, base_url=providers.whatsapp_url,
-                               timeout=providers.whatsapp_timeout_seconds)
-    telegram = TelegramChannel(credentials.telegram, base_url=providers.telegram_url)
+    # One channel object per registered channel (bot.registry), built from its description.
+    context = BuildContext(credentials.load, providers, db, fields, directory)
+    channels = {spec.name: spec.build(context) for spec in registry.all_channels()}
+    sandbox, telegram = channels["sandbox"], channels["telegram"]
+    app[sandbox_key] = sandbox
     app[credentials_key] = credentials
-    app[channels_key] = {"sandbox": sandbox, "whatsapp": whatsapp, "telegram": telegram}
+    app[channels_key] = channels
+    app[line_admin_key] = LineAdmin(db, credentials, bus, channels, app[public_url_key] or None)
     bus.subscribe(LINE_GONE_TOPIC, lambda line_id: line_gone(app, line_id))
+    bus.subscribe(LINE_CHANGED_TOPIC, lambda line_id: line_changed(app, line_id))
     app[importer_key] = ContactImporter(db, fields, directory)
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
                                      watch=app[watch_key])
@@ -148,9 +158,8 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
                                                 app[operator_desk_key], app[erasures_key])
     yield
-    await whatsapp.close()
-    await telegram.close()
-    await sandbox.close()
+    for channel in channels.values():
+        await channel.close()
     await fanout.stop()  # this process's share rows go with it
     await bus.stop()
     await db.close()

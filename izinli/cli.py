@@ -98,6 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(opener)
     opener.add_argument("file", type=Path)
     opener.add_argument("--passphrase-file", required=True, type=Path)
+    lines = sub.add_parser("lines", help="a tenant's sending lines: list, pause, resume, "
+                           "archive, edit")
+    _common(lines)
+    l_sub = lines.add_subparsers(dest="lines_command", metavar="ACTION", parser_class=_Parser)
+    l_list = l_sub.add_parser("list", help="the tenant's lines as JSON")
+    _common(l_list)
+    l_list.add_argument("tenant_id")
+    for action, text in (("pause", "pause a line (reason: paused by owner)"),
+                         ("resume", "resume a paused line (prints why it was paused)"),
+                         ("archive", "archive a line: it never sends again; its running and "
+                                     "scheduled campaigns are paused")):
+        one = l_sub.add_parser(action, help=text)
+        _common(one)
+        one.add_argument("tenant_id")
+        one.add_argument("line_id")
+    edit = l_sub.add_parser("edit", help="change a line's name, rate or WhatsApp tier")
+    _common(edit)
+    edit.add_argument("tenant_id")
+    edit.add_argument("line_id")
+    edit.add_argument("--name")
+    edit.add_argument("--rate", type=float, metavar="MSG_PER_S")
+    edit.add_argument("--tier", type=int, metavar="0-4",
+                      help="WhatsApp messaging tier: 0=250, 1=2,000, 2=10,000, 3=100,000, "
+                           "4=unlimited unique recipients per 24 h")
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     _common(audit)
     a_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", parser_class=_Parser)

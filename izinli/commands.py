@@ -295,7 +295,76 @@ async def cmd_subject_open_export(args, config: Config) -> int:
     return 0
 
 
+async def _line_admin(config: Config, work) -> int:
+    """Runs `work(admin)` with a line service on the store; a running server on PostgreSQL
+    hears of the change on the bus (it drops the line's cached credentials)."""
+    from bot.credentials import CredentialStore
+    from bot.lines import LineAdmin
+    from campaigns.lines import LineNotFoundError
+    from store.bus import Bus
+    db = await open_store(config)
+    try:
+        admin = LineAdmin(db, CredentialStore(db, master_key_for(config)), Bus(db))
+        print(json.dumps(await work(admin), ensure_ascii=False))
+    except LineNotFoundError as exc:  # a LookupError: not a usage error to argparse
+        raise ValueError(str(exc)) from None
+    finally:
+        await db.close()
+    return 0
+
+
+def _line_json(line) -> dict:
+    from dashboard.lines_api import line_json
+    return line_json(line)
+
+
+async def cmd_lines_list(args, config: Config) -> int:
+    from campaigns.lines import list_lines
+
+    async def work(admin):
+        async with admin.db.connect() as conn:
+            return {"lines": [_line_json(line) for line in await list_lines(conn,
+                                                                            args.tenant_id)]}
+    return await _line_admin(config, work)
+
+
+async def cmd_lines_pause(args, config: Config) -> int:
+    async def work(admin):
+        return _line_json(await admin.pause(args.tenant_id, "cli", args.line_id))
+    return await _line_admin(config, work)
+
+
+async def cmd_lines_resume(args, config: Config) -> int:
+    async def work(admin):
+        resumed = await admin.resume(args.tenant_id, "cli", args.line_id)
+        return _line_json(resumed.line) | {"resumed_from": resumed.previous_reason}
+    return await _line_admin(config, work)
+
+
+async def cmd_lines_archive(args, config: Config) -> int:
+    async def work(admin):
+        line, paused = await admin.archive(args.tenant_id, "cli", args.line_id)
+        return _line_json(line) | {"paused_campaigns": paused}
+    return await _line_admin(config, work)
+
+
+async def cmd_lines_edit(args, config: Config) -> int:
+    changes = {k: v for k, v in (("name", args.name), ("rate_per_second", args.rate),
+                                 ("messaging_tier", args.tier)) if v is not None}
+    if not changes:
+        raise ValueError("nothing to change: give --name, --rate or --tier")
+
+    async def work(admin):
+        return _line_json(await admin.update(args.tenant_id, "cli", args.line_id, changes))
+    return await _line_admin(config, work)
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
+    ("lines", "list"): cmd_lines_list,
+    ("lines", "pause"): cmd_lines_pause,
+    ("lines", "resume"): cmd_lines_resume,
+    ("lines", "archive"): cmd_lines_archive,
+    ("lines", "edit"): cmd_lines_edit,
     ("serve",): cmd_serve,
     ("worker",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,

@@ -6,6 +6,8 @@ import re
 
 import phonenumbers
 
+from optout import channels
+
 _TR = phonenumbers.PhoneMetadata.metadata_for_region("TR")
 # Separators people and spreadsheets put inside numbers; removing them is all the fast path does
 # before matching, so "+90 (532) 111-22-33" and "0532.111.22.33" look alike.
@@ -80,10 +82,10 @@ def normalise_telegram_chat_id(raw: str) -> str | None:
 
 
 def normalise_address(raw: str, channel: str) -> str | None:
-    """The canonical address on `channel`: a chat id on Telegram, E.164 everywhere else."""
-    if channel == "telegram":
-        return normalise_telegram_chat_id(raw)
-    return normalise_phone(raw)
+    """The canonical address on `channel`, as its registered normaliser makes it (a chat id on
+    Telegram); E.164 for a channel nobody registered."""
+    facts = channels.facts(channel)
+    return (facts.normalise if facts else normalise_phone)(raw)
 
 
 def mask(address: str) -> str:

@@ -125,14 +125,15 @@ async def apply_unblock(conn, tenant_id: str, address_index: bytes, channel: str
 
 async def apply_grant(conn, profile: TenantProfile, address_index: bytes, sealer: FieldSealer,
                       channel: str, address: str, source: str, statement: str,
-                      at: int) -> bool:
+                      at: int, extra: dict | None = None) -> bool:
     """The person said yes on the channel itself (START, a consent button, WhatsApp resume)
-    at second `at`: a granted consent with what they did as evidence, which lifts their
-    refusal (optout.refusals). False (nothing changes) when a stop of the same second or a
-    newer event was already applied."""
+    at second `at`: a granted consent with what they did as evidence (and `extra` facts, such
+    as the invite link they came by), which lifts their refusal (optout.refusals). False
+    (nothing changes) when a stop of the same second or a newer event was already applied."""
     return await refusals.grant_by_person(conn, profile.id, ConsentEvent(
         address_index=address_index, consent_type=consent_type_for(channel),
         status=ledger.GRANTED, source=source, recipient_type=ledger.INDIVIDUAL,
         occurred_at=float(at), evidence_sealed=_evidence(
-            sealer, statement=statement, address=address, channel=channel, at=at)),
+            sealer, **(extra or {}), statement=statement, address=address, channel=channel,
+            at=at)),
         profile.iys_enabled) is not None

@@ -21,6 +21,8 @@ STOP_PHRASES = (
     "END", "QUIT", "ABONELİK İPTAL", "ABONELİĞİ İPTAL ET", "ABONELIGI IPTAL ET",
     "LİSTEDEN ÇIK", "LISTEDEN CIK", "İSTEMİYORUM", "ISTEMIYORUM", "MESAJ İSTEMİYORUM",
     "MESAJ ISTEMIYORUM", "OPT OUT", "OPTOUT", "STOP PROMOTIONS",
+    # Opt-out quick-reply buttons of WhatsApp templates ("Durdur", Meta's Turkish label).
+    "DURDUR", "PROMOSYONLARI DURDUR",
 )
 START_PHRASES = ("START", "BAŞLA", "BASLA", "UNSTOP", "ABONE OL", "KATIL")
 HELP_PHRASES = ("HELP", "YARDIM", "BİLGİ", "INFO")

@@ -12,6 +12,7 @@ from datetime import time as dt_time
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from optout import channels
 from optout.deadlines import TZ, iys_upload_deadline
 from store import raw
 from store.ids import new_id
@@ -20,9 +21,9 @@ from store.tables import consent_events, consent_state
 GRANTED, REVOKED = "granted", "revoked"
 INDIVIDUAL, MERCHANT = "individual", "merchant"
 IYS_TYPES = ("MESAJ", "ARAMA", "EPOSTA")
-# Channels map to the İYS consent type that covers them; Telegram has none of its own.
-CHANNEL_TYPES = {"sandbox": "MESAJ", "whatsapp": "MESAJ", "sms": "MESAJ", "telegram": "TELEGRAM",
-                 "call": "ARAMA", "email": "EPOSTA"}
+# What İYS calls the ways a consent reaches a person; the sending channels (WhatsApp, Telegram,
+# the sandbox…) add theirs when they are registered (bot.registry → optout.channels).
+CHANNEL_TYPES = {"sms": "MESAJ", "call": "ARAMA", "email": "EPOSTA"}
 IYS_SOURCES = frozenset({
     "HS_2015", "HS_ATM", "HS_CAGRI_MERKEZI", "HS_E_TICARET", "HS_EORTAM", "HS_EPOSTA",
     "HS_FIZIKSEL_ORTAM", "HS_ISLAK_IMZA", "HS_KARAR", "HS_MESAJ", "HS_MOBIL", "HS_SOSYAL_MEDYA",
@@ -38,11 +39,12 @@ def consent_type_for(channel: str) -> str:
     upper = channel.strip().upper()
     if upper in IYS_TYPES or upper == "TELEGRAM":
         return upper
+    known = channels.consent_types() | CHANNEL_TYPES
     try:
-        return CHANNEL_TYPES[channel.strip().lower()]
+        return known[channel.strip().lower()]
     except KeyError:
         raise ConsentInputError(
-            f"unknown channel '{channel}'; use one of {', '.join(CHANNEL_TYPES)}") from None
+            f"unknown channel '{channel}'; use one of {', '.join(known)}") from None
 
 
 @dataclass(frozen=True, slots=True)

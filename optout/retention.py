@@ -14,6 +14,7 @@ from store.tables import (
     consent_state,
     contacts,
     inbound_messages,
+    inbound_window,
     preference_clock,
     sandbox_messages,
     tenant_day_counts,
@@ -57,6 +58,9 @@ async def purge(conn: AsyncConnection, now: float, policy: RetentionPolicy) -> d
         inbound_messages.c.received_at < message_cutoff))
     counts["sandbox_messages"] = await _delete(conn, sandbox_messages.delete().where(
         sandbox_messages.c.at < message_cutoff))
+    # A window closed for a day decides nothing any more (campaigns.window).
+    counts["inbound_window"] = await _delete(conn, inbound_window.delete().where(
+        inbound_window.c.last_inbound_at < now - 2 * 86400))
     # Today's figures need a day; a year and a little is kept for comparisons.
     counts["tenant_day_counts"] = await _delete(conn, tenant_day_counts.delete().where(
         tenant_day_counts.c.bucket < int(now - 400 * 86400)))

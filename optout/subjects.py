@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crypto.errors import VaultLockedError
 from crypto.fields import open_document, seal_document
 from crypto.vault import UnlockedTenant
+from optout import channels as optout_channels
 from optout import suppression
 from store import raw
 from store.tables import (
@@ -36,9 +37,6 @@ ANSWER_DAYS = 30
 # Evidence keys that hold the person's own data; on erasure they become digests, so the proof
 # still matches the original (number or message) if it is produced again, but reveals nothing.
 PERSONAL_EVIDENCE_KEYS = ("address", "statement", "name", "text")
-# Who else processed the data, by the channel that carried it (KVKK art. 11(1)(ç)).
-PROCESSORS = {"whatsapp": "Meta Platforms Ireland Ltd. (WhatsApp Business Platform)",
-              "telegram": "Telegram FZ-LLC (Telegram Bot API)"}
 
 
 async def holdings(conn: AsyncConnection, tenant_id: str, index: bytes) -> dict:
@@ -92,12 +90,14 @@ def build_report(address: str, held: dict, opened: list[bytes]) -> dict:
         person = {"name": next(it).decode() if contact["name_sealed"] else "",
                   "attributes": json.loads(next(it)) if contact["attributes_sealed"] else {},
                   "lists": contact["lists"], "since": contact["since"]}
+    # Who else processed the data, by the channel that carried it (KVKK art. 11(1)(ç)).
+    processors = optout_channels.processors()
     channels = {m["channel"] for m in held["messages"]}
     return {
         "address": address, "contact": person, "consents": consents,
         "suppressions": held["suppressions"], "messages": held["messages"],
         "replies_received": held["replies_received"],
-        "processors": sorted(PROCESSORS[c] for c in channels if c in PROCESSORS),
+        "processors": sorted(processors[c] for c in channels if c in processors),
     }
 
 
@@ -142,6 +142,10 @@ async def erase(conn: AsyncConnection, tenant_id: str, index: bytes) -> dict[str
             (tenant_id, index)),
         "sandbox_messages": await raw.execute(
             conn, "DELETE FROM sandbox_messages WHERE tenant_id = ? AND to_index = ?",
+            (tenant_id, index)),
+        # When the person last wrote (the WhatsApp 24 h window) goes with their messages.
+        "inbound_window": await raw.execute(
+            conn, "DELETE FROM inbound_window WHERE tenant_id = ? AND address_index = ?",
             (tenant_id, index)),
     }
     await raw.execute(conn, "UPDATE suppressions SET address_sealed = NULL WHERE tenant_id = ? "

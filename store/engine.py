@@ -6,8 +6,11 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+import weakref
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -86,17 +89,29 @@ class Database:
             # named once, so callers see one DatabaseUnavailableError whatever the driver.
             self.fault = connection_kind(exc)
             raise DatabaseUnavailableError(self.fault) from exc
+        # The transaction's end and the connection's return to the pool run to completion
+        # even when the task is cancelled meanwhile (a shutdown cancelling a writer): cut off
+        # half-way, SQLAlchemy gives up on the connection and terminates it (logging "Exception
+        # during reset"), and a terminated SQLite connection only gives the write lock back
+        # thanks to _SqliteConnection.close(). The cancellation is raised once they are done.
         try:
             if write:
-                async with conn.begin():
+                transaction = conn.begin()
+                await transaction.start()
+                try:
                     yield conn
+                except BaseException as exc:
+                    await _to_completion(transaction.__aexit__(type(exc), exc,
+                                                               exc.__traceback__))
+                    raise
+                await _to_completion(transaction.__aexit__(None, None, None))
             else:
                 yield conn
         except Exception as exc:
             self.fault = unavailable_kind(exc) or self.fault
             raise
         finally:
-            await conn.close()
+            await _to_completion(conn.close())
         if write or self.fault == UNREACHABLE:
             self.fault = None
 
@@ -134,6 +149,25 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def _to_completion(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Awaits `cleanup` in a task of its own, to its end even if the calling task is
+    cancelled meanwhile; that cancellation is raised afterwards (as SQLAlchemy's own
+    AsyncConnection.__aexit__ does for its close)."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.done():
+                raise
+            cancelled = exc
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
 
 
 def dialect_insert(conn: AsyncConnection, table):
@@ -183,13 +217,49 @@ def private_sqlite_files(path: str) -> None:
                 os.chmod(name, 0o600)
 
 
+class _SqliteConnection(sqlite3.Connection):
+    """A sqlite3 connection whose close() always gives the write lock back.
+
+    A task cancelled in the middle of a statement (dispatcher.stop, a timer or bus task
+    cancelled at shutdown, a wait_for timing out) does not get to roll back: SQLAlchemy
+    treats the CancelledError like a lost connection and terminates it, closing it at once
+    without a ROLLBACK and without closing its cursor. When the statement had started to
+    return rows (a SELECT or a RETURNING still being read, cancelled between aiosqlite's
+    execute and fetchall), sqlite3_close_v2() cannot free a connection with an unfinished
+    statement: the connection becomes a "zombie" that keeps its open transaction, and so the
+    database's write lock, until that cursor is garbage-collected. The cursor hangs off the
+    CancelledError's traceback, which the cancelled task keeps, so every other writer waited
+    out busy_timeout and failed with "database is locked" (seen at shutdown: leases not
+    released, the last audit checkpoint failing). Closing the connection's cursors and rolling
+    back first makes close() a real close, whichever way SQLAlchemy or aiosqlite calls it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cursors: weakref.WeakSet[sqlite3.Cursor] = weakref.WeakSet()
+
+    def cursor(self, *args, **kwargs):  # also what execute() uses to make its cursor
+        cursor = super().cursor(*args, **kwargs)
+        self._cursors.add(cursor)
+        return cursor
+
+    def close(self) -> None:
+        for cursor in list(self._cursors):
+            with contextlib.suppress(sqlite3.Error):
+                cursor.close()  # resets its statement, so the close below is not deferred
+        with contextlib.suppress(sqlite3.Error):
+            if self.in_transaction:
+                self.rollback()  # releases the write lock even if a statement escaped us
+        super().close()
+
+
 def _sqlite_engine(url: str, echo: bool, cache_mb: int) -> AsyncEngine:
     # SQLite has one writer anyway, but readers run side by side (WAL): the dashboard's pages
     # read concurrently. Pooled connections stay open (each keeps its own page cache); an
     # overflow connection is opened, set up and closed per use, which under load cost more
     # than the reads themselves (measured with `izinli bench dashboard`).
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, pool_size=6,
-                                 max_overflow=10)
+    engine = create_async_engine(url, echo=echo,
+                                 connect_args={"timeout": 30, "factory": _SqliteConnection},
+                                 pool_size=6, max_overflow=10)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn, _record):

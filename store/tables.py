@@ -238,6 +238,19 @@ inbound_messages = sa.Table(
     sa.UniqueConstraint("line_id", "provider_message_id", name="uq_inbound_provider_id"),
 )
 
+# The WhatsApp 24 h customer-service window (migration 0027): when each person last wrote to a
+# line, by blind index (never the number); only ever moved forward (webhooks come out of order).
+inbound_window = sa.Table(
+    "inbound_window", metadata,
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("address_index", sa.LargeBinary(16), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("last_inbound_at", sa.Double, nullable=False),
+    sa.Index("ix_inbound_window_tenant", "tenant_id", "address_index"),
+)
+
 # --- event order and redeliveries (migration 0015) -------------------------------------------
 
 # The last event applied for a person (optout.order): a late or replayed older one changes
@@ -309,7 +322,36 @@ campaigns = sa.Table(
     # text at creation, which the owner confirmed ([]: none found). NULL for commercial ones
     # and for those created before the check existed.
     sa.Column("commercial_words", sa.JSON, nullable=True),
+    # WhatsApp 24 h window (migration 0027): "template" sends free text to people inside
+    # their window and the approved template to the others; NULL: see campaigns.window.
+    sa.Column("outside_window", sa.String(16), nullable=True),
     sa.Index("ix_campaigns_line_state", "line_id", "state"),
+)
+
+# WhatsApp message templates of a line's business account (migration 0026), as Graph lists
+# them (GET /{waba_id}/message_templates) and as status webhooks change them. Not sealed: they
+# are the business's marketing copy, approved by and held at Meta, with {{1}}-style slots and
+# no personal data — readable like a campaign's name and channel_template, so that campaign
+# creation can check them while the vault is locked.
+whatsapp_templates = sa.Table(
+    "whatsapp_templates", metadata,
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("language", sa.String(16), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("waba_id", sa.String(64), nullable=False),
+    sa.Column("template_id", sa.String(64), nullable=True),  # Meta's id of (name, language)
+    sa.Column("category", sa.String(32), nullable=True),  # MARKETING | UTILITY | AUTHENTICATION
+    # APPROVED | PENDING | REJECTED | PAUSED | DISABLED | … as Meta says it
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("components", sa.JSON, nullable=False),
+    sa.Column("parameter_count", sa.Integer, nullable=False),  # the body's {{n}} slots
+    # Meta's rejected_reason, or the reason given with a PAUSED / DISABLED / FLAGGED update.
+    sa.Column("reason", sa.String(500), nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_whatsapp_templates_waba", "tenant_id", "waba_id"),
 )
 
 # Triggers (migration 0011) record every change of state/reason as a move for the counters.
@@ -530,4 +572,29 @@ web_sessions = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("last_seen_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
+)
+
+# --- Telegram invitations (migration 0029) -----------------------------------------------------
+
+# A deep link t.me/<bot>?start=<token> a business prints or posts: pressing it opens the bot's
+# consent offer, and the tap joins `list_id`. The token is random (not derived from ids): it is
+# public once printed, and names no person. One active invite per (list, line).
+telegram_invites = sa.Table(
+    "telegram_invites", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    # 32 characters of A-Z a-z 0-9 _ - (Telegram's start parameter allows up to 64).
+    sa.Column("token", sa.String(64), nullable=False, unique=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("list_id", sa.String(36), sa.ForeignKey("contact_lists.id", ondelete="CASCADE"),
+              nullable=False),
+    # The bot's @username from getMe when the invite was made: the link needs no call later.
+    sa.Column("bot_username", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Index("ix_telegram_invites_active", "tenant_id", "list_id", "line_id", unique=True,
+             sqlite_where=sa.text("revoked_at IS NULL"),
+             postgresql_where=sa.text("revoked_at IS NULL")),
 )

@@ -4,6 +4,7 @@ from dashboard.pages import (  # noqa: F401
     campaigns,
     consents,
     contacts,
+    invites,
     keys,
     lines,
     overview,

@@ -8,6 +8,7 @@ import time
 
 from aiohttp import web
 
+from dashboard.pages import campaign_templates
 from dashboard.web import (
     MAX_STREAMS_PER_SESSION,
     USER,
@@ -48,6 +49,7 @@ async def campaign_list(request: web.Request) -> web.StreamResponse:
 
 async def _choices(request: web.Request) -> tuple[list, list]:
     lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    lines = [line for line in lines if line.get("state") != "archived"]  # never sends again
     lists = ((await api(request, "GET", "/lists")).data or {}).get("lists", [])
     return lines, lists
 
@@ -56,13 +58,15 @@ async def _choices(request: web.Request) -> tuple[list, list]:
 async def new_campaign(request: web.Request) -> web.StreamResponse:
     lines, lists = await _choices(request)
     return render(request, "campaign_new.html", lines=lines, lists=lists, values={}, error=None,
-                  commercial_words=None)
+                  commercial_words=None, wa=await campaign_templates.picker(request, {}, lines))
 
 
 @page("POST", "/campaigns/preview", "operator")
 async def preview(request: web.Request) -> web.StreamResponse:
     """htmx: the draft as the recipient reads it, footer and character count included."""
     data = form(request)
+    if campaign_templates.chosen_key(data):  # a WhatsApp template: what Meta will deliver
+        return await campaign_templates.preview(request, data)
     if not data.get("template", "").strip():
         return render(request, "_preview.html", text=None, characters=0, error=None)
     result = await api(request, "POST", "/templates/preview", body={
@@ -80,6 +84,8 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
             "purpose": data.get("purpose", "commercial"),
             # Ticked under the looks_commercial warning; also confirms the start below.
             "confirm_informational": data.get("confirm_informational") == "yes"}
+    wa = await campaign_templates.picker(request, data)
+    body.update(campaign_templates.campaign_fields(data, wa.get("templates", [])))
     if data.get("send_at"):
         body["send_at"] = data["send_at"] if "+" in data["send_at"] or data["send_at"].endswith(
             "Z") else data["send_at"] + ":00+03:00"
@@ -88,7 +94,7 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
         lines, lists = await _choices(request)
         words = result.data["error"].get("words") if result.code == "looks_commercial" else None
         return render(request, "campaign_new.html", status=400, lines=lines, lists=lists,
-                      values=data, error=result.error, commercial_words=words)
+                      values=data, error=result.error, commercial_words=words, wa=wa)
     campaign_id = result.data["id"]
     if data.get("start_now"):
         started = await api(request, "POST", f"/campaigns/{campaign_id}/start", body={

@@ -8,13 +8,17 @@ import json
 
 from aiohttp import web
 
+from bot import registry
 from dashboard.web import api, error_page, form, page, render
 
-CHANNELS = ("whatsapp", "sandbox", "telegram")
+
+def _channels() -> list[str]:
+    """The registered channels (bot.registry), WhatsApp first: most businesses look there."""
+    return sorted(registry.names(), key=lambda name: name != "whatsapp")
 
 
 def _channel(value: str | None) -> str:
-    return value if value in CHANNELS else "whatsapp"
+    return value if value in _channels() else _channels()[0]
 
 
 @page("GET", "/consents")
@@ -36,7 +40,7 @@ async def _show(request: web.Request, address: str, channel: str,
     vault = (await api(request, "GET", "/vault")).data or {}
     locked = not vault.get("unlocked")
     return render(request, "consents.html", status=status, address=address, channel=channel,
-                  channels=CHANNELS, lookup=lookup, error=error, suppressions=suppressions,
+                  channels=_channels(), lookup=lookup, error=error, suppressions=suppressions,
                   locked=locked)
 
 

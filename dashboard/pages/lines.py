@@ -1,26 +1,53 @@
-"""Sending lines: the list, adding a sandbox, WhatsApp Cloud API or Telegram line, and deleting
-one. Credentials go to the API once and are never shown again (nor echoed on an error)."""
+"""Sending lines: the list, adding a line of any registered channel (its form is built from the
+channel's description, bot.registry), editing one (name, rate, tier), rotating its token,
+pausing, resuming (the pause reason shown), archiving and deleting it. Credentials go to the
+API once and are never shown again (nor echoed on an error)."""
 from __future__ import annotations
 
 from aiohttp import web
 
+from bot import registry
+from bot.channels import TIERS
 from dashboard.web import USER, api, form, page, render
 
-# What each channel's form sends besides `channel` and `name`; secrets are never echoed.
-FIELDS = {
-    "sandbox": (),
-    "whatsapp": ("phone_number_id", "access_token", "app_secret", "verify_token"),
-    "telegram": ("bot_token",),
+# Why a line is paused, as the owner reads it (Turkish first); other reasons are shown as-is.
+PAUSE_REASONS = {
+    "paused by owner": ("Sahibi tarafından duraklatıldı", "Paused by the owner"),
+    "line archived": ("Hat arşivlendi", "The line is archived"),
+    "spam_rate_limited": ("WhatsApp spam sınırı (131048): çok kişi engelledi ya da şikâyet "
+                          "etti; devam etmeden önce listeyi ve metni gözden geçirin",
+                          "WhatsApp spam rate limit (131048): many people blocked or "
+                          "reported; review the list and the text before resuming"),
+    "policy_blocked": ("WhatsApp politika engeli (368): Meta hesabı kısıtladı",
+                       "WhatsApp policy block (368): Meta restricted the account"),
 }
-SECRET = {"access_token", "app_secret", "verify_token", "bot_token"}
-TIERS = ("250", "2.000", "10.000", "100.000", "∞")
+
+
+def _forms() -> list[dict]:
+    """Each registered channel's add form: its fields, secrets marked (never echoed)."""
+    return [{"name": spec.name, "title": spec.title, "guide": spec.guide,
+             "fields": [f for f in spec.credentials + spec.options if f.kind is not dict]}
+            for spec in registry.all_channels()]
+
+
+def _secret(name: str) -> bool:
+    return any(f.secret and f.name == name for spec in registry.all_channels()
+               for f in spec.credentials)
 
 
 async def _page(request: web.Request, status: int = 200, error: str | None = None,
                 values: dict | None = None) -> web.Response:
     lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    for line in lines:
+        spec = registry.find(line["channel"])
+        line["editable"] = [f.name for f in spec.credentials + spec.options
+                            if f.editable] if spec else []
+        line["rotates"] = next((f for f in spec.credentials if f.editable and f.secret),
+                               None) if spec else None
+        line["max_rate"] = spec.max_rate if spec else None
     return render(request, "lines.html", status=status, lines=lines, error=error,
-                  values=values or {}, tiers=TIERS, can_add=request[USER].can("admin"))
+                  values=values or {}, tiers=TIERS, can_add=request[USER].can("admin"),
+                  forms=_forms(), pause_reasons=PAUSE_REASONS)
 
 
 @page("GET", "/lines")
@@ -31,28 +58,87 @@ async def line_list(request: web.Request) -> web.StreamResponse:
 @page("POST", "/lines", "admin")
 async def add_line(request: web.Request) -> web.StreamResponse:
     data = form(request)
-    channel = data.get("channel", "")
-    if channel not in FIELDS:
+    spec = registry.find(data.get("channel", ""))
+    if spec is None:
         return await _page(request, 400, "Bilinmeyen kanal. / Unknown channel.")
-    body: dict = {"channel": channel, "name": data.get("name", "")}
-    for name in FIELDS[channel]:
-        if data.get(name, "").strip():  # a blank field is a missing one, as the API says
-            body[name] = data[name].strip()
-    if channel == "whatsapp" and data.get("messaging_tier", "").isdigit():
-        body["messaging_tier"] = int(data["messaging_tier"])
-    result = await api(request, "POST", "/lines", body=body)
-    if not result.ok:
-        kept = {k: v for k, v in data.items() if k not in SECRET and k != "csrf"}
-        return await _page(request, result.status if result.status < 500 else 400,
-                           result.error or str(result.status), kept)
-    raise web.HTTPSeeOther("/lines")
+    body: dict = {"channel": spec.name, "name": data.get("name", "")}
+    body |= _typed(spec.credentials + spec.options, data)
+    return await _answer(request, await api(request, "POST", "/lines", body=body), data)
+
+
+@page("POST", "/lines/{id}/edit", "admin")
+async def edit_line(request: web.Request) -> web.StreamResponse:
+    """Name, rate and the channel's editable options; a token field filled in rotates it."""
+    data = form(request)
+    line = await _line(request)
+    if line is None:
+        return await _page(request, 404, "Hat bulunamadı. / No such line.")
+    spec = registry.get(line["channel"])
+    body = {k: v for k, v in (("name", data.get("name", "").strip()),) if v}
+    if data.get("rate_per_second", "").strip():
+        try:
+            body["rate_per_second"] = float(data["rate_per_second"].replace(",", "."))
+        except ValueError:
+            return await _page(request, 400, "Hız bir sayı olmalı. / The rate must be a number.")
+    body |= _typed([f for f in spec.credentials + spec.options if f.editable], data)
+    result = await api(request, "PATCH", f"/lines/{line['id']}", body=body)
+    return await _answer(request, result, data)
+
+
+@page("POST", "/lines/{id}/pause", "admin")
+async def pause_line(request: web.Request) -> web.StreamResponse:
+    return await _action(request, "pause")
+
+
+@page("POST", "/lines/{id}/resume", "admin")
+async def resume_line(request: web.Request) -> web.StreamResponse:
+    return await _action(request, "resume")
+
+
+@page("POST", "/lines/{id}/archive", "admin")
+async def archive_line(request: web.Request) -> web.StreamResponse:
+    """Asks for a confirmation first (the `confirm` box of its form)."""
+    if form(request).get("confirm") != "yes":
+        return await _page(request, 400, "Arşivlemek için onay kutusunu işaretleyin. / Tick "
+                                         "the box to confirm archiving.")
+    return await _action(request, "archive")
+
+
+async def _action(request: web.Request, action: str) -> web.StreamResponse:
+    result = await api(request, "POST", f"/lines/{request.match_info['id']}/{action}")
+    return await _answer(request, result, {})
 
 
 @page("POST", "/lines/{id}/delete", "admin")
 async def delete_line(request: web.Request) -> web.StreamResponse:
     """The API refuses (409, with the reason shown here) while campaigns still use the line."""
     result = await api(request, "DELETE", f"/lines/{request.match_info['id']}")
+    return await _answer(request, result, {})
+
+
+async def _line(request: web.Request) -> dict | None:
+    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    return next((x for x in lines if x["id"] == request.match_info["id"]), None)
+
+
+def _typed(fields, data: dict) -> dict:
+    """The fields filled in, typed as the API takes them; a blank field is a missing one."""
+    body: dict = {}
+    for f in fields:
+        raw = data.get(f.name, "").strip()
+        if not raw:
+            continue
+        if f.kind is int:
+            if raw.isdigit():
+                body[f.name] = int(raw)
+        else:
+            body[f.name] = raw
+    return body
+
+
+async def _answer(request: web.Request, result, data: dict) -> web.StreamResponse:
     if not result.ok:
+        kept = {k: v for k, v in data.items() if not _secret(k) and k != "csrf"}
         return await _page(request, result.status if result.status < 500 else 400,
-                           result.error or str(result.status))
+                           result.error or str(result.status), kept)
     raise web.HTTPSeeOther("/lines")

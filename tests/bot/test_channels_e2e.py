@@ -7,14 +7,16 @@ import json
 import time
 
 import pytest
-from conftest import ApiTenant, with_providers
+from conftest import ApiTenant, open_window, with_providers
 from fakes.graph import (
     PHONE_NUMBER_ID,
+    WABA_ID,
     GraphState,
     button_payload,
     create_graph_app,
     signed_webhook,
     status_payload,
+    template,
     text_message_payload,
     user_preferences_payload,
 )
@@ -48,6 +50,7 @@ async def _gate(t: ApiTenant, address: str, channel: str) -> str:
 
 
 async def _campaign(t: ApiTenant, line: str, rows: list[str]) -> dict:
+    await open_window(t, line, [row.split(",")[0] for row in rows])  # free text may go
     list_id = (await (await t.call("POST", "/lists", json={"name": "l"})).json())["id"]
     r = await t.call("POST", f"/contacts/import?list_id={list_id}",
                      data=("phone,name,consent\n" + "\n".join(rows) + "\n").encode(),
@@ -91,7 +94,7 @@ async def wa_line(tenant, graph):
     r = await tenant.call("POST", "/lines", json={
         "channel": "whatsapp", "name": "Mağaza WhatsApp", "phone_number_id": PHONE_NUMBER_ID,
         "access_token": state.access_token, "app_secret": APP_SECRET, "verify_token": VERIFY,
-        "messaging_tier": 1})
+        "messaging_tier": 1, "waba_id": WABA_ID})
     assert r.status == 201, await r.text()
     line = await r.json()
     assert state.access_token not in json.dumps(line) and APP_SECRET not in json.dumps(line)
@@ -307,6 +310,11 @@ async def test_operator_link_needs_a_telegram_line(tenant):
 
 async def test_whatsapp_campaign_with_an_approved_template(tenant, graph, wa_line):
     state, _ = graph
+    state.templates = [template("kampanya_duyuru", body="Merhaba {{1}}, Örnek Mağaza {{2}} "
+                                "şubesinde indirim!", footer="Mesaj almak istemiyorsanız RET "
+                                                             "yazıp yanıtlayın.")]
+    r = await tenant.call("POST", f"/lines/{wa_line['id']}/templates/sync")
+    assert r.status == 200, await r.text()
     await tenant.unlock()
     list_id = (await (await tenant.call("POST", "/lists", json={"name": "t"})).json())["id"]
     await tenant.call("POST", f"/contacts/import?list_id={list_id}",

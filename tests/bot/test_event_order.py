@@ -8,7 +8,7 @@ import dataclasses
 import time
 
 import pytest
-from conftest import ApiTenant
+from conftest import ApiTenant, open_window
 from fakes.graph import (
     PHONE_NUMBER_ID,
     GraphState,
@@ -221,6 +221,7 @@ async def test_sandbox_replies_out_of_order_are_stale_and_unanswered(tenant):
 
 
 async def _campaign_rows(tenant: ApiTenant, line: dict, phones: list[str]) -> dict[str, dict]:
+    await open_window(tenant, line["id"], phones)  # free text needs the 24 h window
     list_id = (await (await tenant.call("POST", "/lists", json={"name": "l"})).json())["id"]
     rows = "".join(f"{p},Kişi,evet\n" for p in phones)
     r = await tenant.call("POST", f"/contacts/import?list_id={list_id}",

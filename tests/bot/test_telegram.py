@@ -442,7 +442,7 @@ def test_photo_caption_is_text_and_stickers_are_ignored():
 def test_consent_tap(data, accepted):
     assert parse_update(callback_update(CHAT, data, 11, query_id="q1")) == [ConsentTap(
         str(CHAT), str(CHAT), accepted, "q1", 11,
-        "Kampanyalarımızdan haberdar olmak ister misiniz?")]
+        "Kampanyalarımızdan haberdar olmak ister misiniz?", message_id=7)]
 
 
 def test_consent_tap_on_an_inaccessible_message_has_no_text():

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from bot.whatsapp_webhook import (
     SIGNATURE_HEADER,
+    InboundOther,
     InboundText,
     PreferenceChange,
     StatusUpdate,
@@ -190,7 +191,9 @@ def test_unknown_kinds_are_ignored():
     templates = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
         "field": "message_template_status_update",
         "value": {"event": "APPROVED", "message_template_id": 1}}]}]}
-    assert parse(batch(image, deleted, preference, templates)) == []
+    # A photo has no words to classify, but it opens the person's 24 h window.
+    assert [type(e) for e in parse(batch(image, deleted, preference, templates))] == [
+        InboundOther]
 
 
 def test_a_payload_for_another_object_is_ignored():

@@ -231,7 +231,7 @@ def test_a_large_file_is_streamed_not_held(tmp_path):
     path = tmp_path / "big.csv"
     with path.open("w", encoding="cp1254", newline="") as f:
         f.write("Telefon;Ad Soyad;İzin;Şehir\r\n")
-        for i in range(200_000):
+        for i in range(40_000):
             f.write(f"0532 {i // 10000:03d} {i // 100 % 100:02d} {i % 100:02d};"
                     f"Şükrü Çağlayan {i};evet;İstanbul\r\n")
     tracemalloc.start()
@@ -241,9 +241,10 @@ def test_a_large_file_is_streamed_not_held(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert count == 200_000
-    assert path.stat().st_size > 10_000_000
-    assert peak < 20 * 1024 * 1024
+    assert count == 40_000
+    assert path.stat().st_size > 2_000_000
+    # Holding these rows would take about 23 MB (measured); streamed, the peak is ~0.2 MB.
+    assert peak < 5 * 1024 * 1024
 
 
 def test_excel_separator_hint_line_is_honoured_and_skipped():

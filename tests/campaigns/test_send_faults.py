@@ -11,7 +11,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSPHRASE, ApiTenant, make_web_user, with_providers
+from conftest import PASSPHRASE, ApiTenant, make_web_user, open_window, with_providers
 from fakes.graph import (
     PHONE_NUMBER_ID,
     GraphState,
@@ -56,6 +56,7 @@ def _phones(n: int, start: int = 0) -> list[str]:
 
 
 async def _campaign(t: ApiTenant, line_id: str, phones: list[str]) -> str:
+    await open_window(t, line_id, phones)  # WhatsApp free text needs the 24 h window
     list_id = (await (await t.call("POST", "/lists", json={"name": "l"})).json())["id"]
     r = await t.call("POST", f"/contacts/import?list_id={list_id}",
                      data=("phone,name,consent\n" + "".join(f"{p},N,evet\n" for p in phones)

@@ -4,7 +4,7 @@ hostile values — lone surrogates, NULs, wrong types, huge and non-finite numbe
 Webhooks get provider-shaped bodies, correctly signed, so that their parsers are reached.
 
 Reproducible: derandomized, a fixed number of examples per operation (IZINLI_FUZZ_EXAMPLES,
-default 30, about 15 s per database; a long local run: IZINLI_FUZZ_EXAMPLES=400)."""
+default 20, about 10 s per database; a long local run: IZINLI_FUZZ_EXAMPLES=400)."""
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +30,7 @@ from dashboard.keys import credentials_key, db_key, master_key
 from izinli.app import create_app
 
 WA_NUMBER, WA_SECRET = "106540352242922", "fuzz-app-secret"
-EXAMPLES = int(os.environ.get("IZINLI_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("IZINLI_FUZZ_EXAMPLES", "20"))
 # Run last: they lock the vault, spend the unlock throttle, or change custody.
 LAST = {("POST", "/api/v1/vault/lock"), ("POST", "/api/v1/vault/unlock"),
         ("POST", "/api/v1/vault/custody")}

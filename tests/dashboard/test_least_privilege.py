@@ -135,6 +135,7 @@ async def test_api_key_cannot_create_an_owner(client, tenant, owner):
     assert (await owner_key.call("GET", "/lines")).status == 200
 
 
+@pytest.mark.fresh_database
 async def test_0016_existing_api_keys_become_admin(config):
     from alembic import command
 

@@ -101,7 +101,7 @@ async def _legacy_rows(config, hostile: str) -> tuple[str, str, str]:
         iys = {"base_url": hostile, "username": USERNAME, "password": PASSWORD,
                "iys_code": IYS_CODE, "brand_code": BRAND_CODE}
         async with db.begin() as conn:
-            ids = [(await add_provider_line(conn, tenant_id, channel, channel, None,
+            ids = [(await add_provider_line(conn, tenant_id, channel, channel, 30.0,
                                             master.wrap(json.dumps(creds).encode()))).id
                    for channel, creds in (("whatsapp", wa), ("telegram", tg))]
             await conn.execute(lines.update().values(credentials_format=1))

@@ -77,6 +77,17 @@ class GraphState:
     outage_until: float = -1.0
     outage_status: int = 500
     answers: list[tuple[float, int]] = field(default_factory=list)  # (time.monotonic(), status)
+    # Message templates per business account (see `template()`), listed by
+    # GET /{waba_id}/message_templates in pages of at most `template_page_limit`.
+    waba_ids: set[str] = field(default_factory=lambda: {WABA_ID})
+    templates: list[dict] = field(default_factory=list)
+    template_page_limit: int = 100
+    template_requests: list[dict] = field(default_factory=list)  # query of every listing call
+    template_error_on_page: dict[int, int] = field(default_factory=dict)  # page → error code
+    # The 24 h customer-service window: when enforced, free text to a number that has not
+    # written in the last 24 h (as told through `customer_wrote`) is refused with 131047.
+    enforce_window: bool = False
+    last_inbound: dict[str, float] = field(default_factory=dict)  # wa_id → time.time()
     clock: Callable[[], float] = time.monotonic  # inject a fixed clock for exact tests
     sent: list[dict] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)  # every body received, raw
@@ -94,6 +105,14 @@ class GraphState:
             return False
         self._tokens[number] = (tokens - 1, now)
         return True
+
+    def customer_wrote(self, wa_id: str, at: float | None = None) -> None:
+        """The person wrote to the business (the fake cannot see our webhooks)."""
+        self.last_inbound[wa_id.removeprefix("+")] = time.time() if at is None else at
+
+    def outside_window(self, to: str) -> bool:
+        last = self.last_inbound.get(to)
+        return last is None or time.time() - last > 86400
 
     def pair_free(self, number: str, to: str) -> bool:
         last = self._last_to.get((number, to))
@@ -183,6 +202,9 @@ def create_graph_app(state: GraphState) -> web.Application:
             return _throttled(130429)
         if (code := state.fail.get(body["to"])) is not None:
             return _throttled(code)
+        if state.enforce_window and body.get("type", "text") == "text" and \
+                state.outside_window(body["to"]):
+            return graph_error(131047)
         if not state.pair_free(number, body["to"]):
             return _throttled(131056)
         wamid = state.accept(number, body)
@@ -199,6 +221,7 @@ def create_graph_app(state: GraphState) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/{version}/{phone_number_id}/messages", messages)
+    app.router.add_get("/{version}/{waba_id}/message_templates", _template_listing(state))
     return app
 
 
@@ -302,3 +325,149 @@ def user_preferences_payload(wa_id: str, value: str, *, category: str = "marketi
                                            "category": category, "value": value,
                                            "timestamp": timestamp or int(time.time())}]},
                     field_name="user_preferences", phone_number_id=phone_number_id)
+
+
+def media_message_payload(sender: str, *, kind: str = "image", message_id: str | None = None,
+                          timestamp: str | None = None,
+                          phone_number_id: str = PHONE_NUMBER_ID) -> dict:
+    """A message without text (a photo here): nothing to classify, but it opens the window."""
+    media = {"caption": "", "mime_type": "image/jpeg", "sha256": secrets.token_hex(32),
+             "id": str(secrets.randbelow(10**15))}
+    return _inbound(sender, {"id": message_id, "timestamp": timestamp, "type": kind,
+                             kind: media}, phone_number_id, "Ayşe Yılmaz")
+
+
+def _account_webhook(value: dict, field_name: str, waba_id: str) -> dict:
+    """Account-level changes carry no `metadata`: the entry's id is the WABA."""
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": waba_id, "time": int(time.time()),
+                       "changes": [{"value": value, "field": field_name}]}]}
+
+
+def quality_update_payload(event: str, current_limit: str, *, old_limit: str | None = None,
+                           display_phone_number: str = DISPLAY_NUMBER,
+                           waba_id: str = WABA_ID) -> dict:
+    """`phone_number_quality_update` as Meta documents it: event FLAGGED, UNFLAGGED,
+    UPGRADE, DOWNGRADE, ONBOARDING (THROUGHPUT_UPGRADE lately); limits TIER_50, TIER_250,
+    TIER_1K (TIER_2K before), TIER_10K, TIER_100K, TIER_UNLIMITED, TIER_NOT_SET."""
+    value = {"display_phone_number": display_phone_number, "event": event,
+             "current_limit": current_limit,
+             "max_daily_conversations_per_business": current_limit}
+    if old_limit is not None:
+        value["old_limit"] = old_limit
+    return _account_webhook(value, "phone_number_quality_update", waba_id)
+
+
+def account_update_payload(event: str, *, ban_state: str | None = None,
+                           restrictions: tuple[str, ...] = (), violation: str | None = None,
+                           waba_id: str = WABA_ID) -> dict:
+    """`account_update`: ACCOUNT_RESTRICTION (restriction_info), DISABLED_UPDATE (ban_info),
+    ACCOUNT_VIOLATION (violation_info), ACCOUNT_DELETED …"""
+    value: dict = {"event": event}
+    if ban_state is not None:
+        value["ban_info"] = {"waba_ban_state": ban_state, "waba_ban_date": "October 9, 2025"}
+    if restrictions:
+        value["restriction_info"] = [{"restriction_type": r,
+                                      "expiration": "2026-04-19T13:59:20+0000"}
+                                     for r in restrictions]
+    if violation is not None:
+        value["violation_info"] = {"violation_type": violation}
+    return _account_webhook(value, "account_update", waba_id)
+
+
+# --- message templates ------------------------------------------------------------------------
+
+_TEMPLATE_IDS = itertools.count(1_394_000_000_000_000)
+
+
+def template(name: str, status: str = "APPROVED", *, language: str = "tr",
+             category: str = "MARKETING", body: str = "Merhaba {{1}}!",
+             header: str | None = None, footer: str | None = None,
+             buttons: list[dict] | tuple = (), rejected_reason: str = "NONE") -> dict:
+    """A template as GET /{waba_id}/message_templates lists it (Meta's component shapes)."""
+    components: list[dict] = []
+    if header is not None:
+        components.append({"type": "HEADER", "format": "TEXT", "text": header})
+    example = [f"örnek{i}" for i in range(1, body.count("{{") + 1)]
+    body_component: dict = {"type": "BODY", "text": body}
+    if example:
+        body_component["example"] = {"body_text": [example]}
+    components.append(body_component)
+    if footer is not None:
+        components.append({"type": "FOOTER", "text": footer})
+    if buttons:
+        components.append({"type": "BUTTONS", "buttons": list(buttons)})
+    return {"name": name, "language": language, "category": category, "status": status,
+            "components": components, "rejected_reason": rejected_reason,
+            "id": str(next(_TEMPLATE_IDS))}
+
+
+def quick_reply(text: str) -> dict:
+    return {"type": "QUICK_REPLY", "text": text}
+
+
+def _cursor(index: int) -> str:
+    return base64.urlsafe_b64encode(f"cursor:{index}".encode()).decode().rstrip("=")
+
+
+def _index(cursor: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return int(raw.removeprefix("cursor:")) if raw.startswith("cursor:") else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _template_listing(state: GraphState):
+    """GET /{waba_id}/message_templates?fields=&limit=&after=: Graph's cursor paging (the
+    `after` cursor names the page's last item; `paging.next` only while more remain)."""
+    async def listing(request: web.Request) -> web.Response:
+        waba = request.match_info["waba_id"]
+        state.template_requests.append(dict(request.query))
+        if request.headers.get("Authorization") != f"Bearer {state.access_token}":
+            return graph_error(190)
+        if waba not in state.waba_ids:
+            return graph_error(100, f"Unsupported get request. Object with ID '{waba}' does "
+                                    "not exist, cannot be loaded due to missing permissions, "
+                                    "or does not support this operation.", subcode=33)
+        try:
+            limit = min(int(request.query.get("limit", "25")), state.template_page_limit)
+        except ValueError:
+            return graph_error(100, "The parameter limit must be an integer.")
+        start = 0
+        if "after" in request.query:
+            last = _index(request.query["after"])
+            if last is None:
+                return graph_error(100, "Invalid cursor")
+            start = last + 1
+        if (code := state.template_error_on_page.get(len(state.template_requests) - 1)) \
+                is not None:
+            return graph_error(code)
+        wanted = [f for f in request.query.get("fields", "").split(",") if f]
+        page = [{k: v for k, v in t.items() if not wanted or k in wanted or k == "id"}
+                for t in state.templates[start:start + limit]]
+        body: dict = {"data": page}
+        if page:
+            end = start + len(page) - 1
+            body["paging"] = {"cursors": {"before": _cursor(start), "after": _cursor(end)}}
+            if end + 1 < len(state.templates):
+                query = "&".join(f"{k}={v}" for k, v in request.query.items() if k != "after")
+                body["paging"]["next"] = (f"https://graph.facebook.com/v21.0/{waba}/"
+                                          f"message_templates?{query}&after={_cursor(end)}")
+        return web.json_response(body)
+    return listing
+
+
+def template_status_payload(name: str, event: str, *, language: str = "tr",
+                            template_id: str | int | None = None, reason: str | None = "NONE",
+                            title: str | None = None, description: str | None = None,
+                            waba_id: str = WABA_ID) -> dict:
+    """A `message_template_status_update` webhook: account-level, no `metadata`."""
+    value: dict = {"event": event, "message_template_id": int(template_id or 0) or next(
+        _TEMPLATE_IDS), "message_template_name": name, "message_template_language": language,
+                   "reason": reason}
+    if title or description:
+        value["other_info"] = {"title": title, "description": description}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": waba_id, "time": int(time.time()), "changes": [
+                {"value": value, "field": "message_template_status_update"}]}]}

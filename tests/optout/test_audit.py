@@ -3,6 +3,7 @@ also by someone who can write to the database (the key that verifies is not stor
 import json
 import os
 
+import pytest
 import sqlalchemy as sa
 
 from crypto.audit_key import AuditKey
@@ -199,6 +200,7 @@ async def test_legacy_checkpoints_are_not_trusted_and_a_new_one_replaces_them(db
     assert (verdict.broken_at, verdict.legacy, verdict.checkpoints) == (None, 0, 1)
 
 
+@pytest.mark.fresh_database
 async def test_upgrade_distrusts_old_checkpoints_and_first_start_signs_the_chain(
         config, aiohttp_client):
     from alembic import command

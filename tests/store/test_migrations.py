@@ -54,6 +54,7 @@ async def test_migrations_match_the_table_definitions(db):
     assert relevant == []
 
 
+@pytest.mark.fresh_database
 async def test_0002_backfills_settings_and_sandbox_line_for_existing_tenants(config):
     from alembic import command
 
@@ -79,6 +80,7 @@ async def test_0002_backfills_settings_and_sandbox_line_for_existing_tenants(con
         await db.close()
 
 
+@pytest.mark.fresh_database
 async def test_0011_0012_count_what_is_already_there(config):
     """Upgrading a database that already has campaigns and lists: the counters start from
     the rows themselves, and later changes move them (the triggers exist)."""
@@ -135,6 +137,7 @@ async def test_0011_0012_count_what_is_already_there(config):
         await db.close()
 
 
+@pytest.mark.fresh_database
 async def test_0017_separates_the_pause_reasons(config):
     """The shared `spam_guard` reason and flag become `error_run` / `optout_rate` and an
     opt-out-only acknowledgement, cleared (re-armed) for existing campaigns."""

@@ -1,4 +1,6 @@
-"""Reserved for issue 15 (line_management); no schema change yet. Kept so the chain stays linear.
+"""Line management (issue 15): no schema change. An archived line is a `lines.state` value
+("archived"), the reason a line or campaign was paused stays in `state_reason`, and the tier
+and WABA id are line options. Kept so the chain stays linear.
 
 Revision ID: 0028
 Revises: 0027
