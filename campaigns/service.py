@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from campaigns import outbox, window
 from campaigns.audiences import list_columns
 from campaigns.commercial import commercial_words, described, texts_of
-from campaigns.lines import get_line
+from campaigns.lines import ARCHIVED, get_line
 from campaigns.provider_templates import (
     APPROVED,
     TEMPLATE_PAUSED,
@@ -134,6 +134,8 @@ async def _check(conn: AsyncConnection, tenant_id: str, spec: NewCampaign) -> No
     line = await get_line(conn, tenant_id, spec.line_id)
     if line is None:
         raise CampaignNotFoundError("no such line")
+    if line.state == ARCHIVED:
+        raise CampaignStateError("the line is archived: choose another line", "line_archived")
     columns = await list_columns(conn, tenant_id, spec.list_id)
     if columns is None:
         raise CampaignNotFoundError("no such list")
@@ -202,9 +204,12 @@ async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, ac
             raise CampaignStateError("the campaign's text has not been checked yet",
                                      "unchecked_text")
         check_informational(list(row.commercial_words), confirm_informational)
-    if action in ("start", "resume", "retry") and \
-            await get_line(conn, tenant_id, row.line_id) is None:
-        raise CampaignStateError("the campaign's line was deleted", "line_deleted")
+    if action in ("start", "resume", "retry"):
+        line = await get_line(conn, tenant_id, row.line_id)
+        if line is None:
+            raise CampaignStateError("the campaign's line was deleted", "line_deleted")
+        if line.state == ARCHIVED:  # it would sit "running" and never send
+            raise CampaignStateError("the campaign's line is archived", "line_archived")
     if action == "resume" and (row.state_reason or "").startswith(TEMPLATE_PAUSED):
         await _check_template_back(conn, row)
     now = time.time() if now is None else now

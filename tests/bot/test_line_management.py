@@ -139,6 +139,13 @@ async def test_line_resume_edit_archive(tenant, graph, wa_line):
     r = await tenant.call("POST", f"/lines/{line_id}/resume")
     assert r.status == 409 and (await r.json())["error"]["code"] == "line_archived"
     assert (await tenant.call("PATCH", f"/lines/{line_id}", json={"name": "x"})).status == 409
+    # Nothing can send on it again: its paused campaign is not resumed, no new one is made.
+    r = await tenant.call("POST", f"/campaigns/{cid3}/resume")
+    assert r.status == 409 and (await r.json())["error"]["code"] == "line_archived"
+    list_id = (await (await tenant.call("POST", "/lists", json={"name": "m"})).json())["id"]
+    r = await tenant.call("POST", "/campaigns", json={"name": "d", "line_id": line_id,
+                                                      "list_id": list_id, "template": "Merhaba"})
+    assert r.status == 409 and (await r.json())["error"]["code"] == "line_archived"
     assert (await _line(tenant, line_id))["state"] == "archived"
     async with tenant.client.app[db_key].connect() as conn:
         entries = [(r.action, r.detail) for r in await conn.execute(sa.select(
