@@ -36,7 +36,7 @@ async def test_a_notice_reaches_every_process_at_commit(config, db):
             await a.publish(conn, "revoked", "t1:ab")
         await a.announce("revoked", "t2:cd")
         if db.dialect == "postgresql":
-            await _until(lambda: len(heard["b"]) == 2)
+            await _until(lambda: len(heard["a"]) == 2 and len(heard["b"]) == 2)
             assert heard["b"] == ["t1:ab", "t2:cd"]  # the rolled-back one never arrives
             assert heard["a"] == ["t1:ab", "t2:cd"]  # the publisher hears itself too
         else:  # one process: its own handlers, at once (before the commit, by design)
