@@ -2,8 +2,10 @@
 web layer (503) and the dispatcher (wait and heal) both follow."""
 from __future__ import annotations
 
+import asyncio
 import errno
 import sqlite3
+import threading
 
 import asyncpg.exceptions as pg
 import pytest
@@ -71,8 +73,17 @@ async def test_unreachable_database_is_named_not_raised():
 
 
 async def test_sqlite_that_cannot_open_is_unreachable(tmp_path):
+    before = set(threading.enumerate())
     db = open_database(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'izinli.db'}")
     try:
         assert await db.health() == "unreachable"
     finally:
         await db.close()
+    # aiosqlite stops a connection that failed to open from its worker thread, which then
+    # answers on this test's event loop: let it finish before the loop closes, or it reports
+    # "Event loop is closed" in whichever test runs next.
+    started = [t for t in threading.enumerate() if t not in before]
+    for _ in range(500):
+        if not any(t.is_alive() for t in started):
+            break
+        await asyncio.sleep(0.01)
