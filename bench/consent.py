@@ -15,11 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
+import accounts
 from campaigns.audiences import ContactImporter, ImportSource
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
-from dashboard import accounts
 from optout import facts, suppression
 from optout.gate import Purpose, decide
 from optout.tenants import TenantDirectory

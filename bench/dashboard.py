@@ -25,9 +25,10 @@ from types import SimpleNamespace
 import aiohttp
 from aiohttp import web
 
+import accounts
+from accounts import users
 from campaigns import audiences, service
 from campaigns.service import NewCampaign
-from dashboard import accounts, users
 from dashboard.keys import db_key, directory_key, fields_key, keyring_key, master_key
 from izinli import config as configuration
 from izinli.app import create_app

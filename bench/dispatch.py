@@ -18,6 +18,7 @@ from pathlib import Path
 import aiosqlite
 import nacl.bindings
 
+import accounts
 from bot.sandbox import SandboxChannel
 from campaigns import service
 from campaigns.audiences import create_list
@@ -27,7 +28,6 @@ from campaigns.service import NewCampaign
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
-from dashboard import accounts
 from optout.tenants import TenantDirectory
 from optout.watch import RevocationWatch
 from store.engine import Database, open_database

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import aiohttp
 
+import accounts
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
-from dashboard import accounts
 from optout import ledger
 from optout.deadlines import TZ
 from optout.iys_push import PushSettings

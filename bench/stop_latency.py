@@ -21,8 +21,8 @@ import statistics
 import sys
 import time
 
+import accounts
 from crypto.master import MasterKey
-from dashboard import accounts
 from optout import ledger, suppression
 from optout.ledger import ConsentEvent
 from optout.revocations import RevocationNotices

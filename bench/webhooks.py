@@ -54,7 +54,7 @@ async def _prepare(app: web.Application, n: int) -> tuple[str, list[int]]:
     world = World()
     world.db, world.keyring, world.fields = db, app[keyring_key], app[fields_key]
     world.directory = app[directory_key]
-    from dashboard import accounts
+    import accounts
     world.tenant_id, _ = await accounts.create_tenant(db, app[master_key], "Bench",
                                                       "bench passphrase 1", kdf="min")
     await accounts.unlock(db, world.keyring, world.tenant_id, "bench passphrase 1", 3600)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from campaigns.outbox import mark_receipts
 from campaigns.ports import (
     Line,
     OutboundMessage,
@@ -190,3 +191,16 @@ class SandboxChannel:
         opened = await self._fields.open_fields(tenant_id, blobs)
         return [Delivered(to=opened[2 * i].decode(), text=opened[2 * i + 1].decode(), at=r.at,
                           line_id=r.line_id) for i, r in enumerate(rows)]
+
+
+# Simulated receipts ("on demand": the sandbox page's button). A real provider reports a
+# message delivered and then, for most people, read; the sandbox does the same for what its
+# lines sent: every `sent` message becomes `delivered`, and seven in ten `read` (by row id, so
+# a run is repeatable). Sending itself is untouched, so benchmarks pay nothing for it.
+READ_SHARE_OF_TEN = 7
+
+
+async def simulate_receipts(conn, tenant_id: str) -> tuple[int, int]:
+    """Marks the tenant's sandbox sends delivered and (most) read, in the caller's
+    transaction; (newly delivered, newly read)."""
+    return await mark_receipts(conn, tenant_id, "sandbox", READ_SHARE_OF_TEN)

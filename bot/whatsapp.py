@@ -92,13 +92,13 @@ class WhatsAppCredentials:
         return cls(**values)
 
 
-def text_payload(address: str, message: OutboundMessage) -> dict:
+def text_body(address: str, message: OutboundMessage) -> dict:
     """The /messages body for a free-form text (valid inside the 24 h customer window)."""
     return _envelope(address, message.reference) | {
         "type": "text", "text": {"preview_url": False, "body": message.text}}
 
 
-def template_payload(to: str, name: str, language: str, parameters: Sequence[str] = (),
+def template_body(to: str, name: str, language: str, parameters: Sequence[str] = (),
                      reference: str | None = None) -> dict:
     """The /messages body for an approved template; `parameters` fill the body's {{1}}, {{2}}…"""
     template: dict = {"name": name, "language": {"code": language}}
@@ -196,12 +196,12 @@ class WhatsAppChannel:
             return PermanentFailure("invalid_address")
         if message.template is not None:
             t = message.template
-            return await self.send_payload(line, template_payload(
+            return await self.send_body(line, template_body(
                 address, t.name, t.language, t.parameters, message.reference))
-        return await self.send_payload(line, text_payload(address, message))
+        return await self.send_body(line, text_body(address, message))
 
-    async def send_payload(self, line: Line, payload: dict) -> SendResult:
-        """Posts a prepared /messages body (e.g. from `template_payload`) for the line."""
+    async def send_body(self, line: Line, payload: dict) -> SendResult:
+        """Posts a prepared /messages body (e.g. from `template_body`) for the line."""
         # A loader failure (line deleted, master key changed) is not a provider answer: it
         # propagates, and the dispatcher records the row as a channel error.
         credentials = await self._credentials_for(line)

@@ -287,6 +287,50 @@ async def entered_since(conn: AsyncConnection, tenant_id: str, since: float) -> 
     return entered
 
 
+_MOVE_BUCKET = f"CAST(at AS BIGINT) / {BUCKET_SECONDS} * {BUCKET_SECONDS}"
+
+
+async def entered_per_bucket(conn: AsyncConnection, tenant_id: str, since: float
+                             ) -> list[tuple[float, str, int]]:
+    """(bucket start, state, messages) entering each state since `since`, per 15-minute
+    bucket (BUCKET_SECONDS): what a chart of recent days groups by local day."""
+    return [(float(at), state, int(n or 0)) for at, state, n in await raw.fetch(
+        conn, "SELECT bucket, state, sum(n) FROM tenant_day_counts WHERE tenant_id = ? AND "
+              "bucket >= ? GROUP BY bucket, state UNION ALL "
+              f"SELECT {_MOVE_BUCKET}, state, sum(delta) FROM outbox_moves WHERE tenant_id = ? "
+              f"AND delta > 0 AND at >= ? GROUP BY {_MOVE_BUCKET}, state",
+        (tenant_id, int(since // BUCKET_SECONDS * BUCKET_SECONDS), tenant_id, float(since)))]
+
+
+RECEIPT_CHUNK = 500  # campaigns per statement of mark_receipts
+
+
+async def mark_receipts(conn: AsyncConnection, tenant_id: str, channel: str,
+                        read_share_of_ten: int) -> tuple[int, int]:
+    """Receipts for a channel that sends none by itself (the sandbox): the tenant's `sent`
+    messages on its lines become `delivered`, and of the delivered ones `read_share_of_ten`
+    in ten `read` (chosen by row id: repeatable). Only `sent` rows move — never one still
+    being sent, which its dispatcher settles. The outbox triggers count the moves, so
+    campaign counts and today's figures show them. (newly delivered, newly read)."""
+    campaign_ids = [r[0] for r in await raw.fetch(
+        conn, "SELECT c.id FROM campaigns c JOIN lines l ON l.id = c.line_id "
+              "WHERE c.tenant_id = ? AND l.tenant_id = ? AND l.channel = ?",
+        (tenant_id, tenant_id, channel))]
+    delivered = read = 0
+    now = time.time()
+    for start in range(0, len(campaign_ids), RECEIPT_CHUNK):
+        chunk = campaign_ids[start:start + RECEIPT_CHUNK]
+        marks = raw.marks(len(chunk))
+        delivered += await raw.execute(
+            conn, "UPDATE outbox SET state = 'delivered', updated_at = ? "
+                  f"WHERE campaign_id IN ({marks}) AND state = 'sent'", (now, *chunk))
+        read += await raw.execute(
+            conn, "UPDATE outbox SET state = 'read', updated_at = ? "
+                  f"WHERE campaign_id IN ({marks}) AND state = 'delivered' "
+                  f"AND id % 10 < {int(read_share_of_ten)}", (now, *chunk))
+    return delivered, read
+
+
 async def fold(conn: AsyncConnection, limit: int = raw.FOLD_BATCH) -> int:
     """Folds up to `limit` moves into the counters, in the caller's transaction; returns how
     many. Each move is folded once (`raw.take_oldest`); counters are written in key order so

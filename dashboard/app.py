@@ -7,8 +7,8 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+import accounts
 from dashboard import (
-    accounts,
     audience_api,
     audit_api,
     campaign_api,

@@ -2,52 +2,31 @@
 from __future__ import annotations
 
 import io
-import json
 
-import sqlalchemy as sa
 from aiohttp import web
 
-from campaigns import audiences
 from campaigns.audiences import (
     ERASED,
-    MAX_CONSENT_TEXT,
     MAX_REPORTED_INVALID,
     REFUSED_EARLIER,
-    ImportSource,
-    create_list,
-    list_exists,
 )
-from campaigns.csvparse import CsvFormatError
-from dashboard.auditing import audited
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.inputs import clean_text
-from dashboard.keys import (
-    TENANT,
-    actor_of,
-    db_key,
-    directory_key,
-    fields_key,
-    importer_key,
-    settings_key,
-)
-from dashboard.lines_api import address_param, iso
+from dashboard.keys import settings_key
 from dashboard.routing import Operation
-from store.tables import contact_lists, contacts, list_members
+from dashboard.services import audience, context_of
+from dashboard.services.audience import consent_text_param
 
 
 async def post_list(request: web.Request) -> web.Response:
     body = await json_body(request)
-    async with request.app[db_key].begin() as conn:
-        created = await create_list(conn, request[TENANT], field(body, "name", str))
-    return json_response(created, status=201)
+    return json_response(await audience.new_list(context_of(request), field(body, "name", str)),
+                         status=201)
 
 
 async def import_contacts(request: web.Request) -> web.Response:
-    tenant_id, list_id = request[TENANT], request.query.get("list_id") or None
-    if list_id is not None:
-        async with request.app[db_key].connect() as conn:
-            if not await list_exists(conn, tenant_id, list_id):
-                raise ApiError(404, "not_found", "no such list")
+    list_id = request.query.get("list_id") or None
+    if list_id is not None:  # before the upload is read: an unknown list is a 404
+        await audience.check_list(context_of(request), list_id)
     limit = request.app[settings_key].max_import_bytes
     # In memory only, up to the import limit: the CSV is plaintext personal data, and a
     # temporary file would leave it in the file system (and in its free blocks) after the
@@ -55,38 +34,9 @@ async def import_contacts(request: web.Request) -> web.Response:
     consent_text = consent_text_param(request.query.get("consent_text"))
     with io.BytesIO() as spool:
         await _spool(request, spool, limit)
-        return json_response(await import_spooled(request, list_id, spool, _filename(request),
-                                                  consent_text))
-
-
-def consent_text_param(value: str | None) -> str:
-    """The consent statement people were shown, as given with an import (the API's query
-    parameter, the dashboard form's field): trimmed, at most MAX_CONSENT_TEXT characters."""
-    text = clean_text((value or "").strip())
-    if len(text) > MAX_CONSENT_TEXT:
-        raise ApiError(400, "invalid_field",
-                       f"'consent_text' is over {MAX_CONSENT_TEXT} characters")
-    return text
-
-
-async def import_spooled(request: web.Request, list_id: str | None, spool,
-                         filename: str, consent_text: str = "") -> dict:
-    """Imports a CSV already spooled to `spool` (the API and the dashboard's upload form)."""
-    if spool.tell() == 0:
-        raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
-    spool.seek(0)
-    # A header or a multipart part can carry NUL or undecodable bytes: stored as text, cleaned.
-    source = ImportSource(filename=clean_text(filename)[:200] or "upload.csv",
-                          uploader=actor_of(request), consent_text=consent_text)
-    try:
-        result = await request.app[importer_key].run(request[TENANT], list_id, spool, source)
-    except CsvFormatError as exc:
-        raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
-    await audited(request, "contacts.import", list_id=list_id, imported=result.imported,
-                  updated=result.updated, invalid=result.invalid_total,
-                  kept_refusal=result.kept_refusal, undated=result.undated,
-                  erased=result.erased, consent_text=bool(consent_text))
-    return result.as_json()
+        done = await audience.import_csv(context_of(request), spool, _filename(request),
+                                         consent_text, list_id=list_id)
+    return json_response(done.result)
 
 
 async def _spool(request: web.Request, spool, limit: int) -> None:
@@ -110,37 +60,14 @@ def _filename(request: web.Request) -> str:
 
 async def get_lists(request: web.Request) -> web.Response:
     """The tenant's contact lists with their member counts and CSV columns."""
-    q = sa.select(contact_lists.c.id, contact_lists.c.name, contact_lists.c.created_at,
-                  contact_lists.c.columns, audiences.members_column()).where(
-        contact_lists.c.tenant_id == request[TENANT]).order_by(contact_lists.c.created_at)
-    async with request.app[db_key].connect() as conn:
-        rows = list(await conn.execute(q))
-    items = [{"id": r.id, "name": r.name, "members": int(r.members), "created_at": r.created_at,
-              "columns": list(r.columns or [])} for r in rows]
-    return json_response({"lists": items})
+    return json_response({"lists": await audience.lists(context_of(request))})
 
 
 async def get_contact(request: web.Request) -> web.Response:
     """One contact's details (name, attributes, lists), opened: needs the vault unlocked."""
-    channel = request.query.get("channel", "sandbox")
-    address = address_param(request.query.get("address"), channel, "address")
-    app, tenant_id = request.app, request[TENANT]
-    async with app[db_key].connect() as conn:
-        index = (await app[directory_key].indexer(conn, tenant_id))(address)
-        row = (await conn.execute(sa.select(contacts).where(
-            contacts.c.tenant_id == tenant_id, contacts.c.address_index == index,
-            contacts.c.erased_at.is_(None)))).first()
-        if row is None:
-            raise ApiError(404, "not_found", "no contact with that address")
-        names = [r.name for r in await conn.execute(sa.select(contact_lists.c.name).join(
-            list_members, list_members.c.list_id == contact_lists.c.id).where(
-            list_members.c.contact_id == row.id))]
-    sealed = [bytes(b) for b in (row.name_sealed, row.attributes_sealed) if b]
-    opened = iter(await app[fields_key].open_fields(tenant_id, sealed))
-    name = next(opened).decode() if row.name_sealed else ""
-    attributes = json.loads(next(opened)) if row.attributes_sealed else {}
-    return json_response({"address": address, "name": name, "attributes": attributes,
-                          "lists": names, "since": iso(row.created_at)})
+    return json_response(await audience.contact(
+        context_of(request), request.query.get("address"),
+        request.query.get("channel", "sandbox")))
 
 
 _ROWS = {"type": "array", "maxItems": MAX_REPORTED_INVALID, "items": {

@@ -7,11 +7,11 @@ import math
 
 from aiohttp import web
 
+from accounts import AccountError, ConflictError, ForbiddenError, NotFoundError
 from campaigns.audiences import AudienceError
 from campaigns.lines import LineInputError, LineNotFoundError, LineStateError
 from campaigns.service import CampaignError, CampaignNotFoundError, CampaignStateError
 from crypto.errors import CorruptDataError, VaultLockedError, WrongPassphraseError
-from dashboard.accounts import AccountError, ForbiddenError, NotFoundError
 from dashboard.inputs import (
     MAX_INT,
     InputError,
@@ -63,6 +63,7 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
     (CampaignStateError, 409, None),
     (CampaignError, 400, None),
     (ForbiddenError, 403, None),
+    (ConflictError, 409, None),
     (HashBusyError, 429, "busy"),
     (AccountError, 400, None),
     (AudienceError, 400, None),
@@ -78,6 +79,17 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                409: "conflict",
                405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
                422: "unprocessable", 429: "too_many_requests"}
+
+
+def known_failure(exc: BaseException) -> tuple[int, str, str] | None:
+    """(status, code, message) the API answers for `exc` (an ApiError or a known domain
+    error); None for anything else. Pages use it to show a service's refusal."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message
+    for kind, status, code in _KNOWN:
+        if isinstance(exc, kind):
+            return status, code or getattr(exc, "code", "error"), str(exc)
+    return None
 
 
 @web.middleware

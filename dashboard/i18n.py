@@ -127,6 +127,7 @@ ALERTS = {
     "security_login": "Panele yeni bir cihazdan giriş yapıldı.",
     "security_api_key": "Yeni bir API anahtarı oluşturuldu.",
     "security_unlock": "Kasa açıldı.",
+    "security_passphrase": "Kasa parolası değiştirildi.",
 }
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from accounts.users import SessionCache
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
 from bot.lines import LineAdmin
@@ -18,7 +19,6 @@ from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
 from dashboard.ratelimit import HashSlots
-from dashboard.users import SessionCache
 from dashboard.vault_fanout import VaultFanout
 from optout.iys_sync import IysSync
 from optout.subjects import ErasureFinisher

@@ -4,43 +4,37 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard import accounts, notices
-from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.keys import API_KEY_ID, API_KEY_ROLE, TENANT, actor_of, db_key
+import accounts
+from dashboard.errors import field, json_body, json_response
+from dashboard.keys import API_KEY_ID
 from dashboard.lines_api import iso
 from dashboard.routing import Operation
+from dashboard.services import accounts as service
+from dashboard.services import context_of
+
+
+def key_json(k: service.ApiKeyInfo, current: str | None = None) -> dict:
+    return {"id": k.id, "name": k.name, "created_at": iso(k.created_at),
+            "revoked_at": iso(k.revoked_at), "revoked": k.revoked_at is not None,
+            "role": k.role, "current": k.id == current}
 
 
 async def get_keys(request: web.Request) -> web.Response:
-    current = request.get(API_KEY_ID)
-    found = await accounts.api_keys_of(request.app[db_key], request[TENANT])
-    return json_response({"api_keys": [
-        {"id": k["id"], "name": k["name"], "created_at": iso(k["created_at"]),
-         "revoked_at": iso(k["revoked_at"]), "revoked": k["revoked_at"] is not None,
-         "role": k["role"], "current": k["id"] == current} for k in found]})
+    found = await service.list_api_keys(context_of(request))
+    return json_response({"api_keys": [key_json(k, request.get(API_KEY_ID)) for k in found]})
 
 
 async def post_key(request: web.Request) -> web.Response:
     body = await json_body(request)
     role = field(body, "role", str, required=False, default=accounts.DEFAULT_KEY_ROLE)
-    key_id, key = await accounts.create_api_key(
-        request.app[db_key], request[TENANT], field(body, "name", str), actor_of(request),
-        role=role, granted_by_key=request.get(API_KEY_ROLE))
-    await notices.notify(request, "security_api_key")
-    return json_response({"id": key_id, "name": body["name"].strip(), "role": role,
-                          "api_key": key}, status=201)
+    created = await service.create_api_key(context_of(request), field(body, "name", str), role)
+    return json_response({"id": created.id, "name": created.name, "role": created.role,
+                          "api_key": created.api_key}, status=201)
 
 
 async def delete_key(request: web.Request) -> web.Response:
     key_id = request.match_info["id"]
-    caller = request.get(API_KEY_ROLE)
-    if caller is not None:
-        found = await accounts.api_keys_of(request.app[db_key], request[TENANT])
-        target = next((k for k in found if k["id"] == key_id), None)
-        if target is not None and not accounts.at_least(caller, target["role"]):
-            raise ApiError(403, "role_not_allowed",
-                           "an API key cannot revoke a key whose role is above its own")
-    await accounts.revoke_key(request.app[db_key], request[TENANT], key_id, actor_of(request))
+    await service.revoke_api_key(context_of(request), key_id)
     return json_response({"id": key_id, "revoked": True})
 
 

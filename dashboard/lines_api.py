@@ -6,24 +6,18 @@ import logging
 from aiohttp import web
 
 from bot import registry
-from bot.lines import LINE_CHANGED_TOPIC, LINE_GONE_TOPIC, check_name
-from bot.registry import ChannelSpec
-from campaigns.lines import LineDeleteError, get_line, list_lines
+from bot.lines import LINE_CHANGED_TOPIC, LINE_GONE_TOPIC
 from campaigns.ports import Line
 from dashboard import webhooks
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
-    TENANT,
-    actor_of,
     bus_key,
     channels_key,
     credentials_key,
-    db_key,
-    inbound_key,
-    line_admin_key,
-    sandbox_key,
 )
 from dashboard.routing import Operation
+from dashboard.services import context_of
+from dashboard.services import lines as lines_service
 from optout.outbound import names_an_address
 
 log = logging.getLogger(__name__)
@@ -32,22 +26,11 @@ __all__ = ["LINE_CHANGED_TOPIC", "LINE_GONE_TOPIC"]
 
 def line_json(line: Line) -> dict:
     """What the owner sees of a line: never its credentials; its channel's options."""
-    options = line.options or {}
-    spec = registry.find(line.channel)
-    found = {"id": line.id, "channel": line.channel, "name": line.name,
-             "rate_per_second": line.rate_per_second, "state": line.state,
-             "state_reason": line.state_reason,
-             "webhook_path": f"/webhooks/{line.channel}/{line.id}"
-             if spec is not None and spec.webhooks else None}
-    shown = [f.name for f in spec.options] if spec is not None else []
-    found.update({k: options[k] for k in shown if k in options})
-    return found
+    return lines_service.line_view(line)
 
 
 async def get_lines(request: web.Request) -> web.Response:
-    async with request.app[db_key].connect() as conn:
-        found = await list_lines(conn, request[TENANT])
-    return json_response({"lines": [line_json(line) for line in found]})
+    return json_response({"lines": await lines_service.lines(context_of(request))})
 
 
 COMMON_FIELDS = ("channel", "name", "rate_per_second")
@@ -72,80 +55,34 @@ def refuse_addresses(body: object, known: tuple[str, ...], where: str = "") -> N
                            "the operator (providers.* in the configuration), not per tenant")
 
 
-def _spec(channel: str) -> ChannelSpec:
-    try:
-        return registry.get(channel)
-    except registry.UnknownChannelError as exc:
-        raise ApiError(400, "unsupported_channel", str(exc)) from None
-
-
-def _values(body: dict, fields, required: bool = True) -> dict:
-    """The spec's fields read from the body, each checked for its kind (a 400 naming it)."""
-    return {f.name: field(body, f.name, f.kind, required=f.required and required)
-            for f in fields if f.name in body or (f.required and required)}
-
-
 async def post_line(request: web.Request) -> web.Response:
     body = await json_body(request)
-    refuse_addresses(body, line_fields())
-    spec = _spec(field(body, "channel", str))
-    name = check_name(field(body, "name", str))
-    rate = field(body, "rate_per_second", float, required=False, default=None)
-    values = _values(body, spec.credentials + spec.options)
-    line = await request.app[line_admin_key].add(request[TENANT], spec.name, name, rate, values)
-    return json_response(line_json(line), status=201)
+    return json_response(await lines_service.add_line(context_of(request), body), status=201)
 
 
 async def patch_line(request: web.Request) -> web.Response:
     body = await json_body(request)
-    refuse_addresses(body, line_fields())
-    line = await tenant_line(request, request.match_info["id"])
-    spec = registry.get(line.channel)
-    editable = [f for f in spec.credentials + spec.options if f.editable]
-    known = {"name", "rate_per_second", *(f.name for f in editable)}
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise ApiError(400, "unknown_field", f"'{unknown[0]}' cannot be changed on a "
-                                             f"{spec.name} line; editable: "
-                                             f"{', '.join(sorted(known))}")
-    changes = _values(body, editable, required=False)
-    if "name" in body:
-        changes["name"] = field(body, "name", str)
-    if "rate_per_second" in body:
-        changes["rate_per_second"] = field(body, "rate_per_second", float)
-    if not changes:
-        raise ApiError(400, "missing_field", "nothing to change; editable: "
-                                             f"{', '.join(sorted(known))}")
-    line = await request.app[line_admin_key].update(request[TENANT], actor_of(request),
-                                                    line.id, changes)
-    return json_response(line_json(line))
+    return json_response(await lines_service.edit_line(context_of(request),
+                                                       request.match_info["id"], body))
 
 
 async def pause_line(request: web.Request) -> web.Response:
-    line = await request.app[line_admin_key].pause(request[TENANT], actor_of(request),
-                                                   request.match_info["id"])
-    return json_response(line_json(line))
+    return json_response(await lines_service.act(context_of(request), request.match_info["id"],
+                                                 "pause"))
 
 
 async def resume_line(request: web.Request) -> web.Response:
-    resumed = await request.app[line_admin_key].resume(request[TENANT], actor_of(request),
-                                                       request.match_info["id"])
-    return json_response(line_json(resumed.line)
-                         | {"resumed_from": resumed.previous_reason})
+    return json_response(await lines_service.act(context_of(request), request.match_info["id"],
+                                                 "resume"))
 
 
 async def archive_line(request: web.Request) -> web.Response:
-    line, paused = await request.app[line_admin_key].archive(
-        request[TENANT], actor_of(request), request.match_info["id"])
-    return json_response(line_json(line) | {"paused_campaigns": paused})
+    return json_response(await lines_service.act(context_of(request), request.match_info["id"],
+                                                 "archive"))
 
 
 async def delete_line_handler(request: web.Request) -> web.Response:
-    try:
-        await request.app[line_admin_key].delete(request[TENANT], actor_of(request),
-                                                 request.match_info["id"])
-    except LineDeleteError as exc:
-        raise ApiError(409, exc.code, str(exc)) from None
+    await lines_service.delete_line(context_of(request), request.match_info["id"])
     return web.Response(status=204)
 
 
@@ -166,14 +103,6 @@ def line_changed(app: web.Application, line_id: str) -> None:
     webhooks.forget_line(app, line_id)
 
 
-async def tenant_line(request: web.Request, line_id: str) -> Line:
-    async with request.app[db_key].connect() as conn:
-        line = await get_line(conn, request[TENANT], line_id)
-    if line is None:
-        raise ApiError(404, "not_found", "no such line")
-    return line
-
-
 def address_param(raw: str | None, channel: str, name: str) -> str:
     if not raw or not raw.strip():
         raise ApiError(400, "missing_field", f"'{name}' is required")
@@ -185,15 +114,13 @@ def address_param(raw: str | None, channel: str, name: str) -> str:
 
 async def sandbox_inbound(request: web.Request) -> web.Response:
     body = await json_body(request)
-    line = await tenant_line(request, field(body, "line_id", str))
-    if line.channel != "sandbox":
+    line_id = field(body, "line_id", str)
+    found = await lines_service.line(context_of(request), line_id)
+    if found.channel != "sandbox":
         raise ApiError(400, "not_sandbox", "this line is not a sandbox line")
-    address = address_param(field(body, "from", str), "sandbox", "from")
-    text = field(body, "text", str)
-    outcome = await request.app[inbound_key].receive(line, address, text)
-    return json_response({"intent": outcome.intent.value if outcome.intent else None,
-                              "duplicate": outcome.duplicate,
-                              "replied": outcome.reply is not None})
+    raw, text = field(body, "from", str), field(body, "text", str)
+    return json_response(await lines_service.sandbox_reply(context_of(request), line_id, raw,
+                                                           text))
 
 
 async def sandbox_messages(request: web.Request) -> web.Response:
@@ -203,7 +130,7 @@ async def sandbox_messages(request: web.Request) -> web.Response:
         limit = min(max(int(request.query.get("limit", "10000")), 1), 10_000)
     except ValueError:
         raise ApiError(400, "invalid_field", "'limit' must be a number from 1 to 10000") from None
-    delivered = await request.app[sandbox_key].received(request[TENANT], to, limit)
+    delivered = await lines_service.sandbox_received(context_of(request), to, limit)
     return json_response({"messages": [
         {"to": d.to, "text": d.text, "at": iso(d.at), "line_id": d.line_id} for d in delivered]})
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from dashboard.accounts import at_least
+from accounts import at_least
 from dashboard.errors import ApiError
 from dashboard.keys import API_KEY_ROLE
 

@@ -1,57 +1,40 @@
-"""API: unlock and lock the tenant's vault, and choose key custody."""
+"""API: unlock and lock the tenant's vault, choose key custody, change the passphrase. Thin:
+the work is dashboard.services.accounts, which the vault page calls too."""
 from __future__ import annotations
 
-import time
+from dataclasses import asdict
 
 from aiohttp import web
 
-from crypto.errors import WrongPassphraseError
-from dashboard import accounts, notices
-from dashboard.auditing import audited
-from dashboard.errors import ApiError, error_response, field, json_body, json_response
-from dashboard.keys import TENANT, db_key, fanout_key, hash_slots_key, keyring_key, settings_key
-from dashboard.ratelimit import FailureLimiter, HashBusyError, TooManyAttemptsError, reserve
+from dashboard.errors import error_response, field, json_body, json_response
+from dashboard.ratelimit import HashBusyError, TooManyAttemptsError
 from dashboard.routing import Operation
-
-# Argon2id already costs ~0.5 s per guess; this caps a stolen API key at 5 guesses per 5 min
-# per tenant (the CLI's unlock has no such limit: the operator's shell always works).
-_failures = web.AppKey("unlock_failures", FailureLimiter)
+from dashboard.services import accounts as service
+from dashboard.services import context_of
 
 
 def setup(app: web.Application) -> None:
-    app[_failures] = FailureLimiter(limit=5, window_seconds=300)
+    service.setup(app)
+
+
+async def _guarded(call) -> web.Response | None:
+    """None when `call` went through; the 429 answer when guesses are used up or the server
+    is busy hashing."""
+    try:
+        await call
+    except TooManyAttemptsError as exc:
+        return _too_many("too many wrong passphrases; try again later", exc.retry_after)
+    except HashBusyError:
+        return _too_many("the server is busy checking passphrases; try again shortly", 1)
+    return None
 
 
 async def unlock(request: web.Request) -> web.Response:
-    app, tenant_id = request.app, request[TENANT]
     body = await json_body(request)
     passphrase = field(body, "passphrase", str)
-    settings = app[settings_key]
-    ttl = field(body, "ttl_seconds", float, required=False,
-                default=float(settings.unlock_ttl_seconds))
-    if not 1 <= ttl <= settings.max_unlock_ttl_seconds:
-        raise ApiError(400, "invalid_field",
-                       f"'ttl_seconds' must be between 1 and {settings.max_unlock_ttl_seconds}")
-    try:  # counted before the hash, so parallel guesses cannot all pass the check
-        attempt = reserve((app[_failures], tenant_id))
-    except TooManyAttemptsError as exc:
-        return _too_many("too many wrong passphrases; try again later", exc.retry_after)
-    try:
-        await accounts.unlock(app[db_key], app[keyring_key], tenant_id, passphrase, ttl,
-                              run=app[hash_slots_key].run, fanout=app[fanout_key])
-    except HashBusyError:
-        attempt.forgive()  # nothing was checked
-        return _too_many("the server is busy checking passphrases; try again shortly", 1)
-    except WrongPassphraseError:
-        await audited(request, "vault.unlock_failed")
-        raise
-    except Exception:
-        attempt.forgive()  # the database or a bug, not a guess: it must not use up attempts
-        raise
-    attempt.forgive()
-    await audited(request, "vault.unlock", ttl_seconds=ttl)
-    await notices.notify(request, "security_unlock")
-    return web.Response(status=204)
+    ttl = field(body, "ttl_seconds", float, required=False, default=None)
+    refused = await _guarded(service.unlock_vault(context_of(request), passphrase, ttl))
+    return refused or web.Response(status=204)
 
 
 def _too_many(message: str, retry_after: int) -> web.Response:
@@ -61,33 +44,26 @@ def _too_many(message: str, retry_after: int) -> web.Response:
 
 
 async def lock(request: web.Request) -> web.Response:
-    await accounts.lock(request.app[keyring_key], request[TENANT], request.app[fanout_key])
-    await audited(request, "vault.lock")
+    await service.lock_vault(context_of(request))
     return web.Response(status=204)
 
 
 async def status(request: web.Request) -> web.Response:
-    tenant_id = request[TENANT]
-    row = await accounts.tenant_row(request.app[db_key], tenant_id)
-    expires = request.app[keyring_key].expires_at(tenant_id)
-    remaining = None if expires is None else max(0, round(expires - time.monotonic()))
-    return json_response({"unlocked": expires is not None, "expires_in_seconds": remaining,
-                              "custody": row.custody})
+    return json_response(asdict(await service.vault_status(context_of(request))))
 
 
 async def custody(request: web.Request) -> web.Response:
     body = await json_body(request)
-    app, tenant_id = request.app, request[TENANT]
-    custody = field(body, "custody", str)
-    # Back to passphrase custody, the unlock in force goes on, at most for the usual unlock
-    # time when it was an unattended one.
-    row = await accounts.tenant_row(app[db_key], tenant_id)
-    remaining = (app[keyring_key].expires_at(tenant_id) or 0.0) - time.monotonic()
-    ttl = remaining if row.custody == "passphrase" else min(
-        remaining, float(app[settings_key].unlock_ttl_seconds))
-    await accounts.change_custody(app[fanout_key], tenant_id, custody, max(ttl, 1.0))
-    await audited(request, "vault.custody", custody=body["custody"])
-    return await status(request)
+    found = await service.change_custody(context_of(request), field(body, "custody", str))
+    return json_response(asdict(found))
+
+
+async def passphrase(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    refused = await _guarded(service.change_passphrase(
+        context_of(request), field(body, "passphrase", str),
+        field(body, "new_passphrase", str)))
+    return refused or web.Response(status=204)
 
 
 OPERATIONS = [
@@ -104,4 +80,14 @@ OPERATIONS = [
               body={"type": "object", "required": ["custody"], "properties": {
                   "custody": {"enum": ["passphrase", "service"]}}},
               responses={200: "New vault status", 423: "Vault is locked"}, role="admin"),
+    Operation("POST", "/api/v1/vault/passphrase", passphrase,
+              "Change the vault passphrase (the current one proves the caller knows it). A "
+              "passphrase too easy to guess is a 400 weak_passphrase whose error carries "
+              "feedback {score, min_score, tr, en}; wrong current passphrases count like "
+              "unlock attempts",
+              body={"type": "object", "required": ["passphrase", "new_passphrase"],
+                    "properties": {"passphrase": {"type": "string"},
+                                   "new_passphrase": {"type": "string"}}},
+              responses={204: "Changed", 400: "Weak new passphrase", 403: "Wrong passphrase",
+                         429: "Too many attempts"}, role="admin"),
 ]

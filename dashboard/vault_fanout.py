@@ -23,6 +23,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from accounts import SERVICE_TTL
 from campaigns.leases import db_now
 from crypto.errors import CorruptDataError, VaultLockedError
 from crypto.master import MasterKey
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 TOPIC = "vault"
 FULL_CHECK_BEATS = 10  # holders check every live process has its share at least this often
-# Unattended tenants stay unlocked for a year at a time; re-applied at every start.
-SERVICE_TTL = 365 * 24 * 3600.0
 _CHUNK = 500
 
 

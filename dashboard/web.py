@@ -1,30 +1,22 @@
-"""The dashboard's plumbing: sessions, roles, CSRF, security headers, templates, and `api()`,
-which runs a JSON API handler in-process so pages show and change exactly what the API does
-(the dashboard has no business logic of its own)."""
+"""The dashboard's plumbing: sessions, roles, CSRF, security headers and templates. Pages hold
+no business logic: they call the same application services as the JSON API
+(dashboard.services), never the API itself."""
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 import io
-import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from aiohttp.streams import StreamReader
-from multidict import CIMultiDict
-from yarl import URL
 
-from dashboard import i18n, notices, users
-from dashboard.errors import DATABASE_FAULT, error_middleware
+from accounts import users
+from dashboard import i18n, labels, notices
 from dashboard.inputs import InputError, check_params
 from dashboard.keys import (
     ACTOR,
@@ -44,7 +36,7 @@ from dashboard.ratelimit import (
     TooManyAttemptsError,
     reserve,
 )
-from store.faults import DatabaseUnavailableError, is_unavailable
+from store.faults import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +50,7 @@ FORM = web.RequestKey("form", dict)
 # Multipart uploads: the reader, positioned after the CSRF field.
 UPLOAD = web.RequestKey("upload", object)
 PRE_CSRF = web.RequestKey("pre_csrf", str)
+ZONE = web.RequestKey("zone", str)  # the business's time zone (labels.when)
 setup_state_key = web.AppKey("setup_state", dict)  # {"token": one-time first-run token}
 login_limits_key = web.AppKey("login_limits", LoginThrottle)
 # Password re-entry attempts, per session (the signed-in user guessing their own password).
@@ -77,88 +70,10 @@ SECURITY_HEADERS = {
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass(frozen=True)
-class ApiResult:
-    status: int
-    data: Any
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 400
-
-    @property
-    def error(self) -> str:
-        if isinstance(self.data, dict) and isinstance(self.data.get("error"), dict):
-            return str(self.data["error"].get("message", ""))
-        return ""
-
-    @property
-    def code(self) -> str:
-        if isinstance(self.data, dict) and isinstance(self.data.get("error"), dict):
-            return str(self.data["error"].get("code", ""))
-        return ""
-
-
-async def api(request: web.Request, method: str, path: str, *, query: dict | None = None,
-              body: Any = None) -> ApiResult:
-    """Runs the JSON API operation `method path` as the signed-in user, in-process. The API's
-    own validation, error mapping and audit entries apply; the audit names the user."""
-    url = URL("/api/v1" + path)
-    if query:
-        url = url.with_query({k: str(v) for k, v in query.items() if v is not None})
-    raw_body = json.dumps(body).encode() if body is not None else b""
-    # The page may already have read its own body (a form, an upload): clone regardless,
-    # and give the sub-request a stream of its own holding just the JSON body.
-    read, request._read_bytes = request._read_bytes, None
-    try:
-        sub = request.clone(method=method, rel_url=url, headers=CIMultiDict({
-            "Content-Type": "application/json", "Content-Length": str(len(raw_body))}))
-    finally:
-        request._read_bytes = read
-    payload = StreamReader(request.protocol, 2 ** 16, loop=asyncio.get_running_loop())
-    if raw_body:
-        payload.feed_data(raw_body)
-    payload.feed_eof()
-    sub._payload, sub._read_bytes = payload, raw_body
-    match = await request.app.router.resolve(sub)
-    if match.http_exception is not None:
-        return ApiResult(match.http_exception.status, None)
-    match.add_app(request.app)
-    sub._match_info = match
-    sub[TENANT], sub[ACTOR] = request[TENANT], request[ACTOR]
-    response = await error_middleware(sub, match.handler)
-    if (fault := response.get(DATABASE_FAULT)) is not None:
-        raise DatabaseUnavailableError(fault)  # the page answers a readable 503 too
-    raw = getattr(response, "body", None) or b""
-    content_type = response.headers.get("Content-Type", "")
-    if raw and "json" in content_type:
-        return ApiResult(response.status, json.loads(raw))
-    return ApiResult(response.status, raw.decode("utf-8", "replace") if raw else None)
-
-
-# Aggregate reads (campaign counts, today's figures) kept per tenant for a few seconds, so a
-# team refreshing the same pages does not repeat them; the dashboard forgets a tenant's
-# entries after each change it makes, and the campaign page's live progress is never cached.
-_read_cache: dict[tuple, tuple[float, ApiResult]] = {}
-
-
-async def api_cached(request: web.Request, seconds: float, path: str, *,
-                     query: dict | None = None) -> ApiResult:
-    key = (request[TENANT], path, tuple(sorted((query or {}).items())))
-    cached = _read_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < seconds:
-        return cached[1]
-    result = await api(request, "GET", path, query=query)
-    if result.ok:
-        if len(_read_cache) > 10_000:
-            _read_cache.clear()
-        _read_cache[key] = (time.monotonic(), result)
-    return result
-
-
 def forget_reads(tenant_id: str) -> None:
-    for key in [k for k in _read_cache if k[0] == tenant_id]:
-        _read_cache.pop(key, None)
+    """Drops the tenant's short-lived aggregate reads after a change made from a page."""
+    from dashboard.services import reads  # services import this module
+    reads.forget(tenant_id)
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -184,6 +99,7 @@ def page(method: str, path: str, role: str = "viewer", *, public: bool = False,
                 raise web.HTTPSeeOther("/login")
             request[USER], request[TENANT] = user, user.tenant_id
             request[ACTOR] = f"user:{user.user_id}"
+            request[ZONE] = await labels.tenant_zone(request.app[db_key], user.tenant_id)
             if (request.method not in ("GET", "HEAD")
                     and not await _csrf_ok(request, user.csrf)):
                 return error_page(request, 403, i18n.t(request, "csrf"))
@@ -233,7 +149,7 @@ async def _safely(handler: Page, request: web.Request) -> web.StreamResponse:
     except web.HTTPException:
         raise
     except InputError as exc:
-        return error_page(request, 400, exc.message)
+        return error_page(request, 400, labels.said(request, exc))
     except Exception as exc:
         if is_unavailable(exc):
             raise  # error_middleware answers a readable 503 with Retry-After
@@ -261,7 +177,7 @@ def render(request: web.Request, template: str, status: int = 200, **context) ->
     user = request.get(USER)
     context.update(user=user, csrf=user.csrf if user else request.get(PRE_CSRF, ""),
                    lang=i18n.language(request), _=functools.partial(i18n.t, request),
-                   path=request.path)
+                   path=request.path, tz=request.get(ZONE, labels.DEFAULT_ZONE))
     return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 
@@ -420,7 +336,8 @@ async def setup_form(request: web.Request) -> web.StreamResponse:
 
 @page("POST", "/setup", public=True)
 async def setup(request: web.Request) -> web.StreamResponse:
-    from dashboard import accounts
+    from accounts import AccountError, WeakPassphraseError
+    from dashboard.services import accounts as account_services
     token = _pre_auth(request)
     expected = _setup_token(request)
     if not await _pre_auth_ok(request):
@@ -430,29 +347,21 @@ async def setup(request: web.Request) -> web.StreamResponse:
                                                 expected.encode())
             or await users.tenant_count(request.app[db_key])):
         return error_page(request, 403, i18n.t(request, "setup_closed"))
-    settings = request.app[settings_key]
-    master = request.app[master_key]
-    slots = request.app[hash_slots_key]
     try:
-        users.check_email(data.get("email", ""))
-        users.check_password(data.get("password", ""))
-        tenant_id, api_key = await accounts.create_tenant(
-            request.app[db_key], master, data.get("business", ""), data.get("passphrase", ""),
-            kdf=settings.kdf, min_length=settings.min_passphrase_length, run=slots.run)
-        await users.create_user(request.app[db_key], master, tenant_id, data["email"],
-                                data["password"], "owner", "setup", kdf=settings.kdf,
-                                run=slots.run)
+        done = await account_services.set_up_business(
+            request.app, data.get("business", ""), data.get("email", ""),
+            data.get("password", ""), data.get("passphrase", ""))
     except HashBusyError:
         return too_many(request, 1)
-    except accounts.AccountError as exc:
-        response = render(request, "setup.html", status=400, error=str(exc),
+    except AccountError as exc:
+        message = (exc.strength.text(i18n.language(request))
+                   if isinstance(exc, WeakPassphraseError) else str(exc))
+        response = render(request, "setup.html", status=400, error=message,
                           token=data.get("token", ""))
         _set_cookie(request, response, PRE_AUTH_COOKIE, token)
         return response
     request.app[setup_state_key]["token"] = ""
-    # Not through the slots: the business exists now, and its owner must be signed in.
-    user = await users.authenticate(request.app[db_key], master, data["email"],
-                                    data["password"], settings.kdf)
+    user, api_key = done.owner, done.api_key
     welcome = render(request, "welcome.html", api_key=api_key)
     return await _signed_in(request, user, welcome)
 
@@ -481,12 +390,19 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault("Strict-Transport-Security", HSTS)
 
 
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    """Browsers ask for /favicon.ico whatever the page links; a day's cache."""
+    return web.FileResponse(STATIC / "favicon.ico", headers={
+        "Content-Type": "image/x-icon", "Cache-Control": "public, max-age=86400"})
+
+
 def setup_web(app: web.Application) -> None:
     """Templates, static files, security headers and every page module's routes."""
     from dashboard import pages  # noqa: F401  (registers the pages)
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
-                         autoescape=jinja2.select_autoescape(default=True),
-                         undefined=jinja2.StrictUndefined)
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
+                               autoescape=jinja2.select_autoescape(default=True),
+                               undefined=jinja2.StrictUndefined)
+    env.filters.update(labels.FILTERS)
     app.on_response_prepare.append(_security_headers)
     settings = app[settings_key]
     # Outermost: everything after it (cookies, the sign-in throttle) sees the client's scheme
@@ -498,5 +414,6 @@ def setup_web(app: web.Application) -> None:
     app[live_streams_key] = {}
     app[setup_state_key] = {"token": ""}
     app.router.add_static("/static/", STATIC, append_version=True)
+    app.router.add_get("/favicon.ico", _favicon)
     for method, path, handler in _PAGES:
         app.router.add_route(method, path, handler)

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+import accounts
 import bot.channels  # noqa: F401  (the shipped channels register themselves)
+from accounts import users
 from bot import registry
 from bot.credentials import CredentialStore
 from bot.inbound import InboundRouter
@@ -27,7 +29,6 @@ from campaigns.lines import lines_of_channel
 from campaigns.outbox import recover_in_flight
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
-from dashboard import accounts, users
 from dashboard.app import setup as setup_dashboard
 from dashboard.app import setup_probes
 from dashboard.keys import (

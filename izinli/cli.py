@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from accounts import AccountError
 from crypto.errors import WrongPassphraseError
-from dashboard.accounts import AccountError
 from izinli import config as configuration
 from izinli import logs
 from izinli.config import Config, ConfigError
@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     custody.add_argument("tenant_id")
     custody.add_argument("custody", choices=["passphrase", "service"])
     custody.add_argument("--passphrase-file", required=True, type=Path)
+    change = t_sub.add_parser("passphrase", help="change the vault passphrase (a guessable "
+                              "one is refused)")
+    _common(change)
+    change.add_argument("tenant_id")
+    change.add_argument("--passphrase-file", required=True, type=Path,
+                        help="file holding the current passphrase")
+    change.add_argument("--new-passphrase-file", required=True, type=Path,
+                        help="file holding the new passphrase")
     user = sub.add_parser("user", help="dashboard users")
     _common(user)
     u_sub = user.add_subparsers(dest="user_command", metavar="ACTION", parser_class=_Parser)

@@ -8,9 +8,9 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import accounts
 from crypto.audit_key import AuditKey, format_public_key, read_public_key
 from crypto.vault import Keyring
-from dashboard import accounts
 from izinli import audit_files
 from izinli.config import Config
 from izinli.runtime import master_key_for, open_store
@@ -50,7 +50,7 @@ def read_passphrase(path: Path) -> str:
 
 async def cmd_tenant_create(args, config: Config) -> int:
     passphrase = read_passphrase(args.passphrase_file)
-    accounts.check_passphrase(passphrase, config.crypto.min_passphrase_length)
+    accounts.check_passphrase(passphrase, config.crypto.min_passphrase_length, (args.name,))
     master = master_key_for(config)
     db = await open_store(config)
     try:
@@ -71,6 +71,21 @@ async def cmd_tenant_api_key(args, config: Config) -> int:
     finally:
         await db.close()
     print(json.dumps({"tenant_id": args.tenant_id, "api_key": api_key}))
+    return 0
+
+
+async def cmd_tenant_passphrase(args, config: Config) -> int:
+    """A new vault passphrase; running servers keep their unlock (the key itself is the same)."""
+    passphrase = read_passphrase(args.passphrase_file)
+    new_passphrase = read_passphrase(args.new_passphrase_file)
+    db = await open_store(config)
+    try:
+        await accounts.change_passphrase(
+            db, args.tenant_id, passphrase, new_passphrase, "cli", kdf=config.crypto.kdf,
+            min_length=config.crypto.min_passphrase_length)
+    finally:
+        await db.close()
+    print(json.dumps({"tenant_id": args.tenant_id, "passphrase_changed": True}))
     return 0
 
 
@@ -95,7 +110,7 @@ async def cmd_tenant_custody(args, config: Config) -> int:
 
 
 async def cmd_user_create(args, config: Config) -> int:
-    from dashboard import users
+    from accounts import users
     password = users.check_password(read_passphrase(args.password_file))
     email = users.check_email(args.email)
     master = master_key_for(config)
@@ -371,6 +386,7 @@ _COMMANDS: dict[tuple[str, ...], Command] = {
     ("tenant", "create"): cmd_tenant_create,
     ("tenant", "api-key"): cmd_tenant_api_key,
     ("tenant", "custody"): cmd_tenant_custody,
+    ("tenant", "passphrase"): cmd_tenant_passphrase,
     ("user", "create"): cmd_user_create,
     ("subject", "open-export"): cmd_subject_open_export,
     ("audit", "verify"): cmd_audit_verify,

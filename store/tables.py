@@ -32,7 +32,7 @@ api_keys = sa.Table(
     sa.Column("secret_hash", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
-    # owner, admin, operator or viewer (dashboard.users.ROLES); checked on every API route.
+    # owner, admin, operator or viewer (accounts.ROLES); checked on every API route.
     sa.Column("role", sa.String(16), nullable=False, server_default="admin"),
 )
 

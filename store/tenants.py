@@ -56,6 +56,14 @@ async def set_custody(conn: AsyncConnection, tenant_id: str, custody: str,
         custody=custody, service_wrapped_secret=service_wrapped_secret))
 
 
+async def set_wrapped_secret(conn: AsyncConnection, tenant_id: str, old: bytes, new: bytes
+                             ) -> bool:
+    """Replaces the passphrase-wrapped secret if it is still `old`; whether it was."""
+    result = await conn.execute(tenants.update().where(
+        tenants.c.id == tenant_id, tenants.c.wrapped_secret == old).values(wrapped_secret=new))
+    return result.rowcount == 1
+
+
 async def insert_api_key(conn: AsyncConnection, key_id: str, tenant_id: str, name: str,
                          secret_hash: bytes, role: str = "admin") -> None:
     await conn.execute(api_keys.insert().values(

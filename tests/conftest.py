@@ -183,7 +183,7 @@ class ApiTenant:
 
 @pytest.fixture
 async def tenant(client) -> ApiTenant:
-    from dashboard import accounts
+    import accounts
     from dashboard.keys import db_key, master_key
     tenant_id, api_key = await accounts.create_tenant(
         client.app[db_key], client.app[master_key], "Örnek Mağaza", PASSPHRASE, kdf="min")
@@ -219,7 +219,7 @@ async def web_login(client, email: str, password: str):
 
 async def make_web_user(client, tenant: ApiTenant, role: str = "owner",
                         email: str | None = None) -> WebUser:
-    from dashboard import users
+    from accounts import users
     from dashboard.keys import db_key, master_key
     email = email or f"{role}@ornek.com.tr"
     password = "gizli parola 123"

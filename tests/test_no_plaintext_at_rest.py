@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
-from dashboard import accounts
+import accounts
 from dashboard.keys import db_key, fields_key, keyring_key, master_key
 from izinli import config as configuration
 from izinli.app import create_app

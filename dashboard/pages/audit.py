@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.web import api, error_page, page, render
+from dashboard.inputs import MAX_INT
+from dashboard.lines_api import iso
+from dashboard.services import accounts, context_of
+from dashboard.services import audit as service
+from dashboard.web import page, render
 
 PAGE_SIZE = 50
 
@@ -25,15 +29,14 @@ def actor_label(actor: str, emails: dict[str, str]) -> str:
 @page("GET", "/audit")
 async def audit_page(request: web.Request) -> web.StreamResponse:
     before = request.query.get("before", "")
-    result = await api(request, "GET", "/audit", query={
-        "before": before if before.isdigit() else None, "limit": PAGE_SIZE})
-    if not result.ok:
-        return error_page(request, result.status, result.error)
-    people = await api(request, "GET", "/users")
-    emails = {u["id"]: u["email"] for u in (people.data or {}).get("users", [])} \
-        if people.ok else {}
-    entries = [{**e, "who": actor_label(e["actor"], emails),
-                "details": sorted((k, shown(v)) for k, v in e["detail"].items())}
-               for e in result.data["entries"]]
-    return render(request, "audit.html", entries=entries,
-                  next_before=result.data["next_before"], paged=bool(before))
+    ctx = context_of(request)
+    seq = int(before) if before.isascii() and before.isdigit() else None
+    found = await service.audit_entries(ctx, seq if seq and seq <= MAX_INT else None,
+                                        PAGE_SIZE)
+    emails = {u.id: u.email for u in await accounts.list_users(ctx)}
+    entries = [{"seq": e.seq, "at": iso(e.at), "actor": e.actor, "action": e.action,
+                "detail": e.detail, "who": actor_label(e.actor, emails),
+                "details": sorted((k, shown(v)) for k, v in e.detail.items())}
+               for e in found.entries]
+    return render(request, "audit.html", entries=entries, next_before=found.next_before,
+                  paged=bool(before))

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.whatsapp_templates import TemplateSyncError
 from campaigns.provider_templates import filled
-from dashboard.web import api, form, page, render
+from dashboard.pages.failures import shown
+from dashboard.services import context_of
+from dashboard.services import lines as line_services
+from dashboard.services import whatsapp_templates as template_services
+from dashboard.web import form, page, render
 
 PARTIAL = "_wa_templates.html"
 MAX_PARAMETERS = 100
@@ -27,15 +32,20 @@ def parameters(data: dict) -> list[str]:
 async def picker(request: web.Request, data: dict, lines: list[dict] | None = None,
                  notice: str | None = None, error: str | None = None) -> dict:
     """What _wa_templates.html shows for the form's line (the first line when none is set)."""
+    ctx = context_of(request)
     if lines is None:
-        lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+        lines = await line_services.lines(ctx)
     line_id = data.get("line_id") or (lines[0]["id"] if lines else "")
     line = next((item for item in lines if item["id"] == line_id), None)
     if line is None or line["channel"] != "whatsapp":
         return {"whatsapp": False, "templates": [], "chosen": None}
-    result = await api(request, "GET", f"/lines/{line_id}/templates",
-                       query={"status": "APPROVED"})
-    templates = (result.data or {}).get("templates", []) if result.ok else []
+    try:
+        templates = (await template_services.templates(ctx, line_id, "APPROVED"))["templates"]
+        failed = None
+    except Exception as exc:
+        if (failed := shown(request, exc)) is None:
+            raise
+        templates = []
     usable = [t for t in templates if not t.get("unsupported")]
     key = chosen_key(data)
     chosen = next((t for t in usable if (t["name"], t["language"]) == key), None)
@@ -45,7 +55,7 @@ async def picker(request: web.Request, data: dict, lines: list[dict] | None = No
     return {"whatsapp": True, "line_id": line_id, "waba_id": line.get("waba_id"),
             "templates": usable, "unsupported": len(templates) - len(usable),
             "chosen": chosen, "params": values, "notice": notice,
-            "error": error or (None if result.ok else result.error)}
+            "error": error or (failed[2] if failed else None)}
 
 
 def campaign_fields(data: dict, templates: list[dict]) -> dict:
@@ -74,24 +84,30 @@ async def template_picker(request: web.Request) -> web.StreamResponse:
 async def sync(request: web.Request) -> web.StreamResponse:
     """htmx: asks Meta for the line's templates again, then shows the picker."""
     data = form(request)
-    result = await api(request, "POST", f"/lines/{data.get('line_id', '')}/templates/sync")
-    if not result.ok:
-        return render(request, PARTIAL, wa=await picker(request, data, error=result.error))
+    try:
+        result = await template_services.sync(context_of(request), data.get("line_id", ""))
+    except TemplateSyncError as exc:
+        return render(request, PARTIAL, wa=await picker(request, data, error=str(exc)))
+    except Exception as exc:
+        if (failed := shown(request, exc)) is None:
+            raise
+        return render(request, PARTIAL, wa=await picker(request, data, error=failed[2]))
     return render(request, PARTIAL, wa=await picker(request, data, notice=str(
-        result.data.get("templates", 0))))
+        result.get("templates", 0))))
 
 
 async def preview(request: web.Request, data: dict) -> web.StreamResponse:
     """The picked template filled with sample contact values; a problem a campaign would
     meet with it (not approved, no refusal path…) is shown under it."""
     name, language = chosen_key(data) or ("", "")
-    result = await api(request, "POST", f"/lines/{data.get('line_id', '')}/templates/preview",
-                       body={"name": name, "language": language,
-                             "parameters": parameters(data),
-                             "purpose": data.get("purpose", "commercial")})
-    if not result.ok:
-        return render(request, "_preview.html", text=None, characters=0, error=result.error)
-    problem = result.data.get("problem") or {}
-    return render(request, "_preview.html", error=None, text=result.data.get("text"),
-                  characters=result.data.get("characters", 0),
-                  problem=problem.get("message"))
+    try:
+        found = await template_services.preview(
+            context_of(request), data.get("line_id", ""), name, language, parameters(data),
+            data.get("purpose", "commercial"))
+    except Exception as exc:
+        if (failed := shown(request, exc)) is None:
+            raise
+        return render(request, "_preview.html", text=None, characters=0, error=failed[2])
+    problem = found.get("problem") or {}
+    return render(request, "_preview.html", error=None, text=found.get("text"),
+                  characters=found.get("characters", 0), problem=problem.get("message"))

@@ -1,7 +1,7 @@
 """Consents: one address's state and full history, and the suppression list (with a CSV
-download) — all read through the consent API. Exports of personal data (the suppression list,
-a consent record as a file) are for admins and owners who re-enter their password; they are
-POSTed so the password travels in the body, and the API audits each one."""
+download) — through dashboard.services.consent, like the API. Exports of personal data (the
+suppression list, a consent record as a file) are for admins and owners who re-enter their
+password; they are POSTed so the password travels in the body, and each one is audited."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,11 @@ import json
 from aiohttp import web
 
 from bot import registry
-from dashboard.web import api, error_page, form, page, render
+from dashboard.consent_api import suppressions_csv
+from dashboard.pages.failures import shown
+from dashboard.services import accounts as account_services
+from dashboard.services import consent, context_of
+from dashboard.web import error_page, form, page, render
 
 
 def _channels() -> list[str]:
@@ -29,32 +33,40 @@ async def consents(request: web.Request) -> web.StreamResponse:
 
 async def _show(request: web.Request, address: str, channel: str,
                 suppressions: list | None = None) -> web.StreamResponse:
+    ctx = context_of(request)
     lookup, error, status = None, None, 200
     if address:
-        result = await api(request, "GET", "/consents",
-                           query={"address": address, "channel": channel})
-        if result.ok:
-            lookup = result.data
-        else:
-            error, status = result.error or str(result.status), result.status
-    vault = (await api(request, "GET", "/vault")).data or {}
-    locked = not vault.get("unlocked")
+        try:
+            lookup = await consent.lookup(ctx, address, channel)
+        except Exception as exc:
+            failed = shown(request, exc)
+            if failed is None:
+                raise
+            status, _code, error = failed
+    locked = not (await account_services.vault_status(ctx)).unlocked
     return render(request, "consents.html", status=status, address=address, channel=channel,
                   channels=_channels(), lookup=lookup, error=error, suppressions=suppressions,
                   locked=locked)
+
+
+async def _refused(request: web.Request, exc: Exception) -> web.StreamResponse:
+    failed = shown(request, exc)
+    if failed is None:
+        raise exc
+    return error_page(request, failed[0], failed[2])
 
 
 @page("POST", "/consents/export", "admin", reauth=True)
 async def consent_export(request: web.Request) -> web.StreamResponse:
     """One address's consent record (state, history, evidence) as a JSON file: the proof a
     business shows when an authority asks how it got consent."""
-    result = await api(request, "GET", "/consents", query={
-        "address": form(request).get("address", ""),
-        "channel": _channel(form(request).get("channel")), "download": "true"})
-    if not result.ok:
-        return error_page(request, result.status, result.error or str(result.status))
-    return web.json_response(result.data, dumps=lambda d: json.dumps(d, ensure_ascii=False,
-                                                                     indent=2),
+    try:
+        record = await consent.lookup(context_of(request), form(request).get("address", ""),
+                                      _channel(form(request).get("channel")), download=True)
+    except Exception as exc:
+        return await _refused(request, exc)
+    return web.json_response(record, dumps=lambda d: json.dumps(d, ensure_ascii=False,
+                                                                indent=2),
                              headers={"Content-Disposition":
                                       'attachment; filename="consent-record.json"'})
 
@@ -64,12 +76,12 @@ async def suppressions_export(request: web.Request) -> web.StreamResponse:
     """The suppression list (it opens every address): shown on the page, or with
     format=csv as a download."""
     as_csv = form(request).get("format") == "csv"
-    result = await api(request, "GET", "/suppressions",
-                       query={"format": "csv" if as_csv else "json"})
-    if not result.ok:
-        return error_page(request, result.status, result.error or str(result.status))
+    try:
+        items = await consent.suppressions(context_of(request), "csv" if as_csv else "json")
+    except Exception as exc:
+        return await _refused(request, exc)
     if not as_csv:
-        return await _show(request, "", "whatsapp", result.data.get("suppressions", []))
+        return await _show(request, "", "whatsapp", items)
     return web.Response(
-        text=result.data or "", content_type="text/csv", charset="utf-8",
+        text=suppressions_csv(items), content_type="text/csv", charset="utf-8",
         headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})

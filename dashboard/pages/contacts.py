@@ -1,18 +1,23 @@
-"""Contacts: the lists with their sizes, the CSV import form (with upload progress under
-htmx, a plain multipart post without it) and a phone search showing one person's consent
-and, while the vault is unlocked, what is held about them."""
+"""Contacts: the lists with their sizes, browsing a list (paged, by consent state, while the
+vault is unlocked), the CSV import form (with upload progress under htmx, a plain multipart
+post without it) and a phone search showing one person's consent and, while the vault is
+unlocked, what is held about them. Through dashboard.services (audience, consent), like the
+API; a failed import leaves no new list behind."""
 from __future__ import annotations
 
 import datetime
-import json
 
 from aiohttp import web
 
 from campaigns.audiences import MAX_CONSENT_TEXT
-from dashboard.audience_api import consent_text_param, import_spooled
-from dashboard.errors import ApiError, error_middleware, json_response
+from crypto.errors import VaultLockedError
+from dashboard.errors import ApiError
 from dashboard.keys import settings_key
-from dashboard.web import UPLOAD, USER, api, page, render, spooled_upload
+from dashboard.pages.failures import shown
+from dashboard.services import accounts as account_services
+from dashboard.services import audience, consent, context_of
+from dashboard.services.audience import consent_text_param
+from dashboard.web import UPLOAD, USER, error_page, forget_reads, page, render, spooled_upload
 
 # Form fields read from the multipart body besides the file (short text only), with the
 # bytes read of each: the consent statement may be 2,000 characters of Turkish.
@@ -23,31 +28,30 @@ def default_list_name() -> str:
     return f"Liste {datetime.date.today().isoformat()}"
 
 
-async def _lists(request: web.Request) -> list[dict]:
-    return ((await api(request, "GET", "/lists")).data or {}).get("lists", [])
-
-
 async def _person(request: web.Request, phone: str) -> dict:
-    """The phone search: consent state and (only while unlocked) the subject report."""
+    """The phone search: consent state and (only while unlocked) the contact's details."""
+    ctx = context_of(request)
     found: dict = {"phone": phone, "error": None, "consent": None, "subject": None,
                    "locked": False}
-    consents = await api(request, "GET", "/consents", query={"address": phone})
-    if not consents.ok:
-        found["error"] = consents.error or str(consents.status)
+    try:
+        found["consent"] = await consent.lookup(ctx, phone)
+    except Exception as exc:
+        failed = shown(request, exc)
+        if failed is None:
+            raise
+        found["error"] = failed[2]
         return found
-    found["consent"] = consents.data
-    vault = (await api(request, "GET", "/vault")).data or {}
-    if not vault.get("unlocked"):
+    if not (await account_services.vault_status(ctx)).unlocked:
         found["locked"] = True
         return found
-    # Not /subjects: looking someone up here is not a KVKK access request.
-    subject = await api(request, "GET", "/contacts", query={"address": phone})
-    if subject.status == 423:
+    # Not subjects.access: looking someone up here is not a KVKK access request.
+    try:
+        found["subject"] = {"contact": await audience.contact(ctx, phone)}
+    except VaultLockedError:
         found["locked"] = True
-    elif subject.ok:
-        found["subject"] = {"contact": subject.data}
-    elif subject.status != 404:
-        found["error"] = subject.error or str(subject.status)
+    except ApiError as exc:
+        if exc.status != 404:
+            found["error"] = shown(request, exc)[2]
     return found
 
 
@@ -56,7 +60,8 @@ async def _page(request: web.Request, status: int = 200, **context) -> web.Respo
     context.setdefault("result", None)
     context.setdefault("import_error", None)
     context.setdefault("values", {})
-    return render(request, "contacts.html", status=status, lists=await _lists(request),
+    return render(request, "contacts.html", status=status,
+                  lists=await audience.lists(context_of(request)),
                   person=await _person(request, phone) if phone else None, phone=phone,
                   default_list_name=default_list_name(),
                   can_import=request[USER].can("operator"), **context)
@@ -65,6 +70,38 @@ async def _page(request: web.Request, status: int = 200, **context) -> web.Respo
 @page("GET", "/contacts")
 async def contacts(request: web.Request) -> web.StreamResponse:
     return await _page(request)
+
+
+@page("GET", "/contacts/lists/{id}")
+async def list_members(request: web.Request) -> web.StreamResponse:
+    """One list's members, 50 a page, optionally by consent state; names and numbers are
+    opened, so only while the vault is unlocked."""
+    ctx = context_of(request)
+    chosen = request.query.get("consent") or None
+    chosen = chosen if chosen in audience.CONSENT_FILTERS else None
+    try:
+        number = int(request.query.get("page", "1"))
+    except ValueError:
+        number = 1
+    number = min(max(number, 1), 1_000_000)
+    locked = not (await account_services.vault_status(ctx)).unlocked
+    try:
+        found = None if locked else await audience.browse(
+            ctx, request.match_info["id"], number, chosen, size=audience.PAGE_SIZE)
+    except VaultLockedError:
+        found, locked = None, True
+    except ApiError as exc:
+        return error_page(request, exc.status, shown(request, exc)[2])
+    if found is None:  # locked: the list's name and size only
+        current = next((item for item in await audience.lists(ctx)
+                        if item["id"] == request.match_info["id"]), None)
+        if current is None:
+            return error_page(request, 404, shown(request, ApiError(
+                404, "not_found", "no such list"))[2])
+    else:
+        current = found.list
+    return render(request, "contact_list.html", list=current, found=found, locked=locked,
+                  consent=chosen, filters=audience.CONSENT_FILTERS, page_number=number)
 
 
 async def _read_text(part, limit: int) -> str:
@@ -107,6 +144,7 @@ async def import_form(request: web.Request) -> web.StreamResponse:
         return await _page(request, failed, values=values,
                            import_error="Bir CSV dosyası seçin. / Choose a CSV file.")
     spool, filename = upload
+    ctx = context_of(request)
     with spool:
         try:
             consent_text = consent_text_param(values.get("consent_text"))
@@ -117,26 +155,23 @@ async def import_form(request: web.Request) -> web.StreamResponse:
         if spool.tell() == 0:
             return await _page(request, failed, values=values,
                                import_error="Dosya boş. / The file is empty.")
-        list_id = values.get("list_id") or ""
-        if list_id and list_id not in {item["id"] for item in await _lists(request)}:
-            return await _page(request, failed, values=values,
-                               import_error="Liste bulunamadı. / No such list.")
-        if not list_id:
-            created = await api(request, "POST", "/lists", body={
-                "name": values.get("new_list") or default_list_name()})
-            if not created.ok:
-                return await _page(request, failed, values=values, import_error=created.error)
-            list_id = created.data["id"]
-
-        async def run(_: web.Request) -> web.Response:  # the API's own error mapping
-            return json_response(await import_spooled(request, list_id, spool, filename,
-                                                      consent_text))
-
-        response = await error_middleware(request, run)
-    data = json.loads(response.body) if response.body else {}
-    if response.status >= 400:
-        message = (data.get("error") or {}).get("message", "") or str(response.status)
-        return await _page(request, failed, values=values, import_error=message)
-    lists = {item["id"]: item["name"] for item in await _lists(request)}
-    return await _page(request, values={"list_id": list_id, "consent_text": consent_text},
-                       result={**data, "list_id": list_id, "list_name": lists.get(list_id, "")})
+        list_id = values.get("list_id") or None
+        try:
+            done = await audience.import_csv(
+                ctx, spool, filename, consent_text, list_id=list_id,
+                new_list_name=None if list_id else values.get("new_list") or default_list_name())
+        except Exception as exc:
+            refused = shown(request, exc)
+            if refused is None:
+                raise
+            if isinstance(exc, ApiError) and exc.code == "not_found":
+                message = "Liste bulunamadı. / No such list."
+            else:
+                message = refused[2]
+            return await _page(request, failed, values=values, import_error=message)
+    forget_reads(ctx.tenant_id)
+    names = {item["id"]: item["name"] for item in await audience.lists(ctx)}
+    return await _page(request, values={"list_id": done.list_id or "",
+                                        "consent_text": consent_text},
+                       result={**done.result, "list_id": done.list_id,
+                               "list_name": names.get(done.list_id or "", "")})

@@ -8,18 +8,19 @@ from aiohttp import web
 from bot.telegram_invites import InviteError
 from dashboard.invites_api import invites_of, svg_response
 from dashboard.keys import ACTOR, TENANT
-from dashboard.web import USER, api, error_page, form, page, render
+from dashboard.services import audience, context_of
+from dashboard.services import lines as line_services
+from dashboard.web import USER, error_page, form, page, render
 
 
 async def _page(request: web.Request, status: int = 200, error: str | None = None
                 ) -> web.Response:
     list_id = request.match_info["id"]
-    lists = ((await api(request, "GET", "/lists")).data or {}).get("lists", [])
-    found = next((item for item in lists if item["id"] == list_id), None)
+    ctx = context_of(request)
+    found = next((item for item in await audience.lists(ctx) if item["id"] == list_id), None)
     if found is None:
         return error_page(request, 404, "Liste bulunamadı. / No such list.")
-    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
-    telegram = [line for line in lines if line["channel"] == "telegram"]
+    telegram = [line for line in await line_services.lines(ctx) if line["channel"] == "telegram"]
     names = {line["id"]: line["name"] for line in telegram}
     invites = [i for i in await invites_of(request.app).listed(request[TENANT], list_id)
                if i.line_id in names]  # a deleted line's invite reaches no bot

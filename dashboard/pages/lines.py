@@ -1,14 +1,18 @@
 """Sending lines: the list, adding a line of any registered channel (its form is built from the
 channel's description, bot.registry), editing one (name, rate, tier), rotating its token,
-pausing, resuming (the pause reason shown), archiving and deleting it. Credentials go to the
-API once and are never shown again (nor echoed on an error)."""
+pausing, resuming (the pause reason shown), archiving and deleting it — through
+dashboard.services.lines (bot.lines.LineAdmin), like the API. Credentials are stored once and
+never shown again (nor echoed on an error)."""
 from __future__ import annotations
 
 from aiohttp import web
 
 from bot import registry
 from bot.channels import TIERS
-from dashboard.web import USER, api, form, page, render
+from dashboard.pages.failures import shown
+from dashboard.services import context_of
+from dashboard.services import lines as line_services
+from dashboard.web import USER, form, page, render
 
 # Why a line is paused, as the owner reads it (Turkish first); other reasons are shown as-is.
 PAUSE_REASONS = {
@@ -37,7 +41,7 @@ def _secret(name: str) -> bool:
 
 async def _page(request: web.Request, status: int = 200, error: str | None = None,
                 values: dict | None = None) -> web.Response:
-    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    lines = await line_services.lines(context_of(request))
     for line in lines:
         spec = registry.find(line["channel"])
         line["editable"] = [f.name for f in spec.credentials + spec.options
@@ -63,7 +67,7 @@ async def add_line(request: web.Request) -> web.StreamResponse:
         return await _page(request, 400, "Bilinmeyen kanal. / Unknown channel.")
     body: dict = {"channel": spec.name, "name": data.get("name", "")}
     body |= _typed(spec.credentials + spec.options, data)
-    return await _answer(request, await api(request, "POST", "/lines", body=body), data)
+    return await _answer(request, line_services.add_line(context_of(request), body), data)
 
 
 @page("POST", "/lines/{id}/edit", "admin")
@@ -81,8 +85,8 @@ async def edit_line(request: web.Request) -> web.StreamResponse:
         except ValueError:
             return await _page(request, 400, "Hız bir sayı olmalı. / The rate must be a number.")
     body |= _typed([f for f in spec.credentials + spec.options if f.editable], data)
-    result = await api(request, "PATCH", f"/lines/{line['id']}", body=body)
-    return await _answer(request, result, data)
+    return await _answer(request, line_services.edit_line(context_of(request), line["id"], body),
+                         data)
 
 
 @page("POST", "/lines/{id}/pause", "admin")
@@ -105,19 +109,19 @@ async def archive_line(request: web.Request) -> web.StreamResponse:
 
 
 async def _action(request: web.Request, action: str) -> web.StreamResponse:
-    result = await api(request, "POST", f"/lines/{request.match_info['id']}/{action}")
-    return await _answer(request, result, {})
+    return await _answer(request, line_services.act(context_of(request),
+                                                    request.match_info["id"], action), {})
 
 
 @page("POST", "/lines/{id}/delete", "admin")
 async def delete_line(request: web.Request) -> web.StreamResponse:
     """The API refuses (409, with the reason shown here) while campaigns still use the line."""
-    result = await api(request, "DELETE", f"/lines/{request.match_info['id']}")
-    return await _answer(request, result, {})
+    return await _answer(request, line_services.delete_line(context_of(request),
+                                                            request.match_info["id"]), {})
 
 
 async def _line(request: web.Request) -> dict | None:
-    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    lines = await line_services.lines(context_of(request))
     return next((x for x in lines if x["id"] == request.match_info["id"]), None)
 
 
@@ -136,9 +140,15 @@ def _typed(fields, data: dict) -> dict:
     return body
 
 
-async def _answer(request: web.Request, result, data: dict) -> web.StreamResponse:
-    if not result.ok:
+async def _answer(request: web.Request, change, data: dict) -> web.StreamResponse:
+    """Awaits the service's change: back to the list when done; the form again with the
+    refusal (never the secrets typed) otherwise."""
+    try:
+        await change
+    except Exception as exc:
+        failed = shown(request, exc)
+        if failed is None:
+            raise
         kept = {k: v for k, v in data.items() if not _secret(k) and k != "csrf"}
-        return await _page(request, result.status if result.status < 500 else 400,
-                           result.error or str(result.status), kept)
+        return await _page(request, failed[0] if failed[0] < 500 else 400, failed[2], kept)
     raise web.HTTPSeeOther("/lines")

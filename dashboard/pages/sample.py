@@ -1,15 +1,18 @@
 """"Load sample data" (admins): a list of sandbox contacts — some with consent, some without —
 and a draft campaign on the sandbox line, to try izinli without real customers. Created through
-the same API a user would call; then the campaign's page opens."""
+the same services the API calls (dashboard.services); then the campaign's page opens."""
 from __future__ import annotations
 
 import io
 
 from aiohttp import web
 
-from dashboard.audience_api import import_spooled
-from dashboard.errors import ApiError
-from dashboard.web import USER, api, error_page, forget_reads, page
+from campaigns.service import NewCampaign
+from dashboard.pages.failures import shown
+from dashboard.services import audience, context_of
+from dashboard.services import campaigns as campaign_services
+from dashboard.services import lines as line_services
+from dashboard.web import error_page, forget_reads, page
 
 LIST_NAME = "Örnek müşteriler"
 CAMPAIGN_NAME = "Örnek kampanya"
@@ -29,24 +32,22 @@ SAMPLE_CSV = """telefon;ad soyad;şehir;izin
 
 @page("POST", "/sample", "admin")
 async def load_sample(request: web.Request) -> web.StreamResponse:
-    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
-    sandbox = next((line for line in lines if line.get("channel") == "sandbox"), None)
+    ctx = context_of(request)
+    sandbox = next(iter(await line_services.sandbox_lines(ctx)), None)
     if sandbox is None:
         return error_page(request, 409, "no sandbox line / deneme hattı yok")
-    created = await api(request, "POST", "/lists", body={"name": LIST_NAME})
-    if not created.ok:
-        return error_page(request, created.status, created.error)
-    list_id = created.data["id"]
     spool = io.BytesIO(SAMPLE_CSV.encode("utf-8"))
-    spool.seek(0, io.SEEK_END)  # import_spooled reads what was written so far
+    spool.seek(0, io.SEEK_END)  # import_csv reads what was written so far
     try:
-        await import_spooled(request, list_id, spool, "ornek-musteriler.csv")
-    except ApiError as exc:
-        return error_page(request, exc.status, exc.message)
-    campaign = await api(request, "POST", "/campaigns", body={
-        "name": CAMPAIGN_NAME, "line_id": sandbox["id"], "list_id": list_id,
-        "template": TEMPLATE, "purpose": "commercial"})
-    if not campaign.ok:
-        return error_page(request, campaign.status, campaign.error)
-    forget_reads(request[USER].tenant_id)
-    raise web.HTTPSeeOther(f"/campaigns/{campaign.data['id']}")
+        done = await audience.import_csv(ctx, spool, "ornek-musteriler.csv",
+                                         new_list_name=LIST_NAME)
+        campaign = await campaign_services.create(ctx, NewCampaign(
+            name=CAMPAIGN_NAME, line_id=sandbox["id"], list_id=done.list_id or "",
+            template=TEMPLATE, purpose="commercial"))
+    except Exception as exc:
+        failed = shown(request, exc)
+        if failed is None:
+            raise
+        return error_page(request, failed[0], failed[2])
+    forget_reads(ctx.tenant_id)
+    raise web.HTTPSeeOther(f"/campaigns/{campaign['id']}")

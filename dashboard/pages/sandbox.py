@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.web import USER, api, error_page, form, page, render
+from crypto.errors import VaultLockedError
+from dashboard.lines_api import iso
+from dashboard.pages.failures import shown
+from dashboard.services import context_of
+from dashboard.services import lines as line_services
+from dashboard.web import USER, error_page, forget_reads, form, page, render
 
 OUTCOMES = ("stop", "start", "help", "none", "duplicate")
 INBOX_LIMIT = 300  # the newest messages; a sandbox campaign to thousands stays one page
@@ -23,26 +28,43 @@ def inboxes(messages: list[dict]) -> list[dict]:
 
 @page("GET", "/sandbox")
 async def sandbox(request: web.Request) -> web.StreamResponse:
-    result = await api(request, "GET", "/sandbox/messages", query={"limit": INBOX_LIMIT})
-    locked = result.status == 423
-    error = None if result.ok or locked else (result.error or str(result.status))
-    phones = inboxes(result.data.get("messages", [])) if result.ok else []
-    lines = ((await api(request, "GET", "/lines")).data or {}).get("lines", [])
+    ctx = context_of(request)
+    locked = False
+    try:
+        received = await line_services.sandbox_received(ctx, None, INBOX_LIMIT)
+    except VaultLockedError:
+        received, locked = [], True
+    phones = inboxes([{"to": d.to, "text": d.text, "at": iso(d.at), "line_id": d.line_id}
+                      for d in received])
     outcome = request.query.get("outcome")
-    return render(request, "sandbox.html", phones=phones, locked=locked, error=error,
+    receipts = [int(n) for n in request.query.get("receipts", "").split("-")
+                if n.isascii() and n.isdigit() and len(n) < 10][:2]
+    return render(request, "sandbox.html", phones=phones, locked=locked, error=None,
                   outcome=outcome if outcome in OUTCOMES else None,
-                  sandbox_lines=[line for line in lines if line.get("channel") == "sandbox"],
+                  receipts=receipts if len(receipts) == 2 else None,
+                  sandbox_lines=await line_services.sandbox_lines(ctx),
                   can_reply=request[USER].can("operator"))
 
 
 @page("POST", "/sandbox/reply", "operator")
 async def reply(request: web.Request) -> web.StreamResponse:
     data = form(request)
-    result = await api(request, "POST", "/sandbox/inbound", body={
-        "line_id": data.get("line_id", ""), "from": data.get("from", ""),
-        "text": data.get("text", "")})
-    if not result.ok:
-        return error_page(request, result.status, result.error or str(result.status))
-    outcome = ("duplicate" if result.data.get("duplicate")
-               else result.data.get("intent") or "none")
+    try:
+        result = await line_services.sandbox_reply(context_of(request), data.get("line_id", ""),
+                                     data.get("from", ""), data.get("text", ""))
+    except Exception as exc:
+        failed = shown(request, exc)
+        if failed is None:
+            raise
+        return error_page(request, failed[0], failed[2])
+    outcome = ("duplicate" if result["duplicate"] else result["intent"] or "none")
     raise web.HTTPSeeOther(f"/sandbox?outcome={outcome}")
+
+
+@page("POST", "/sandbox/receipts", "operator")
+async def receipts(request: web.Request) -> web.StreamResponse:
+    """Simulates the provider's receipts for the sandbox's sends: delivered, and most read."""
+    ctx = context_of(request)
+    delivered, read = await line_services.sandbox_receipts(ctx)
+    forget_reads(ctx.tenant_id)
+    raise web.HTTPSeeOther(f"/sandbox?receipts={delivered}-{read}")

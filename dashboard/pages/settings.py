@@ -1,11 +1,15 @@
 """Settings: the sender identity, language, time zone and quiet hours; the İYS connection and
 its sync state (counts, nearest deadline, rejected records to re-queue). Viewers see them;
-admins change them, through `PATCH /settings` and `POST /iys/retry`."""
+admins change them. Through dashboard.services.settings, like the /settings and /iys API."""
 from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.web import USER, api, error_page, form, page, render
+from dashboard import labels
+from dashboard.inputs import InputError
+from dashboard.services import context_of
+from dashboard.services import settings as service
+from dashboard.web import USER, form, page, render
 
 HOURS = range(24)
 
@@ -20,13 +24,21 @@ def _hour(value: str):
 
 async def _show(request: web.Request, status: int = 200, error: str | None = None,
                 notice: str | None = None) -> web.StreamResponse:
-    settings = await api(request, "GET", "/settings")
-    if not settings.ok:
-        return error_page(request, settings.status, settings.error)
-    iys = await api(request, "GET", "/iys")
-    return render(request, "settings.html", status=status, settings=settings.data,
-                  iys=iys.data if iys.ok else None, hours=HOURS, error=error, notice=notice,
-                  can_edit=request[USER].can("admin"))
+    ctx = context_of(request)
+    settings = service.settings_dict(await service.get_settings(ctx))
+    iys = service.iys_dict(await service.iys_state(ctx))
+    return render(request, "settings.html", status=status, settings=settings, iys=iys,
+                  hours=HOURS, error=error, notice=notice, can_edit=request[USER].can("admin"))
+
+
+async def _change(request: web.Request, changes: dict) -> web.StreamResponse:
+    try:
+        await service.change_settings(context_of(request), changes)
+    except InputError as exc:
+        # Translated by its code; it names the field (and what a time zone takes).
+        return await _show(request, status=400, error=labels.said(request, exc))
+    labels.forget_zone(request[USER].tenant_id)  # this process shows the new zone at once
+    raise web.HTTPSeeOther("/settings?done=saved")
 
 
 @page("GET", "/settings")
@@ -48,10 +60,7 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
     for key in ("frequency_cap", "frequency_window_days"):
         if data.get(key, "").strip():
             body[key] = _hour(data[key].strip())
-    result = await api(request, "PATCH", "/settings", body=body)
-    if not result.ok:
-        return await _show(request, status=result.status, error=result.error)
-    raise web.HTTPSeeOther("/settings?done=saved")
+    return await _change(request, body)
 
 
 @page("POST", "/settings/iys", "admin")
@@ -65,15 +74,10 @@ async def save_iys(request: web.Request) -> web.StreamResponse:
         # No address: İYS's URL is the operator's configuration (providers.iys_url).
         body["iys_credentials"] = {"username": data.get("iys_username", "").strip(),
                                    "password": data["iys_password"]}
-    result = await api(request, "PATCH", "/settings", body=body)
-    if not result.ok:
-        return await _show(request, status=result.status, error=result.error)
-    raise web.HTTPSeeOther("/settings?done=saved")
+    return await _change(request, body)
 
 
 @page("POST", "/settings/iys/retry", "admin")
 async def retry_iys(request: web.Request) -> web.StreamResponse:
-    result = await api(request, "POST", "/iys/retry")
-    if not result.ok:
-        return await _show(request, status=result.status, error=result.error)
+    await service.retry_iys(context_of(request))
     raise web.HTTPSeeOther("/settings?done=requeued")

@@ -20,6 +20,15 @@
       if (meter) meter.value = strength(target.value);
     }
   });
+  // A code's text from the element's data-labels catalogue (never the raw code).
+  function shown(element, code) {
+    try {
+      var labels = JSON.parse(element.getAttribute("data-labels") || "{}");
+      if (labels[code]) return labels[code];
+    } catch (e) { /* fall through */ }
+    var words = String(code).replace(/[_\-.]+/g, " ").trim();
+    return words.charAt(0).toUpperCase() + words.slice(1);
+  }
   // Live campaign progress over server-sent events: <div data-progress-src="/campaigns/ID/events">
   function watch(element) {
     var source = new EventSource(element.getAttribute("data-progress-src"));
@@ -30,7 +39,7 @@
       var state = element.querySelector("[data-state]");
       if (bar) { bar.style.width = data.percent + "%"; }
       if (label) { label.textContent = data.percent + "% (" + data.done + "/" + data.total + ")"; }
-      if (state) { state.textContent = data.state; }
+      if (state) { state.textContent = data.state_label || shown(state, data.state); }
       var meter = element.querySelector("progress");
       if (meter) { meter.value = data.percent; }
       if (data.final) { source.close(); }
@@ -40,13 +49,24 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-progress-src]").forEach(watch);
   });
+  // "1 saat 5 dakika" / "1 hour 5 minutes", as dashboard/labels.py's duration().
+  function duration(seconds) {
+    var english = document.documentElement.lang === "en";
+    if (seconds < 60) return english ? "less than a minute" : "1 dakikadan az";
+    var minutes = Math.floor(seconds / 60), hours = Math.floor(minutes / 60);
+    var days = Math.floor(hours / 24), parts = [];
+    hours %= 24; minutes %= 60;
+    if (days) parts.push(days + (english ? (days === 1 ? " day" : " days") : " gün"));
+    if (hours) parts.push(hours + (english ? (hours === 1 ? " hour" : " hours") : " saat"));
+    if (minutes) parts.push(minutes + (english ? (minutes === 1 ? " minute" : " minutes") : " dakika"));
+    return parts.join(" ");
+  }
   // Countdown for the vault: <span data-countdown="SECONDS">
   setInterval(function () {
     document.querySelectorAll("[data-countdown]").forEach(function (el) {
       var left = Math.max(0, parseInt(el.getAttribute("data-countdown"), 10) - 1);
       el.setAttribute("data-countdown", String(left));
-      var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
-      el.textContent = h + ":" + String(m).padStart(2, "0") + ":" + String(s).padStart(2, "0");
+      el.textContent = duration(left);
     });
   }, 1000);
 })();

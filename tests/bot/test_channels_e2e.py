@@ -12,13 +12,13 @@ from fakes.graph import (
     PHONE_NUMBER_ID,
     WABA_ID,
     GraphState,
-    button_payload,
+    button_body,
     create_graph_app,
     signed_webhook,
-    status_payload,
+    status_body,
     template,
-    text_message_payload,
-    user_preferences_payload,
+    text_message_body,
+    user_preferences_body,
 )
 from fakes.telegram import (
     TOKEN,
@@ -119,13 +119,13 @@ async def test_whatsapp_campaign_statuses_and_stop(tenant, graph, wa_line):
     # Delivery and read receipts move the outbox forward; a redelivery changes nothing.
     msg = texts["905350000001"]
     for status in ("delivered", "read", "delivered"):
-        r = await _post_wa(client, wa_line["id"], status_payload(
+        r = await _post_wa(client, wa_line["id"], status_body(
             msg["id"], status, "+905350000001", reference=msg["reference"]))
         assert r.status == 200
     c = await (await tenant.call("GET", f"/campaigns/{c['id']}")).json()
     assert (c["counts"]["read"], c["counts"]["sent"]) == (1, 1)
     # A STOP arrives as a quick-reply button; its confirmation goes out through Graph.
-    r = await _post_wa(client, wa_line["id"], button_payload("+905350000002", "Stop promotions",
+    r = await _post_wa(client, wa_line["id"], button_body("+905350000002", "Stop promotions",
                                                              message_id="wamid.B1"))
     assert r.status == 200
     assert await _gate(tenant, "+905350000002", "whatsapp") == "opted_out"
@@ -134,7 +134,7 @@ async def test_whatsapp_campaign_statuses_and_stop(tenant, graph, wa_line):
     (confirmation,) = await _until(confirmed, timeout=5)
     assert "BAŞLA" in confirmation["text"]
     # Meta retries webhooks: the same message id is acknowledged and ignored.
-    await _post_wa(client, wa_line["id"], button_payload("+905350000002", "Stop promotions",
+    await _post_wa(client, wa_line["id"], button_body("+905350000002", "Stop promotions",
                                                          message_id="wamid.B1"))
     await asyncio.sleep(0.6)
     assert len([m for m in state.sent if m["to"] == "905350000002"]) == 2
@@ -142,7 +142,7 @@ async def test_whatsapp_campaign_statuses_and_stop(tenant, graph, wa_line):
 
 async def test_whatsapp_webhook_signature_and_handshake(tenant, wa_line):
     client = tenant.client
-    payload = text_message_payload("+905350000003", "DUR", message_id="wamid.X")
+    payload = text_message_body("+905350000003", "DUR", message_id="wamid.X")
     r = await _post_wa(client, wa_line["id"], payload, secret="wrong")
     assert r.status == 401 and (await r.json())["error"]["code"] == "bad_signature"
     assert await _gate(tenant, "+905350000003", "whatsapp") == "no_consent"
@@ -164,7 +164,7 @@ async def test_whatsapp_user_preferences_stop(tenant, wa_line):
         "source": "HS_WEB", "evidence": "web formu"})
     assert await _gate(tenant, "+905350000004", "whatsapp") == "allowed"
     r = await _post_wa(tenant.client, wa_line["id"],
-                       user_preferences_payload("905350000004", "stop"))
+                       user_preferences_body("905350000004", "stop"))
     assert r.status == 200
     assert await _gate(tenant, "+905350000004", "whatsapp") == "opted_out"
 

@@ -15,9 +15,9 @@ from fakes.graph import (
     batch,
     create_graph_app,
     signed_webhook,
-    status_payload,
-    text_message_payload,
-    user_preferences_payload,
+    status_body,
+    text_message_body,
+    user_preferences_body,
 )
 from fakes.telegram import (
     TOKEN,
@@ -113,7 +113,7 @@ async def _consent(tenant: ApiTenant, address: str, channel: str) -> tuple[str |
 
 
 def _preference(value: str, at: int) -> dict:
-    return user_preferences_payload(WA, value, timestamp=at)
+    return user_preferences_body(WA, value, timestamp=at)
 
 
 async def test_old_preference_event_does_not_undo_newer_stop(tenant, wa_line):
@@ -142,7 +142,7 @@ async def test_old_preference_event_does_not_undo_newer_stop(tenant, wa_line):
 async def test_same_signed_delivery_twice_is_a_no_op(tenant, wa_line):
     body, headers = signed_webhook(APP_SECRET, batch(
         _preference("stop", T0 + 200),
-        text_message_payload(WA, "merhaba", message_id="wamid.ORDER1", timestamp=str(T0))))
+        text_message_body(WA, "merhaba", message_id="wamid.ORDER1", timestamp=str(T0))))
     first = await _post_body(tenant, wa_line, body, headers)
     assert first["handled"] == 2 and "duplicate" not in first
     before = await _consent(tenant, PHONE, "whatsapp")
@@ -186,8 +186,8 @@ async def test_late_telegram_member_update_does_not_lift_a_newer_block(tenant, t
 async def test_late_stop_and_start_replies_apply_in_event_order(tenant, graph, wa_line):
     state, _ = graph
     await tenant.unlock()
-    stop = text_message_payload(WA, "DUR", message_id="wamid.S", timestamp=str(T0 + 200))
-    late_start = text_message_payload(WA, "BAŞLA", message_id="wamid.L",
+    stop = text_message_body(WA, "DUR", message_id="wamid.S", timestamp=str(T0 + 200))
+    late_start = text_message_body(WA, "BAŞLA", message_id="wamid.L",
                                       timestamp=str(T0 + 100))
     assert (await _post_wa(tenant, wa_line, stop))["handled"] == 1
     await _post_wa(tenant, wa_line, late_start)
@@ -196,7 +196,7 @@ async def test_late_stop_and_start_replies_apply_in_event_order(tenant, graph, w
     # Only the STOP was confirmed: telling the person "you are back" would be untrue.
     await asyncio.sleep(0.5)
     assert len([m for m in state.sent if m["to"] == WA]) == 1
-    start = text_message_payload(WA, "BAŞLA", message_id="wamid.N", timestamp=str(T0 + 300))
+    start = text_message_body(WA, "BAŞLA", message_id="wamid.N", timestamp=str(T0 + 300))
     await _post_wa(tenant, wa_line, start)
     assert await _gate(tenant, PHONE, "whatsapp") == "allowed"
     assert await _consent(tenant, PHONE, "whatsapp") == ("granted", 2)
@@ -248,7 +248,7 @@ async def test_late_statuses_do_not_move_a_row_backwards(tenant, graph, wa_line)
     read, delivered = sent["905350000051"], sent["905350000052"]
 
     async def status(msg: dict, value: str, at: int, **kw) -> None:
-        await _post_wa(tenant, wa_line, status_payload(
+        await _post_wa(tenant, wa_line, status_body(
             msg["id"], value, msg["to"], reference=msg["reference"], timestamp=str(at), **kw))
 
     await status(read, "delivered", T0 + 20)
@@ -268,9 +268,9 @@ async def test_late_provider_opt_out_status_does_not_undo_a_newer_resume(tenant,
     person made after it stands."""
     await _post_wa(tenant, wa_line, _preference("resume", T0 + 300))
     assert await _gate(tenant, PHONE, "whatsapp") == "allowed"
-    await _post_wa(tenant, wa_line, status_payload(
+    await _post_wa(tenant, wa_line, status_body(
         "wamid.OLD", "failed", WA, reference="1", error_code=131050, timestamp=str(T0 + 100)))
     assert await _gate(tenant, PHONE, "whatsapp") == "allowed"
-    await _post_wa(tenant, wa_line, status_payload(
+    await _post_wa(tenant, wa_line, status_body(
         "wamid.NEW", "failed", WA, reference="2", error_code=131050, timestamp=str(T0 + 400)))
     assert await _gate(tenant, PHONE, "whatsapp") == "opted_out"

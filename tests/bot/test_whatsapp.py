@@ -18,7 +18,7 @@ from bot.whatsapp import (
     classify,
     classify_exception,
     outcome_for_error,
-    template_payload,
+    template_body,
 )
 from campaigns.ports import (
     LINE_PAUSE_CODES,
@@ -207,7 +207,7 @@ async def test_an_address_that_is_not_a_phone_number_is_refused_before_sending(c
      "template": {"name": "kampanya"}},
 ])
 async def test_a_body_missing_required_fields_is_invalid_request(channel, state, body):
-    assert await channel.send_payload(LINE, body) == PermanentFailure("invalid_request")
+    assert await channel.send_body(LINE, body) == PermanentFailure("invalid_request")
     assert state.sent == []
 
 
@@ -263,14 +263,14 @@ async def test_an_outage_is_unavailable_and_keeps_nothing(channel, state, clock,
     assert isinstance(await channel.send(LINE, ADDRESS, OutboundMessage(TEXT)), Sent)
 
 
-async def test_template_payload_is_accepted_by_graph(channel, state):
-    body = template_payload("+905321112233", "kampanya_duyuru", "tr", ["Ayşe", "%20"],
+async def test_template_body_is_accepted_by_graph(channel, state):
+    body = template_body("+905321112233", "kampanya_duyuru", "tr", ["Ayşe", "%20"],
                             reference="4712")
     assert body["template"] == {
         "name": "kampanya_duyuru", "language": {"code": "tr"},
         "components": [{"type": "body", "parameters": [
             {"type": "text", "text": "Ayşe"}, {"type": "text", "text": "%20"}]}]}
-    result = await channel.send_payload(LINE, body)
+    result = await channel.send_body(LINE, body)
     assert isinstance(result, Sent)
     assert state.sent[0]["type"] == "template"
     assert state.sent[0]["reference"] == "4712"

@@ -16,7 +16,7 @@ from fakes.graph import (
     quick_reply,
     signed_webhook,
     template,
-    template_status_payload,
+    template_status_body,
 )
 
 APP_SECRET, VERIFY = "app-secret-123", "verify-me"
@@ -139,7 +139,7 @@ async def test_template_sync_and_picker(tenant, graph, owner):
     assert params[1] == "%10" and params[0].startswith("Kişi")
 
     # Meta pauses the template mid-campaign: the campaign is paused with the reason.
-    r = await _post_wa(tenant, line["id"], template_status_payload(
+    r = await _post_wa(tenant, line["id"], template_status_body(
         "yaz_indirimi", "PAUSED", template_id=SUMMER["id"], title="FIRST_PAUSE",
         description="Your template has been paused for 3 hours due to low quality."))
     assert r.status == 200 and (await r.json())["handled"] == 2  # the template + 1 campaign
@@ -160,7 +160,7 @@ async def test_template_sync_and_picker(tenant, graph, owner):
     # It resumes only once Meta approves the template again.
     r = await tenant.call("POST", f"/campaigns/{cid}/resume")
     assert r.status == 409 and (await r.json())["error"]["code"] == "template_not_approved"
-    await _post_wa(tenant, line["id"], template_status_payload("yaz_indirimi", "APPROVED"))
+    await _post_wa(tenant, line["id"], template_status_body("yaz_indirimi", "APPROVED"))
     r = await tenant.call("POST", f"/campaigns/{cid}/resume")
     assert r.status == 200, await r.text()
 

@@ -8,11 +8,11 @@ import pytest
 from fakes.graph import (
     PHONE_NUMBER_ID,
     batch,
-    button_payload,
+    button_body,
     signed_webhook,
-    status_payload,
-    text_message_payload,
-    user_preferences_payload,
+    status_body,
+    text_message_body,
+    user_preferences_body,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,24 +36,24 @@ WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="
 # --- signature ------------------------------------------------------------------------------
 
 def test_a_correctly_signed_body_verifies():
-    body, headers = signed_webhook(APP_SECRET, text_message_payload("+905321112233", "DUR"))
+    body, headers = signed_webhook(APP_SECRET, text_message_body("+905321112233", "DUR"))
     assert verify_signature(APP_SECRET, body, headers[SIGNATURE_HEADER])
 
 
 def test_a_signature_made_with_another_secret_is_refused():
-    body, headers = signed_webhook("someone-else", text_message_payload("+905321112233", "DUR"))
+    body, headers = signed_webhook("someone-else", text_message_body("+905321112233", "DUR"))
     assert not verify_signature(APP_SECRET, body, headers[SIGNATURE_HEADER])
 
 
 def test_a_missing_or_malformed_signature_is_refused():
-    body, headers = signed_webhook(APP_SECRET, text_message_payload("+905321112233", "DUR"))
+    body, headers = signed_webhook(APP_SECRET, text_message_body("+905321112233", "DUR"))
     hex_digest = headers[SIGNATURE_HEADER].removeprefix("sha256=")
     for header in (None, "", "sha256=", hex_digest, f"sha1={hex_digest}", "sha256=zz"):
         assert not verify_signature(APP_SECRET, body, header)
 
 
 def test_a_tampered_body_is_refused():
-    body, headers = signed_webhook(APP_SECRET, text_message_payload("+905321112233", "Merhaba"))
+    body, headers = signed_webhook(APP_SECRET, text_message_body("+905321112233", "Merhaba"))
     tampered = body.replace(b"Merhaba", b"RET")
     assert not verify_signature(APP_SECRET, tampered, headers[SIGNATURE_HEADER])
     # Re-serialising the same JSON changes the bytes too: the raw body must be used.
@@ -62,12 +62,12 @@ def test_a_tampered_body_is_refused():
 
 
 def test_an_empty_app_secret_never_verifies():
-    body, headers = signed_webhook("", text_message_payload("+905321112233", "DUR"))
+    body, headers = signed_webhook("", text_message_body("+905321112233", "DUR"))
     assert not verify_signature("", body, headers[SIGNATURE_HEADER])
 
 
 def test_the_signature_hex_is_case_insensitive():
-    body, headers = signed_webhook(APP_SECRET, text_message_payload("+905321112233", "DUR"))
+    body, headers = signed_webhook(APP_SECRET, text_message_body("+905321112233", "DUR"))
     assert verify_signature(APP_SECRET, body, headers[SIGNATURE_HEADER].upper()
                             .replace("SHA256=", "sha256="))
 
@@ -99,7 +99,7 @@ def test_handshake_refuses_when_no_verify_token_is_configured():
 # --- parse ----------------------------------------------------------------------------------
 
 def test_text_message():
-    payload = text_message_payload("905321112233", "İPTAL", message_id=WAMID,
+    payload = text_message_body("905321112233", "İPTAL", message_id=WAMID,
                                    timestamp="1749416383")
     assert parse(payload) == [InboundText(PHONE_NUMBER_ID, "+905321112233", "İPTAL", WAMID,
                                           1749416383)]
@@ -107,7 +107,7 @@ def test_text_message():
 
 @pytest.mark.parametrize("kind", ["quick_reply", "button_reply", "list_reply"])
 def test_buttons_reach_the_keyword_classifier_as_text(kind):
-    [event] = parse(button_payload("+905321112233", "Stop promotions", kind=kind,
+    [event] = parse(button_body("+905321112233", "Stop promotions", kind=kind,
                                    message_id=WAMID))
     assert isinstance(event, InboundText)
     assert (event.from_address, event.text, event.message_id) == \
@@ -115,32 +115,32 @@ def test_buttons_reach_the_keyword_classifier_as_text(kind):
 
 
 def test_failed_status_carries_the_reference_and_error_code():
-    payload = status_payload(WAMID, "failed", "905321112233", reference="4711",
+    payload = status_body(WAMID, "failed", "905321112233", reference="4711",
                              error_code=131050, timestamp="1750263773")
     assert parse(payload) == [StatusUpdate(PHONE_NUMBER_ID, WAMID, "failed", "+905321112233",
                                            "4711", 131050, 1750263773)]
 
 
 def test_delivered_status_without_reference():
-    [event] = parse(status_payload(WAMID, "delivered", "905321112233"))
+    [event] = parse(status_body(WAMID, "delivered", "905321112233"))
     assert (event.status, event.reference, event.error_code) == ("delivered", None, None)
 
 
 @pytest.mark.parametrize("value", ["stop", "resume"])
 def test_marketing_preference_change(value):
-    payload = user_preferences_payload("905321112233", value, timestamp=1731705721)
+    payload = user_preferences_body("905321112233", value, timestamp=1731705721)
     assert parse(payload) == [PreferenceChange(PHONE_NUMBER_ID, "+905321112233", value,
                                                "marketing_messages", 1731705721)]
 
 
 def test_a_batch_of_entries_and_kinds_yields_every_event_in_order():
     payload = batch(
-        text_message_payload("+905321112233", "RET", message_id="wamid.A"),
-        status_payload("wamid.B", "read", "+905551112233", reference="17"),
-        button_payload("+905551112233", "Stop promotions", message_id="wamid.C"),
-        button_payload("+905441112233", "Abonelik iptal", kind="list_reply",
+        text_message_body("+905321112233", "RET", message_id="wamid.A"),
+        status_body("wamid.B", "read", "+905551112233", reference="17"),
+        button_body("+905551112233", "Stop promotions", message_id="wamid.C"),
+        button_body("+905441112233", "Abonelik iptal", kind="list_reply",
                        message_id="wamid.D"),
-        user_preferences_payload("+905321112233", "stop"),
+        user_preferences_body("+905321112233", "stop"),
     )
     assert len(payload["entry"]) == 5
     events = parse(payload)
@@ -151,16 +151,16 @@ def test_a_batch_of_entries_and_kinds_yields_every_event_in_order():
 
 
 def test_several_items_in_one_change_are_all_parsed():
-    payload = status_payload("wamid.A", "sent", "905321112233", reference="1")
+    payload = status_body("wamid.A", "sent", "905321112233", reference="1")
     payload["entry"][0]["changes"][0]["value"]["statuses"].append(
-        status_payload("wamid.B", "delivered", "905321112233", reference="2")
+        status_body("wamid.B", "delivered", "905321112233", reference="2")
         ["entry"][0]["changes"][0]["value"]["statuses"][0])
     assert [e.reference for e in parse(payload)] == ["1", "2"]
 
 
 def test_a_malformed_change_does_not_drop_the_good_ones():
-    good = text_message_payload("+905321112233", "DUR", message_id="wamid.GOOD")
-    broken_items = text_message_payload("+905551112233", "x")
+    good = text_message_body("+905321112233", "DUR", message_id="wamid.GOOD")
+    broken_items = text_message_body("+905551112233", "x")
     value = broken_items["entry"][0]["changes"][0]["value"]
     value["messages"] = [
         {"from": "905551112233", "type": "text", "timestamp": "1"},  # no id, no text
@@ -182,12 +182,12 @@ def test_a_malformed_change_does_not_drop_the_good_ones():
 
 
 def test_unknown_kinds_are_ignored():
-    image = text_message_payload("+905321112233", "x")
+    image = text_message_body("+905321112233", "x")
     message = image["entry"][0]["changes"][0]["value"]["messages"][0]
     del message["text"]
     message.update(type="image", image={"id": "1", "mime_type": "image/jpeg"})
-    deleted = status_payload(WAMID, "deleted", "905321112233")
-    preference = user_preferences_payload("905321112233", "maybe")
+    deleted = status_body(WAMID, "deleted", "905321112233")
+    preference = user_preferences_body("905321112233", "maybe")
     templates = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
         "field": "message_template_status_update",
         "value": {"event": "APPROVED", "message_template_id": 1}}]}]}
@@ -196,8 +196,8 @@ def test_unknown_kinds_are_ignored():
         InboundOther]
 
 
-def test_a_payload_for_another_object_is_ignored():
-    payload = text_message_payload("+905321112233", "DUR")
+def test_a_body_for_another_object_is_ignored():
+    payload = text_message_body("+905321112233", "DUR")
     payload["object"] = "page"
     assert parse(payload) == []
 

@@ -15,12 +15,12 @@ from fakes.graph import (
     PHONE_NUMBER_ID,
     WABA_ID,
     GraphState,
-    account_update_payload,
+    account_update_body,
     create_graph_app,
-    media_message_payload,
-    quality_update_payload,
+    media_message_body,
+    quality_update_body,
     signed_webhook,
-    text_message_payload,
+    text_message_body,
 )
 
 from bot.whatsapp_webhook import AccountUpdate, InboundOther, QualityUpdate, parse
@@ -69,7 +69,7 @@ async def _writes(tenant, state: GraphState, line_id: str, phone: str, hours_ago
                   text: str = "Merhaba, stokta var mı?") -> None:
     """The person writes to the business (a webhook to us; the fake is told too)."""
     at = time.time() - hours_ago * 3600
-    await _post(tenant, line_id, text_message_payload(phone, text, timestamp=str(int(at))))
+    await _post(tenant, line_id, text_message_body(phone, text, timestamp=str(int(at))))
     state.customer_wrote(phone, at)
 
 
@@ -109,12 +109,15 @@ async def test_outside_window_skipped_before_provider(tenant, graph, wa_line):
     await tenant.unlock()
     wrote, photo, stale, never = _phones(4)
     await _writes(tenant, state, wa_line["id"], wrote)
-    await _post(tenant, wa_line["id"], media_message_payload(photo))  # a photo opens it too
+    await _post(tenant, wa_line["id"], media_message_body(photo))  # a photo opens it too
     state.customer_wrote(photo)
     await _writes(tenant, state, wa_line["id"], stale, hours_ago=25)  # closed an hour ago
     others = _phones(3, 10)  # never wrote: with the stale one, 4 skips > MAX_ERRORS
     cid = await _create(tenant, wa_line["id"],
                         await _list(tenant, [wrote, photo, stale, never, *others]))
+    dry = await (await tenant.call("GET", f"/campaigns/{cid}/dry-run")).json()  # says so first
+    assert (dry["window"], dry["will_send"]) == ({"inside": 2, "of": 7}, 2), dry
+    assert dry["skipped_by_reason"] == {window.OUTSIDE_WINDOW: 5}, dry
     c = await _run(tenant, cid)
 
     assert c["state"] == "completed", c  # skips are no send errors: no auto-pause
@@ -204,10 +207,10 @@ async def test_quality_update_pauses_flagged_line(tenant, graph, wa_line):
     await tenant.unlock()
     line_id = wa_line["id"]
     # Meta raises the number's limit: the tier follows (250 → 1K → 10K …).
-    await _post(tenant, line_id, quality_update_payload("UPGRADE", "TIER_10K",
+    await _post(tenant, line_id, quality_update_body("UPGRADE", "TIER_10K",
                                                         old_limit="TIER_1K"))
     assert (await _line(tenant, line_id))["messaging_tier"] == 2
-    await _post(tenant, line_id, quality_update_payload("DOWNGRADE", "TIER_1K"))
+    await _post(tenant, line_id, quality_update_body("DOWNGRADE", "TIER_1K"))
     assert (await _line(tenant, line_id))["messaging_tier"] == 0  # 1K: within 250 → 2K
     async with tenant.client.app[db_key].connect() as conn:
         (line,) = await active_lines(conn, [line_id])
@@ -229,7 +232,7 @@ async def test_quality_update_pauses_flagged_line(tenant, graph, wa_line):
     assert (await tenant.call("POST", f"/campaigns/{cid}/start")).status == 200
     while len(state.sent) < 3:
         await asyncio.sleep(0.02)
-    answer = await _post(tenant, line_id, quality_update_payload("FLAGGED", "TIER_1K"))
+    answer = await _post(tenant, line_id, quality_update_body("FLAGGED", "TIER_1K"))
     assert answer["handled"] == 1
     found = await _line(tenant, line_id)
     assert found["state"] == "paused" and found["state_reason"].startswith("quality_flagged")
@@ -241,32 +244,32 @@ async def test_quality_update_pauses_flagged_line(tenant, graph, wa_line):
     c = await (await tenant.call("GET", f"/campaigns/{cid}")).json()
     assert c["counts"]["pending"] > 0 and c["counts"]["failed"] == 0
     # Unflagged: still paused, the owner resumes the line.
-    await _post(tenant, line_id, quality_update_payload("UNFLAGGED", "TIER_1K"))
+    await _post(tenant, line_id, quality_update_body("UNFLAGGED", "TIER_1K"))
     assert (await _line(tenant, line_id))["state"] == "paused"
 
 
 async def test_account_update_pauses_restricted_lines(tenant, graph, wa_line):
     line_id = wa_line["id"]
     # A restriction that leaves messaging alone, and news of another WABA: nothing changes.
-    await _post(tenant, line_id, account_update_payload(
+    await _post(tenant, line_id, account_update_body(
         "ACCOUNT_RESTRICTION", restrictions=("RESTRICTED_ADD_PHONE_NUMBER_ACTION",)))
     assert (await _line(tenant, line_id))["state"] == "active"
     async with tenant.client.app[db_key].begin() as conn:
         await conn.execute(lines.update().where(lines.c.id == line_id).values(
             options={"messaging_tier": 1, "waba_id": WABA_ID}))
-    await _post(tenant, line_id, account_update_payload("ACCOUNT_VIOLATION", violation="SCAM",
+    await _post(tenant, line_id, account_update_body("ACCOUNT_VIOLATION", violation="SCAM",
                                                         waba_id="999"))
     assert (await _line(tenant, line_id))["state"] == "active"
-    await _post(tenant, line_id, account_update_payload("DISABLED_UPDATE",
+    await _post(tenant, line_id, account_update_body("DISABLED_UPDATE",
                                                         ban_state="REINSTATE"))
     assert (await _line(tenant, line_id))["state"] == "active"
-    await _post(tenant, line_id, account_update_payload(
+    await _post(tenant, line_id, account_update_body(
         "ACCOUNT_RESTRICTION", restrictions=("RESTRICTED_BIZ_INITIATED_MESSAGING",)))
     found = await _line(tenant, line_id)
     assert found["state"] == "paused"
     assert found["state_reason"].startswith("account_restricted")
     assert "RESTRICTED_BIZ_INITIATED_MESSAGING" in found["state_reason"]
-    await _post(tenant, line_id, account_update_payload("DISABLED_UPDATE", ban_state="DISABLE"))
+    await _post(tenant, line_id, account_update_body("DISABLED_UPDATE", ban_state="DISABLE"))
     assert (await _line(tenant, line_id))["state_reason"].startswith("account_disabled")
 
 
@@ -292,7 +295,7 @@ async def test_tier_cap_survives_a_restart_and_a_tier_change(tenant, wa_line):
             await asyncio.sleep(0.1)
         cap = restarted._throttle(line).rolling_cap
         assert (cap.limit, len(cap)) == (2_000, 3)
-        await _post(tenant, line_id, quality_update_payload("UPGRADE", "TIER_10K"))
+        await _post(tenant, line_id, quality_update_body("UPGRADE", "TIER_10K"))
         async with app[db_key].connect() as conn:
             (line,) = await active_lines(conn, [line_id])
         throttle = restarted._throttle(line)  # rebuilt for the new tier …
@@ -305,13 +308,13 @@ async def test_tier_cap_survives_a_restart_and_a_tier_change(tenant, wa_line):
 
 
 def test_parse_line_signals_and_wordless_messages():
-    events = parse(quality_update_payload("FLAGGED", "TIER_250"))
+    events = parse(quality_update_body("FLAGGED", "TIER_250"))
     assert events == [QualityUpdate(WABA_ID, "15550783881", "FLAGGED", "TIER_250")]
-    (event,) = parse(account_update_payload("DISABLED_UPDATE", ban_state="DISABLE"))
+    (event,) = parse(account_update_body("DISABLED_UPDATE", ban_state="DISABLE"))
     assert isinstance(event, AccountUpdate) and event.ban_state == "DISABLE"
-    (event,) = parse(media_message_payload("+905380000001"))
+    (event,) = parse(media_message_body("+905380000001"))
     assert isinstance(event, InboundOther) and event.from_address == "+905380000001"
-    assert parse(account_update_payload("ACCOUNT_VIOLATION") | {"object": "page"}) == []
+    assert parse(account_update_body("ACCOUNT_VIOLATION") | {"object": "page"}) == []
     assert quality.tier_change("TIER_UNLIMITED").limit is None
     assert quality.tier_change("TIER_50") == quality.TierChange(0, 50)
     assert quality.tier_change("TIER_NOT_SET") is None

@@ -231,7 +231,7 @@ def world(server: World, browser) -> World:
 def sign_in(browser, world: World, email: str = OWNER_EMAIL, password: str = OWNER_PASSWORD,
             **options):
     """A fresh browser context signed in through the login form: (context, page)."""
-    context = browser.new_context(viewport=VIEWPORT, locale="tr-TR", **options)
+    context = browser.new_context(**{"viewport": VIEWPORT, "locale": "tr-TR", **options})
     page = context.new_page()
     page.goto(world.base + "/login")
     page.fill("#email", email)

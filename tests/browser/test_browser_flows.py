@@ -52,8 +52,12 @@ def test_import_send_watch_progress_stop_and_see_the_optout(world, signed_in):
     preview = page.locator("[data-testid=preview]")
     expect(preview).to_contain_text("bahar indirimi başladı", timeout=TIMEOUT)
     expect(preview).to_contain_text("RET")
+    expect(page.locator("[data-testid=dry-run]")).to_contain_text("3 kişiye gidecek")
     page.locator("input[name=start_now]").check()
     page.locator("form[action='/campaigns'] button[type=submit]").click()
+    dialog = page.locator("[data-testid=confirm-dialog]")  # start asks first
+    expect(dialog).to_contain_text("3 kişiye gidecek")
+    dialog.locator("[data-testid=confirm-yes]").click()
     page.wait_for_url(re.compile(r"/campaigns/[0-9a-f-]{36}$"))
     world.notes["campaign_url"] = page.url
     expect(page.locator("[data-testid=progress-label]")).to_contain_text(
@@ -72,8 +76,8 @@ def test_import_send_watch_progress_stop_and_see_the_optout(world, signed_in):
     lookup.locator("select[name=channel]").select_option("sandbox")
     lookup.locator("button").last.click()
     history = page.locator("[data-testid=consent-history]")
-    expect(history).to_contain_text("revoked", timeout=TIMEOUT)
-    expect(history.locator("tr", has_text="revoked").first).to_be_visible()
+    expect(history).to_contain_text("reddetti", timeout=TIMEOUT)
+    expect(history.locator("tr", has_text="reddetti").first).to_be_visible()
 
 
 def test_hostile_contact_name_renders_inert(world, signed_in):
@@ -136,3 +140,69 @@ def test_viewer_cannot_start_a_campaign(world, signed_in, tmp_path):
     assert world.ok("GET", f"/campaigns/{campaign_id}")["state"] == "draft"
     new_page = page.request.get(world.base + "/campaigns/new", max_redirects=0)
     assert new_page.status == 403, new_page.status
+
+
+def _unreloaded(page: Page) -> None:
+    page.evaluate("window.__notReloaded = true")
+
+
+def _assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+
+
+def test_campaign_page_settles_without_reload(world, signed_in):
+    """Live means live: an open campaign page moves from draft to its final truth — state,
+    counts, reasons and actions together — without a reload; one that reached nobody says so."""
+    page = signed_in()
+    sent_list = world.list_with("Canlı liste", "phone,name,consent\n05330000301,Ali,evet\n"
+                                               "05330000302,Ayla,evet\n")
+    sent = world.campaign("Canlı", sent_list)
+    page.goto(f"{world.base}/campaigns/{sent}")
+    live = page.locator("[data-testid=campaign-live]")
+    expect(live.locator("[data-testid=campaign-state]")).to_have_text("taslak")
+    expect(live.locator("[data-testid=dry-run]")).to_contain_text("2 kişiye gidecek")
+    _unreloaded(page)
+    world.ok("POST", f"/campaigns/{sent}/start")
+    expect(live.locator("[data-testid=campaign-state]")).to_have_text("tamamlandı",
+                                                                      timeout=8000)
+    expect(live.locator("[data-testid=progress-label]")).to_contain_text("100% (2/2)")
+    expect(live.locator("[data-testid=campaign-outcome]")).to_contain_text("2 kişiye")
+    counts = live.locator("[data-testid=counts]")
+    expect(counts.locator("tr", has_text="bekliyor")).to_contain_text("0")
+    assert live.locator("[data-testid=action-pause], [data-testid=action-cancel]").count() == 0
+    assert live.locator("[data-testid=dry-run]").count() == 0
+    _assert_not_reloaded(page)
+
+    nobody_list = world.list_with("Kimse", "phone,name,consent\n05330000311,Cem,hayir\n"
+                                           "05330000312,Can,\n")
+    nobody = world.campaign("Kimseye", nobody_list)
+    page.goto(f"{world.base}/campaigns/{nobody}")
+    expect(live.locator("[data-testid=dry-run-nobody]")).to_be_visible()
+    _unreloaded(page)
+    world.ok("POST", f"/campaigns/{nobody}/start")
+    expect(live.locator("[data-testid=reached-nobody]")).to_be_visible(timeout=8000)
+    expect(live.locator("[data-testid=campaign-state]")).to_have_text("tamamlandı")
+    expect(live.locator("[data-testid=skipped-by-reason]")).to_contain_text("izin yok")
+    assert live.locator("[data-testid=action-pause], [data-testid=action-cancel]").count() == 0
+    _assert_not_reloaded(page)
+
+
+def test_start_and_cancel_ask_for_confirmation(world, signed_in):
+    """Before you send: the dry run's counts in the form and in the dialog; going back sends
+    nothing; cancel asks too."""
+    page = signed_in()
+    list_id = world.list_with("Onay listesi", "phone,name,consent\n05330000401,Efe,evet\n"
+                                              "05330000402,Ela,hayir\n")
+    campaign_id = world.campaign("Onaylı", list_id)
+    page.goto(f"{world.base}/campaigns/{campaign_id}")
+    page.locator("[data-testid=action-start]").click()
+    dialog = page.locator("[data-testid=confirm-dialog]")
+    expect(dialog).to_contain_text("1 kişiye gidecek; 1 atlanacak")
+    dialog.locator("[data-testid=confirm-no]").click()
+    expect(dialog).to_be_hidden()
+    assert world.ok("GET", f"/campaigns/{campaign_id}")["state"] == "draft"
+    page.locator("[data-testid=action-cancel]").click()
+    expect(dialog).to_contain_text("iptal")
+    dialog.locator("[data-testid=confirm-yes]").click()
+    expect(page.locator("[data-testid=campaign-state]")).to_have_text("iptal edildi")
+    assert world.ok("GET", f"/campaigns/{campaign_id}")["state"] == "cancelled"

@@ -254,7 +254,9 @@ async def test_the_dashboard_shows_the_words_and_asks_for_the_confirmation(tenan
     path = f"/campaigns/{(await r.json())['id']}"
     page = await (await owner.get(path)).text()
     assert 'data-testid="confirm-informational"' in page
-    assert (await owner.post(path + "/start", {}, allow_redirects=False)).status == 400
-    r = await owner.post(path + "/start", {"confirm_informational": "yes"},
+    # ("confirmed": the page's start confirmation, dashboard/static/campaign.js)
+    assert (await owner.post(path + "/start", {"confirmed": "yes"},
+                             allow_redirects=False)).status == 400
+    r = await owner.post(path + "/start", {"confirm_informational": "yes", "confirmed": "yes"},
                          allow_redirects=False)
     assert r.status == 303

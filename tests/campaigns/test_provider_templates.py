@@ -1,7 +1,7 @@
 """The pure rules for WhatsApp templates (campaigns.provider_templates) and Graph's listing
 and status webhook shapes (bot.whatsapp_templates, bot.whatsapp_webhook)."""
 import pytest
-from fakes.graph import quick_reply, template, template_status_payload
+from fakes.graph import quick_reply, template, template_status_body
 
 from bot.whatsapp_templates import TemplateSyncError, parse_page, refused
 from bot.whatsapp_webhook import TemplateStatusChange, parse
@@ -115,14 +115,14 @@ def test_listing_page_and_errors():
 
 
 def test_status_webhook_is_parsed():
-    payload = template_status_payload("yaz", "PAUSED", language="en_US", template_id=42,
+    payload = template_status_body("yaz", "PAUSED", language="en_US", template_id=42,
                                       title="FIRST_PAUSE", description="3 saat")
     (event,) = parse(payload)
     assert event == TemplateStatusChange(waba_id=payload["entry"][0]["id"], event="PAUSED",
                                          name="yaz", language="en_US", template_id="42",
                                          reason="FIRST_PAUSE: 3 saat")
-    rejected = template_status_payload("yaz", "REJECTED", reason="INCORRECT_CATEGORY")
+    rejected = template_status_body("yaz", "REJECTED", reason="INCORRECT_CATEGORY")
     assert parse(rejected)[0].reason == "INCORRECT_CATEGORY"
-    broken = template_status_payload("yaz", "PAUSED")
+    broken = template_status_body("yaz", "PAUSED")
     del broken["entry"][0]["changes"][0]["value"]["message_template_name"]
     assert parse(broken) == []

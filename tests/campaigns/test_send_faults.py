@@ -17,7 +17,7 @@ from fakes.graph import (
     GraphState,
     create_graph_app,
     signed_webhook,
-    status_payload,
+    status_body,
 )
 
 from campaigns.ports import Line, OutboundMessage, Sent
@@ -132,7 +132,7 @@ async def test_timeout_after_send_is_unknown(tenant, graph, client):
     assert len(state.sent) == 2
     # The status webhook that arrives later reconciles the row by its reference.
     first = state.sent[0]
-    body, headers = signed_webhook(APP_SECRET, status_payload(
+    body, headers = signed_webhook(APP_SECRET, status_body(
         first["id"], "delivered", "+" + first["to"], reference=first["reference"]))
     r = await client.post(f"/webhooks/whatsapp/{line_id}", data=body, headers=headers)
     assert r.status == 200
@@ -216,7 +216,7 @@ async def test_provider_5xx_backs_off_and_retries(tenant, graph, status, seconds
 async def quick_retries(config, aiohttp_client) -> ApiTenant:
     """A tenant of a service that gives up on a failing provider quickly: 3 tries, 0.1 s
     apart at first."""
-    from dashboard import accounts
+    import accounts
     from dashboard.keys import master_key
     from izinli.app import create_app
     config = dataclasses.replace(config, campaigns=dataclasses.replace(

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import PASSPHRASE, ApiTenant
 
-from dashboard import accounts
+import accounts
 from dashboard.keys import db_key, master_key
 
 MESSY_CP1254 = (

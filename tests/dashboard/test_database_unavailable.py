@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from contextlib import asynccontextmanager
 
-from dashboard import users
+from accounts import users
 from dashboard.keys import db_key
 from store.faults import DatabaseUnavailableError
 

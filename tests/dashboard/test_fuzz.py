@@ -24,8 +24,8 @@ from fakes.telegram import TOKEN as TG_TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import accounts
 from campaigns.ports import Line
-from dashboard import accounts
 from dashboard.keys import credentials_key, db_key, master_key
 from izinli.app import create_app
 
@@ -155,7 +155,7 @@ def _provider_leaf():
     return st.one_of(_text(), st.sampled_from(NUMBERS), st.integers(), st.none(), _any_json())
 
 
-def _meta_payload():
+def _meta_body():
     """WhatsApp Cloud API webhooks: messages, statuses and preferences with hostile leaves."""
     leaf, phone = _provider_leaf(), st.sampled_from(["905321112233", "+905321112233", "x"])
     stamp = st.one_of(st.sampled_from(["1700000000", "9" * 30, "1e308", "-1", "NaN"]), leaf)
@@ -358,7 +358,7 @@ def _fuzz_operation(live: LiveServer, method: str, path: str, op: dict, hints: d
         st.just(("application/json", b"")), values.body({}))
     provider = _provider_of(path)
     if provider is not None and method == "POST":  # authenticated bodies reach the parsers
-        shaped = (_meta_payload() if provider == "whatsapp" else _telegram_update()).map(
+        shaped = (_meta_body() if provider == "whatsapp" else _telegram_update()).map(
             lambda v: ("application/json", json.dumps(v).encode()))
         raw = st.sampled_from([("application/json", Body(b)) for b in RAW_BODIES])
         body = st.one_of(shaped, shaped, raw, body)

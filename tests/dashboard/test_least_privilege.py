@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import PASSPHRASE, ApiTenant, WebUser, form_value, make_web_user, web_login
 
-from dashboard import accounts, users
+import accounts
+from accounts import users
 from dashboard.keys import db_key, master_key, operator_desk_key
 from izinli import config as configuration
 from izinli.app import create_app

@@ -13,9 +13,9 @@ from fakes.graph import PHONE_NUMBER_ID, GraphState, create_graph_app
 from fakes.iys import BRAND_CODE, IYS_CODE, PASSWORD, USERNAME, IysState, create_iys_app
 from fakes.telegram import TOKEN, BotApiState, create_bot_api_app
 
+import accounts
 from campaigns.lines import add_provider_line
 from campaigns.ports import OutboundMessage, Sent
-from dashboard import accounts
 from dashboard.keys import channels_key, db_key, iys_sync_key, master_key
 from izinli.app import create_app
 from izinli.runtime import master_key_for, open_store

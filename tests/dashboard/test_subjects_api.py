@@ -155,8 +155,8 @@ async def test_correction_changes_name_and_attributes(tenant):
 async def test_export_is_decrypted_while_unlocked_and_sealed_to_the_tenant_while_locked(tenant):
     from conftest import PASSPHRASE
 
+    import accounts
     from crypto.keys import unwrap_secret
-    from dashboard import accounts
     from dashboard.keys import db_key
     from optout.subjects import open_sealed_export
     await _setup_person(tenant)

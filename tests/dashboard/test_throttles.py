@@ -8,8 +8,9 @@ import aiohttp
 import pytest
 from conftest import PASSPHRASE, ApiTenant, form_value
 
+import accounts
 import crypto.keys
-from dashboard import accounts, users
+from accounts import users
 from dashboard.keys import db_key, master_key
 from dashboard.ratelimit import HashBusyError, HashSlots, LoginThrottle, TooManyAttemptsError
 from izinli import config as configuration

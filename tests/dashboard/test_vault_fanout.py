@@ -11,10 +11,11 @@ import time
 
 import pytest
 
+import accounts
 from crypto.keys import unwrap_secret
 from crypto.master import MasterKey
 from crypto.vault import Keyring
-from dashboard import accounts, cluster_registry, vault_fanout
+from dashboard import cluster_registry, vault_fanout
 from dashboard.vault_fanout import VaultFanout
 from izinli.runtime import open_store
 from store import raw

@@ -78,7 +78,7 @@ async def test_first_run_setup_creates_the_business_and_signs_the_owner_in(clien
 async def test_sessions_end_after_30_idle_minutes_or_12_hours(client, tenant):
     import time
 
-    from dashboard import users
+    from accounts import users
     from dashboard.keys import db_key
     await make_web_user(client, tenant, "operator")
     token = client.session.cookie_jar.filter_cookies(client.make_url("/"))[

@@ -211,7 +211,8 @@ async def test_owner_adds_changes_and_disables_a_user(client, tenant, owner):
 
 
 async def test_users_api_for_api_keys_keeps_one_owner(client, tenant):
-    from dashboard import accounts, users
+    import accounts
+    from accounts import users
     from dashboard.keys import db_key, master_key
     # An API key never makes an owner (issue 12): the owner comes from setup or the CLI.
     r = await tenant.call("POST", "/users", json={"email": "sahip@ornek.com.tr",

@@ -8,7 +8,7 @@ import hmac
 import json
 import logging
 
-from fakes.graph import PHONE_NUMBER_ID, text_message_payload
+from fakes.graph import PHONE_NUMBER_ID, text_message_body
 from fakes.telegram import TOKEN
 
 from campaigns.ports import Line
@@ -50,7 +50,7 @@ async def test_unusable_signed_whatsapp_body_is_acknowledged_and_dropped(tenant,
 async def test_stop_with_stray_nul_and_surrogate_still_stops(tenant):
     line = await _line(tenant, channel="whatsapp", name="wa", phone_number_id=PHONE_NUMBER_ID,
                        access_token="token", app_secret=APP_SECRET, verify_token="v")
-    payload = text_message_payload("+905350000009", "ST\x00OP\ud800",
+    payload = text_message_body("+905350000009", "ST\x00OP\ud800",
                                    message_id="wamid.\x00N1")
     body = json.dumps(payload).encode()  # \u0000 and \ud800 escapes, as JSON allows
     r = await tenant.client.post(f"/webhooks/whatsapp/{line['id']}", data=body,

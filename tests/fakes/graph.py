@@ -268,14 +268,14 @@ def _inbound(sender: str, message: dict, phone_number_id: str, name: str) -> dic
                      "messages": [message]}, phone_number_id=phone_number_id)
 
 
-def text_message_payload(sender: str, text: str, *, message_id: str | None = None,
+def text_message_body(sender: str, text: str, *, message_id: str | None = None,
                          timestamp: str | None = None, phone_number_id: str = PHONE_NUMBER_ID,
                          name: str = "Ayşe Yılmaz") -> dict:
     return _inbound(sender, {"id": message_id, "timestamp": timestamp, "type": "text",
                              "text": {"body": text}}, phone_number_id, name)
 
 
-def button_payload(sender: str, title: str, *, kind: str = "quick_reply",
+def button_body(sender: str, title: str, *, kind: str = "quick_reply",
                    payload: str | None = None, message_id: str | None = None,
                    phone_number_id: str = PHONE_NUMBER_ID, name: str = "Ayşe Yılmaz") -> dict:
     """A tap on a template quick-reply button (`quick_reply`), an interactive reply button
@@ -295,7 +295,7 @@ def button_payload(sender: str, title: str, *, kind: str = "quick_reply",
     return _inbound(sender, message, phone_number_id, name)
 
 
-def status_payload(message_id: str, status: str, recipient: str, *,
+def status_body(message_id: str, status: str, recipient: str, *,
                    reference: str | None = None, error_code: int | None = None,
                    timestamp: str | None = None,
                    phone_number_id: str = PHONE_NUMBER_ID) -> dict:
@@ -316,7 +316,7 @@ def status_payload(message_id: str, status: str, recipient: str, *,
     return _webhook({"statuses": [item]}, phone_number_id=phone_number_id)
 
 
-def user_preferences_payload(wa_id: str, value: str, *, category: str = "marketing_messages",
+def user_preferences_body(wa_id: str, value: str, *, category: str = "marketing_messages",
                              timestamp: int | None = None,
                              phone_number_id: str = PHONE_NUMBER_ID) -> dict:
     detail = f"User requested to {value} marketing messages"
@@ -327,7 +327,7 @@ def user_preferences_payload(wa_id: str, value: str, *, category: str = "marketi
                     field_name="user_preferences", phone_number_id=phone_number_id)
 
 
-def media_message_payload(sender: str, *, kind: str = "image", message_id: str | None = None,
+def media_message_body(sender: str, *, kind: str = "image", message_id: str | None = None,
                           timestamp: str | None = None,
                           phone_number_id: str = PHONE_NUMBER_ID) -> dict:
     """A message without text (a photo here): nothing to classify, but it opens the window."""
@@ -344,7 +344,7 @@ def _account_webhook(value: dict, field_name: str, waba_id: str) -> dict:
                        "changes": [{"value": value, "field": field_name}]}]}
 
 
-def quality_update_payload(event: str, current_limit: str, *, old_limit: str | None = None,
+def quality_update_body(event: str, current_limit: str, *, old_limit: str | None = None,
                            display_phone_number: str = DISPLAY_NUMBER,
                            waba_id: str = WABA_ID) -> dict:
     """`phone_number_quality_update` as Meta documents it: event FLAGGED, UNFLAGGED,
@@ -358,7 +358,7 @@ def quality_update_payload(event: str, current_limit: str, *, old_limit: str | N
     return _account_webhook(value, "phone_number_quality_update", waba_id)
 
 
-def account_update_payload(event: str, *, ban_state: str | None = None,
+def account_update_body(event: str, *, ban_state: str | None = None,
                            restrictions: tuple[str, ...] = (), violation: str | None = None,
                            waba_id: str = WABA_ID) -> dict:
     """`account_update`: ACCOUNT_RESTRICTION (restriction_info), DISABLED_UPDATE (ban_info),
@@ -458,7 +458,7 @@ def _template_listing(state: GraphState):
     return listing
 
 
-def template_status_payload(name: str, event: str, *, language: str = "tr",
+def template_status_body(name: str, event: str, *, language: str = "tr",
                             template_id: str | int | None = None, reason: str | None = "NONE",
                             title: str | None = None, description: str | None = None,
                             waba_id: str = WABA_ID) -> dict:

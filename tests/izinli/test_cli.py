@@ -65,6 +65,12 @@ def test_short_passphrase_is_refused(tmp_path):
     assert_one_line_error(out, 2, "at least 12 characters")
 
 
+def test_tenant_create_refuses_a_guessable_passphrase(tmp_path):
+    out = run(tmp_path, "tenant", "create", "X", "--passphrase-file",
+              passfile(tmp_path, "aaaaaaaaaaaa\n"))
+    assert_one_line_error(out, 2, "too easy to guess")
+
+
 def test_wrong_passphrase_exits_3(tmp_path):
     info = create_tenant(tmp_path)
     wrong = tmp_path / "wrong.txt"
@@ -332,3 +338,21 @@ def test_second_sqlite_process_refused(tmp_path):
         first.wait(timeout=10)
     with serving(tmp_path, _free_port()) as again:
         assert "listening" in again.stdout.readline()
+
+
+def test_tenant_passphrase_change_refuses_a_guessable_one(tmp_path):
+    info = create_tenant(tmp_path)
+    weak, good = tmp_path / "weak.txt", tmp_path / "good.txt"
+    weak.write_text("123456789012\n", encoding="utf-8")
+    good.write_text("bulut kapı limon yürüyüş\n", encoding="utf-8")
+    assert_one_line_error(run(tmp_path, "tenant", "passphrase", info["tenant_id"],
+                              "--passphrase-file", passfile(tmp_path),
+                              "--new-passphrase-file", str(weak)), 2, "too easy to guess")
+    out = run(tmp_path, "tenant", "passphrase", info["tenant_id"], "--passphrase-file",
+              passfile(tmp_path), "--new-passphrase-file", str(good))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"tenant_id": info["tenant_id"], "passphrase_changed": True}
+    out = run(tmp_path, "tenant", "api-key", info["tenant_id"], "--passphrase-file", str(good))
+    assert out.returncode == 0, out.stderr  # the new passphrase proves ownership now
+    assert_one_line_error(run(tmp_path, "tenant", "api-key", info["tenant_id"],
+                              "--passphrase-file", passfile(tmp_path)), 3, "wrong passphrase")

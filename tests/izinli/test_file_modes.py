@@ -20,7 +20,7 @@ async def test_data_dir_is_0700_and_database_files_are_0600(tmp_path, aiohttp_cl
         config = configuration.load(None, env={}, overrides={
             "data_dir": data_dir, "crypto.kdf": "min", "server.telegram_poll_seconds": 1})
         client = await aiohttp_client(create_app(config))
-        from dashboard import accounts
+        import accounts
         from dashboard.keys import db_key, master_key
         await accounts.create_tenant(client.app[db_key], client.app[master_key], "Mağaza",
                                      "doğru at pil zımba 42", kdf="min")  # writes the WAL

@@ -368,7 +368,7 @@ async def test_import_page_asks_for_the_consent_text_and_shows_what_was_kept(own
     assert 'data-testid="kept_refusal">1<' in text and 'data-testid="undated">2<' in text
     assert 'data-testid="erased">0<' in text
     assert "Reddi korunan" in text and "daha önce reddetti" in text
-    assert "<code>refused_earlier</code>" in text
+    assert "refused_earlier" not in text  # a reason in words, never its code (issue 16)
     await owner.post("/language", {"language": "en", "back": "/contacts"})
     text = await upload(WEEKLY_FILE)
     assert "Refusal kept" in text and "refused earlier: consent not applied" in text

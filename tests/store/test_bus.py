@@ -71,7 +71,7 @@ async def test_the_listener_comes_back_and_catches_up(config, db):
         await bus.stop()
 
 
-async def test_payloads_are_bounded(db):
+async def test_bodys_are_bounded(db):
     bus = Bus(db)
     async with db.begin() as conn:
         with pytest.raises(ValueError):

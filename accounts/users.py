@@ -21,8 +21,8 @@ import nacl.pwhash
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from accounts import ROLES, AccountError, NotFoundError, at_least, check_role_grant
 from crypto.master import MasterKey
-from dashboard.accounts import ROLES, AccountError, NotFoundError, at_least, check_role_grant
 from optout import audit
 from store import raw
 from store.bus import Bus

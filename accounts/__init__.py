@@ -1,4 +1,9 @@
-"""Business accounts: tenants, their API keys, vault unlock/lock and key custody."""
+"""The accounts domain: tenants, their API keys, vault unlock/lock and key custody (dashboard
+users and sessions: accounts.users; passphrase strength: accounts.passphrase).
+
+Below the web layer: the dashboard's API handlers, its pages and the CLI call these functions;
+nothing here imports `dashboard` or `izinli`. The cluster-wide unlock (dashboard.vault_fanout)
+is passed in as a `VaultSync`, the interface this package declares for it."""
 from __future__ import annotations
 
 import asyncio
@@ -9,15 +14,15 @@ import secrets
 import time
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
+from accounts.passphrase import Strength, estimate
 from campaigns.lines import add_sandbox_line
 from crypto.blind import new_lookup_key
-from crypto.keys import new_tenant_keys, unwrap_secret
+from crypto.keys import new_tenant_keys, unwrap_secret, wrap_secret
 from crypto.master import MasterKey
 from crypto.vault import Keyring
-from dashboard.vault_fanout import SERVICE_TTL, VaultFanout
 from optout import audit
 from optout.tenants import insert_defaults
 from store.engine import Database
@@ -30,6 +35,7 @@ from store.tenants import (
     list_api_keys,
     list_tenants,
     revoke_api_key,
+    set_wrapped_secret,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,19 @@ CUSTODIES = ("passphrase", "service")
 # Dashboard users and API keys share these roles, weakest first.
 ROLES = ("viewer", "operator", "admin", "owner")
 DEFAULT_KEY_ROLE = "admin"
+# Unattended tenants stay unlocked for a year at a time; re-applied at every start.
+SERVICE_TTL = 365 * 24 * 3600.0
+
+
+class VaultSync(Protocol):
+    """Unlock, lock and custody in every process of the cluster (dashboard.vault_fanout)."""
+
+    async def unlock(self, tenant_id: str, secret_key: bytes, ttl_seconds: float) -> float: ...
+
+    async def lock(self, tenant_id: str) -> None: ...
+
+    async def change_custody(self, tenant_id: str, custody: str, ttl_seconds: float
+                             ) -> None: ...
 
 
 class AccountError(Exception):
@@ -53,6 +72,12 @@ class AccountError(Exception):
 
 class NotFoundError(AccountError):
     code = "not_found"
+
+
+class ConflictError(AccountError):
+    """The request clashes with the account's state (a disabled user, the last owner)."""
+
+    code = "conflict"
 
 
 class ForbiddenError(AccountError):
@@ -77,25 +102,45 @@ def check_role_grant(role: str, granted_by_key: str | None) -> str:
     return role
 
 
-def check_passphrase(passphrase: str, min_length: int) -> str:
-    """The passphrase as it will be used (NFC), or AccountError saying what is wrong with it."""
+class WeakPassphraseError(AccountError):
+    """A vault passphrase too short or too easy to guess; `strength` says why, in Turkish and
+    English, and the API answers it as `details.feedback`."""
+
+    code = "weak_passphrase"
+
+    def __init__(self, message: str, strength: Strength):
+        super().__init__(message)
+        self.strength = strength
+        self.details = {"feedback": strength.feedback()}
+
+
+def check_passphrase(passphrase: str, min_length: int, hints: Iterable[str] = ()) -> str:
+    """The passphrase as it will be used (NFC), or WeakPassphraseError saying what is wrong
+    with it: shorter than `min_length`, or easy to guess (accounts.passphrase; `hints` are
+    words an attacker would try first: the business's name, the owner's e-mail)."""
     passphrase = unicodedata.normalize("NFC", passphrase)
+    strength = estimate(passphrase, hints)
     if len(passphrase) < min_length:
-        raise AccountError(f"passphrase must be at least {min_length} characters",
-                           "weak_passphrase")
+        raise WeakPassphraseError(f"passphrase must be at least {min_length} characters",
+                                  strength)
+    if not strength.strong:
+        raise WeakPassphraseError(f"the passphrase is too easy to guess: {strength.text('en')}",
+                                  strength)
     return passphrase
 
 
 async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: str,
                         kdf: str = "moderate", min_length: int = 12,
-                        run: Callable[..., Awaitable[Any]] = asyncio.to_thread
-                        ) -> tuple[str, str]:
+                        run: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+                        hints: Iterable[str] = ()) -> tuple[str, str]:
     """Creates a tenant with its key pair and a first API key; returns (tenant_id, api_key).
-    `run` runs the passphrase hash off the loop (the web passes its bounded HashSlots.run)."""
+    `run` runs the passphrase hash off the loop (the web passes its bounded HashSlots.run);
+    `hints`: more words the passphrase must not lean on (the owner's e-mail)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise AccountError("tenant name must be 1 to 200 characters", "invalid_name")
-    keys = await run(new_tenant_keys, check_passphrase(passphrase, min_length), kdf)
+    passphrase = check_passphrase(passphrase, min_length, (name, *hints))
+    keys = await run(new_tenant_keys, passphrase, kdf)
     row = TenantRow(id=str(uuid.uuid4()), name=name, created_at=time.time(),
                     public_key=keys.public_key, wrapped_secret=keys.wrapped_secret,
                     wrapped_lookup_key=master.wrap(new_lookup_key()), custody="passphrase",
@@ -192,9 +237,28 @@ async def tenant_row(db: Database, tenant_id: str) -> TenantRow:
     return row
 
 
+async def change_passphrase(db: Database, tenant_id: str, passphrase: str, new_passphrase: str,
+                            actor: str, kdf: str = "moderate", min_length: int = 12,
+                            run: Callable[..., Awaitable[Any]] = asyncio.to_thread) -> None:
+    """Wraps the tenant's secret key under a new passphrase. The new one is checked first
+    (WeakPassphraseError), then the current one proves the caller knows it
+    (WrongPassphraseError). Unlocks in force, custody and sealed data stay as they are."""
+    row = await tenant_row(db, tenant_id)
+    new_passphrase = check_passphrase(new_passphrase, min_length, (row.name,))
+    secret = await run(unwrap_secret, row.wrapped_secret, unicodedata.normalize("NFC", passphrase))
+    wrapped = await run(wrap_secret, secret, new_passphrase, kdf)
+    async with db.begin() as conn:
+        changed = await set_wrapped_secret(conn, tenant_id, row.wrapped_secret, wrapped)
+        if not changed:
+            raise ConflictError("the passphrase was changed meanwhile; try again",
+                                "passphrase_changed")
+        await audit.record(conn, tenant_id, actor, "vault.passphrase")
+    log.info("vault passphrase changed", extra={"tenant_id": tenant_id})
+
+
 async def unlock(db: Database, keyring: Keyring, tenant_id: str, passphrase: str,
                  ttl_seconds: float, run: Callable[..., Awaitable[Any]] = asyncio.to_thread,
-                 fanout: VaultFanout | None = None) -> float:
+                 fanout: VaultSync | None = None) -> float:
     """Unwraps the tenant key into memory for `ttl_seconds`, in every process of the cluster
     when `fanout` is given (the server's), else in `keyring` only (a CLI command, a bench).
     Raises WrongPassphraseError."""
@@ -210,7 +274,7 @@ async def unlock(db: Database, keyring: Keyring, tenant_id: str, passphrase: str
     return expires
 
 
-async def lock(keyring: Keyring, tenant_id: str, fanout: VaultFanout | None = None) -> None:
+async def lock(keyring: Keyring, tenant_id: str, fanout: VaultSync | None = None) -> None:
     """Locks now: here at once, and in every other process (within a second) with `fanout`."""
     if fanout is not None:
         await fanout.lock(tenant_id)
@@ -218,7 +282,7 @@ async def lock(keyring: Keyring, tenant_id: str, fanout: VaultFanout | None = No
     log.info("vault locked", extra={"tenant_id": tenant_id})
 
 
-async def change_custody(fanout: VaultFanout, tenant_id: str, custody: str,
+async def change_custody(fanout: VaultSync, tenant_id: str, custody: str,
                          ttl_seconds: float) -> None:
     """Switches key custody in every process; only while unlocked (VaultLockedError
     otherwise). Back to `passphrase`, the unlock goes on for `ttl_seconds`."""
