@@ -92,6 +92,7 @@ WHATSAPP = ChannelSpec(
               help="WhatsApp Manager'da görünen mesaj limitiniz (yeni hesaplar 250 ile "
                    "başlar); izinli 24 saatte en çok bu kadar farklı kişiye gönderir."),
         Field("waba_id", "WhatsApp Business Account ID", required=False, editable=True,
+              check=_waba,
               help="API Setup sayfasındaki WhatsApp Business hesabı kimliği; onaylı "
                    "şablonlarınızı eşitlemek için gerekir.")),
     parse_credentials=WhatsAppCredentials.from_json,

@@ -54,8 +54,11 @@ async def dry_run(request: web.Request) -> web.Response:
 async def window_estimate(request: web.Request) -> web.Response:
     """How many of a list are inside their 24 h WhatsApp window on a line right now (for the
     campaign form): free text reaches only them."""
+    for name in ("line_id", "list_id"):
+        if not request.query.get(name):
+            raise ApiError(400, "missing_field", f"'{name}' is required")
     found = await campaign_service.window_estimate(
-        context_of(request), request.query.get("line_id", ""), request.query.get("list_id", ""))
+        context_of(request), request.query["line_id"], request.query["list_id"])
     return json_response({"window": found})
 
 

@@ -106,6 +106,7 @@ async def test_line_resume_edit_archive(tenant, graph, wa_line):
             edited["waba_id"]) == ("Yeni ad", 200.0, 2, "1234")
     for body, code in (({"rate_per_second": 5000}, "invalid_line"),
                        ({"messaging_tier": 9}, "invalid_field"),
+                       ({"waba_id": "abc"}, "invalid_field"),
                        ({"phone_number_id": "1"}, "unknown_field"),
                        ({"bot_token": "x"}, "unknown_field"),
                        ({}, "missing_field")):

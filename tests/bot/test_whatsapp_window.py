@@ -185,6 +185,8 @@ async def test_window_count_in_api_and_page(tenant, graph, wa_line, client):
     assert (await r.json()) == {"window": {"inside": 1, "of": 3}}
     r = await tenant.call("GET", "/window", params={"line_id": "nope", "list_id": list_id})
     assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+    r = await tenant.call("GET", "/window", params={"line_id": wa_line["id"]})
+    assert r.status == 400 and (await r.json())["error"]["code"] == "missing_field"
     cid = await _create(tenant, wa_line["id"], list_id)
     c = await (await tenant.call("GET", f"/campaigns/{cid}")).json()
     assert c["window"] == {"inside": 1, "of": 3}
