@@ -66,7 +66,7 @@ WHATSAPP = ChannelSpec(
     name="whatsapp", title="WhatsApp Cloud API", address_kind="phone",
     normalise=normalise_phone,
     # 80 msg/s per number by default, up to 1,000 when Meta raised it.
-    default_rate=80.0, max_rate=1000.0,
+    default_rate=80.0, max_rate=1000.0, customer_window_seconds=24 * 3600.0,
     build=lambda ctx: WhatsAppChannel(ctx.credentials_for, base_url=ctx.providers.whatsapp_url,
                                       timeout=ctx.providers.whatsapp_timeout_seconds),
     processor="Meta Platforms Ireland Ltd. (WhatsApp Business Platform)",

@@ -12,7 +12,6 @@ from bot.delivery import LONGEST_WAIT, send_patiently
 from campaigns import window
 from campaigns.audiences import add_subscriber, join_list
 from campaigns.ports import Channel, Line, RateLimited
-from campaigns.window import WINDOW_CHANNELS
 from crypto.service import FieldCrypto
 from optout import inbound
 from optout.inbound import InboundText, Outcome
@@ -52,7 +51,7 @@ class InboundRouter:
             self.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
         async with self.db.begin() as conn:
             outcome = await inbound.handle(conn, profile, index, sealer, msg)
-            if line.channel in WINDOW_CHANNELS:  # the person opened (or renewed) their window
+            if window.window_of(line.channel):  # the person opened (or renewed) their window
                 await window.note_inbound(conn, line.tenant_id, line.id, index,
                                           sent_at or msg.received_at)
         log.info("inbound message", extra={
@@ -65,7 +64,7 @@ class InboundRouter:
     async def wrote(self, line: Line, address: str, at: float | None = None) -> None:
         """A message with no words to classify (a photo, a location, a reaction) still opens
         the person's 24 h window on the line."""
-        if line.channel in WINDOW_CHANNELS:
+        if window.window_of(line.channel):
             async with self.db.begin() as conn:
                 await self.directory.profile(conn, line.tenant_id)  # loads the index key
                 index = self.directory.index(line.tenant_id, address)

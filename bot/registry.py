@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from campaigns import ports
+from campaigns import ports, window
 from campaigns.ports import Channel, Line, SendResult, reason_of
 from optout import channels as optout_channels
 from optout.addresses import normalise_phone
@@ -88,6 +88,9 @@ class ChannelSpec:
     build: Callable[[BuildContext], Channel]
     consent_type: str = "MESAJ"  # İYS consent type (optout.ledger); Telegram has its own
     processor: str | None = None  # named in KVKK art. 11 reports
+    # Free text reaches a person only this long after their last message (WhatsApp's 24 h
+    # customer-service window); None: no window (campaigns.window).
+    customer_window_seconds: float | None = None
     credentials: tuple[Field, ...] = ()
     options: tuple[Field, ...] = ()
     # Stored credentials JSON → the adapter's credentials object; raises ValueError.
@@ -132,6 +135,7 @@ def register(spec: ChannelSpec) -> ChannelSpec:
     address normaliser through optout.channels."""
     _SPECS[spec.name] = spec
     ports.declare_limits(spec.name, spec.limits)
+    window.declare(spec.name, spec.customer_window_seconds)
     optout_channels.declare(spec.name, consent_type=spec.consent_type,
                             processor=spec.processor, normalise=spec.normalise)
     return spec
@@ -140,6 +144,7 @@ def register(spec: ChannelSpec) -> ChannelSpec:
 def unregister(name: str) -> None:
     _SPECS.pop(name, None)
     ports.withdraw_limits(name)
+    window.declare(name, None)
     optout_channels.withdraw(name)
 
 

@@ -547,11 +547,12 @@ class Dispatcher:
                              infos: dict[str, _CampaignInfo]) -> set[bytes] | None:
         """Who of the batch is inside their 24 h window on the line, in one query; None when
         the line has no window or no campaign of the batch sends free text."""
-        if line.channel not in window.WINDOW_CHANNELS or not any(
+        seconds = window.window_of(line.channel)
+        if seconds is None or not any(
                 window.uses_window(i.channel_template is not None, i.outside_window)
                 for i in infos.values()):
             return None
-        since = time.time() - window.WINDOW_SECONDS + self.settings.window_margin_seconds
+        since = time.time() - seconds + self.settings.window_margin_seconds
         return await window.inside(conn, line.id, [r.address_index for r in rows], since)
 
     async def _render(self, profile: TenantProfile, rows: list[Claimed],
@@ -599,7 +600,7 @@ class Dispatcher:
         consent_type = consent_type_for(line.channel)
         keyring = self.fields.keyring
         queue = iter(plans)
-        windowed = line.channel in window.WINDOW_CHANNELS
+        windowed = window.window_of(line.channel) is not None
 
         async def worker() -> None:
             for row, address, text, template in queue:

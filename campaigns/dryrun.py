@@ -103,8 +103,8 @@ async def dry_run(conn: AsyncConnection, profile: TenantProfile, *, channel: str
     now = time.time() if now is None else now
     consent_type = consent_type_for(channel)
     people = await list_facts(conn, profile, list_id, consent_type)
-    uses_window = channel in window.WINDOW_CHANNELS and window.uses_window(has_template,
-                                                                           outside_window)
+    seconds = window.window_of(channel)
+    uses_window = seconds is not None and window.uses_window(has_template, outside_window)
     commercial = purpose == Purpose.COMMERCIAL
     cap = profile.frequency_cap if commercial else 0
     skipped: Counter[str] = Counter()
@@ -115,7 +115,7 @@ async def dry_run(conn: AsyncConnection, profile: TenantProfile, *, channel: str
         sent = await outbox.sent_recently(
             conn, profile.id, [c for c, _, _ in chunk] if cap else [],
             now - profile.frequency_window_days * 86400)
-        inside = await window.inside(conn, line_id, indexes, now - window.WINDOW_SECONDS) \
+        inside = await window.inside(conn, line_id, indexes, now - seconds) \
             if uses_window else set()
         inside_count += sum(1 for index in indexes if index in inside)
         for contact_id, index, facts in chunk:

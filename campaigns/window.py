@@ -12,16 +12,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from store.engine import dialect_insert
 from store.tables import contacts, inbound_window, lines, list_members
 
-WINDOW_SECONDS = 86400.0
 # A row's skip reason: free text for a person whose window is closed (not a failure).
 OUTSIDE_WINDOW = "outside_window"
-# Channels whose providers only deliver free text inside the window.
-WINDOW_CHANNELS = frozenset({"whatsapp"})
+# Channels whose providers deliver free text only inside a window, with its length in seconds
+# (WhatsApp: 24 h). The channel registry (bot.registry) declares them: campaigns cannot
+# import bot/.
+_WINDOWS: dict[str, float] = {}
 # campaigns.outside_window: what people outside the window get.
 SKIP, FALLBACK_TEMPLATE = "skip", "template"
 MODES = (SKIP, FALLBACK_TEMPLATE)
 # What one recipient is sent.
 TEXT, TEMPLATE = "text", "template"
+
+
+def declare(channel: str, seconds: float | None) -> None:
+    if seconds:
+        _WINDOWS[channel] = float(seconds)
+    else:
+        _WINDOWS.pop(channel, None)
+
+
+def window_of(channel: str) -> float | None:
+    """How long a person's window stays open on `channel`; None: the channel has none."""
+    return _WINDOWS.get(channel)
 
 
 class WindowModeError(ValueError):
@@ -112,7 +125,8 @@ async def estimate(conn: AsyncConnection, line_id: str, list_id: str, has_templa
                    outside_window: str | None, now: float) -> dict | None:
     channel = (await conn.execute(sa.select(lines.c.channel).where(
         lines.c.id == line_id))).scalar()
-    if channel not in WINDOW_CHANNELS or not uses_window(has_template, outside_window):
+    seconds = window_of(channel) if channel else None
+    if seconds is None or not uses_window(has_template, outside_window):
         return None
-    within, total = await count_inside(conn, line_id, list_id, now - WINDOW_SECONDS)
+    within, total = await count_inside(conn, line_id, list_id, now - seconds)
     return {"inside": within, "of": total}
