@@ -114,8 +114,14 @@ async def dry_run_form(request: web.Request) -> web.StreamResponse:
     spec = campaign_services.DraftSpec(
         data.get("line_id", ""), data.get("list_id", ""), data.get("purpose", "commercial"),
         campaign_templates.chosen_key(data) is not None, data.get("outside_window") or None)
+    return await _dry_run_fragment(
+        request, campaign_services.dry_run_draft(context_of(request), spec))
+
+
+async def _dry_run_fragment(request: web.Request, dry_run) -> web.StreamResponse:
+    """The dry run's htmx fragment, or the reason it cannot be run, in the page's words."""
     try:
-        found = await campaign_services.dry_run_draft(context_of(request), spec)
+        found = await dry_run
     except Exception as exc:
         failed = shown(request, exc)
         if failed is None:
@@ -187,14 +193,7 @@ async def _dry_run(request: web.Request, campaign_id: str):
 @page("GET", "/campaigns/{id}/dry-run")
 async def campaign_dry_run(request: web.Request) -> web.StreamResponse:
     """htmx: before you send — the gate run over the campaign's list now."""
-    try:
-        found = await _dry_run(request, request.match_info["id"])
-    except Exception as exc:
-        failed = shown(request, exc)
-        if failed is None:
-            raise
-        return render(request, "_dry_run.html", dry=None, error=failed[2])
-    return render(request, "_dry_run.html", dry=found, error=None)
+    return await _dry_run_fragment(request, _dry_run(request, request.match_info["id"]))
 
 
 @page("GET", "/campaigns/{id}")
