@@ -44,7 +44,7 @@ class Field:
 @dataclass(frozen=True)
 class WebhookRoute:
     """A route under /webhooks/{channel}/{line_id}. `handler` names a function
-    dashboard.webhooks defines for this channel; a channel without one gives `verify` and
+    dashboard.webhooks.providers defines for this channel; a channel without one gives `verify` and
     `parse`, and the generic handler applies the StatusUpdate / InboundText events parsed."""
     method: str
     summary: str

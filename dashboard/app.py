@@ -8,22 +8,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 import accounts
-from dashboard import (
-    audience_api,
-    audit_api,
-    campaign_api,
-    consent_api,
-    invites_api,
-    keys_api,
-    lines_api,
-    operator_api,
-    settings_api,
-    subjects_api,
-    users_api,
-    vault_api,
-    webhooks,
-    whatsapp_templates_api,
-)
+from dashboard.api import api_keys as keys_api
+from dashboard.api import audience as audience_api
+from dashboard.api import audit as audit_api
+from dashboard.api import campaigns as campaign_api
+from dashboard.api import consent as consent_api
+from dashboard.api import invites as invites_api
+from dashboard.api import lines as lines_api
+from dashboard.api import operator as operator_api
+from dashboard.api import settings as settings_api
+from dashboard.api import subjects as subjects_api
+from dashboard.api import users as users_api
+from dashboard.api import vault as vault_api
+from dashboard.api import whatsapp_templates as whatsapp_templates_api
 from dashboard.errors import (
     RETRY_AFTER_SECONDS,
     error_middleware,
@@ -32,8 +29,9 @@ from dashboard.errors import (
     json_response,
 )
 from dashboard.keys import API_KEY_ID, API_KEY_ROLE, TENANT, db_key, registry_key
+from dashboard.pages.web import setup_web
 from dashboard.routing import Operation, openapi_document, register
-from dashboard.web import setup_web
+from dashboard.webhooks import providers as webhooks
 
 API_PREFIX = "/api/v1/"
 PUBLIC_API = {"/api/v1/openapi.json"}

@@ -136,7 +136,7 @@ def language(request: web.Request) -> str:
     found = request.get(_PAGE_LANGUAGE)
     if found is not None:
         return found
-    from dashboard.web import USER
+    from dashboard.pages.web import USER
     user = request.get(USER)
     if user is not None and user.language in LANGUAGES:
         found = user.language

@@ -4,7 +4,8 @@ Every state, reason, role, kind, import error and API error code a page may disp
 Turkish and an English text here, keyed by (kind, code). A code missing from the catalogue is
 humanised ("rate_limited" → "Rate limited"), never shown raw. Times are shown in the business's
 time zone in the reader's language ("30 Kasım 2026, 12:04"); durations in minutes and hours.
-Templates use the filters `label`, `when`, `day` and `duration` (registered in dashboard.web)."""
+Templates use the filters `label`, `when`, `day` and `duration` (registered in
+dashboard.pages.web)."""
 from __future__ import annotations
 
 import re

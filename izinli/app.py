@@ -29,6 +29,12 @@ from campaigns.lines import lines_of_channel
 from campaigns.outbox import recover_in_flight
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
+from dashboard.api.lines import (
+    LINE_CHANGED_TOPIC,
+    LINE_GONE_TOPIC,
+    line_changed,
+    line_gone,
+)
 from dashboard.app import setup as setup_dashboard
 from dashboard.app import setup_probes
 from dashboard.keys import (
@@ -57,14 +63,8 @@ from dashboard.keys import (
     telegram_inbound_key,
     watch_key,
 )
-from dashboard.lines_api import (
-    LINE_CHANGED_TOPIC,
-    LINE_GONE_TOPIC,
-    line_changed,
-    line_gone,
-)
+from dashboard.pages.web import setup_state_key
 from dashboard.vault_fanout import VaultFanout
-from dashboard.web import setup_state_key
 from izinli import audit_files
 from izinli.config import Config
 from izinli.runtime import master_key_for, open_store

@@ -329,7 +329,7 @@ async def _line_admin(config: Config, work) -> int:
 
 
 def _line_json(line) -> dict:
-    from dashboard.lines_api import line_json
+    from dashboard.api.lines import line_json
     return line_json(line)
 
 

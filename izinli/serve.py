@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from dashboard.web import setup_state_key
+from dashboard.pages.web import setup_state_key
 from izinli.app import create_app
 from izinli.config import Config, ConfigError
 from store.engine import StoreError

@@ -1,4 +1,4 @@
-"""Dashboard pages. Each module registers its routes with `dashboard.web.page` on import."""
+"""Dashboard pages. Each module registers its routes with `dashboard.pages.web.page` on import."""
 from dashboard.pages import (  # noqa: F401
     audit,
     campaigns,

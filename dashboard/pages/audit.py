@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from dashboard.inputs import MAX_INT
-from dashboard.lines_api import iso
+from dashboard.pages.web import page, render
 from dashboard.services import accounts, context_of
 from dashboard.services import audit as service
-from dashboard.web import page, render
+from dashboard.services.values import iso
 
 PAGE_SIZE = 50
 

@@ -12,11 +12,7 @@ from aiohttp import web
 from campaigns.service import NewCampaign
 from dashboard.pages import campaign_templates
 from dashboard.pages.failures import shown
-from dashboard.services import audience as audience_services
-from dashboard.services import campaigns as campaign_services
-from dashboard.services import context_of, reads
-from dashboard.services import lines as line_services
-from dashboard.web import (
+from dashboard.pages.web import (
     MAX_STREAMS_PER_SESSION,
     USER,
     error_page,
@@ -26,6 +22,10 @@ from dashboard.web import (
     page,
     render,
 )
+from dashboard.services import audience as audience_services
+from dashboard.services import campaigns as campaign_services
+from dashboard.services import context_of, reads
+from dashboard.services import lines as line_services
 
 ACTIONS = campaign_services.ACTIONS
 CONFIRMED = ("start", "cancel")  # asked again before they happen (a dialog, or a page)

@@ -9,11 +9,11 @@ import json
 from aiohttp import web
 
 from bot import registry
-from dashboard.consent_api import suppressions_csv
+from dashboard.api.consent import suppressions_csv
 from dashboard.pages.failures import shown
+from dashboard.pages.web import error_page, form, page, render
 from dashboard.services import accounts as account_services
 from dashboard.services import consent, context_of
-from dashboard.web import error_page, form, page, render
 
 
 def _channels() -> list[str]:

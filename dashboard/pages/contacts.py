@@ -14,10 +14,10 @@ from crypto.errors import VaultLockedError
 from dashboard.errors import ApiError
 from dashboard.keys import settings_key
 from dashboard.pages.failures import shown
+from dashboard.pages.web import UPLOAD, USER, error_page, forget_reads, page, render, spooled_upload
 from dashboard.services import accounts as account_services
 from dashboard.services import audience, consent, context_of
 from dashboard.services.audience import consent_text_param
-from dashboard.web import UPLOAD, USER, error_page, forget_reads, page, render, spooled_upload
 
 # Form fields read from the multipart body besides the file (short text only), with the
 # bytes read of each: the consent statement may be 2,000 characters of Turkish.

@@ -6,11 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.telegram_invites import InviteError
-from dashboard.invites_api import invites_of, svg_response
+from dashboard.api.invites import invites_of, svg_response
 from dashboard.keys import ACTOR, TENANT
+from dashboard.pages.web import USER, error_page, form, page, render
 from dashboard.services import audience, context_of
 from dashboard.services import lines as line_services
-from dashboard.web import USER, error_page, form, page, render
 
 
 async def _page(request: web.Request, status: int = 200, error: str | None = None

@@ -10,10 +10,10 @@ from aiohttp import web
 from accounts import DEFAULT_KEY_ROLE, ROLES, AccountError, NotFoundError
 from dashboard import i18n
 from dashboard.labels import error_text
-from dashboard.lines_api import iso
+from dashboard.pages.web import form, page, render
 from dashboard.services import accounts as service
 from dashboard.services import context_of
-from dashboard.web import form, page, render
+from dashboard.services.values import iso
 
 
 def _shown(k: service.ApiKeyInfo) -> dict:

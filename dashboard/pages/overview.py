@@ -6,12 +6,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from dashboard import i18n, labels
+from dashboard.pages.web import USER, page, render
 from dashboard.services import accounts as account_services
 from dashboard.services import context_of
 from dashboard.services import lines as line_services
 from dashboard.services import overview as overview_services
 from dashboard.services import subjects as subject_services
-from dashboard.web import USER, page, render
 
 # Funnel geometry (SVG user units; the drawing scales to the page's width).
 FUNNEL_WIDTH, LABEL_WIDTH, VALUE_WIDTH = 560, 190, 70

@@ -9,10 +9,10 @@ from aiohttp import web
 
 from campaigns.service import NewCampaign
 from dashboard.pages.failures import shown
+from dashboard.pages.web import error_page, forget_reads, page
 from dashboard.services import audience, context_of
 from dashboard.services import campaigns as campaign_services
 from dashboard.services import lines as line_services
-from dashboard.web import error_page, forget_reads, page
 
 LIST_NAME = "Örnek müşteriler"
 CAMPAIGN_NAME = "Örnek kampanya"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from crypto.errors import VaultLockedError
-from dashboard.lines_api import iso
 from dashboard.pages.failures import shown
+from dashboard.pages.web import USER, error_page, forget_reads, form, page, render
 from dashboard.services import context_of
 from dashboard.services import lines as line_services
-from dashboard.web import USER, error_page, forget_reads, form, page, render
+from dashboard.services.values import iso
 
 OUTCOMES = ("stop", "start", "help", "none", "duplicate")
 INBOX_LIMIT = 300  # the newest messages; a sandbox campaign to thousands stays one page

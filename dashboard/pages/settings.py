@@ -7,9 +7,9 @@ from aiohttp import web
 
 from dashboard import labels
 from dashboard.inputs import InputError
+from dashboard.pages.web import USER, form, page, render
 from dashboard.services import context_of
 from dashboard.services import settings as service
-from dashboard.web import USER, form, page, render
 
 HOURS = range(24)
 

@@ -7,11 +7,11 @@ from aiohttp import web
 from accounts import ROLES, AccountError
 from dashboard import i18n
 from dashboard.labels import error_text
-from dashboard.lines_api import iso
+from dashboard.pages.web import form, page, render, too_many
 from dashboard.ratelimit import HashBusyError
 from dashboard.services import accounts as service
 from dashboard.services import context_of
-from dashboard.web import form, page, render, too_many
+from dashboard.services.values import iso
 
 
 def _shown(u: service.UserInfo) -> dict:

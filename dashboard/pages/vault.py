@@ -12,10 +12,10 @@ from accounts.passphrase import estimate
 from crypto.errors import WrongPassphraseError
 from dashboard import i18n
 from dashboard.labels import error_text
+from dashboard.pages.web import USER, form, page, render
 from dashboard.ratelimit import HashBusyError, TooManyAttemptsError
 from dashboard.services import accounts as service
 from dashboard.services import context_of
-from dashboard.web import USER, form, page, render
 
 DEFAULT_TTL_MINUTES = 60
 MAX_TYPED = 200  # characters of a typed passphrase (or hint) the meter looks at

@@ -29,7 +29,7 @@ class Context:
 
 def context_of(request: web.Request) -> Context:
     """The acting tenant and caller of an authenticated request (API key or session)."""
-    from dashboard.web import USER  # pages set it; imported late (web imports services)
+    from dashboard.pages.web import USER  # pages set it; imported late (web imports services)
     user = request.get(USER)
     role = user.role if user is not None else request.get(API_KEY_ROLE)
     actor = request.get(ACTOR) or actor_of(request)

@@ -1,5 +1,5 @@
 """Contact lists, CSV imports, one contact's details and browsing a list — what the JSON API
-(dashboard.audience_api) and the contacts pages both do. Names, numbers and attributes are
+(dashboard.api.audience) and the contacts pages both do. Names, numbers and attributes are
 sealed: reading them needs the vault unlocked (VaultLockedError otherwise). Refusals are
 ApiError (the API's codes) and campaigns.audiences.AudienceError."""
 from __future__ import annotations
@@ -22,8 +22,8 @@ from campaigns.csvparse import CsvFormatError
 from dashboard.errors import ApiError
 from dashboard.inputs import clean_text
 from dashboard.keys import db_key, directory_key, fields_key, importer_key
-from dashboard.lines_api import address_param, iso
 from dashboard.services import Context
+from dashboard.services.values import address_param, iso
 from optout import audit
 from store.tables import (
     consent_state,

@@ -1,5 +1,5 @@
 """Campaigns: create, read, act on, preview and dry-run them — what the JSON API
-(dashboard.campaign_api) and the campaign pages (dashboard.pages.campaigns) both do.
+(dashboard.api.campaigns) and the campaign pages (dashboard.pages.campaigns) both do.
 
 Functions take a `Context` and typed arguments and return plain dicts in the API's shapes (the
 JSON answers are these dicts) or dataclasses; they raise the domain's errors

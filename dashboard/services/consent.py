@@ -1,5 +1,5 @@
 """The consent ledger, the gate's dry run and suppressions — what the JSON API
-(dashboard.consent_api) and the consents/contacts pages both do. Writes are audited under the
+(dashboard.api.consent) and the consents/contacts pages both do. Writes are audited under the
 context's actor. Refusals are ApiError (the API's codes) and optout's input errors; reading
 evidence or suppressed addresses needs the vault unlocked (evidence is left out while locked,
 the suppression export raises VaultLockedError)."""
@@ -12,8 +12,8 @@ import time
 from crypto.errors import VaultLockedError
 from dashboard.errors import ApiError
 from dashboard.keys import db_key, directory_key, erasures_key, fields_key, watch_key
-from dashboard.lines_api import address_param, iso
 from dashboard.services import Context
+from dashboard.services.values import address_param, iso
 from optout import audit, facts, ledger, refusals, subjects, suppression
 from optout.deadlines import parse_consent_date
 from optout.gate import Purpose, decide

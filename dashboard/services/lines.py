@@ -1,5 +1,5 @@
 """Sending lines as the owner sees them (never their credentials), and the sandbox's simulated
-phones — what the lines/sandbox JSON API (dashboard.lines_api) and the pages both read. Changes
+phones — what the lines/sandbox JSON API (dashboard.api.lines) and the pages both read. Changes
 to lines go through bot.lines.LineAdmin (the `line_admin_key` component) directly."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from campaigns.ports import Line
 from dashboard.errors import ApiError, field
 from dashboard.keys import db_key, inbound_key, line_admin_key, sandbox_key
 from dashboard.services import Context
+from dashboard.services.values import address_param, line_fields, refuse_addresses
 
 
 def line_view(line: Line) -> dict:
@@ -55,7 +56,6 @@ async def line(ctx: Context, line_id: str) -> Line:
 async def sandbox_reply(ctx: Context, line_id: str, raw_from: str, text: str) -> dict:
     """A simulated person's reply on a sandbox line (STOP, BAŞLA, YARDIM, …), applied like a
     real one: {intent, duplicate, replied}."""
-    from dashboard.lines_api import address_param  # the API's address rules, one place
     found = await line(ctx, line_id)
     if found.channel != "sandbox":
         raise ApiError(400, "not_sandbox", "this line is not a sandbox line")
@@ -75,7 +75,6 @@ async def add_line(ctx: Context, body: dict) -> dict:
     """A new line from the API's request body (channel, name, rate_per_second and the
     channel's fields); its line_view. Provider addresses are refused first (400
     address_not_allowed), an unknown channel is 400 unsupported_channel."""
-    from dashboard.lines_api import line_fields, refuse_addresses
     refuse_addresses(body, line_fields())
     channel = field(body, "channel", str)
     try:
@@ -92,7 +91,6 @@ async def add_line(ctx: Context, body: dict) -> dict:
 async def edit_line(ctx: Context, line_id: str, body: dict) -> dict:
     """Name, rate and the channel's editable fields (a token is a rotation); 400
     unknown_field for anything else, missing_field for nothing to change."""
-    from dashboard.lines_api import line_fields, refuse_addresses
     refuse_addresses(body, line_fields())
     found = await line(ctx, line_id)
     spec = registry.get(found.channel)

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dashboard.errors import ApiError
 from dashboard.inputs import InputError
 from dashboard.keys import db_key, directory_key, master_key
-from dashboard.lines_api import iso, refuse_addresses
 from dashboard.services import Context
+from dashboard.services.values import iso, refuse_addresses
 from optout import audit, iys_sync
 from optout.outbound import ADDRESS_FORMAT
 from optout.tenants import TenantProfile, update_settings

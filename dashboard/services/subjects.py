@@ -1,6 +1,6 @@
 """KVKK data-subject requests: what is held about a person (also as an export), correcting
 and erasing them, and the request log with its 30-day deadlines — what the JSON API
-(dashboard.subjects_api) and the KVKK page (dashboard.pages.people) both do. Each access,
+(dashboard.api.subjects) and the KVKK page (dashboard.pages.people) both do. Each access,
 export, correction and erasure is logged as a request and audited under the context's actor.
 Errors: ApiError (invalid address, nothing to correct, no such contact), VaultLockedError."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from dashboard.errors import ApiError
 from dashboard.keys import db_key, directory_key, erasures_key, fields_key, keyring_key, watch_key
-from dashboard.lines_api import address_param, iso
 from dashboard.services import Context
+from dashboard.services.values import address_param, iso
 from optout import audit, subjects
 from optout.subject_deadlines import due_soon
 

@@ -1,6 +1,6 @@
 """A WhatsApp line's message templates for campaigns: list them as last synced, refresh them
 from Graph, preview one filled with sample values — what the JSON API
-(dashboard.whatsapp_templates_api) and the campaign form's picker
+(dashboard.api.whatsapp_templates) and the campaign form's picker
 (dashboard.pages.campaign_templates) both do."""
 from __future__ import annotations
 

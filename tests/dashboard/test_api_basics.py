@@ -40,7 +40,7 @@ async def test_oversized_body_is_413(client, tenant):
 async def test_openapi_covers_every_route(client):
     doc = await (await client.get("/api/v1/openapi.json")).json()
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    from dashboard.web import _PAGES
+    from dashboard.pages.web import _PAGES
     pages = {(method, path) for method, path, _ in _PAGES}  # HTML pages, not the API
     served = {(r.method, r.resource.canonical) for r in client.app.router.routes()
               if r.method != "HEAD" and (r.method, r.resource.canonical) not in pages

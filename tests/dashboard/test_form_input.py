@@ -2,7 +2,7 @@
 use, filled with hostile values (NUL, huge and non-finite numbers, absurd dates, long text)."""
 from __future__ import annotations
 
-from dashboard.web import _PAGES
+from dashboard.pages.web import _PAGES
 
 FIELDS = ["access_token", "action", "address", "app_secret", "back", "bot_token", "business",
           "channel", "consent_text", "email", "format", "frequency_cap",

@@ -292,7 +292,7 @@ def live(config):
     server.start()
     handler = _ErrorTypes(server.errors)
     handler.setLevel(logging.ERROR)
-    loggers = [logging.getLogger(n) for n in ("dashboard.errors", "dashboard.web", "aiohttp")]
+    loggers = [logging.getLogger(n) for n in ("dashboard.errors", "dashboard.pages.web", "aiohttp")]
     for logger in loggers:
         logger.addHandler(handler)
     yield server

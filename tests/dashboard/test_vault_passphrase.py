@@ -33,7 +33,7 @@ def test_the_business_name_counts_as_an_easy_word():
 
 
 async def _setup_page(client, passphrase: str):
-    from dashboard.web import setup_state_key
+    from dashboard.pages.web import setup_state_key
     client.app[setup_state_key]["token"] = "tek-seferlik"
     page = await (await client.get("/setup?token=tek-seferlik")).text()
     return await client.post("/setup", data={

@@ -55,7 +55,7 @@ async def test_viewer_cannot_start_a_campaign(client, tenant):
 
 
 async def test_first_run_setup_creates_the_business_and_signs_the_owner_in(client):
-    from dashboard.web import setup_state_key
+    from dashboard.pages.web import setup_state_key
     client.app[setup_state_key]["token"] = "tek-seferlik"
     r = await client.get("/login", allow_redirects=False)
     assert r.status == 303 and r.headers["Location"] == "/setup"

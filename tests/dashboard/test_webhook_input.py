@@ -34,7 +34,7 @@ async def test_unusable_signed_whatsapp_body_is_acknowledged_and_dropped(tenant,
     line = await _line(tenant, channel="whatsapp", name="wa", phone_number_id=PHONE_NUMBER_ID,
                        access_token="token", app_secret=APP_SECRET, verify_token="v")
     url = f"/webhooks/whatsapp/{line['id']}"
-    caplog.set_level(logging.WARNING, logger="dashboard.webhooks")
+    caplog.set_level(logging.WARNING, logger="dashboard.webhooks.providers")
     for body in UNUSABLE:
         r = await tenant.client.post(url, data=body, headers=_signed(body))
         assert r.status == 200, (body[:30], await r.text())

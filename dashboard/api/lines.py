@@ -8,7 +8,6 @@ from aiohttp import web
 from bot import registry
 from bot.lines import LINE_CHANGED_TOPIC, LINE_GONE_TOPIC
 from campaigns.ports import Line
-from dashboard import webhooks
 from dashboard.errors import ApiError, field, json_body, json_response
 from dashboard.keys import (
     bus_key,
@@ -18,7 +17,8 @@ from dashboard.keys import (
 from dashboard.routing import Operation
 from dashboard.services import context_of
 from dashboard.services import lines as lines_service
-from optout.outbound import names_an_address
+from dashboard.services.values import address_param, iso
+from dashboard.webhooks import providers as webhooks
 
 log = logging.getLogger(__name__)
 __all__ = ["LINE_CHANGED_TOPIC", "LINE_GONE_TOPIC"]
@@ -31,28 +31,6 @@ def line_json(line: Line) -> dict:
 
 async def get_lines(request: web.Request) -> web.Response:
     return json_response({"lines": await lines_service.lines(context_of(request))})
-
-
-COMMON_FIELDS = ("channel", "name", "rate_per_second")
-
-
-def line_fields() -> tuple[str, ...]:
-    """Every field a line request may carry, over the registered channels."""
-    return COMMON_FIELDS + tuple(dict.fromkeys(
-        f.name for spec in registry.all_channels() for f in spec.credentials + spec.options))
-
-
-def refuse_addresses(body: object, known: tuple[str, ...], where: str = "") -> None:
-    """A 400 naming the first field that would point a provider call somewhere: provider
-    addresses are the operator's (providers.*), and a tenant's would receive the line's
-    tokens and its recipients' numbers. Checked before anything else is read or called."""
-    if not isinstance(body, dict):
-        return
-    for key, value in body.items():
-        if names_an_address(str(key), None if key in known else value):
-            raise ApiError(400, "address_not_allowed",
-                           f"'{where}{key}' is not accepted: provider addresses are set by "
-                           "the operator (providers.* in the configuration), not per tenant")
 
 
 async def post_line(request: web.Request) -> web.Response:
@@ -103,15 +81,6 @@ def line_changed(app: web.Application, line_id: str) -> None:
     webhooks.forget_line(app, line_id)
 
 
-def address_param(raw: str | None, channel: str, name: str) -> str:
-    if not raw or not raw.strip():
-        raise ApiError(400, "missing_field", f"'{name}' is required")
-    address = registry.normalise(raw, channel)
-    if address is None:
-        raise ApiError(400, "invalid_address", f"'{name}' is not a valid {channel} address")
-    return address
-
-
 async def sandbox_inbound(request: web.Request) -> web.Response:
     body = await json_body(request)
     line_id = field(body, "line_id", str)
@@ -133,14 +102,6 @@ async def sandbox_messages(request: web.Request) -> web.Response:
     delivered = await lines_service.sandbox_received(context_of(request), to, limit)
     return json_response({"messages": [
         {"to": d.to, "text": d.text, "at": iso(d.at), "line_id": d.line_id} for d in delivered]})
-
-
-def iso(ts: float | None) -> str | None:
-    from datetime import UTC, datetime
-    try:
-        return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-    except (OverflowError, ValueError, OSError):  # a row stored before inputs were checked
-        return None
 
 
 def line_schema() -> dict:

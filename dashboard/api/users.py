@@ -8,10 +8,10 @@ from aiohttp import web
 import accounts
 from accounts import users
 from dashboard.errors import ApiError, field, json_body, json_response
-from dashboard.lines_api import iso
 from dashboard.routing import Operation
 from dashboard.services import accounts as service
 from dashboard.services import context_of
+from dashboard.services.values import iso
 
 
 def user_json(u: service.UserInfo) -> dict:

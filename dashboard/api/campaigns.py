@@ -9,10 +9,10 @@ from campaigns.service import CampaignError, NewCampaign
 from dashboard.errors import ApiError, field, int_query, json_body, json_response
 from dashboard.inputs import MAX_INT
 from dashboard.keys import directory_key
-from dashboard.lines_api import address_param
 from dashboard.routing import Operation
 from dashboard.services import campaigns as campaign_service
 from dashboard.services import context_of
+from dashboard.services.values import address_param
 
 
 def _send_at(body: dict, now: float | None = None) -> float | None:

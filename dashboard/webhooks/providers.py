@@ -25,7 +25,7 @@ from bot.whatsapp_webhook import (
 from campaigns import outbox
 from campaigns.lines import line_by_id
 from campaigns.ports import Line, OptedOut, reason_of
-from dashboard import line_signals, whatsapp_templates_api
+from dashboard.api import whatsapp_templates as whatsapp_templates_api
 from dashboard.errors import ApiError, json_response, read_limited
 from dashboard.inputs import InputError, parse_provider_json
 from dashboard.keys import (
@@ -37,6 +37,7 @@ from dashboard.keys import (
     telegram_inbound_key,
 )
 from dashboard.routing import Operation
+from dashboard.webhooks import line_signals
 from optout.addresses import normalise_phone
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """API: a WhatsApp line's message templates — list, refresh from Graph, preview one filled —
-and the `message_template_status_update` webhook's effect (dashboard.webhooks hands it here)."""
+and the `message_template_status_update` webhook's effect (dashboard.webhooks.providers
+hands it here)."""
 from __future__ import annotations
 
 import logging

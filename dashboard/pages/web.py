@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "izinli_session"
 DEVICE_COOKIE = "izinli_device"
 PRE_AUTH_COOKIE = "izinli_csrf"  # double-submit token for the login and setup forms
-STATIC = Path(__file__).parent / "static"
-TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent.parent / "static"
+TEMPLATES = Path(__file__).parent.parent / "templates"
 USER = web.RequestKey("user", users.SessionUser)
 FORM = web.RequestKey("form", dict)
 # Multipart uploads: the reader, positioned after the CSRF field.

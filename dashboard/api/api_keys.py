@@ -7,10 +7,10 @@ from aiohttp import web
 import accounts
 from dashboard.errors import field, json_body, json_response
 from dashboard.keys import API_KEY_ID
-from dashboard.lines_api import iso
 from dashboard.routing import Operation
 from dashboard.services import accounts as service
 from dashboard.services import context_of
+from dashboard.services.values import iso
 
 
 def key_json(k: service.ApiKeyInfo, current: str | None = None) -> dict:

@@ -1,0 +1,1 @@
+"""Provider webhooks: what WhatsApp and Telegram post to a line, outside /api/v1 and its keys."""
