@@ -8,10 +8,18 @@ next (an aiohttp client, starts staggered). `--think 0` is a closed loop instead
 Lua script rotating session cookies and pages) sends the next request the instant a page
 arrives, which measures throughput more than latency. Prints requests/s and the p50/p90/p99
 latency of the whole run (target: p99 <= 100 ms at 100 sessions), plus each page's status
-and single-request latency before the run."""
+and single-request latency before the run.
+
+`--processes 1,2` (PostgreSQL only: SQLite serves one process) runs the same load against one
+process and then against more `izinli serve` processes on the same database, the sessions
+split evenly over their ports (each process has its own port; a load balancer in front would
+do the same), in one run on a database created for it and dropped after. Sessions live in the
+database, so a session works on every process, and the vault's unlock reaches the later
+processes through the cluster (dashboard.vault_fanout)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -29,7 +37,14 @@ import accounts
 from accounts import users
 from campaigns import audiences, service
 from campaigns.service import NewCampaign
-from dashboard.keys import db_key, directory_key, fields_key, keyring_key, master_key
+from dashboard.keys import (
+    db_key,
+    directory_key,
+    fanout_key,
+    fields_key,
+    keyring_key,
+    master_key,
+)
 from izinli import config as configuration
 from izinli.app import create_app
 from store import raw
@@ -83,7 +98,9 @@ async def _prepare(app: web.Application, sessions: int, contacts: int, campaigns
     world.directory = app[directory_key]
     world.tenant_id, _ = await accounts.create_tenant(db, app[master_key], "Bench Mağaza",
                                                       PASSPHRASE, kdf="min")
-    await accounts.unlock(db, world.keyring, world.tenant_id, PASSPHRASE, 3600)
+    # Through the cluster's fan-out, so processes started later receive the unlock too.
+    await accounts.unlock(db, world.keyring, world.tenant_id, PASSPHRASE, 3600,
+                          fanout=app[fanout_key])
     async with db.connect() as conn:
         world.profile = await world.directory.profile(conn, world.tenant_id)
         world.index_of = await world.directory.indexer(conn, world.tenant_id)
@@ -138,8 +155,11 @@ async def _prepare(app: web.Application, sessions: int, contacts: int, campaigns
 
 
 def _serve(data_dir: str, sessions: int, contacts: int, campaigns: int, ready,
-           database_url: str | None = None) -> None:
+           database_url: str | None = None, master_hex: str | None = None) -> None:
     """The server process: the app on a free loopback port, prepared as above."""
+    if master_hex:  # the other processes of a --processes run hold the same master key
+        os.environ["IZINLI_MASTER_KEY"] = master_hex
+
     async def main() -> None:
         overrides = {"data_dir": Path(data_dir), "crypto.kdf": "min"}
         if database_url:
@@ -162,39 +182,113 @@ def _serve(data_dir: str, sessions: int, contacts: int, campaigns: int, ready,
 async def bench_dashboard(sessions: int = 100, seconds: float = 60, threads: int = 2,
                           contacts: int = 100_000, campaigns: int = 5, per_page: float = 0,
                           use_wrk: bool = True, think: float = 5,
-                          database_url: str | None = None) -> dict:
-    import multiprocessing
+                          database_url: str | None = None,
+                          processes: tuple[int, ...] = (1,)) -> dict:
     os.environ.pop("IZINLI_MASTER_KEY", None)
-    context = multiprocessing.get_context("spawn")
+    postgres = (database_url or "").startswith("postgres")
+    if max(processes) > 1 and not postgres:
+        raise RuntimeError("more than one process needs PostgreSQL: set IZINLI_DATABASE_URL "
+                           "(SQLite serves a single process)")
     with tempfile.TemporaryDirectory() as tmp:
-        ready = context.Queue()
-        server = context.Process(target=_serve, args=(
-            str(Path(tmp) / "var"), sessions, contacts, campaigns, ready, database_url),
-            daemon=True)
-        server.start()
-        try:
-            port, tokens = await asyncio.to_thread(ready.get, True, 600)
-            base = f"http://127.0.0.1:{port}"
-            store = "PostgreSQL" if (database_url or "").startswith("postgres") else "SQLite"
-            print(f"dashboard ({store}): {sessions} signed-in sessions, {contacts:,} contacts, "
-                  f"{campaigns + 1} campaigns; {len(PAGES)} pages: {', '.join(PAGES)}")
-            for path, (status, ms) in (await _probe(base, tokens[0])).items():
-                print(f"  {path:<11} status {status}, {ms:6.1f} ms alone")
-            # wrk is a closed loop (no pause between a session's requests); a think time
-            # (each session pauses 0..2*think s between pages, like a person) needs aiohttp.
-            wrk = shutil.which("wrk") if use_wrk and not think else None
-            run = _wrk if wrk else functools.partial(_aiohttp_load, think=think)
-            figures = await run(base, tokens, PAGES, sessions, seconds, threads, tmp)
-            tool = "wrk" if wrk else f"aiohttp, think {think:g} s" if think else "aiohttp"
-            _report("all pages", figures, sessions, seconds, tool)
+        if not postgres:
+            return await _run(Path(tmp), sessions, seconds, threads, contacts, campaigns,
+                              per_page, use_wrk, think, database_url, processes)
+        async with _scratch_database(database_url) as url:
+            return await _run(Path(tmp), sessions, seconds, threads, contacts, campaigns,
+                              per_page, use_wrk, think, url, processes)
+
+
+async def _run(tmp: Path, sessions: int, seconds: float, threads: int, contacts: int,
+               campaigns: int, per_page: float, use_wrk: bool, think: float,
+               database_url: str | None, processes: tuple[int, ...]) -> dict:
+    import multiprocessing
+
+    from bench.cluster_fleet import Fleet
+    from crypto.master import generate_master_key_text
+    context = multiprocessing.get_context("spawn")
+    master = generate_master_key_text() if max(processes) > 1 else None
+    ready = context.Queue()
+    server = context.Process(target=_serve, args=(
+        str(tmp / "var"), sessions, contacts, campaigns, ready, database_url, master),
+        daemon=True)
+    server.start()
+    fleet = None
+    try:
+        port, tokens = await asyncio.to_thread(ready.get, True, 900)
+        bases = [f"http://127.0.0.1:{port}"]
+        store = "PostgreSQL" if database_url else "SQLite"
+        print(f"dashboard ({store}): {sessions} signed-in sessions, {contacts:,} contacts, "
+              f"{campaigns + 1} campaigns; {len(PAGES)} pages: {', '.join(PAGES)}")
+        for path, (status, ms) in (await _probe(bases[0], tokens[0])).items():
+            print(f"  {path:<11} status {status}, {ms:6.1f} ms alone")
+        # wrk is a closed loop (no pause between a session's requests); a think time
+        # (each session pauses 0..2*think s between pages, like a person) needs aiohttp.
+        wrk = shutil.which("wrk") if use_wrk and not think else None
+        run = _wrk if wrk else functools.partial(_aiohttp_load, think=think)
+        tool = "wrk" if wrk else f"aiohttp, think {think:g} s" if think else "aiohttp"
+        figures: dict = {}
+        for n in sorted(set(processes)):
+            if n > len(bases):
+                if fleet is None:
+                    fleet = Fleet(tmp, database_url, master)
+                async with aiohttp.ClientSession() as http:
+                    started = await fleet.start(n - len(bases), http)
+                bases += [f"http://127.0.0.1:{s.port}" for s in started]
+                for base in bases[1:]:
+                    await _wait_unlocked(base, tokens[0])
+            use = bases[:n]
+            label = "all pages" if len(processes) == 1 else f"all pages, {n} process(es)"
+            figures[n] = await run(use, tokens, PAGES, sessions, seconds, threads, str(tmp))
+            _report(label, figures[n], sessions, seconds, tool)
             if per_page:
                 for path in PAGES:
-                    one = await run(base, tokens, (path,), sessions, per_page, threads, tmp)
-                    _report(path, one, sessions, per_page, tool)
+                    one = await run(use, tokens, (path,), sessions, per_page, threads, str(tmp))
+                    _report(f"{path}, {n} process(es)", one, sessions, per_page, tool)
+        if len(figures) > 1:
+            low, high = min(figures), max(figures)
+            print(f"dashboard: {high} processes / {low}: "
+                  f"{figures[high]['per_s'] / figures[low]['per_s']:.2f}x requests/s, p99 "
+                  f"{figures[low]['p99_ms']:.0f} -> {figures[high]['p99_ms']:.0f} ms "
+                  f"(machine: {os.cpu_count()} cores, load generator and database included)")
+    finally:
+        if fleet is not None:
+            await fleet.stop()
+        server.terminate()
+        server.join(10)
+    return figures[min(figures)] if len(figures) == 1 else figures
+
+
+@contextlib.asynccontextmanager
+async def _scratch_database(base_url: str):
+    """A database of its own on the configured server, dropped after the run."""
+    from sqlalchemy.engine import make_url
+
+    from bench.cluster_fleet import connect
+    name = f"izinli_bench_dashboard_{os.getpid()}"
+    admin = await connect(base_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
         finally:
-            server.terminate()
-            server.join(10)
-    return figures
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _wait_unlocked(base: str, token: str, timeout: float = 60) -> None:
+    """Until a later process holds the tenant's unlock (its share comes through the cluster):
+    the contacts page then shows the list instead of asking to unlock."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(cookies={COOKIE: token}) as session:
+        while time.monotonic() < deadline:
+            async with session.get(base + "/vault", allow_redirects=False) as response:
+                body = await response.text()
+            if response.status == 200 and 'action="/vault/lock"' in body:
+                return
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the process at {base} did not receive the unlock in {timeout:g} s")
 
 
 def _report(label: str, f: dict, sessions: int, seconds: float, tool: str) -> None:
@@ -239,9 +333,22 @@ def parse_wrk(output: str) -> dict:
             + (sum(int(g) for g in errors.groups()) if errors else 0)}
 
 
-async def _wrk(base: str, tokens: list[str], paths, connections: int, seconds: float,
+async def _wrk(bases: list[str], tokens: list[str], paths, connections: int, seconds: float,
                threads: int, tmp: str) -> dict:
-    script = Path(tmp) / "dashboard.lua"
+    """One wrk per process, the connections split evenly; requests/s summed, latency
+    percentiles those of the slower process (wrk reports no raw samples to merge)."""
+    shares = [connections // len(bases) + (i < connections % len(bases))
+              for i in range(len(bases))]
+    runs = await asyncio.gather(*(
+        _wrk_one(base, tokens[i::len(bases)] or tokens, paths, share, seconds, threads, tmp, i)
+        for i, (base, share) in enumerate(zip(bases, shares, strict=True))))
+    merged = {key: sum(r[key] for r in runs) for key in ("per_s", "requests", "errors")}
+    return merged | {key: max(r[key] for r in runs) for key in ("p50_ms", "p90_ms", "p99_ms")}
+
+
+async def _wrk_one(base: str, tokens: list[str], paths, connections: int, seconds: float,
+                   threads: int, tmp: str, n: int) -> dict:
+    script = Path(tmp) / f"dashboard-{n}.lua"
     script.write_text(LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens),
                              "paths": ", ".join(f'"{p}"' for p in paths), "cookie": COOKIE})
     proc = await asyncio.create_subprocess_exec(
@@ -255,16 +362,18 @@ async def _wrk(base: str, tokens: list[str], paths, connections: int, seconds: f
     return parse_wrk(text)
 
 
-async def _aiohttp_load(base: str, tokens: list[str], paths, connections: int,
+async def _aiohttp_load(bases: list[str], tokens: list[str], paths, connections: int,
                         seconds: float, threads: int, tmp: str, think: float = 0) -> dict:
     """The fallback load generator: one client per session for `seconds`, each pausing
-    0..2*`think` s between its requests (0: a closed loop, like wrk)."""
+    0..2*`think` s between its requests (0: a closed loop, like wrk); session n talks to
+    process n mod len(bases)."""
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
 
     async def client(n: int) -> None:
         nonlocal errors
+        base = bases[n % len(bases)]
         connector = aiohttp.TCPConnector(limit=1)
         async with aiohttp.ClientSession(connector=connector,
                                          cookies={COOKIE: tokens[n % len(tokens)]}) as session:

@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mean pause between a session's pages, like a person reading "
                            "(aiohttp); 0 = a closed loop, every session clicks again the "
                            "instant a page arrives (wrk)")
+    dash.add_argument("--processes", default="1", metavar="N[,N…]",
+                      help="serve with N processes on one PostgreSQL database, the sessions "
+                           "split over their ports; e.g. 1,2 compares one and two in one run")
     clu = b_sub.add_parser("cluster", help="real izinli serve processes on one fresh "
                            "PostgreSQL database: msgs/s, STOP across processes, takeover "
                            "after kill -9, database transactions per message")

@@ -187,10 +187,18 @@ async def cmd_bench_webhooks(args, config: Config) -> int:
 async def cmd_bench_dashboard(args, config: Config) -> int:
     from bench import dashboard
     try:
+        processes = tuple(int(n) for n in args.processes.split(",") if n.strip())
+        if not processes or min(processes) < 1:
+            raise ValueError
+    except ValueError:
+        print("izinli: --processes must be process counts like 1 or 1,2", file=sys.stderr)
+        return 2
+    try:
         await dashboard.bench_dashboard(args.sessions, args.seconds, args.threads,
                                         args.contacts, args.campaigns, args.per_page,
-                                        not args.no_wrk, args.think, _bench_url(config))
-    except RuntimeError as exc:  # wrk's own failure, shown as it said it
+                                        not args.no_wrk, args.think, _bench_url(config),
+                                        processes)
+    except RuntimeError as exc:  # wrk's or the cluster's own failure, shown as it said it
         print(f"izinli: {exc}", file=sys.stderr)
         return 1
     return 0
