@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 from accounts.passphrase import Strength, estimate
 from campaigns.lines import add_sandbox_line
-from crypto.blind import new_lookup_key
+from crypto.blind import new_lookup_key, seal_lookup_key
 from crypto.keys import new_tenant_keys, unwrap_secret, wrap_secret
 from crypto.master import MasterKey
 from crypto.vault import Keyring
 from optout import audit
-from optout.tenants import insert_defaults
+from optout.names import seal_name
+from optout.tenants import hold_lookup_key, insert_defaults
 from store.engine import Database
 from store.tenants import (
     TenantRow,
@@ -143,8 +144,9 @@ async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: 
     keys = await run(new_tenant_keys, passphrase, kdf)
     row = TenantRow(id=str(uuid.uuid4()), name=name, created_at=time.time(),
                     public_key=keys.public_key, wrapped_secret=keys.wrapped_secret,
-                    wrapped_lookup_key=master.wrap(new_lookup_key()), custody="passphrase",
-                    service_wrapped_secret=None)
+                    wrapped_lookup_key=None, custody="passphrase", service_wrapped_secret=None,
+                    # held by the tenant only: the master key cannot find its numbers
+                    sealed_lookup_key=seal_lookup_key(new_lookup_key(), keys.public_key))
     async with db.begin() as conn:
         await insert_tenant(conn, row)
         await insert_defaults(conn, row.id, name)
@@ -157,7 +159,8 @@ async def create_tenant(db: Database, master: MasterKey, name: str, passphrase: 
 
 async def _new_api_key(conn, tenant_id: str, name: str, role: str = DEFAULT_KEY_ROLE) -> str:
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    await insert_api_key(conn, key_id, tenant_id, name, _hash_secret(secret), role)
+    await insert_api_key(conn, key_id, tenant_id, await seal_name(conn, tenant_id, name),
+                         _hash_secret(secret), role)
     return f"{API_KEY_PREFIX}_{key_id}_{secret}"
 
 
@@ -168,7 +171,8 @@ async def issue_api_key(db: Database, tenant_id: str, passphrase: str, name: str
                             unicodedata.normalize("NFC", passphrase))
     async with db.begin() as conn:
         key = await _new_api_key(conn, tenant_id, name)
-        await audit.record(conn, tenant_id, "cli", "api_key.issue", name=name)
+        await audit.record(conn, tenant_id, "cli", "api_key.issue",
+                           key_id=key.split("_", 2)[1])
     log.info("api key issued", extra={"tenant_id": tenant_id})
     return key
 
@@ -192,10 +196,10 @@ async def create_api_key(db: Database, tenant_id: str, name: str, actor: str,
 
 
 async def api_keys_of(db: Database, tenant_id: str) -> list[dict]:
-    """The tenant's API keys (never their secrets)."""
+    """The tenant's API keys (never their secrets); the name sealed (optout.names)."""
     async with db.connect() as conn:
         rows = await list_api_keys(conn, tenant_id)
-    return [{"id": r.id, "name": r.name, "created_at": r.created_at,
+    return [{"id": r.id, "name_sealed": r.name_sealed, "created_at": r.created_at,
              "revoked_at": r.revoked_at, "role": r.role} for r in rows]
 
 
@@ -258,14 +262,20 @@ async def change_passphrase(db: Database, tenant_id: str, passphrase: str, new_p
 
 async def unlock(db: Database, keyring: Keyring, tenant_id: str, passphrase: str,
                  ttl_seconds: float, run: Callable[..., Awaitable[Any]] = asyncio.to_thread,
-                 fanout: VaultSync | None = None) -> float:
+                 fanout: VaultSync | None = None, master: MasterKey | None = None) -> float:
     """Unwraps the tenant key into memory for `ttl_seconds`, in every process of the cluster
     when `fanout` is given (the server's), else in `keyring` only (a CLI command, a bench).
-    Raises WrongPassphraseError."""
+    A tenant made before migration 0030 takes its lookup key into its own custody first
+    (`master`, else the fan-out's, unwraps the old copy). Raises WrongPassphraseError."""
     row = await tenant_row(db, tenant_id)
     passphrase = unicodedata.normalize("NFC", passphrase)
     # Argon2id takes ~0.5 s and 256 MiB at MODERATE: keep it off the event loop.
     secret = await run(unwrap_secret, row.wrapped_secret, passphrase)
+    if row.sealed_lookup_key is None or (row.custody != "service"
+                                         and row.wrapped_lookup_key is not None):
+        async with db.begin() as conn:
+            await hold_lookup_key(conn, master or getattr(fanout, "master", None), tenant_id,
+                                  secret, row.custody)
     if fanout is not None:
         expires = await fanout.unlock(tenant_id, secret, ttl_seconds)
     else:
@@ -299,7 +309,11 @@ async def unlock_service_custody(db: Database, keyring: Keyring, master: MasterK
     for row in rows:
         if row.service_wrapped_secret:
             try:  # a damaged row leaves that tenant locked; the server still starts for all
-                keyring.unlock(row.id, master.unwrap(row.service_wrapped_secret), SERVICE_TTL)
+                secret = master.unwrap(row.service_wrapped_secret)
+                if row.sealed_lookup_key is None:  # made before migration 0030
+                    async with db.begin() as conn:
+                        await hold_lookup_key(conn, master, row.id, secret, "service")
+                keyring.unlock(row.id, secret, SERVICE_TTL)
             except Exception as exc:
                 log.error("service custody unlock failed", extra={
                     "tenant_id": row.id, "error": type(exc).__name__})

@@ -33,10 +33,12 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy.engine import make_url
 
+import accounts
 from bench.cluster_fleet import BenchError, Fleet, Server, connect, holder_pid, server_version
 from bench.cluster_report import Stop, cpu_seconds, machine_busy, pid_cpu, report, stop_figures
 from bench.pgcount import RoundTripCounter
 from crypto.master import MasterKey
+from crypto.vault import Keyring
 from optout.tenants import TenantDirectory
 from store.engine import open_database
 
@@ -138,7 +140,10 @@ class Run:
             self.takeover_line, range(recipients, recipients + TAKEOVER_RECIPIENTS))
         db = open_database(self.url)
         try:
-            directory = TenantDirectory(MasterKey(bytes.fromhex(self.master_hex)))
+            # The blind-index key is the tenant's (issue 17): unlocked here too, for the map.
+            keyring = Keyring()
+            await accounts.unlock(db, keyring, self.tenant_id, PASSPHRASE, 600)
+            directory = TenantDirectory(MasterKey(bytes.fromhex(self.master_hex)), keyring)
             async with db.connect() as conn:
                 index_of = await directory.indexer(conn, self.tenant_id)
         finally:

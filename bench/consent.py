@@ -57,8 +57,11 @@ async def _setup(url: str, data_dir: Path,
     master = MasterKey(os.urandom(32), source="bench")
     tenant_id, _ = await accounts.create_tenant(db, master, "Bench Mağaza", "bench passphrase 1",
                                                 kdf="min")
-    directory = TenantDirectory(master)
-    return db, tenant_id, directory, FieldCrypto(Keyring(), SqlDataKeyStore(db))
+    # The blind-index key is the tenant's (issue 17): importing needs the vault unlocked.
+    keyring = Keyring()
+    await accounts.unlock(db, keyring, tenant_id, "bench passphrase 1", 3600)
+    directory = TenantDirectory(master, keyring)
+    return db, tenant_id, directory, FieldCrypto(keyring, SqlDataKeyStore(db))
 
 
 async def bench_import(sizes: list[int], url: str | None, cache_mb: int = 8) -> dict:

@@ -24,6 +24,7 @@ import functools
 import os
 import random
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -184,7 +185,8 @@ async def bench_dashboard(sessions: int = 100, seconds: float = 60, threads: int
                           use_wrk: bool = True, think: float = 5,
                           database_url: str | None = None,
                           processes: tuple[int, ...] = (1,)) -> dict:
-    os.environ.pop("IZINLI_MASTER_KEY", None)
+    # A throwaway key: a bench never leaves a key file in the user's config dir.
+    os.environ["IZINLI_MASTER_KEY"] = secrets.token_hex(32)
     postgres = (database_url or "").startswith("postgres")
     if max(processes) > 1 and not postgres:
         raise RuntimeError("more than one process needs PostgreSQL: set IZINLI_DATABASE_URL "

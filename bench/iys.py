@@ -109,7 +109,7 @@ async def _setup(url: str, iys_url: str) -> tuple[Database, IysSync, str, Keyrin
             "iys_credentials_format": ADDRESS_FORMAT})
     keyring = Keyring()
     fields = FieldCrypto(keyring, SqlDataKeyStore(db))
-    sync = IysSync(db, master, TenantDirectory(master), fields, RevocationWatch(),
+    sync = IysSync(db, master, TenantDirectory(master, keyring), fields, RevocationWatch(),
                    iys_url=iys_url, push_settings=PushSettings())
     return db, sync, tenant_id, keyring, master
 
@@ -158,11 +158,12 @@ async def bench_iys(records: int, latency: float, rate: int, bulk_delay: float,
 async def _run(records: int, url: str, iys_url: str, options: dict) -> dict:
     db, sync, tenant_id, keyring, _ = await _setup(url, iys_url)
     try:
+        # Unlocked first: the blind-index key is the tenant's (issue 17).
+        await accounts.unlock(db, keyring, tenant_id, PASSPHRASE, 3600)
         started = time.perf_counter()
         await _queue(sync, tenant_id, records)
         print(f"iys: queued {records:,} consent records in "
               f"{time.perf_counter() - started:.1f} s ({db.dialect})", flush=True)
-        await accounts.unlock(db, keyring, tenant_id, PASSPHRASE, 3600)
         started = time.perf_counter()
         counts = await sync.push(tenant_id)
         elapsed = time.perf_counter() - started

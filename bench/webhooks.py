@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -78,11 +79,13 @@ async def _prepare(app: web.Application, n: int) -> tuple[str, list[int]]:
     return line.id, ids
 
 
-def _serve(data_dir: str, requests: int, ready) -> None:
-    """The server process: the app on a free loopback port, prepared with `requests` rows."""
+def _serve(data_dir: str, requests: int, ready, url: str | None = None) -> None:
+    """The server process: the app on a free loopback port, prepared with `requests` rows,
+    on the database `url` (default: SQLite in `data_dir`)."""
     async def main() -> None:
         cfg = configuration.load(None, env={}, overrides={"data_dir": Path(data_dir),
-                                                          "crypto.kdf": "min"})
+                                                          "crypto.kdf": "min",
+                                                          "store.url": url})
         app = create_app(cfg)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -95,15 +98,24 @@ def _serve(data_dir: str, requests: int, ready) -> None:
     asyncio.run(main())
 
 
-async def bench_webhooks(requests: int, concurrency: int) -> dict:
-    """The server runs in its own process, as in production; this process only sends."""
+async def bench_webhooks(requests: int, concurrency: int, server_url: str | None = None) -> dict:
+    """The server runs in its own process, as in production; this process only sends. On
+    PostgreSQL (IZINLI_DATABASE_URL) in a database created for the run and dropped after."""
+    from bench.dispatch import kind_of, scratch_database
+    kind = kind_of(server_url) if server_url else "sqlite"
+    async with scratch_database(kind, server_url) as url:
+        return await _bench_webhooks(requests, concurrency, url if server_url else None, kind)
+
+
+async def _bench_webhooks(requests: int, concurrency: int, url: str | None, kind: str) -> dict:
     import multiprocessing
-    os.environ.pop("IZINLI_MASTER_KEY", None)
+    # A throwaway key: a bench never leaves a key file in the user's config dir.
+    os.environ["IZINLI_MASTER_KEY"] = secrets.token_hex(32)
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         ready = context.Queue()
-        server = context.Process(target=_serve, args=(str(Path(tmp) / "var"), requests, ready),
-                                 daemon=True)
+        server = context.Process(target=_serve, args=(str(Path(tmp) / "var"), requests, ready,
+                                                      url), daemon=True)
         server.start()
         try:
             port, line_id, ids = await asyncio.to_thread(ready.get, True, 120)
@@ -112,7 +124,7 @@ async def bench_webhooks(requests: int, concurrency: int) -> dict:
         finally:
             server.terminate()
             server.join(10)
-    print(f"webhooks: {requests:,} signed status webhooks, concurrency {concurrency}: "
+    print(f"webhooks ({kind}): {requests:,} signed status webhooks, concurrency {concurrency}: "
           f"{figures['per_s']:,.0f} requests/s; latency p50 {figures['p50_ms']:.1f} ms, "
           f"p99 {figures['p99_ms']:.1f} ms; non-200 answers: {figures['errors']}; "
           f"outbox rows updated: {figures['handled']:,}")

@@ -212,7 +212,8 @@ class LineAdmin:
 
 
 # What line.update audits of the new values: never a secret.
-_SHOWN = ("name", "rate_per_second", "messaging_tier", "waba_id")
+# (The name is the business's own text, sealed: only "name" in `fields` says it changed.)
+_SHOWN = ("rate_per_second", "messaging_tier", "waba_id")
 
 
 def _checked(f, value):

@@ -16,7 +16,10 @@ from campaigns import outbox, service
 from campaigns.lines import line_by_id
 from campaigns.ports import Line
 from campaigns.service import CampaignError
+from crypto.errors import VaultLockedError
 from crypto.master import MasterKey
+from crypto.service import FieldCrypto
+from optout.names import open_name
 from optout.tenants import TenantDirectory
 from store import raw
 from store.engine import Database
@@ -47,8 +50,18 @@ def _hash(code: str) -> str:
 
 
 class OperatorDesk:
-    def __init__(self, db: Database, master: MasterKey, directory: TenantDirectory, channel):
+    def __init__(self, db: Database, master: MasterKey, directory: TenantDirectory, channel,
+                 fields: FieldCrypto | None = None):
         self.db, self.master, self.directory, self.channel = db, master, directory, channel
+        self.fields = fields  # opens campaign names while the vault is unlocked
+
+    async def _name(self, tenant_id: str, row) -> str:
+        """A campaign's name (sealed): opened while unlocked, else a lock and its short id."""
+        if self.fields is not None and row.name_sealed:
+            name, locked = await open_name(self.fields, tenant_id, bytes(row.name_sealed))
+            if not locked and name is not None:
+                return name
+        return f"🔒 {row.id[:8]}"
 
     async def new_code(self, tenant_id: str) -> tuple[str, float]:
         code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
@@ -62,10 +75,16 @@ class OperatorDesk:
 
     async def handle(self, line: Line, chat_id: str, name: str, arg: str) -> str:
         """The reply to an operator command typed in the line's bot."""
-        if name == "link":
-            return await self._link(line, chat_id, arg)
         if name == "unlock":
             return "Kasa yalnızca panelden veya API'den açılır; bu bot parola kabul etmez."
+        try:
+            return await self._handle(line, chat_id, name, arg)
+        except VaultLockedError:  # operators are found by the tenant's index: held by it
+            return "Kasa kilitli; önce panelden açın. / The vault is locked; unlock it first."
+
+    async def _handle(self, line: Line, chat_id: str, name: str, arg: str) -> str:
+        if name == "link":
+            return await self._link(line, chat_id, arg)
         if not await self.is_operator(line, chat_id):
             return "Bu komut işletme kullanıcıları içindir. Önce API'den alınan kodla /link KOD."
         if name == "campaigns":
@@ -113,7 +132,8 @@ class OperatorDesk:
         done = counts["sent"] + counts["delivered"] + counts["read"]
         total = sum(counts.values())
         reason = f" ({row.state_reason})" if row.state_reason else ""
-        return f"{row.id[:8]} «{row.name}» — {row.state}{reason}, {done}/{total}"
+        name = await self._name(row.tenant_id, row)
+        return f"{row.id[:8]} «{name}» — {row.state}{reason}, {done}/{total}"
 
     async def _campaign_command(self, tenant_id: str, name: str, short: str) -> str:
         if len(short) < 4:
@@ -152,6 +172,7 @@ class OperatorDesk:
         if campaign_id:
             async with self.db.connect() as conn:
                 row = await service.get(conn, tenant_id, campaign_id)
-                name, (counts, _) = row.name, await outbox.counts(conn, campaign_id)
+                name, (counts, _) = (await self._name(tenant_id, row),
+                                     await outbox.counts(conn, campaign_id))
         return _ALERTS[event].format(name=name, detail=detail or "", sent=counts["sent"],
                                      skipped=counts["skipped"], short=(campaign_id or "")[:8])

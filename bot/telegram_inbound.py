@@ -27,6 +27,7 @@ from bot.telegram_updates import (
 )
 from campaigns.leases import Keeper
 from campaigns.ports import Line
+from crypto.errors import VaultLockedError
 from optout import ledger, subjects
 from optout.deadlines import TZ
 from optout.tenants import TenantProfile
@@ -64,13 +65,18 @@ _TEXTS = {
                   "records the law requires are destroyed when their period ends.",
     },
 }
+# /verilerim while the vault is locked: what is held can only be read with the tenant's key.
+_LATER = {"tr": "{sender}: Kayıtlarınıza şu an erişilemiyor; lütfen daha sonra tekrar deneyin.",
+          "en": "{sender}: Your records cannot be read right now; please try again later."}
 _STATUS = {"tr": {"granted": "var", "revoked": "geri alındı", None: "yok"},
            "en": {"granted": "given", "revoked": "withdrawn", None: "none"}}
 
 
 def subscribers_list(line: Line) -> str:
-    """The list a bot's consenting subscribers join (campaigns on the bot can target it)."""
-    return f"Telegram: {line.name}"
+    """Which list a bot's consenting subscribers join (campaigns on the bot can target it):
+    the line's id, as campaigns.audiences.add_subscriber finds the list by it (names are
+    sealed); the list reads as "Telegram: <line name>" once unlocked."""
+    return line.id
 
 
 class TelegramInbound:
@@ -167,7 +173,12 @@ class TelegramInbound:
         profile = await self._profile(line)
         language = profile.language if profile.language in _TEXTS else "tr"
         async with self.router.db.connect() as conn:
-            index = (await self.router.directory.indexer(conn, line.tenant_id))(chat_id)
+            try:
+                index = (await self.router.directory.indexer(conn, line.tenant_id))(chat_id)
+            except VaultLockedError:  # what is held is read with the tenant's key only
+                await self.router.reply(line, chat_id, _LATER[language].format(
+                    sender=profile.sender_name))
+                return
             state, history = await ledger.state_and_history(conn, line.tenant_id, index,
                                                             "TELEGRAM")
         status = state["status"] if state else None
@@ -180,15 +191,21 @@ class TelegramInbound:
 
 
     async def _erase(self, line: Line, chat_id: str) -> None:
-        """KVKK erasure asked in the chat: done at once; the person stays unreachable."""
-        async with self.router.db.connect() as conn:
-            index = (await self.router.directory.indexer(conn, line.tenant_id))(chat_id)
-        self.router.watch.note(line.tenant_id, index)  # before the commit: see optout.watch
-        async with self.router.db.begin() as conn:
-            await subjects.erase(conn, line.tenant_id, index)
-            await subjects.record_request(conn, line.tenant_id, index, "erasure", "telegram",
-                                          done=False)
-        if self.erasures is not None:
+        """KVKK erasure asked in the chat: done at once (while the vault is locked: kept
+        sealed and done first thing at the unlock); the person stays unreachable."""
+        try:
+            async with self.router.db.connect() as conn:
+                index = (await self.router.directory.indexer(conn, line.tenant_id))(chat_id)
+        except VaultLockedError:
+            index = None
+            await self.router.erase_later(line, chat_id)
+        if index is not None:
+            self.router.watch.note(line.tenant_id, index)  # before the commit: optout.watch
+            async with self.router.db.begin() as conn:
+                await subjects.erase(conn, line.tenant_id, index)
+                await subjects.record_request(conn, line.tenant_id, index, "erasure",
+                                              "telegram", done=False)
+        if self.erasures is not None and index is not None:
             await self.erasures.finish(line.tenant_id)
         profile = await self._profile(line)
         texts = _TEXTS.get(profile.language, _TEXTS["tr"])

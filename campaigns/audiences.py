@@ -24,6 +24,7 @@ from crypto.service import FieldCrypto
 from optout import ledger, refusals
 from optout.deadlines import TZ, parse_consent_date
 from optout.ledger import ConsentEvent
+from optout.names import seal_name
 from optout.tenants import TenantDirectory, update_settings
 from store import raw
 from store.engine import Database
@@ -34,6 +35,8 @@ BATCH = 5000
 # A file full of bad rows still gets a bounded answer; the total is always reported.
 MAX_REPORTED_INVALID = 1000
 PHONE_CONSENT_TYPE = "MESAJ"
+# The readable source of an imported consent (the file name is sealed in its evidence).
+IMPORT_SOURCE = "import"
 # The consent statement shown to people, stored in every row's sealed evidence.
 MAX_CONSENT_TEXT = 2000
 # Why a valid row was not (wholly) applied: its consent, because the person refused since
@@ -100,12 +103,22 @@ class ImportResult:
                 "undated": self.undated, "erased": self.erased, "skipped": self.skipped}
 
 
+def readable_source(given: str | None, fallback: str) -> str:
+    """What a consent's readable `source` keeps of the source a business gave: an İYS source
+    code (HS_WEB, …) or one of our channel codes as given; any other text (a form's name, a
+    shop's address) is the business's own words, kept only in the sealed evidence, and the
+    readable source is `fallback` ("import", "api")."""
+    given = (given or "").strip()
+    return given if given and ledger.iys_source_for(given) is not None else fallback
+
+
 async def create_list(conn: AsyncConnection, tenant_id: str, name: str) -> dict:
+    """A new list; its name is sealed (optout.names), so this works while locked."""
     name = name.strip()
     if not name or len(name) > 200:
         raise AudienceError("list name must be 1 to 200 characters")
-    row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "name": name,
-           "created_at": time.time()}
+    row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id,
+           "name_sealed": await seal_name(conn, tenant_id, name), "created_at": time.time()}
     await conn.execute(contact_lists.insert().values(**row))
     return {"id": row["id"], "name": name, "created_at": row["created_at"]}
 
@@ -290,7 +303,9 @@ class _BatchWriter:
             evidence["consent_text"] = self.source.consent_text
         return ConsentEvent(
             address_index=index, consent_type=PHONE_CONSENT_TYPE, status=row.consent,
-            source=row.consent_source or f"import:{self.source.filename}"[:200],
+            # The file's name and a free-text source are the business's own text: only in
+            # the sealed evidence; an İYS source code stays readable.
+            source=readable_source(row.consent_source, IMPORT_SOURCE),
             recipient_type=row.recipient_type, occurred_at=occurred,
             evidence_sealed=self.sealer.seal_field(
                 json.dumps(evidence, ensure_ascii=False).encode()))
@@ -357,17 +372,24 @@ async def _existing_ids(conn, tenant_id: str, indexes: list[bytes]) -> dict[byte
     return found
 
 
-async def add_subscriber(conn: AsyncConnection, tenant_id: str, list_name: str, index: bytes,
+async def add_subscriber(conn: AsyncConnection, tenant_id: str, line_id: str, index: bytes,
                          address_sealed: bytes) -> str | None:
-    """Someone who opted in on a channel itself (a Telegram consent tap) joins the list named
-    `list_name`, created on first use; returns the list id. Their consent ended an older
-    erasure (optout.refusals), so an erased contact comes back; None, adding nothing, when an
+    """Someone who opted in on a channel itself (a Telegram consent tap) joins the list of the
+    line's subscribers, created on first use; returns the list id. The list is found by the
+    line's id (names are sealed: none can be matched while locked) and has no sealed name of
+    its own: it reads as "Telegram: <line name>". Their consent ended an older erasure
+    (optout.refusals), so an erased contact comes back; None, adding nothing, when an
     erasure still stands (one made in the consent's own second)."""
     if await refusals.erased(conn, tenant_id, index):
         return None
-    rows = await raw.fetch(conn, "SELECT id FROM contact_lists WHERE tenant_id = ? AND name = ?",
-                           (tenant_id, list_name))
-    list_id = rows[0][0] if rows else (await create_list(conn, tenant_id, list_name))["id"]
+    rows = await raw.fetch(conn, "SELECT id FROM contact_lists WHERE tenant_id = ? AND "
+                                 "subscribers_of = ? ORDER BY created_at, id", (tenant_id, line_id))
+    if rows:
+        list_id = rows[0][0]
+    else:
+        list_id = str(uuid.uuid4())
+        await conn.execute(contact_lists.insert().values(
+            id=list_id, tenant_id=tenant_id, subscribers_of=line_id, created_at=time.time()))
     return await join_list(conn, tenant_id, list_id, index, address_sealed)
 
 

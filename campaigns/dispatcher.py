@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -98,6 +99,7 @@ class _CampaignInfo:
     template: Template
     channel_template: tuple[str, str, tuple[Template, ...]] | None = None
     outside_window: str | None = None  # campaigns.window: "template" falls back to it
+    line_id: str = ""
 
 
 @dataclass
@@ -137,6 +139,14 @@ class Dispatcher:
         # Ends the renewer between two renewals: cancelling it inside a database call could
         # leave that connection behind unreturned.
         self._stopping = asyncio.Event()
+        # Which of these tenants still have inbound kept sealed while locked (a STOP, say):
+        # they send nothing until it is applied (optout.backlog.InboundBacklog.held).
+        self.held_tenants: Callable[[set[str]], Awaitable[set[str]]] | None = None
+
+    async def _held_back(self, tenant_ids: set[str]) -> set[str]:
+        if self.held_tenants is None or not tenant_ids:
+            return set()
+        return await self.held_tenants(tenant_ids)
 
     async def run(self) -> None:
         """Supervises line tasks until cancelled."""
@@ -181,16 +191,22 @@ class Dispatcher:
                     "line_id": line_id, "error": type(exc).__name__})
 
     async def tick(self) -> None:
-        async with self.db.begin() as conn:
+        async with self.db.connect() as conn:
             rows = await service.active(conn)
-            unlocked = [r.id for r in rows if r.state == "waiting_unlock"
-                        and self.fields.keyring.is_unlocked(r.tenant_id)]
-            await service.set_state(conn, unlocked, "running", None,
-                                    only_from=("waiting_unlock",))
+        unlocked = [r for r in rows if r.state == "waiting_unlock"
+                    and self.fields.keyring.is_unlocked(r.tenant_id)]
+        # Inbound kept sealed while locked is applied before a campaign leaves waiting_unlock.
+        held = await self._held_back({r.tenant_id for r in unlocked})
+        unlocked = [r.id for r in unlocked if r.tenant_id not in held]
+        if unlocked:
+            async with self.db.begin() as conn:
+                await service.set_state(conn, unlocked, "running", None,
+                                        only_from=("waiting_unlock",))
         # A line with nothing left to send is given back: any process may take it next time.
         idle = [line_id for line_id in self._leases if line_id not in {r.line_id for r in rows}
                 and (line_id not in self._tasks or self._tasks[line_id].done())]
         await self._release(idle)
+        self._forget(rows)
         now = time.monotonic()
         for line_id in {r.line_id for r in rows if r.state == "running" or r.id in unlocked}:
             if self._elsewhere.get(line_id, 0.0) > now:
@@ -198,6 +214,29 @@ class Dispatcher:
             task = self._tasks.get(line_id)
             if task is None or task.done():
                 self._tasks[line_id] = asyncio.create_task(self._drain(line_id))
+
+    def _forget(self, rows) -> None:
+        """What is kept per campaign and per line follows the active campaigns (`rows`), so
+        memory does not grow with the campaigns and lines a process ever served: a campaign's
+        decrypted template and error run are dropped once it is no longer running or waiting,
+        or its tenant is locked (nothing decrypted is kept after a lock); a line's throttle
+        once the line is given back (whoever takes it next seeds a new one from the outbox).
+        A line's round in progress keeps what it uses until it ends."""
+        busy = {line_id for line_id, task in self._tasks.items() if not task.done()}
+        keep = {r.id for r in rows if self.fields.keyring.is_unlocked(r.tenant_id)}
+        for campaign_id, info in list(self._campaigns.items()):
+            if campaign_id not in keep and info.line_id not in busy:
+                del self._campaigns[campaign_id]
+        for campaign_id in [c for c in self._errors if c not in keep]:
+            del self._errors[campaign_id]
+        for line_id in [i for i in self._throttles if i not in self._leases and i not in busy]:
+            del self._throttles[line_id]
+            self._reseed.discard(line_id)
+        lines = {r.line_id for r in rows}
+        for line_id in [i for i in self._elsewhere if i not in lines]:
+            del self._elsewhere[line_id]
+        for line_id in [i for i, task in self._tasks.items() if task.done()]:
+            del self._tasks[line_id]
 
     async def _drain(self, line_id: str) -> None:
         """Rounds until the line has nothing to do. A database outage does not end it: the line
@@ -374,7 +413,9 @@ class Dispatcher:
 
     async def _sendable(self, line: Line, rows) -> list[str]:
         """Running campaigns that can send now; others wait with a stated reason."""
-        locked = [r.id for r in rows if not self.fields.keyring.is_unlocked(r.tenant_id)]
+        held = await self._held_back({r.tenant_id for r in rows})  # sealed inbound not applied
+        locked = [r.id for r in rows if not self.fields.keyring.is_unlocked(r.tenant_id)
+                  or r.tenant_id in held]
         quiet = []
         async with self.db.connect() as conn:
             for r in rows:
@@ -588,7 +629,8 @@ class Dispatcher:
             (template,) = await self.fields.open_fields(row.tenant_id,
                                                         [bytes(row.template_sealed)])
             info = _CampaignInfo(row.tenant_id, row.purpose, compile_template(template.decode()),
-                                 _channel_template(row.channel_template), row.outside_window)
+                                 _channel_template(row.channel_template), row.outside_window,
+                                 row.line_id)
             self._campaigns[campaign_id] = info
         return info
 

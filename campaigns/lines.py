@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns.ports import Line
+from optout.names import seal_name
 from optout.outbound import ADDRESS_FORMAT
 from store.tables import campaigns, lines, operators
 
@@ -52,11 +53,12 @@ class LineDeleteError(ValueError):
 async def add_line(conn: AsyncConnection, tenant_id: str, channel: str, name: str,
                    rate_per_second: float, wrapped_credentials: bytes | None = None,
                    options: dict | None = None) -> Line:
+    sealed = await seal_name(conn, tenant_id, name)
     line = Line(id=str(uuid.uuid4()), tenant_id=tenant_id, channel=channel, name=name,
                 rate_per_second=rate_per_second, state="active", options=options,
-                created_at=time.time())
+                created_at=time.time(), name_sealed=sealed)
     await conn.execute(lines.insert().values(
-        id=line.id, tenant_id=tenant_id, channel=channel, name=name,
+        id=line.id, tenant_id=tenant_id, channel=channel, name_sealed=sealed,
         rate_per_second=rate_per_second, state="active",
         wrapped_credentials=wrapped_credentials, credentials_format=ADDRESS_FORMAT,
         created_at=line.created_at, options=options))
@@ -94,9 +96,11 @@ def simulation(simulate: dict) -> dict:
 
 
 def _line(row) -> Line:
-    return Line(id=row.id, tenant_id=row.tenant_id, channel=row.channel, name=row.name,
+    # The name is sealed: "" here, opened from name_sealed by readers holding the unlock.
+    return Line(id=row.id, tenant_id=row.tenant_id, channel=row.channel, name="",
                 rate_per_second=row.rate_per_second, state=row.state, options=row.options,
-                state_reason=row.state_reason, created_at=row.created_at)
+                state_reason=row.state_reason, created_at=row.created_at,
+                name_sealed=None if row.name_sealed is None else bytes(row.name_sealed))
 
 
 async def get_line(conn: AsyncConnection, tenant_id: str, line_id: str) -> Line | None:
@@ -193,7 +197,12 @@ _ARCHIVE_PAUSES = ("running", "scheduled", "waiting_unlock")
 
 
 async def update_line(conn: AsyncConnection, line_id: str, **values) -> None:
-    """Writes the given columns (name, rate_per_second, options, wrapped_credentials)."""
+    """Writes the given columns (name, rate_per_second, options, wrapped_credentials); a
+    name is sealed (optout.names)."""
+    if "name" in values:
+        tenant_id = (await conn.execute(sa.select(lines.c.tenant_id).where(
+            lines.c.id == line_id))).scalar_one()
+        values["name_sealed"] = await seal_name(conn, tenant_id, values.pop("name"))
     if values:
         await conn.execute(lines.update().where(lines.c.id == line_id).values(**values))
 

@@ -2,6 +2,7 @@
 and deriving a campaign's counts (its state follows from its outbox)."""
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -135,30 +136,49 @@ def _b(value) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-_SET_STATE = outbox.update().where(outbox.c.id == sa.bindparam("row_id")).values(
-    state=sa.bindparam("new_state"), reason=sa.bindparam("new_reason"),
-    provider_id=sa.bindparam("new_provider_id"), sent_at=sa.bindparam("new_sent_at"),
-    updated_at=sa.bindparam("now"))
+RECORD_CHUNK = 4000  # results per statement (SQLite: 5 parameters a row, 32,766 at most)
 
 
 async def record(conn: AsyncConnection, results: Sequence[Result],
                  fence: Fence | None = None) -> None:
     """The dispatcher's outcomes, written only while `fence` is the line's current lease (a
     holder that was taken over changes nothing). A row a status webhook already moved on (a
-    fast provider's "delivered" can overtake our own bookkeeping) is not moved back."""
+    fast provider's "delivered" can overtake our own bookkeeping) is not moved back. One
+    statement per RECORD_CHUNK results, so PostgreSQL's statement trigger fires once a round
+    instead of once a message."""
     now = time.time()
-    if fence is None:
-        await raw.execute_many(
-            conn, "UPDATE outbox SET state = ?, reason = ?, provider_id = ?, sent_at = ?, "
-                  "updated_at = ? WHERE id = ? AND state IN ('pending', 'sending')",
-            [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id) for r in results])
-        return
-    await raw.execute_many(
-        conn, "UPDATE outbox SET state = ?, reason = ?, provider_id = ?, sent_at = ?, "
-              "updated_at = ? WHERE id = ? AND state IN ('pending', 'sending') "
-              f"AND {leases.CURRENT_SQL}",
-        [(r.state, r.reason, r.provider_id, r.sent_at, now, r.id, fence.line_id, fence.token)
-         for r in results])
+    where = "outbox.state IN ('pending', 'sending')"
+    fenced: tuple = ()
+    if fence is not None:
+        where += f" AND {leases.CURRENT_SQL}"
+        fenced = (fence.line_id, fence.token)
+    for start in range(0, len(results), RECORD_CHUNK):
+        chunk = results[start:start + RECORD_CHUNK]
+        if conn.dialect.name == "postgresql":
+            await raw.execute(conn, _PG_RECORD + where, (
+                now, [r.id for r in chunk], [r.state for r in chunk],
+                [r.reason for r in chunk], [r.provider_id for r in chunk],
+                [r.sent_at for r in chunk], *fenced))
+            continue
+        values = []
+        for r in chunk:
+            values += (r.id, r.state, r.reason, r.provider_id, r.sent_at)
+        await raw.execute(conn, _sqlite_record(len(chunk)) + where, (now, *values, *fenced))
+
+
+_PG_RECORD = (
+    "UPDATE outbox SET state = v.state, reason = v.reason, provider_id = v.provider_id, "
+    "sent_at = v.sent_at, updated_at = ? FROM unnest(?::bigint[], ?::varchar[], ?::varchar[], "
+    "?::varchar[], ?::float8[]) AS v(id, state, reason, provider_id, sent_at) "
+    "WHERE outbox.id = v.id AND ")
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_record(n: int) -> str:
+    # UPDATE … FROM (SQLite 3.33+); the VALUES columns are column1…column5.
+    return ("UPDATE outbox SET state = v.column2, reason = v.column3, "
+            "provider_id = v.column4, sent_at = v.column5, updated_at = ? FROM (VALUES "
+            + ",".join(["(?, ?, ?, ?, ?)"] * n) + ") AS v WHERE outbox.id = v.column1 AND ")
 
 
 # Provider statuses only move a row forward; `unknown` rows are reconciled by them.

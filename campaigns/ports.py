@@ -19,6 +19,9 @@ class Line:
     options: dict | None = None
     state_reason: str | None = None  # why a line is paused (a provider's quality warning, …)
     created_at: float | None = None  # epoch seconds; WhatsApp warm-up goes by the line's age
+    # The name as typed is known only right after creating the line; read from the database
+    # `name` is "" and the name is in `name_sealed` (optout.names opens it while unlocked).
+    name_sealed: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,8 @@ async def create(conn: AsyncConnection, tenant_id: str, spec: NewCampaign,
         check_informational(words, spec.confirm_informational)
     campaign_id = str(uuid.uuid4())
     await conn.execute(campaigns.insert().values(
-        id=campaign_id, tenant_id=tenant_id, name=spec.name.strip(), line_id=spec.line_id,
+        id=campaign_id, tenant_id=tenant_id, line_id=spec.line_id,
+        name_sealed=sealer.seal_field(spec.name.strip().encode()),
         list_id=spec.list_id, purpose=spec.purpose,
         template_sealed=sealer.seal_field(spec.template.encode()), state="draft",
         channel_template=spec.channel_template, commercial_words=words,
@@ -302,7 +303,8 @@ async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None =
     counts, skipped = counted or await outbox.counts(conn, row.id)
     if failed is None:
         failed = (await outbox.counts_many(conn, [row.id], reasons_for="failed"))[row.id][1]
-    return {"id": row.id, "name": row.name, "state": row.state, "state_reason": row.state_reason,
+    # "name" is sealed: the dashboard opens it (dashboard.services.names), None here.
+    return {"id": row.id, "name": None, "state": row.state, "state_reason": row.state_reason,
             "purpose": row.purpose, "line_id": row.line_id, "list_id": row.list_id,
             "commercial_words": row.commercial_words,
             "whatsapp_template": row.channel_template, "outside_window": row.outside_window,

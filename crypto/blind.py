@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 
+import nacl.bindings
+import nacl.exceptions
 import nacl.utils
+
+from crypto.errors import CorruptDataError
 
 LOOKUP_KEY_BYTES = 32
 BLIND_INDEX_BYTES = 16
 
 
 def new_lookup_key() -> bytes:
-    """A fresh per-tenant lookup key (32 random bytes), to be wrapped by the master key."""
+    """A fresh per-tenant lookup key (32 random bytes), sealed to the tenant (`seal_lookup_key`)
+    and, under `service` custody only, also wrapped by the master key."""
     return nacl.utils.random(LOOKUP_KEY_BYTES)
 
 
@@ -27,3 +32,22 @@ def blind_index(lookup_key: bytes, normalised: str) -> bytes:
     # test checks it) at a tenth of the call overhead; imports index every row.
     return hashlib.blake2b(normalised.encode("utf-8"), digest_size=BLIND_INDEX_BYTES,
                            key=lookup_key).digest()
+
+
+def seal_lookup_key(lookup_key: bytes, tenant_public_key: bytes) -> bytes:
+    """The lookup key as the tenant holds it: crypto_box_seal to the tenant's X25519 public key
+    (80 bytes; docs/crypto.md). Only the tenant secret key opens it, so only while unlocked."""
+    if len(lookup_key) != LOOKUP_KEY_BYTES:
+        raise ValueError("lookup key must be 32 bytes")
+    return nacl.bindings.crypto_box_seal(lookup_key, tenant_public_key)
+
+
+def open_lookup_key(sealed: bytes, public_key: bytes, secret_key: bytes) -> bytes:
+    """The 32-byte lookup key inside `seal_lookup_key`'s blob."""
+    try:
+        key = nacl.bindings.crypto_box_seal_open(sealed, public_key, secret_key)
+    except (nacl.exceptions.CryptoError, TypeError):
+        raise CorruptDataError("sealed lookup key does not open with this tenant's key") from None
+    if len(key) != LOOKUP_KEY_BYTES:
+        raise CorruptDataError("sealed lookup key has the wrong length")
+    return key

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import nacl.bindings
 import nacl.exceptions
 
+from crypto.blind import open_lookup_key
 from crypto.errors import CorruptDataError, MissingDataKeyError, VaultLockedError
 from crypto.fields import (
     DEK_BYTES,
@@ -30,12 +31,13 @@ log = logging.getLogger(__name__)
 class UnlockedTenant:
     """A tenant's secret key in memory plus every DEK opened with it (dek_id -> dek)."""
 
-    __slots__ = ("_deks", "_public_key", "_secret_key")
+    __slots__ = ("_deks", "_lookup_key", "_public_key", "_secret_key")
 
     def __init__(self, secret_key: bytes) -> None:
         self._public_key = public_key_of(secret_key)
         self._secret_key: bytes | None = bytes(secret_key)
         self._deks: dict[bytes, bytes] = {}
+        self._lookup_key: bytes | None = None  # the blind-index key, once opened
 
     def __repr__(self) -> str:
         state = "wiped" if self._secret_key is None else f"{len(self._deks)} data keys"
@@ -54,6 +56,26 @@ class UnlockedTenant:
     def holds(self, secret_key: bytes) -> bool:
         """True when this is the same secret key (constant-time compare)."""
         return self._secret_key is not None and hmac.compare_digest(self._secret_key, secret_key)
+
+    def lookup_key(self, sealed: bytes) -> bytes:
+        """The tenant's blind-index key (crypto.blind.seal_lookup_key's blob), opened once and
+        kept until the lock wipes it."""
+        secret_key = self.secret_key()
+        if self._lookup_key is None:
+            self._lookup_key = open_lookup_key(sealed, self._public_key, secret_key)
+        return self._lookup_key
+
+    def cached_lookup_key(self) -> bytes | None:
+        """The blind-index key when already opened; None before (or after a wipe)."""
+        return self._lookup_key if self._secret_key is not None else None
+
+    def open_sealed(self, sealed: bytes) -> bytes:
+        """A crypto_box_seal blob to this tenant (sealed inbound, optout.backlog) opened."""
+        secret_key = self.secret_key()
+        try:
+            return nacl.bindings.crypto_box_seal_open(sealed, self._public_key, secret_key)
+        except (nacl.exceptions.CryptoError, TypeError):
+            raise CorruptDataError("sealed item does not open with this tenant's key") from None
 
     def missing_deks(self, blobs: Iterable[bytes]) -> set[bytes]:
         """Ids of the DEKs these field blobs need that are not cached yet."""
@@ -106,6 +128,7 @@ class UnlockedTenant:
         and makes any later use of this object raise VaultLockedError."""
         self._secret_key = None
         self._deks = {}
+        self._lookup_key = None
 
     def _open_sealed_dek(self, dek_id: bytes, sealed: bytes, secret_key: bytes) -> bytes:
         if len(dek_id) != DEK_ID_BYTES:

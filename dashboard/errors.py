@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
 from aiohttp import web
 
@@ -16,11 +15,12 @@ from dashboard.inputs import (
     MAX_INT,
     InputError,
     check_params,
-    check_value,
     int_param,
     parse_json,
 )
+from dashboard.models import parse
 from dashboard.ratelimit import HashBusyError
+from dashboard.services import ServiceError, ServiceNotFoundError, ServiceStateError
 from optout.ledger import ConsentInputError
 from optout.suppression import SuppressionInputError
 from optout.tenants import TenantNotFoundError
@@ -73,6 +73,10 @@ _KNOWN: list[tuple[type[Exception], int, str | None]] = [
     (ConsentInputError, 400, None),
     (SuppressionInputError, 400, None),
     (InputError, 400, None),
+    # The application services' refusals (dashboard.services), subclasses first.
+    (ServiceNotFoundError, 404, None),
+    (ServiceStateError, 409, None),
+    (ServiceError, 400, None),
 ]
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -185,6 +189,12 @@ async def json_body(request: web.Request, limit: int | None = None) -> dict:
     return body
 
 
+async def parse_body(request: web.Request, model, limit: int | None = None):
+    """The request's JSON body as an instance of its operation's request model
+    (dashboard.models): 400 missing_field, invalid_field, unknown_field, … naming the field."""
+    return parse(model, await json_body(request, limit))
+
+
 def _parsed(raw: bytes):
     try:
         return parse_json(raw)
@@ -204,25 +214,6 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def field(body: dict, name: str, kind: type, required: bool = True, default=None):
-    """body[name] checked strictly against `kind` (no bool for a number, no int for a string,
-    finite numbers only); a 400 naming the field otherwise."""
-    if name not in body or body[name] is None:
-        if required:
-            raise ApiError(400, "missing_field", f"'{name}' is required")
-        return default
-    value = body[name]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value) if abs(value) <= MAX_INT else math.inf
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ApiError(400, "invalid_field", f"'{name}' must be {_KIND_NAMES.get(kind, kind)}")
-    try:
-        check_value(value)
-    except InputError as exc:
-        raise ApiError(400, exc.code, f"'{name}': {exc.message}") from None
-    return value
-
-
 def int_query(request: web.Request, name: str, default: int | None, low: int,
               high: int = MAX_INT) -> int | None:
     """An integer query parameter in [low, high] (absent: `default`), or a 400 naming it."""
@@ -231,6 +222,3 @@ def int_query(request: web.Request, name: str, default: int | None, low: int,
     except InputError as exc:
         raise ApiError(400, exc.code, exc.message) from None
 
-
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               dict: "an object", list: "an array"}

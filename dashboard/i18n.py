@@ -128,6 +128,9 @@ ALERTS = {
     "security_api_key": "Yeni bir API anahtarı oluşturuldu.",
     "security_unlock": "Kasa açıldı.",
     "security_passphrase": "Kasa parolası değiştirildi.",
+    "security_recovery_code": "Yeni bir kurtarma kodu oluşturuldu; eskisi artık geçmiyor.",
+    "security_recovered": "Kasa parolası kurtarma koduyla yenilendi.",
+    "security_deleting": "İşletme ve tüm verileri siliniyor.",
 }
 
 

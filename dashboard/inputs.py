@@ -148,3 +148,27 @@ def int_param(params: Mapping[str, str], name: str, default: int | None, low: in
     if not low <= value <= high:
         raise InputError("invalid_field", f"'{name}' must be from {low} to {high}")
     return value
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "an object", list: "an array"}
+
+
+def field(body: Mapping, name: str, kind: type, required: bool = True, default=None):
+    """body[name] checked strictly against `kind` (no bool for a number, no int for a string,
+    finite numbers only); InputError naming the field otherwise (missing_field, invalid_field,
+    or check_value's code)."""
+    if name not in body or body[name] is None:
+        if required:
+            raise InputError("missing_field", f"'{name}' is required")
+        return default
+    value = body[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value) if abs(value) <= MAX_INT else math.inf
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise InputError("invalid_field", f"'{name}' must be {_KIND_NAMES.get(kind, kind)}")
+    try:
+        check_value(value)
+    except InputError as exc:
+        raise InputError(exc.code, f"'{name}': {exc.message}") from None
+    return value

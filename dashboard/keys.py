@@ -18,7 +18,7 @@ from campaigns.audiences import ContactImporter
 from crypto.master import MasterKey
 from crypto.service import FieldCrypto
 from crypto.vault import Keyring
-from dashboard.ratelimit import HashSlots
+from dashboard.ratelimit import FailureLimiter, HashSlots
 from dashboard.vault_fanout import VaultFanout
 from optout.iys_sync import IysSync
 from optout.subjects import ErasureFinisher
@@ -66,6 +66,8 @@ telegram_inbound_key = web.AppKey("telegram_inbound", TelegramInbound)
 operator_desk_key = web.AppKey("operator_desk", OperatorDesk)
 iys_sync_key = web.AppKey("iys_sync", IysSync)
 erasures_key = web.AppKey("erasures", ErasureFinisher)
+# Vault unlock and passphrase failures per tenant (dashboard.services.accounts).
+unlock_failures_key = web.AppKey("unlock_failures", FailureLimiter)
 # Every Argon2id computation on the web path runs through these slots (see HashSlots).
 hash_slots_key = web.AppKey("hash_slots", HashSlots)
 # The service's public https URL ("" when it has none: Telegram then uses long polling).

@@ -226,7 +226,7 @@ _ERRORS: dict[str, tuple[str, str]] = {
                     "The database is unavailable; try again shortly."),
 }
 
-# Where a consent came from: "inbound:sandbox", "import:kisiler.csv", "IYS:HS_WEB", …
+# Where a consent came from: "inbound:sandbox", "import", "api", "IYS:HS_WEB", …
 _SOURCES: dict[str, tuple[str, str]] = {
     "inbound": ("kişinin yanıtı", "the person's reply"),
     "import": ("içe aktarma", "import"),
@@ -473,3 +473,169 @@ async def tenant_zone(db, tenant_id: str) -> str:
 def forget_zone(tenant_id: str) -> None:
     """After the settings change the zone (this process shows the new one at once)."""
     _zones.pop(tenant_id, None)
+
+
+# --- names a business typed, sealed (dashboard.services.names) ------------------------------
+
+# Shown instead of a list, campaign, line or API key name while the vault is locked.
+NAME_LOCKED = ("🔒 Kasa kilitli", "🔒 Vault locked")
+
+
+@jinja2.pass_context
+def named_filter(context, name):
+    """A sealed name as opened, or NAME_LOCKED while the vault is locked (name None)."""
+    if name is None:
+        return NAME_LOCKED[1] if _lang(context) == "en" else NAME_LOCKED[0]
+    return name
+
+
+FILTERS["named"] = named_filter
+
+
+# --- the audit log: what was done, and the names of its details ------------------------------
+
+AUDIT_ACTIONS: dict[str, tuple[str, str]] = {
+    "api_key.create": ("API anahtarı oluşturuldu", "API key created"),
+    "api_key.issue": ("API anahtarı verildi", "API key issued"),
+    "api_key.revoke": ("API anahtarı iptal edildi", "API key revoked"),
+    "campaign.create": ("Kampanya oluşturuldu", "Campaign created"),
+    "campaign.start": ("Kampanya başlatıldı", "Campaign started"),
+    "campaign.pause": ("Kampanya duraklatıldı", "Campaign paused"),
+    "campaign.resume": ("Kampanya sürdürüldü", "Campaign resumed"),
+    "campaign.cancel": ("Kampanya iptal edildi", "Campaign cancelled"),
+    "campaign.retry": ("Başarısız gönderimler yeniden denendi", "Failed sends retried"),
+    "campaign.due": ("Zamanlanan kampanya başladı", "Scheduled campaign started"),
+    "consent.record": ("İzin kaydedildi", "Consent recorded"),
+    "consent.reconsent": ("Kişi yeniden izin verdi", "The person consented again"),
+    "consent.export": ("İzin geçmişi indirildi", "Consent history downloaded"),
+    "contacts.import": ("Kişiler içe aktarıldı", "Contacts imported"),
+    "iys.retry": ("İYS iletimi yeniden denendi", "İYS upload retried"),
+    "line.update": ("Hat değiştirildi", "Line changed"),
+    "line.pause": ("Hat duraklatıldı", "Line paused"),
+    "line.resume": ("Hat sürdürüldü", "Line resumed"),
+    "line.archive": ("Hat arşivlendi", "Line archived"),
+    "line.delete": ("Hat silindi", "Line deleted"),
+    "line.templates_sync": ("WhatsApp şablonları eşitlendi", "WhatsApp templates synced"),
+    "operator.link_code": ("Operatör botu bağlantı kodu üretildi",
+                           "Operator bot link code made"),
+    "retention.purge": ("Eski kayıtlar temizlendi", "Old records purged"),
+    "settings.update": ("Ayarlar değiştirildi", "Settings changed"),
+    "subject.correct": ("Kişinin bilgileri düzeltildi (KVKK)", "A person's data corrected (KVKK)"),
+    "subject.erase": ("Kişinin verileri silindi (KVKK)", "A person's data erased (KVKK)"),
+    "subject.erase_kept": ("Silme talebi kasa açılınca tamamlanacak",
+                           "Erasure request kept until the vault is unlocked"),
+    "suppression.add": ("Engel listesine eklendi", "Added to the suppression list"),
+    "suppression.export": ("Engel listesi indirildi", "Suppression list downloaded"),
+    "telegram_invite.create": ("Telegram daveti oluşturuldu", "Telegram invite created"),
+    "telegram_invite.revoke": ("Telegram daveti iptal edildi", "Telegram invite revoked"),
+    "tenant.create": ("İşletme oluşturuldu", "Business created"),
+    "tenant.delete": ("İşletme silindi", "Business deleted"),
+    "user.create": ("Kullanıcı eklendi", "User added"),
+    "user.login": ("Kullanıcı oturum açtı", "User signed in"),
+    "user.role": ("Kullanıcının rolü değişti", "User's role changed"),
+    "user.disable": ("Kullanıcı devre dışı bırakıldı", "User disabled"),
+    "vault.unlock": ("Kasa açıldı", "Vault unlocked"),
+    "vault.unlock_failed": ("Kasa açılamadı (yanlış parola)", "Vault unlock failed (wrong "
+                                                               "passphrase)"),
+    "vault.lock": ("Kasa kilitlendi", "Vault locked"),
+    "vault.custody": ("Kasa anahtarının saklanma biçimi değişti", "Vault key custody changed"),
+    "vault.passphrase": ("Kasa parolası değiştirildi", "Vault passphrase changed"),
+    "vault.passphrase_failed": ("Kasa parolası değiştirilemedi (yanlış parola)",
+                                "Vault passphrase change failed (wrong passphrase)"),
+    "vault.recover": ("Kasa kurtarma koduyla açıldı", "Vault recovered with the recovery code"),
+    "vault.recover_failed": ("Kurtarma kodu reddedildi", "Recovery code refused"),
+    "vault.recovery_code": ("Yeni kurtarma kodu üretildi", "New recovery code made"),
+}
+
+AUDIT_FIELDS: dict[str, tuple[str, str]] = {
+    "campaign_id": ("kampanya", "campaign"),
+    "campaigns_stopped": ("durdurulan kampanya", "campaigns stopped"),
+    "cancelled_drafts": ("iptal edilen taslak", "drafts cancelled"),
+    "channel": ("kanal", "channel"),
+    "commercial_words": ("ticari sözcükler", "commercial words"),
+    "confirm_informational": ("bilgilendirme olarak onaylandı", "confirmed as informational"),
+    "consent_text": ("izin metni", "consent statement"),
+    "consent_type": ("izin türü", "consent type"),
+    "contacts": ("kişi kaydı", "contact records"),
+    "custody": ("anahtar saklama", "key custody"),
+    "erased": ("silinmiş kişi", "erased people"),
+    "event_id": ("kayıt", "record"),
+    "events": ("kayıt sayısı", "records"),
+    "fields": ("alanlar", "fields"),
+    "format": ("biçim", "format"),
+    "imported": ("eklenen", "added"),
+    "inbound_messages": ("gelen mesaj", "inbound messages"),
+    "inbound_window": ("24 saat penceresi", "24-hour window"),
+    "include_unknown": ("sonucu bilinmeyenler de", "outcome unknown included"),
+    "invalid": ("geçersiz satır", "invalid rows"),
+    "invite_id": ("davet", "invite"),
+    "kept_refusal": ("korunan ret", "refusals kept"),
+    "key_id": ("anahtar", "key"),
+    "keys": ("ayarlar", "settings"),
+    "kind": ("tür", "kind"),
+    "lifted_erasure": ("kaldırılan silme", "erasure lifted"),
+    "lifted_refusal": ("kaldırılan ret", "refusal lifted"),
+    "line_id": ("hat", "line"),
+    "list_id": ("liste", "list"),
+    "new_device": ("yeni cihaz", "new device"),
+    "paused_campaigns": ("duraklatılan kampanya", "campaigns paused"),
+    "previous_reason": ("önceki neden", "previous reason"),
+    "purpose": ("amaç", "purpose"),
+    "rate_per_second": ("saniyede gönderim", "sends per second"),
+    "records": ("kayıt sayısı", "records"),
+    "redacted": ("karartılan kayıtlar", "entries redacted"),
+    "request_id": ("talep", "request"),
+    "role": ("rol", "role"),
+    "rows": ("satır", "rows"),
+    "sandbox_messages": ("deneme mesajı", "sandbox messages"),
+    "scope": ("kapsam", "scope"),
+    "status": ("durum", "status"),
+    "templates": ("şablon", "templates"),
+    "tenant": ("işletme", "business"),
+    "ttl_seconds": ("açık kalma süresi", "open for"),
+    "undated": ("tarihsiz izin", "undated consents"),
+    "updated": ("güncellenen", "updated"),
+    "user_id": ("kullanıcı", "user"),
+    "value": ("değer", "value"),
+    # settings and line fields a change names
+    "name": ("ad", "name"),
+    "sender_name": ("gönderen adı", "sender name"),
+    "sender_contact": ("gönderen iletişim bilgisi", "sender contact"),
+    "language": ("dil", "language"),
+    "brand_names": ("marka adları", "brand names"),
+    "iys_enabled": ("İYS", "İYS"),
+    "iys_code": ("İYS kodu", "İYS code"),
+    "iys_brand_code": ("İYS marka kodu", "İYS brand code"),
+    "iys_credentials": ("İYS hesabı", "İYS account"),
+    "timezone": ("saat dilimi", "time zone"),
+    "quiet_hours": ("sessiz saatler", "quiet hours"),
+    "quiet_start_hour": ("sessiz saat başlangıcı", "quiet hours start"),
+    "quiet_end_hour": ("sessiz saat bitişi", "quiet hours end"),
+    "frequency_cap": ("gönderim sıklığı sınırı", "frequency cap"),
+    "frequency_window_days": ("sıklık süresi (gün)", "frequency window (days)"),
+    "bot_token": ("bot anahtarı", "bot token"),
+    "access_token": ("erişim anahtarı", "access token"),
+    "app_secret": ("uygulama sırrı", "app secret"),
+    "verify_token": ("doğrulama anahtarı", "verify token"),
+    "phone_number_id": ("telefon numarası kimliği", "phone number id"),
+    "waba_id": ("WhatsApp hesap kimliği", "WhatsApp account id"),
+}
+
+# Who acted, when it was not a dashboard user shown by e-mail.
+AUDIT_ACTORS: dict[str, tuple[str, str]] = {
+    "api_key": ("API anahtarı", "API key"),
+    "user": ("kullanıcı", "user"),
+    "system": ("sistem", "system"),
+    "cli": ("komut satırı", "command line"),
+    "setup": ("ilk kurulum", "first-run setup"),
+    "operator": ("operatör botu", "operator bot"),
+}
+
+
+def audit_label(code, table: Mapping[str, tuple[str, str]], lang: str = "tr") -> str:
+    """An audit action's, detail name's or actor kind's text; a code the table lacks is
+    humanised ("line.rotate" → "Line rotate"), never shown raw."""
+    pair = table.get(str(code))
+    if pair is None:
+        return humanise(code)
+    return pair[1] if lang == "en" else pair[0]

@@ -10,6 +10,7 @@ from aiohttp import web
 from accounts import at_least
 from dashboard.errors import ApiError
 from dashboard.keys import API_KEY_ROLE
+from dashboard.models import schema_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -20,7 +21,10 @@ class Operation:
     path: str
     handler: Handler
     summary: str
-    body: dict | None = None          # JSON schema of the request body
+    # The JSON body's request model (dashboard.models): its schema is the document's
+    # requestBody, and the handler parses the body with it (parse_body).
+    model: type | None = None
+    body: dict | None = None  # the schema of a body that is not JSON (a CSV upload)
     body_type: str = "application/json"
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     # JSON schemas of answers, by status, where the description alone would not document it.
@@ -73,9 +77,10 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
                    for n in _path_params(op.path)]
         if params:
             entry["parameters"] = params
-        if op.body is not None:
+        schema = schema_of(op.model) if op.model is not None else op.body
+        if schema is not None:
             entry["requestBody"] = {"required": True,
-                                    "content": {op.body_type: {"schema": op.body}}}
+                                    "content": {op.body_type: {"schema": schema}}}
         if op.auth:
             entry["security"] = [{"bearer": []}]
             entry["x-izinli-role"] = op.needed_role

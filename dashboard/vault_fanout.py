@@ -31,6 +31,7 @@ from crypto.shares import Share, holds_key_of, seal_share
 from crypto.vault import Keyring
 from dashboard import cluster_registry
 from dashboard.cluster_registry import ProcessRegistry
+from optout.tenants import hold_lookup_key
 from store import raw
 from store.bus import Bus
 from store.engine import Database
@@ -103,6 +104,8 @@ class VaultFanout:
             epoch, share = 0, None
             async with self.db.begin() as conn:
                 await set_custody(conn, tenant_id, custody, wrapped)
+                # the lookup key follows: master-wrapped only under `service`
+                await hold_lookup_key(conn, self.master, tenant_id, secret, custody)
                 if self.shared:
                     epoch, now = await self._bump(conn, tenant_id, "custody")
                     if custody == "passphrase":

@@ -70,6 +70,7 @@ from izinli.config import Config
 from izinli.runtime import master_key_for, open_store
 from izinli.scheduler import DUE_TOPIC, LOCK_SWEEP_SECONDS, Timers
 from optout import audit
+from optout.backlog import InboundBacklog
 from optout.iys_sync import IysSync
 from optout.retention import RetentionPolicy
 from optout.revocations import RevocationNotices
@@ -132,7 +133,8 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     if await users.tenant_count(db) == 0:  # first run: `izinli serve` prints the setup link
         app[setup_state_key]["token"] = secrets.token_urlsafe(18)
     fields = FieldCrypto(app[keyring_key], SqlDataKeyStore(db))
-    directory = TenantDirectory(app[master_key])
+    # The blind-index key is the tenant's: opened from its unlocked vault (issue 17).
+    directory = TenantDirectory(app[master_key], app[keyring_key])
     app[fields_key], app[directory_key] = fields, directory
     credentials = CredentialStore(db, app[master_key])
     providers = app[config_key].providers  # the only source of provider addresses
@@ -148,12 +150,15 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     bus.subscribe(LINE_GONE_TOPIC, lambda line_id: line_gone(app, line_id))
     bus.subscribe(LINE_CHANGED_TOPIC, lambda line_id: line_changed(app, line_id))
     app[importer_key] = ContactImporter(db, fields, directory)
+    # What arrives for a locked tenant waits sealed, applied before any send (issue 17).
+    backlog = InboundBacklog(db, fields, directory, app[watch_key])
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],
-                                     watch=app[watch_key])
+                                     watch=app[watch_key], backlog=backlog)
     await accounts.unlock_service_custody(db, app[keyring_key], app[master_key])
-    app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram)
+    app[operator_desk_key] = OperatorDesk(db, app[master_key], directory, telegram, fields)
     app[iys_sync_key] = IysSync(db, app[master_key], directory, fields, app[watch_key],
                                 alerts=app[operator_desk_key], iys_url=providers.iys_url)
+    app[iys_sync_key].use_backlog(backlog)
     await app[iys_sync_key].drop_stored_addresses()
     app[erasures_key] = ErasureFinisher(db, fields, directory)
     app[telegram_inbound_key] = TelegramInbound(app[inbound_key], telegram,
@@ -227,7 +232,9 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
                                 provider_backoff_max_seconds=(
                                     config.campaigns.provider_backoff_max_seconds)),
                             alerts=app[operator_desk_key])
-    tasks = [asyncio.create_task(dispatcher.run())]
+    backlog = app[inbound_key].backlog  # nothing sent for a tenant while it holds items
+    dispatcher.held_tenants = backlog.held
+    tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(backlog.run())]
     poller = None
     if not config.server.public_url:
         # One poller per bot across processes; SQLite has one process: no one to share with.

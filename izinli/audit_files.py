@@ -1,8 +1,7 @@
-"""The audit log's files beside the master key: `audit.pub` (the public key auditors verify
+"""The audit log's files in the data dir: `audit.pub` (the public key auditors verify
 checkpoints with) and `audit.checkpoints` (every checkpoint this process signed, one line each,
-so cutting the log and its checkpoints out of the database is still found). Both are written
-in the data dir even when the master key comes from IZINLI_MASTER_KEY: neither holds a secret,
-and the data dir is where the server keeps its files either way."""
+so cutting the log and its checkpoints out of the database is still found). Neither holds a
+secret, so they stay in the data dir wherever the master key is kept."""
 from __future__ import annotations
 
 import logging
@@ -16,11 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def public_key_path(config: Config) -> Path:
-    return config.master_key_path.with_name("audit.pub")
+    return config.data_dir / "audit.pub"
 
 
 def journal_path(config: Config) -> Path:
-    return config.master_key_path.with_name("audit.checkpoints")
+    return config.data_dir / "audit.checkpoints"
 
 
 def publish(config: Config, master: MasterKey) -> None:

@@ -88,6 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file holding the current passphrase")
     change.add_argument("--new-passphrase-file", required=True, type=Path,
                         help="file holding the new passphrase")
+    rcode = t_sub.add_parser("recovery-code", help="make a new recovery code (the earlier one "
+                             "stops working); prints it once")
+    _common(rcode)
+    rcode.add_argument("tenant_id")
+    rcode.add_argument("--passphrase-file", required=True, type=Path,
+                       help="file holding the vault passphrase ('-' for stdin)")
+    recover = t_sub.add_parser("recover", help="set a new vault passphrase with the recovery "
+                               "code; prints the new recovery code that replaces it, once")
+    _common(recover)
+    recover.add_argument("tenant_id")
+    recover.add_argument("--recovery-code-file", required=True, type=Path,
+                         help="file holding the recovery code ('-' for stdin)")
+    recover.add_argument("--new-passphrase-file", required=True, type=Path,
+                         help="file holding the new passphrase")
+    delete = t_sub.add_parser("delete", help="delete a business and all its data for good "
+                              "(asks for its name)")
+    _common(delete)
+    delete.add_argument("tenant_id")
+    delete.add_argument("--yes", action="store_true",
+                        help="do not ask for the business name (scripts)")
+    backup = sub.add_parser("backup", help="copy the embedded database (and the audit files) "
+                            "into FILE while the service runs; never the master key")
+    _common(backup)
+    backup.add_argument("file", type=Path)
+    restore = sub.add_parser("restore", help="restore a backup FILE into an empty data dir")
+    _common(restore)
+    restore.add_argument("file", type=Path)
     user = sub.add_parser("user", help="dashboard users")
     _common(user)
     u_sub = user.add_subparsers(dest="user_command", metavar="ACTION", parser_class=_Parser)
@@ -166,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(disp)
     disp.add_argument("--recipients", type=int, action="append",
                       help="repeatable; default 10000 and 1000000")
+    disp.add_argument("--databases", metavar="sqlite,postgresql",
+                      help="default: sqlite, plus postgresql when IZINLI_DATABASE_URL names a "
+                           "PostgreSQL server (the bench creates and drops its own database)")
+    disp.add_argument("--repeat", type=int, default=3,
+                      help="interleaved pipeline/floor runs per size (medians are printed)")
+    disp.add_argument("--profile", action="store_true",
+                      help="cProfile the pipeline runs and print the top functions")
     thr = b_sub.add_parser("throttle", help="pacing accuracy against enforced provider limits")
     _common(thr)
     thr.add_argument("--lines", type=int, default=20)
@@ -269,8 +303,9 @@ def _run(argv: list[str] | None) -> int:
         return asyncio.run(handler(args, config))
     except (ConfigError, StoreError, ValueError) as exc:
         return _fail(EXIT_USAGE, str(exc))
-    except WrongPassphraseError:
-        return _fail(EXIT_AUTH, "wrong passphrase")
+    except WrongPassphraseError as exc:
+        wrong_code = exc.code == "wrong_recovery_code"  # crypto.recovery: its own words
+        return _fail(EXIT_AUTH, str(exc) if wrong_code else "wrong passphrase")
     except AccountError as exc:
         return _fail(EXIT_USAGE, str(exc))
     except Exception as exc:  # the last line of defence: no traceback for users

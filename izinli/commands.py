@@ -57,10 +57,19 @@ async def cmd_tenant_create(args, config: Config) -> int:
         tenant_id, api_key = await accounts.create_tenant(
             db, master, args.name, passphrase, kdf=config.crypto.kdf,
             min_length=config.crypto.min_passphrase_length)
+        code = await _first_recovery_code(db, tenant_id, passphrase, config)
     finally:
         await db.close()
-    print(json.dumps({"tenant_id": tenant_id, "api_key": api_key}))
+    print(json.dumps({"tenant_id": tenant_id, "api_key": api_key, "recovery_code": code}))
+    print("izinli: the recovery code is shown once: print it and keep it apart from the "
+          "passphrase; it sets a new passphrase if that one is forgotten", file=sys.stderr)
     return 0
+
+
+async def _first_recovery_code(db, tenant_id: str, passphrase: str, config: Config) -> str:
+    from accounts import recovery
+    return await recovery.issue_code_with_passphrase(db, tenant_id, passphrase, "cli",
+                                                     config.crypto.kdf)
 
 
 async def cmd_tenant_api_key(args, config: Config) -> int:
@@ -157,13 +166,24 @@ async def cmd_bench_gate(args, config: Config) -> int:
 
 async def cmd_bench_dispatch(args, config: Config) -> int:
     from bench import dispatch
-    await dispatch.bench_dispatch(args.recipients or [10_000, 1_000_000])
+    kinds = [k.strip() for k in (args.databases or "").split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ("sqlite", "postgresql")]
+    if unknown:
+        raise ValueError(f"--databases takes sqlite and/or postgresql, not {unknown[0]}")
+    url = _bench_url(config)
+    if "postgresql" in kinds and not (url or "").startswith("postgresql"):
+        raise ValueError("--databases postgresql needs IZINLI_DATABASE_URL=postgresql+asyncpg://"
+                         "… (a server the bench creates its own database on)")
+    if args.repeat < 1:
+        raise ValueError("--repeat must be at least 1")
+    await dispatch.bench_dispatch(args.recipients or [10_000, 1_000_000], kinds or None, url,
+                                  args.repeat, args.profile)
     return 0
 
 
 async def cmd_bench_throttle(args, config: Config) -> int:
     from bench import dispatch
-    await dispatch.bench_throttle(args.lines, args.rate, args.seconds)
+    await dispatch.bench_throttle(args.lines, args.rate, args.seconds, _bench_url(config))
     return 0
 
 
@@ -180,7 +200,7 @@ async def cmd_bench_iys(args, config: Config) -> int:
 
 async def cmd_bench_webhooks(args, config: Config) -> int:
     from bench import webhooks
-    await webhooks.bench_webhooks(args.requests, args.concurrency)
+    await webhooks.bench_webhooks(args.requests, args.concurrency, _bench_url(config))
     return 0
 
 
@@ -255,6 +275,7 @@ async def cmd_audit_verify(args, config: Config) -> int:
                       "signed_through": verdict.signed_through,
                       "journal_checkpoints": verdict.journal,
                       "legacy_checkpoints": verdict.legacy,
+                      "redacted": verdict.redacted,
                       "public_key": format_public_key(public), "ok": True}))
     return 0
 
@@ -262,7 +283,8 @@ async def cmd_audit_verify(args, config: Config) -> int:
 def _audit_public_key(args, config: Config) -> bytes:
     if args.public_key:
         return read_public_key(args.public_key)
-    if not os.environ.get("IZINLI_MASTER_KEY", "").strip() and not config.master_key_path.exists():
+    if (not os.environ.get("IZINLI_MASTER_KEY", "").strip() and not config.master_key_path.exists()
+            and not config.legacy_master_key_path.exists()):
         # Loading would create a new master key, whose audit key signed nothing here.
         raise ValueError(f"no master key at {config.master_key_path} and IZINLI_MASTER_KEY is "
                          "unset: give the audit public key with --public-key")
@@ -337,6 +359,8 @@ async def _line_admin(config: Config, work) -> int:
 
 
 def _line_json(line) -> dict:
+    """The line as the API shows it, its name locked: names are sealed to the tenant and the
+    operator's CLI holds no unlock (it shows the id and channel; a name only as just typed)."""
     from dashboard.api.lines import line_json
     return line_json(line)
 
@@ -378,11 +402,25 @@ async def cmd_lines_edit(args, config: Config) -> int:
         raise ValueError("nothing to change: give --name, --rate or --tier")
 
     async def work(admin):
-        return _line_json(await admin.update(args.tenant_id, "cli", args.line_id, changes))
+        shown = _line_json(await admin.update(args.tenant_id, "cli", args.line_id, changes))
+        return shown | ({"name": args.name.strip(), "name_locked": False} if args.name else {})
     return await _line_admin(config, work)
 
 
+def _lifecycle(name: str) -> Command:
+    """A command of izinli.lifecycle, imported when it runs (recovery, delete, backup)."""
+    async def run(args, config: Config) -> int:
+        from izinli import lifecycle
+        return await getattr(lifecycle, name)(args, config)
+    return run
+
+
 _COMMANDS: dict[tuple[str, ...], Command] = {
+    ("tenant", "recovery-code"): _lifecycle("cmd_tenant_recovery_code"),
+    ("tenant", "recover"): _lifecycle("cmd_tenant_recover"),
+    ("tenant", "delete"): _lifecycle("cmd_tenant_delete"),
+    ("backup",): _lifecycle("cmd_backup"),
+    ("restore",): _lifecycle("cmd_restore"),
     ("lines", "list"): cmd_lines_list,
     ("lines", "pause"): cmd_lines_pause,
     ("lines", "resume"): cmd_lines_resume,

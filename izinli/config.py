@@ -55,6 +55,10 @@ class CryptoConfig:
     min_passphrase_length: int = 12
     # Argon2id hashes (logins, unlocks) running at once; a burst beyond this gets 429.
     kdf_concurrency: int = 2
+    # The operator master key file, kept apart from the data so that a copy of the data dir
+    # never carries it. Empty: $XDG_CONFIG_HOME/izinli/master.key (~/.config/izinli/...),
+    # created on first start. IZINLI_MASTER_KEY, when set, is used instead of any file.
+    master_key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,17 @@ class Config:
 
     @property
     def master_key_path(self) -> Path:
+        """Where the master key file is (or is created): crypto.master_key_file, else the
+        user's config dir, read from the environment when asked (tests point it elsewhere)."""
+        if self.crypto.master_key_file:
+            return Path(self.crypto.master_key_file).expanduser()
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip()
+        root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+        return root / "izinli" / "master.key"
+
+    @property
+    def legacy_master_key_path(self) -> Path:
+        """Where versions before issue 17 created the key: beside the data."""
         return self.data_dir / "master.key"
 
 
@@ -149,6 +164,7 @@ _ALIASES = {
     "IZINLI_PUBLIC_URL": "server.public_url",
     "IZINLI_LOG_LEVEL": "log.level",
     "IZINLI_KDF": "crypto.kdf",
+    "IZINLI_MASTER_KEY_FILE": "crypto.master_key_file",
 }
 # Read by the composition root directly, never stored in the Config tree (it must not be printed).
 SECRET_ENV = ("IZINLI_MASTER_KEY",)

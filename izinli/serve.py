@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dashboard.keys import master_key
 from dashboard.pages.web import setup_state_key
 from izinli.app import create_app
 from izinli.config import Config, ConfigError
@@ -61,6 +62,10 @@ async def _serve(config: Config) -> None:
         role = config.server.role
         print(f"izinli listening on {url}" + (f" (role {role})" if role != "all" else ""),
               flush=True)
+        created = app[master_key]
+        if created.created:  # said once, on the start that made it
+            print(f"first run: created the master key at {created.source}; back it up now, "
+                  "apart from the data (see README, Backups)", flush=True)
         token = app[setup_state_key].get("token") if role != "worker" else None
         if token:  # first run: no business yet; the link is the only way in, once
             print(f"first run: create your business at {url}/setup?token={token}", flush=True)

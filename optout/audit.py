@@ -58,6 +58,48 @@ async def record(conn: AsyncConnection, tenant_id: str | None, actor: str, actio
     return seq
 
 
+# A deleted tenant's entries are blanked in place (the chain's hashes stay, so the entries
+# after them still verify): tenant, actor and detail emptied, the action set to REDACTED. Each
+# blanked entry must be named by a later operator-level DELETION entry (tenant_id NULL), whose
+# `redacted` lists the blanked sequence numbers as [first, last] ranges; verification refuses
+# a blank no deletion names.
+REDACTED = "redacted"
+DELETION = "tenant.delete"
+
+
+async def redact_tenant(conn: AsyncConnection, tenant_id: str) -> list[list[int]]:
+    """Blanks the tenant's entries inside the caller's transaction; their seqs as ranges, for
+    the DELETION entry the caller then records."""
+    await _serialise(conn)
+    seqs = [r.seq for r in await conn.execute(sa.select(audit_log.c.seq).where(
+        audit_log.c.tenant_id == tenant_id).order_by(audit_log.c.seq))]
+    await conn.execute(audit_log.update().where(audit_log.c.tenant_id == tenant_id).values(
+        tenant_id=None, actor="", action=REDACTED, detail=""))
+    ranges: list[list[int]] = []
+    for seq in seqs:
+        if ranges and ranges[-1][1] == seq - 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges
+
+
+def _blank(row) -> bool:
+    return row.action == REDACTED and row.tenant_id is None and not row.actor
+
+
+def _named_redactions(row) -> set[int]:
+    """The seqs a DELETION entry names as blanked (none for any other entry)."""
+    if row.action != DELETION or row.tenant_id is not None:
+        return set()
+    try:
+        ranges = json.loads(row.detail).get("redacted", [])
+        return {seq for first, last in ranges for seq in range(int(first), int(last) + 1)
+                if seq < row.seq}
+    except (ValueError, TypeError, AttributeError):
+        return set()
+
+
 async def write(db: Database, tenant_id: str | None, actor: str, action: str, **detail) -> int:
     async with db.begin() as conn:
         return await record(conn, tenant_id, actor, action, **detail)
@@ -163,6 +205,7 @@ class Verdict:
     broken_at: int | None = None
     code: str | None = None  # stable: entry_missing, link_broken, entry_altered,
     reason: str | None = None  # checkpoint_forged, checkpoint_mismatch, truncated
+    redacted: int = 0  # entries blanked by a business's deletion, each named by it
 
 
 async def verify_chain(db: Database, public_key: bytes,
@@ -185,6 +228,8 @@ async def verify_chain(db: Database, public_key: bytes,
         for m in stored + journal:
             marks.setdefault(m.seq, []).append(m)
         prev, count, last = GENESIS, 0, 0
+        blanks: set[int] = set()  # blanked entries no deletion has named yet
+        redacted = 0
         result = await conn.stream(sa.select(audit_log).order_by(audit_log.c.seq))
         async for row in result:
             count += 1
@@ -192,9 +237,17 @@ async def verify_chain(db: Database, public_key: bytes,
             if problem:
                 return replace(base, entries=count, signed_through=_covered(marks, last),
                                broken_at=row.seq, code=code, reason=problem)
+            if _blank(row):
+                blanks.add(row.seq)
+                redacted += 1
+            blanks -= _named_redactions(row)
             prev, last = bytes(row.hash), row.seq
-    return _judge_end(replace(base, entries=count, signed_through=_covered(marks, last)),
-                      marks, last)
+    verdict = replace(base, entries=count, signed_through=_covered(marks, last),
+                      redacted=redacted)
+    if blanks:
+        return replace(verdict, broken_at=min(blanks), code="entry_altered",
+                       reason="entry content was blanked without a deletion that names it")
+    return _judge_end(verdict, marks, last)
 
 
 def _stored_mark(row) -> Mark:
@@ -214,8 +267,8 @@ def _check(row, prev: bytes, expected: int, count: int,
         return "entry_missing", f"{gap} missing"
     if bytes(row.prev_hash) != prev:
         return "link_broken", "previous-hash link does not match"
-    if entry_hash(prev, row.seq, row.at, row.tenant_id, row.actor, row.action,
-                  row.detail) != bytes(row.hash):
+    if not _blank(row) and entry_hash(prev, row.seq, row.at, row.tenant_id, row.actor, row.action,
+                                row.detail) != bytes(row.hash):
         return "entry_altered", "entry content does not match its hash"
     for mark in marks:
         if mark.head != bytes(row.hash) or mark.entries != count:

@@ -44,6 +44,21 @@ class IysSync:
         self.fields, self.watch, self._client_factory = fields, watch, client_factory
         self.push_settings = push_settings
         self._holder = leases.new_holder()  # this process's name on "iys:<tenant>" leases
+        self.backlog = None  # optout.backlog.InboundBacklog: see use_backlog
+
+    def use_backlog(self, backlog) -> None:
+        """Refusals pulled while a tenant's vault is locked wait there, sealed."""
+        self.backlog = backlog
+        backlog.on("iys", self._apply_kept)
+
+    async def _apply_kept(self, a, item: dict) -> None:
+        consent = IysConsent(
+            recipient=item["recipient"], recipient_type=item["recipient_type"],
+            type=item["type"], source=item["source"], status=item["status"],
+            consent_date=datetime.fromisoformat(item["consent_date"]))
+        if consent.status == "RET":
+            a.watch.note(a.profile.id, a.index(consent.recipient))
+        await self._apply_one(a.conn, a.profile.id, a.sealer, consent)
 
     async def pull_all(self) -> int:
         async with self.db.connect() as conn:
@@ -153,8 +168,18 @@ class IysSync:
     async def _apply(self, tenant_id: str, items: list[IysConsent], cursor: str | None) -> int:
         async with self.db.connect() as conn:
             profile = await self.directory.profile(conn, tenant_id)
-        sealer = await self.fields.shared_sealer(tenant_id, profile.public_key)
         refusals = [i for i in items if i.status == "RET"]
+        if not self.directory.can_index(tenant_id) and self.backlog is not None:
+            # Locked, and the lookup key is the tenant's: kept sealed with the cursor moved,
+            # applied (before any send) at the unlock (optout.backlog).
+            async with self.db.begin() as conn:
+                for item in items:
+                    await self.backlog.keep(tenant_id, profile.public_key, "iys",
+                                            _item_payload(item), conn=conn)
+                await conn.execute(tenant_settings.update().where(
+                    tenant_settings.c.tenant_id == tenant_id).values(iys_cursor=cursor))
+            return len(refusals)
+        sealer = await self.fields.shared_sealer(tenant_id, profile.public_key)
         for item in refusals:  # before the commit: see optout.watch
             self.watch.note(tenant_id, self.directory.index(tenant_id, item.recipient))
         async with self.db.begin() as conn:
@@ -178,6 +203,12 @@ class IysSync:
         await raw.execute(conn, "UPDATE consent_state SET iys_status = ? WHERE tenant_id = ? "
                                 "AND address_index = ? AND consent_type = ?",
                           (item.status, tenant_id, index, item.type))
+
+
+def _item_payload(item: IysConsent) -> dict:
+    return {"recipient": item.recipient, "recipient_type": item.recipient_type,
+            "type": item.type, "source": item.source, "status": item.status,
+            "consent_date": item.consent_date.isoformat()}
 
 
 def _pulled_event(item: IysConsent, index: bytes, status: str, statement: str,

@@ -46,9 +46,16 @@ async def holdings(conn: AsyncConnection, tenant_id: str, index: bytes) -> dict:
         contacts.c.tenant_id == tenant_id, contacts.c.address_index == index))).first()
     person = None
     if contact is not None and not contact.erased_at:
-        lists_of = [r.name for r in await conn.execute(sa.select(contact_lists.c.name).join(
-            list_members, list_members.c.list_id == contact_lists.c.id).where(
-            list_members.c.contact_id == contact.id))]
+        # List names are sealed (optout.names); a bot's subscriber list without a name of
+        # its own reads "Telegram: <line name>", so it carries the line's sealed name.
+        bot = lines.alias("bot")
+        lists_of = [{"name_sealed": _b64(r.name_sealed or r.bot_name),
+                     "subscribers": r.name_sealed is None and r.bot_name is not None}
+                    for r in await conn.execute(sa.select(
+                        contact_lists.c.name_sealed, bot.c.name_sealed.label("bot_name")).join(
+                        list_members, list_members.c.list_id == contact_lists.c.id).outerjoin(
+                        bot, bot.c.id == contact_lists.c.subscribers_of).where(
+                        list_members.c.contact_id == contact.id))]
         person = {"name_sealed": _b64(contact.name_sealed),
                   "attributes_sealed": _b64(contact.attributes_sealed),
                   "lists": lists_of, "since": _iso(contact.created_at)}
@@ -62,7 +69,8 @@ async def holdings(conn: AsyncConnection, tenant_id: str, index: bytes) -> dict:
         "suppressions": [{"scope": s.scope, "kind": s.kind, "since": _iso(s.created_at)}
                          for s in await _rows(conn, suppressions, tenant_id, index,
                                               suppressions.c.created_at)],
-        "messages": [{"campaign": m.name, "purpose": m.purpose, "channel": m.channel,
+        "messages": [{"campaign_sealed": _b64(m.name_sealed), "purpose": m.purpose,
+                      "channel": m.channel,
                       "state": m.state, "sent_at": _iso(m.sent_at)}
                      for m in await _messages(conn, tenant_id,
                                               contact.id if contact else None)],
@@ -77,6 +85,8 @@ def sealed_fields(held: dict) -> list[bytes]:
     if held["contact"] is not None:
         blobs += [v for v in (held["contact"]["name_sealed"],
                               held["contact"]["attributes_sealed"]) if v]
+        blobs += [v["name_sealed"] for v in held["contact"]["lists"] if v["name_sealed"]]
+    blobs += [m["campaign_sealed"] for m in held["messages"] if m.get("campaign_sealed")]
     return [base64.b64decode(b) for b in blobs]
 
 
@@ -88,17 +98,25 @@ def build_report(address: str, held: dict, opened: list[bytes]) -> dict:
     person = None
     if (contact := held["contact"]) is not None:
         person = {"name": next(it).decode() if contact["name_sealed"] else "",
-                  "attributes": json.loads(next(it)) if contact["attributes_sealed"] else {},
-                  "lists": contact["lists"], "since": contact["since"]}
+                  "attributes": json.loads(next(it)) if contact["attributes_sealed"] else {}}
+        person |= {"lists": [_list_name(v, next(it).decode() if v["name_sealed"] else "")
+                             for v in contact["lists"]], "since": contact["since"]}
+    messages = [{k: v for k, v in m.items() if k != "campaign_sealed"}
+                | {"campaign": next(it).decode() if m.get("campaign_sealed") else None}
+                for m in held["messages"]]
     # Who else processed the data, by the channel that carried it (KVKK art. 11(1)(ç)).
     processors = optout_channels.processors()
     channels = {m["channel"] for m in held["messages"]}
     return {
         "address": address, "contact": person, "consents": consents,
-        "suppressions": held["suppressions"], "messages": held["messages"],
+        "suppressions": held["suppressions"], "messages": messages,
         "replies_received": held["replies_received"],
         "processors": sorted(processors[c] for c in channels if c in processors),
     }
+
+
+def _list_name(held_list: dict, name: str) -> str:
+    return f"Telegram: {name}" if held_list.get("subscribers") else name
 
 
 def _b64(blob: bytes | None) -> str | None:
@@ -118,7 +136,7 @@ async def _rows(conn, table, tenant_id: str, index: bytes, order) -> list:
 async def _messages(conn, tenant_id: str, contact_id: str | None) -> list:
     if contact_id is None:
         return []
-    q = sa.select(outbox.c.state, outbox.c.reason, outbox.c.sent_at, campaigns.c.name,
+    q = sa.select(outbox.c.state, outbox.c.reason, outbox.c.sent_at, campaigns.c.name_sealed,
                   campaigns.c.purpose, lines.c.channel).join(
         campaigns, campaigns.c.id == outbox.c.campaign_id).join(
         lines, lines.c.id == campaigns.c.line_id).where(

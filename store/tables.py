@@ -16,11 +16,18 @@ tenants = sa.Table(
     sa.Column("public_key", sa.LargeBinary, nullable=False),
     # Tenant X25519 secret key wrapped under the passphrase (crypto.keys format).
     sa.Column("wrapped_secret", sa.LargeBinary, nullable=False),
-    # Blind-index key wrapped by the operator master key (STOP is matched while locked).
-    sa.Column("wrapped_lookup_key", sa.LargeBinary, nullable=False),
+    # Blind-index key wrapped by the operator master key: only under custody 'service' and for
+    # tenants made before migration 0030 until their next unlock; NULL otherwise.
+    sa.Column("wrapped_lookup_key", sa.LargeBinary, nullable=True),
     sa.Column("custody", sa.String(16), nullable=False, server_default="passphrase"),
     # Only under custody 'service': the tenant secret key wrapped by the master key.
     sa.Column("service_wrapped_secret", sa.LargeBinary, nullable=True),
+    # The same secret key wrapped under the owner's one-time recovery code (crypto.recovery;
+    # migration 0032); NULL until a code was made.
+    sa.Column("recovery_wrapped_secret", sa.LargeBinary, nullable=True),
+    # The blind-index key sealed to the tenant (crypto_box_seal to public_key; migration 0030):
+    # opened only with the tenant's secret key, so only while unlocked.
+    sa.Column("sealed_lookup_key", sa.LargeBinary, nullable=True),
 )
 
 api_keys = sa.Table(
@@ -28,7 +35,8 @@ api_keys = sa.Table(
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
               nullable=False, index=True),
-    sa.Column("name", sa.String(100), nullable=False),
+    # The key's name sealed like a contact field (optout.names; migration 0031).
+    sa.Column("name_sealed", sa.LargeBinary, nullable=True),
     sa.Column("secret_hash", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
@@ -85,7 +93,8 @@ lines = sa.Table(
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
               nullable=False, index=True),
     sa.Column("channel", sa.String(16), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False),
+    # The line's name sealed like a contact field (optout.names; migration 0031).
+    sa.Column("name_sealed", sa.LargeBinary, nullable=True),
     sa.Column("rate_per_second", sa.Double, nullable=False),
     sa.Column("state", sa.String(16), nullable=False, server_default="active"),
     sa.Column("state_reason", sa.String(200), nullable=True),
@@ -105,7 +114,11 @@ contact_lists = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
               nullable=False, index=True),
-    sa.Column("name", sa.String(200), nullable=False),
+    # The list's name sealed like a contact field (optout.names; migration 0031). NULL for a
+    # bot's subscriber list made while locked: it reads as "Telegram: <line name>".
+    sa.Column("name_sealed", sa.LargeBinary, nullable=True),
+    # The Telegram line whose consenting subscribers this list gathers (found while locked).
+    sa.Column("subscribers_of", sa.String(36), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     # Attribute keys seen in imports (not personal): what templates may use.
     sa.Column("columns", sa.JSON, nullable=True),
@@ -285,7 +298,8 @@ sandbox_messages = sa.Table(
               nullable=False),
     sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id", ondelete="CASCADE"),
               nullable=False),
-    sa.Column("to_index", sa.LargeBinary(16), nullable=False),
+    # NULL for a confirmation delivered while the vault was locked (migration 0030).
+    sa.Column("to_index", sa.LargeBinary(16), nullable=True),
     sa.Column("to_sealed", sa.LargeBinary, nullable=False),
     sa.Column("text_sealed", sa.LargeBinary, nullable=False),
     sa.Column("at", sa.Double, nullable=False),
@@ -299,7 +313,8 @@ campaigns = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
               nullable=False, index=True),
-    sa.Column("name", sa.String(200), nullable=False),
+    # The campaign's name sealed like a contact field (optout.names; migration 0031).
+    sa.Column("name_sealed", sa.LargeBinary, nullable=True),
     sa.Column("line_id", sa.String(36), sa.ForeignKey("lines.id"), nullable=False),
     sa.Column("list_id", sa.String(36), sa.ForeignKey("contact_lists.id"), nullable=False),
     sa.Column("purpose", sa.String(16), nullable=False),  # commercial | informational
@@ -597,4 +612,22 @@ telegram_invites = sa.Table(
     sa.Index("ix_telegram_invites_active", "tenant_id", "list_id", "line_id", unique=True,
              sqlite_where=sa.text("revoked_at IS NULL"),
              postgresql_where=sa.text("revoked_at IS NULL")),
+)
+
+
+# What arrived while the tenant's vault was locked and needs the blind index (inbound texts,
+# provider opt-outs, İYS refusals): sealed to the tenant public key, applied in id order and
+# deleted at the next unlock (optout.backlog; migration 0030). `dedup`: BLAKE2b of the
+# provider's id, so a retried delivery is kept once.
+sealed_inbound = sa.Table(
+    "sealed_inbound", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("dedup", sa.LargeBinary(16), nullable=True),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("tenant_id", "dedup", name="uq_sealed_inbound_dedup"),
+    sa.Index("ix_sealed_inbound_tenant", "tenant_id", "id"),
 )

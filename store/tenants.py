@@ -19,9 +19,11 @@ class TenantRow:
     created_at: float
     public_key: bytes
     wrapped_secret: bytes
-    wrapped_lookup_key: bytes
+    wrapped_lookup_key: bytes | None  # NULL once the tenant holds its key (migration 0030)
     custody: str
     service_wrapped_secret: bytes | None
+    recovery_wrapped_secret: bytes | None = None  # crypto.recovery (migration 0032)
+    sealed_lookup_key: bytes | None = None  # sealed to the tenant (migration 0030)
 
     def __repr__(self) -> str:  # the wrapped blobs are harmless but noisy; never print them
         return f"TenantRow(id={self.id!r}, name={self.name!r}, custody={self.custody!r})"
@@ -64,10 +66,29 @@ async def set_wrapped_secret(conn: AsyncConnection, tenant_id: str, old: bytes, 
     return result.rowcount == 1
 
 
-async def insert_api_key(conn: AsyncConnection, key_id: str, tenant_id: str, name: str,
-                         secret_hash: bytes, role: str = "admin") -> None:
+async def set_recovery_wrap(conn: AsyncConnection, tenant_id: str, wrapped: bytes) -> bool:
+    """The recovery-code wrap from now on (the previous code stops working); whether the
+    tenant exists."""
+    result = await conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(
+        recovery_wrapped_secret=wrapped))
+    return result.rowcount == 1
+
+
+async def set_recovered(conn: AsyncConnection, tenant_id: str, old_recovery: bytes,
+                        wrapped_secret: bytes, recovery_wrapped_secret: bytes) -> bool:
+    """Both wraps replaced (a recovery), if the recovery wrap is still `old_recovery`: a code
+    opens the vault once."""
+    result = await conn.execute(tenants.update().where(
+        tenants.c.id == tenant_id, tenants.c.recovery_wrapped_secret == old_recovery).values(
+        wrapped_secret=wrapped_secret, recovery_wrapped_secret=recovery_wrapped_secret))
+    return result.rowcount == 1
+
+
+async def insert_api_key(conn: AsyncConnection, key_id: str, tenant_id: str,
+                         name_sealed: bytes, secret_hash: bytes, role: str = "admin") -> None:
+    """`name_sealed`: the key's name sealed to the tenant (optout.names)."""
     await conn.execute(api_keys.insert().values(
-        id=key_id, tenant_id=tenant_id, name=name, secret_hash=secret_hash,
+        id=key_id, tenant_id=tenant_id, name_sealed=name_sealed, secret_hash=secret_hash,
         created_at=time.time(), role=role))
 
 
@@ -79,7 +100,7 @@ async def get_api_key(conn: AsyncConnection, key_id: str) -> ApiKeyRow | None:
 
 
 async def list_api_keys(conn: AsyncConnection, tenant_id: str) -> list:
-    q = sa.select(api_keys.c.id, api_keys.c.name, api_keys.c.created_at,
+    q = sa.select(api_keys.c.id, api_keys.c.name_sealed, api_keys.c.created_at,
                   api_keys.c.revoked_at, api_keys.c.role).where(
         api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.created_at, api_keys.c.id)
     return list(await conn.execute(q))

@@ -132,6 +132,14 @@ def database_url(request, tmp_path: Path):
     _pg_admin('DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
 
 
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path: Path, monkeypatch) -> None:
+    """The master key's default place (the user's config dir) inside the test's own directory,
+    for this process and every process it starts: no test writes to the real home."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("IZINLI_MASTER_KEY_FILE", raising=False)
+
+
 @pytest.fixture
 def config(tmp_path: Path, database_url: str, monkeypatch) -> configuration.Config:
     monkeypatch.delenv("IZINLI_MASTER_KEY", raising=False)

@@ -17,6 +17,13 @@ from izinli.logs import JsonFormatter
 
 PASSPHRASE = "doğru at pil zımba 42"
 PLAINTEXTS = ["+905321112233", "Şükrü Çağlayan", "Kampanya: %20 indirim, İstanbul şubesi"]
+# Names a business types (issue 17 item 2): sealed like contact fields.
+NAMES = {"list_name": "Kış müşterileri listesi", "campaign_name": "Bahar kampanyası Ağrı",
+         "line_name": "Mağaza hattı Çorlu", "api_key_name": "Muhasebe anahtarı Iğdır",
+         "import_file_name": "gizli-müşteriler-ocak.csv",
+         "list_name_unlocked": "Sadık müşteriler Şişli",
+         # A consent source in the business's own words (CSV column, API): only in evidence.
+         "csv_consent_source": "Nişantaşı mağaza formu", "api_consent_source": "Bağdat şubesi"}
 
 scratch = sa.Table("scratch_fields", sa.MetaData(),
                    sa.Column("id", sa.Integer, primary_key=True),
@@ -53,6 +60,7 @@ async def _full_cycle(app, client) -> dict[str, bytes | str]:
                           headers={"Authorization": f"Bearer {api_key}"})
     assert r.status == 204
     unlocked_writer = await fields.new_sealer(tenant_id, row.public_key)
+    await _names(client, api_key)
     blobs = [w.seal_field(p.encode()) for w in (locked_writer, unlocked_writer) for p in PLAINTEXTS]
     async with db.begin() as conn:
         await conn.run_sync(lambda sync: scratch.create(sync))
@@ -65,10 +73,41 @@ async def _full_cycle(app, client) -> dict[str, bytes | str]:
     secrets = {"passphrase": PASSPHRASE, "api_key": api_key,
                "api_key_secret": api_key.split("_", 2)[2],
                "tenant_secret_key": unlocked.secret_key(),
-               "lookup_key": app[master_key].unwrap(row.wrapped_lookup_key),
+               "lookup_key": unlocked.lookup_key(row.sealed_lookup_key),  # the tenant's
                "dek_locked_writer": locked_writer._dek, "dek_unlocked": unlocked_writer._dek}
     secrets.update({f"plaintext_{i}": p for i, p in enumerate(PLAINTEXTS)})
-    return secrets
+    return secrets | NAMES
+
+
+async def _names(client, api_key: str) -> None:
+    """Lists, a line, an API key and a campaign named through the API, and a CSV imported
+    under a file name (the import needs the lookup key: unlocked); all must be sealed."""
+    auth = {"Authorization": f"Bearer {api_key}"}
+
+    async def call(method: str, path: str, status: int, **kw) -> dict:
+        r = await client.request(method, "/api/v1" + path, headers=auth | kw.pop("headers", {}),
+                                 **kw)
+        assert r.status == status, await r.text()
+        return await r.json()
+
+    line = await call("POST", "/lines", 201, json={"channel": "sandbox",
+                                                  "name": NAMES["line_name"]})
+    listed = await call("POST", "/lists", 201, json={"name": NAMES["list_name"]})
+    await call("POST", "/lists", 201, json={"name": NAMES["list_name_unlocked"]})
+    await call("POST", "/api-keys", 201, json={"name": NAMES["api_key_name"]})
+    await call("POST", "/contacts/import", 200,
+               data=f"telefon;consent;kaynak\n05321110000;granted;{NAMES['csv_consent_source']}\n"
+               .encode(),
+               params={"list_id": listed["id"], "filename": NAMES["import_file_name"]},
+               headers={"Content-Type": "text/csv"})
+    await call("POST", "/campaigns", 201, json={
+        "name": NAMES["campaign_name"], "line_id": line["id"], "list_id": listed["id"],
+        "template": "Merhaba {{name}}"})
+    await call("POST", "/consents", 201, json={
+        "address": "05321110001", "channel": "sandbox", "status": "granted",
+        "source": NAMES["api_consent_source"], "evidence": "form"})
+    lists = (await call("GET", "/lists", 200))["lists"]
+    assert {x["name"] for x in lists} >= {NAMES["list_name"], NAMES["list_name_unlocked"]}
 
 
 async def test_database_file_and_wal_hold_no_plaintext(sqlite_config):

@@ -5,16 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 import accounts
-from dashboard.errors import field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import json_response, parse_body
 from dashboard.keys import API_KEY_ID
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation
 from dashboard.services import accounts as service
-from dashboard.services import context_of
+from dashboard.services.names import named_schema
 from dashboard.services.values import iso
 
 
 def key_json(k: service.ApiKeyInfo, current: str | None = None) -> dict:
-    return {"id": k.id, "name": k.name, "created_at": iso(k.created_at),
+    return {"id": k.id, "name": k.name, "name_locked": k.name_locked,
+            "created_at": iso(k.created_at),
             "revoked_at": iso(k.revoked_at), "revoked": k.revoked_at is not None,
             "role": k.role, "current": k.id == current}
 
@@ -24,10 +27,16 @@ async def get_keys(request: web.Request) -> web.Response:
     return json_response({"api_keys": [key_json(k, request.get(API_KEY_ID)) for k in found]})
 
 
+@request_model
+class CreateApiKey:
+    name: str = rule(str, max_length=100, service_checks=True)
+    role: str = rule(str, default=accounts.DEFAULT_KEY_ROLE, enum=tuple(accounts.ROLES),
+                     service_checks=True)
+
+
 async def post_key(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    role = field(body, "role", str, required=False, default=accounts.DEFAULT_KEY_ROLE)
-    created = await service.create_api_key(context_of(request), field(body, "name", str), role)
+    body = await parse_body(request, CreateApiKey)
+    created = await service.create_api_key(context_of(request), body.name, body.role)
     return json_response({"id": created.id, "name": created.name, "role": created.role,
                           "api_key": created.api_key}, status=201)
 
@@ -40,14 +49,13 @@ async def delete_key(request: web.Request) -> web.Response:
 
 OPERATIONS = [
     Operation("GET", "/api/v1/api-keys", get_keys,
-              "API keys: id, name, role, created, revoked (never the secret)", role="admin"),
+              "API keys: id, name, role, created, revoked (never the secret)", role="admin",
+              response_schemas={200: named_schema("api_keys")}),
     Operation("POST", "/api/v1/api-keys", post_key,
               "Create an API key with a role (default admin; an API key can grant at most its "
               "own role and never owner); the response holds it once (it is stored only "
               "hashed), and the operators are told",
-              body={"type": "object", "required": ["name"], "properties": {
-                  "name": {"type": "string", "maxLength": 100},
-                  "role": {"enum": list(accounts.ROLES)}}},
+              model=CreateApiKey,
               responses={201: "{id, name, role, api_key}", 400: "Invalid name or role",
                          403: "Role above the caller's"}, role="admin"),
     Operation("DELETE", "/api/v1/api-keys/{id}", delete_key,

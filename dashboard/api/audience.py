@@ -10,17 +10,24 @@ from campaigns.audiences import (
     MAX_REPORTED_INVALID,
     REFUSED_EARLIER,
 )
-from dashboard.errors import ApiError, field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import ApiError, json_response, parse_body
 from dashboard.keys import settings_key
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation
-from dashboard.services import audience, context_of
+from dashboard.services import audience
 from dashboard.services.audience import consent_text_param
+from dashboard.services.names import named_schema
+
+
+@request_model
+class CreateList:
+    name: str = rule(str)
 
 
 async def post_list(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    return json_response(await audience.new_list(context_of(request), field(body, "name", str)),
-                         status=201)
+    body = await parse_body(request, CreateList)
+    return json_response(await audience.new_list(context_of(request), body.name), status=201)
 
 
 async def import_contacts(request: web.Request) -> web.Response:
@@ -104,10 +111,10 @@ OPERATIONS = [
               query=("address", "channel"), responses={200: "Contact", 404: "No such contact",
                                                        423: "Vault is locked"}),
     Operation("GET", "/api/v1/lists", get_lists,
-              "Contact lists with member counts and the columns templates can use"),
+              "Contact lists with member counts and the columns templates can use",
+              response_schemas={200: named_schema("lists")}),
     Operation("POST", "/api/v1/lists", post_list, "Create a contact list",
-              body={"type": "object", "required": ["name"],
-                    "properties": {"name": {"type": "string"}}},
+              model=CreateList,
               responses={201: "List created"}),
     Operation("POST", "/api/v1/contacts/import", import_contacts,
               "Import contacts from CSV (UTF-8 or Windows-1254; , ; or tab); valid rows land "

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dashboard.context import context_of
 from dashboard.errors import int_query, json_response
 from dashboard.routing import Operation
 from dashboard.services import audit as service
-from dashboard.services import context_of
 from dashboard.services.values import iso
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500

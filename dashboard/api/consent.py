@@ -6,22 +6,41 @@ import io
 
 from aiohttp import web
 
-from dashboard.errors import field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import json_response, parse_body
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation, require_key_role
-from dashboard.services import consent, context_of
+from dashboard.services import consent
+
+
+@request_model
+class RecordConsent:
+    channel: str = rule(str)
+    address: str = rule(str)
+    status: str = rule(str, enum=("granted", "revoked"), service_checks=True)
+    source: str = rule(str)
+    evidence: str | dict = rule(None, description=(
+        "the statement or form the person was shown (text, or an object); the service "
+        "refuses an empty one (missing_field)"), schema={"type": ["string", "object"]})
+    occurred_at: str | float | None = rule(None, default=None, schema={
+        "type": ["string", "number"], "format": "date-time",
+        "description": "ISO 8601 or Unix seconds, after 2000-01-01 and not in the future"})
+    recipient_type: str = rule(str, default="individual", enum=("individual", "merchant"),
+                               service_checks=True)
+    reconsent: bool = rule(bool, default=False, description=(
+        "The person consented again themselves after refusing (STOP, a provider's stop, İYS "
+        "RET, a complaint) or after their erasure, and `evidence` is that new consent. Only "
+        "such a consent lifts a refusal: without it a granted consent for a person who "
+        "refused is 409 refused_earlier (erased: 409 erased). Recorded in the audit log; "
+        "must be dated after what it lifts (409 reconsent_not_newer)"))
 
 
 async def post_consent(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    channel = field(body, "channel", str)
-    address = field(body, "address", str)
-    status, source = field(body, "status", str), field(body, "source", str)
-    reconsent = field(body, "reconsent", bool, required=False, default=False)
-    recipient_type = field(body, "recipient_type", str, required=False, default="individual")
+    body = await parse_body(request, RecordConsent)
     return json_response(await consent.record(
-        context_of(request), channel, address, status, source, body.get("evidence"),
-        occurred=body.get("occurred_at"), recipient_type=recipient_type, reconsent=reconsent),
-        status=201)
+        context_of(request), body.channel, body.address, body.status, body.source,
+        body.evidence, occurred=body.occurred_at, recipient_type=body.recipient_type,
+        reconsent=body.reconsent), status=201)
 
 
 async def get_consents(request: web.Request) -> web.Response:
@@ -39,13 +58,18 @@ async def get_gate(request: web.Request) -> web.Response:
         request.query.get("channel", "sandbox"), request.query.get("purpose", "commercial")))
 
 
+@request_model
+class Suppress:
+    address: str = rule(str)
+    channel: str | None = rule(str, default=None)
+    kind: str = rule(str, default="manual", service_checks=True, enum=(
+        "manual", "complaint", "erasure", "blocked", "opted_out"))
+
+
 async def post_suppression(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    channel = field(body, "channel", str, required=False, default=None)
-    address = field(body, "address", str)
-    kind = field(body, "kind", str, required=False, default="manual")
-    return json_response(await consent.suppress(context_of(request), address, channel, kind),
-                         status=201)
+    body = await parse_body(request, Suppress)
+    return json_response(await consent.suppress(context_of(request), body.address,
+                                                body.channel, body.kind), status=201)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -76,24 +100,9 @@ async def get_suppressions(request: web.Request) -> web.Response:
                         headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
 
 
-CONSENT_SCHEMA = {"type": "object", "required": ["address", "channel", "status", "source",
-                                                 "evidence"], "properties": {
-    "address": {"type": "string"}, "channel": {"type": "string"},
-    "status": {"enum": ["granted", "revoked"]}, "source": {"type": "string"},
-    "evidence": {"type": ["string", "object"]}, "occurred_at": {
-        "type": ["string", "number"], "format": "date-time",
-        "description": "ISO 8601 or Unix seconds, after 2000-01-01 and not in the future"},
-    "recipient_type": {"enum": ["individual", "merchant"]},
-    "reconsent": {"type": "boolean", "default": False, "description": (
-        "The person consented again themselves after refusing (STOP, a provider's stop, İYS "
-        "RET, a complaint) or after their erasure, and `evidence` is that new consent. Only "
-        "such a consent lifts a refusal: without it a granted consent for a person who "
-        "refused is 409 refused_earlier (erased: 409 erased). Recorded in the audit log; "
-        "must be dated after what it lifts (409 reconsent_not_newer)")}}}
-
 OPERATIONS = [
     Operation("POST", "/api/v1/consents", post_consent, "Record a consent or a refusal",
-              body=CONSENT_SCHEMA, responses={
+              model=RecordConsent, responses={
                   201: "Recorded", 400: "Invalid consent",
                   409: "refused_earlier: the person refused, and only their own new consent "
                        "(reconsent: true) lifts that; erased: the person's data was erased; "
@@ -111,8 +120,6 @@ OPERATIONS = [
               role="admin"),
     Operation("POST", "/api/v1/suppressions", post_suppression,
               "Suppress an address: manual, complaint, erasure or blocked",
-              body={"type": "object", "required": ["address"], "properties": {
-                  "address": {"type": "string"}, "channel": {"type": "string"},
-                  "kind": {"enum": ["manual", "complaint", "erasure", "blocked", "opted_out"]}}},
+              model=Suppress,
               responses={201: "Suppressed"}),
 ]

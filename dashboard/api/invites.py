@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.telegram_invites import Invite, InviteError, TelegramInvites, qr_svg
-from dashboard.errors import ApiError, field, json_body, json_response
+from dashboard.errors import ApiError, json_response, parse_body
 from dashboard.keys import TENANT, actor_of, channels_key, db_key
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation
 
 
@@ -37,11 +38,20 @@ def _line_query(request: web.Request) -> str | None:
     return value
 
 
+@request_model
+class CreateInvite:
+    line_id: str = rule(str, description="a Telegram line of the tenant")
+
+
+@request_model
+class RevokeInvites:
+    line_id: str | None = rule(str, default=None, description="only this line's invites")
+
+
 async def post_invite(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    line_id = field(body, "line_id", str)
+    body = await parse_body(request, CreateInvite)
     invite, made = await _call(invites_of(request.app).create(
-        request[TENANT], request.match_info["id"], line_id, actor_of(request)))
+        request[TENANT], request.match_info["id"], body.line_id, actor_of(request)))
     return json_response(invite_json(invite), status=201 if made else 200)
 
 
@@ -65,9 +75,9 @@ def svg_response(invite: Invite, download: bool = False) -> web.Response:
 
 
 async def post_revoke(request: web.Request) -> web.Response:
-    line_id = field(await json_body(request), "line_id", str, required=False)
+    body = await parse_body(request, RevokeInvites)
     revoked = await _call(invites_of(request.app).revoke(
-        request[TENANT], request.match_info["id"], line_id, actor_of(request)))
+        request[TENANT], request.match_info["id"], body.line_id, actor_of(request)))
     return json_response({"revoked": [invite.id for invite in revoked]})
 
 
@@ -76,7 +86,6 @@ INVITE_SCHEMA = {"type": "object", "properties": {
     "qr_svg_url": {"type": "string"}, "list_id": {"type": "string"},
     "line_id": {"type": "string"}, "bot_username": {"type": "string"},
     "created_at": {"type": "number"}}}
-_LINE_BODY = {"type": "object", "properties": {"line_id": {"type": "string"}}}
 
 OPERATIONS = [
     Operation("POST", "/api/v1/lists/{id}/telegram-invite", post_invite,
@@ -86,7 +95,7 @@ OPERATIONS = [
               "invite in the consent's evidence. 201 when made now, 200 with the active one "
               "(a printed link keeps working until it is revoked). The bot's username comes "
               "from Telegram (getMe): 502 telegram_unavailable when it does not answer",
-              body=_LINE_BODY | {"required": ["line_id"]},
+              model=CreateInvite,
               responses={200: "The active invite", 201: "Invite made",
                          400: "Not a Telegram line", 404: "No such list or line",
                          502: "Telegram did not answer"},
@@ -104,5 +113,5 @@ OPERATIONS = [
               "Revokes the list's active invites (only `line_id`'s when given). A revoked "
               "link still opens the bot, with the plain consent offer that joins no list; "
               "those who joined stay. Audited as telegram_invite.revoke",
-              body=_LINE_BODY, responses={200: "Revoked invite ids", 404: "No such list"}),
+              model=RevokeInvites, responses={200: "Revoked invite ids", 404: "No such list"}),
 ]

@@ -8,16 +8,18 @@ from aiohttp import web
 from bot import registry
 from bot.lines import LINE_CHANGED_TOPIC, LINE_GONE_TOPIC
 from campaigns.ports import Line
-from dashboard.errors import ApiError, field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import ApiError, json_response, parse_body
 from dashboard.keys import (
     bus_key,
     channels_key,
     credentials_key,
 )
+from dashboard.models import Rule, given, model_of, request_model, rule
 from dashboard.routing import Operation
-from dashboard.services import context_of
 from dashboard.services import lines as lines_service
-from dashboard.services.values import address_param, iso
+from dashboard.services.names import named_schema
+from dashboard.services.values import address_param, iso, line_fields, refuse_addresses
 from dashboard.webhooks import providers as webhooks
 
 log = logging.getLogger(__name__)
@@ -34,14 +36,15 @@ async def get_lines(request: web.Request) -> web.Response:
 
 
 async def post_line(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    return json_response(await lines_service.add_line(context_of(request), body), status=201)
+    body = await parse_body(request, line_model())
+    return json_response(await lines_service.add_line(context_of(request), given(body)),
+                         status=201)
 
 
 async def patch_line(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = await parse_body(request, line_patch_model())
     return json_response(await lines_service.edit_line(context_of(request),
-                                                       request.match_info["id"], body))
+                                                       request.match_info["id"], given(body)))
 
 
 async def pause_line(request: web.Request) -> web.Response:
@@ -81,15 +84,17 @@ def line_changed(app: web.Application, line_id: str) -> None:
     webhooks.forget_line(app, line_id)
 
 
+@request_model
+class SandboxReply:
+    line_id: str = rule(str)
+    sender: str = rule(str, alias="from", description="the simulated person's number")
+    text: str = rule(str)
+
+
 async def sandbox_inbound(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    line_id = field(body, "line_id", str)
-    found = await lines_service.line(context_of(request), line_id)
-    if found.channel != "sandbox":
-        raise ApiError(400, "not_sandbox", "this line is not a sandbox line")
-    raw, text = field(body, "from", str), field(body, "text", str)
-    return json_response(await lines_service.sandbox_reply(context_of(request), line_id, raw,
-                                                           text))
+    body = await parse_body(request, SandboxReply)
+    return json_response(await lines_service.sandbox_reply(context_of(request), body.line_id,
+                                                           body.sender, body.text))
 
 
 async def sandbox_messages(request: web.Request) -> web.Response:
@@ -104,60 +109,75 @@ async def sandbox_messages(request: web.Request) -> web.Response:
         {"to": d.to, "text": d.text, "at": iso(d.at), "line_id": d.line_id} for d in delivered]})
 
 
-def line_schema() -> dict:
-    """POST /lines, from the registered channels' fields."""
-    properties: dict = {"channel": {"enum": registry.names()}, "name": {"type": "string"},
-                        "rate_per_second": {"type": "number"}}
-    for spec in registry.all_channels():
-        for f in spec.credentials + spec.options:
-            properties.setdefault(f.name, _schema_of(f))
-    return {"type": "object", "required": ["channel", "name"], "properties": properties}
+def _screen(body: dict) -> None:
+    """Provider addresses are refused before anything else is read (dashboard.services.values)."""
+    refuse_addresses(body, line_fields())
 
 
-def patch_schema() -> dict:
-    properties: dict = {"name": {"type": "string"}, "rate_per_second": {"type": "number"}}
-    for spec in registry.all_channels():
-        for f in spec.credentials + spec.options:
-            if f.editable:
-                properties.setdefault(f.name, _schema_of(f))
-    return {"type": "object", "properties": properties, "additionalProperties": False}
+def line_model():
+    """POST /lines, from the registered channels' fields (built per call: the channels
+    registered now). Which of them a channel needs, the service checks."""
+    rules = [("channel", Rule(str, enum=tuple(registry.names()), service_checks=True)),
+             ("name", Rule(str)), ("rate_per_second", Rule(float, required=False))]
+    return model_of("NewLine", rules + _channel_rules(lambda f: True), screen=_screen)
 
 
-_JSON_TYPES = {str: "string", int: "integer", float: "number", dict: "object", bool: "boolean"}
+def line_patch_model():
+    """PATCH /lines/{id}: name, rate and the channels' editable fields; nothing else."""
+    rules = [("name", Rule(str, required=False)),
+             ("rate_per_second", Rule(float, required=False))]
+    return model_of("LineChange", rules + _channel_rules(lambda f: f.editable), closed=True,
+                    screen=_screen)
+
+
 _SIMULATE = {"type": "object", "properties": {
     "latency_ms": {"type": "number"}, "failure_rate": {"type": "number"},
     "enforced_rate_per_second": {"type": "number"}}}
 
 
-def _schema_of(f) -> dict:
-    if f.name == "simulate":
-        return _SIMULATE
-    found: dict = {"type": _JSON_TYPES.get(f.kind, "string")}
-    if f.secret:
-        found["writeOnly"] = True
-    if f.choices:
-        found |= {"minimum": 0, "maximum": len(f.choices) - 1}
-    return found
+def _channel_rules(wanted) -> list[tuple[str, Rule]]:
+    """One optional rule per field name over the channels (a name whose kind differs between
+    channels takes any of them)."""
+    found: dict[str, list] = {}
+    for spec in registry.all_channels():
+        for f in spec.credentials + spec.options:
+            if wanted(f):
+                found.setdefault(f.name, []).append(f)
+    return [(name, _rule_of(fields)) for name, fields in found.items()]
+
+
+def _rule_of(fields: list) -> Rule:
+    first = fields[0]
+    kinds = tuple(dict.fromkeys(f.kind for f in fields))
+    extra: dict = {}
+    if first.name == "simulate":
+        extra = _SIMULATE
+    if first.secret:
+        extra = extra | {"writeOnly": True}
+    bounds = {"minimum": 0, "maximum": len(first.choices) - 1} if first.choices else {}
+    return Rule(kinds[0] if len(kinds) == 1 else kinds, required=False, service_checks=True,
+                schema=extra, **bounds)
 
 
 def operations() -> list[Operation]:
     """Built per call: the schemas follow the channels registered (bot.registry)."""
     return [
-        Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines"),
+        Operation("GET", "/api/v1/lines", get_lines, "The tenant's sending lines",
+                  response_schemas={200: named_schema("lines")}),
         Operation("POST", "/api/v1/lines", post_line,
                   "Add a sending line of a registered channel: sandbox, a WhatsApp Cloud API "
                   "number or a Telegram bot (credentials are stored wrapped by the operator "
                   "key and never shown again). Provider addresses are the operator's "
                   "configuration: a field naming one (base_url, url, api_url, endpoint, any "
                   "*_url, or a URL value) is a 400 address_not_allowed naming the field",
-                  body=line_schema(), responses={201: "Line created", 400: "Invalid line"},
+                  model=line_model(), responses={201: "Line created", 400: "Invalid line"},
                   role="admin"),
         Operation("PATCH", "/api/v1/lines/{id}", patch_line,
                   "Edit a line: name, rate_per_second (up to its channel's maximum) and its "
                   "channel's editable fields (WhatsApp: messaging_tier, waba_id, access_token; "
                   "Telegram: bot_token). A token is a rotation: the next send uses it, in "
                   "every process. Other fields are a 400 unknown_field. Audited as "
-                  "line.update (never a secret)", body=patch_schema(),
+                  "line.update (never a secret)", model=line_patch_model(),
                   responses={200: "The line", 400: "Invalid change", 404: "No such line",
                              409: "The line is archived"}, role="admin"),
         Operation("POST", "/api/v1/lines/{id}/pause", pause_line,
@@ -197,9 +217,7 @@ OPERATIONS = [
               role="admin"),
     Operation("POST", "/api/v1/sandbox/inbound", sandbox_inbound,
               "Simulate a recipient's reply on a sandbox line (STOP, BAŞLA, YARDIM, …)",
-              body={"type": "object", "required": ["line_id", "from", "text"], "properties": {
-                  "line_id": {"type": "string"}, "from": {"type": "string"},
-                  "text": {"type": "string"}}},
+              model=SandboxReply,
               responses={200: "Applied", 404: "No such line"}),
     Operation("GET", "/api/v1/sandbox/messages", sandbox_messages,
               "What simulated phones received, oldest first: the newest `limit` (default "

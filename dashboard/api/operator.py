@@ -7,9 +7,11 @@ from aiohttp import web
 
 from campaigns.lines import list_lines
 from dashboard.auditing import audited
+from dashboard.context import context_of
 from dashboard.errors import ApiError, json_response
 from dashboard.keys import TENANT, db_key, operator_desk_key
 from dashboard.routing import Operation
+from dashboard.services.names import line_names, shown
 
 
 async def operator_link(request: web.Request) -> web.Response:
@@ -19,12 +21,14 @@ async def operator_link(request: web.Request) -> web.Response:
     if not bots:
         raise ApiError(400, "no_telegram_line",
                        "add a Telegram line first: the operator bot talks through it")
+    names = await line_names(context_of(request), bots)  # None while locked
     code, expires = await request.app[operator_desk_key].new_code(request[TENANT])
     await audited(request, "operator.link_code")
     return json_response({
         "code": code, "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
         "how": f"Send /link {code} to your Telegram bot within 10 minutes.",
-        "bots": [{"line_id": line.id, "name": line.name} for line in bots]}, status=201)
+        "bots": [{"line_id": line.id, **shown((names or {}).get(line.id), names is None)}
+                 for line in bots]}, status=201)
 
 
 OPERATIONS = [

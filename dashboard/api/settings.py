@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.errors import json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import json_response, parse_body
+from dashboard.models import given
 from dashboard.routing import Operation
-from dashboard.services import context_of
 from dashboard.services import settings as service
 
 
@@ -15,8 +16,8 @@ async def get_settings(request: web.Request) -> web.Response:
 
 
 async def patch_settings(request: web.Request) -> web.Response:
-    changes = await json_body(request)
-    profile = await service.change_settings(context_of(request), changes)
+    changes = await parse_body(request, service.SettingsChange)
+    profile = await service.change_settings(context_of(request), given(changes))
     return json_response(service.settings_dict(profile))
 
 
@@ -44,6 +45,6 @@ OPERATIONS = [
               "off), frequency_window_days, iys_credentials {username, password}. İYS's "
               "address is the operator's (providers.iys_url): a field naming one (base_url, "
               "url, api_url, endpoint, any *_url) is a 400 address_not_allowed naming it",
-              body={"type": "object"}, responses={200: "New settings", 400: "Invalid"},
+              model=service.SettingsChange, responses={200: "New settings", 400: "Invalid"},
               role="admin"),
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dashboard.errors import field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import json_response, parse_body
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation
-from dashboard.services import context_of
 from dashboard.services import subjects as subject_services
 
 
@@ -30,22 +31,32 @@ async def export(request: web.Request) -> web.Response:
     return response
 
 
+@request_model
+class Erase:
+    address: str = rule(str)
+    channel: str = rule(str, default="sandbox")
+
+
 async def erase(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    channel = field(body, "channel", str, required=False, default="sandbox")
+    body = await parse_body(request, Erase)
     return json_response(await subject_services.erase(
-        context_of(request), field(body, "address", str), channel))
+        context_of(request), body.address, body.channel))
+
+
+@request_model
+class Correct:
+    address: str = rule(str)
+    channel: str = rule(str, default="sandbox")
+    name: str | None = rule(str, default=None)
+    attributes: dict | None = rule(dict, default=None, description=(
+        "contact fields by name, each a string (the service refuses others)"))
 
 
 async def correct(request: web.Request) -> web.Response:
     """KVKK art. 11(1)(d): correct the person's name or attributes (sealed like on import)."""
-    body = await json_body(request)
-    channel = field(body, "channel", str, required=False, default="sandbox")
-    address = field(body, "address", str)
-    name = field(body, "name", str, required=False, default=None)
-    attributes = field(body, "attributes", dict, required=False, default=None)
+    body = await parse_body(request, Correct)
     return json_response(await subject_services.correct(
-        context_of(request), address, name, attributes, channel))
+        context_of(request), body.address, body.name, body.attributes, body.channel))
 
 
 async def request_log(request: web.Request) -> web.Response:
@@ -65,14 +76,11 @@ OPERATIONS = [
     Operation("POST", "/api/v1/subjects/erase", erase,
               "Erase a person: contact data and messages destroyed now; consent proof kept as "
               "the law requires; a blind-index suppression keeps them from being messaged",
-              body={"type": "object", "required": ["address"], "properties": {
-                  "address": {"type": "string"}, "channel": {"type": "string"}}},
+              model=Erase,
               role="admin"),
     Operation("POST", "/api/v1/subjects/correct", correct,
               "Correct a person's name or attributes",
-              body={"type": "object", "required": ["address"], "properties": {
-                  "address": {"type": "string"}, "name": {"type": "string"},
-                  "attributes": {"type": "object"}}},
+              model=Correct,
               responses={200: "Corrected", 404: "No such contact"}, role="admin"),
     Operation("GET", "/api/v1/subjects/requests", request_log,
               "Data-subject requests with their 30-day deadlines; due_soon: open, and the "

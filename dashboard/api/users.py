@@ -7,10 +7,11 @@ from aiohttp import web
 
 import accounts
 from accounts import users
-from dashboard.errors import ApiError, field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import ApiError, json_response, parse_body
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation
 from dashboard.services import accounts as service
-from dashboard.services import context_of
 from dashboard.services.values import iso
 
 
@@ -24,18 +25,30 @@ async def get_users(request: web.Request) -> web.Response:
     return json_response({"users": [user_json(u) for u in found]})
 
 
+@request_model
+class AddUser:
+    email: str = rule(str)
+    password: str = rule(str, min_length=users.MIN_PASSWORD, service_checks=True)
+    role: str = rule(str, default="viewer", enum=tuple(accounts.ROLES), service_checks=True)
+
+
+@request_model
+class ChangeUser:
+    """Exactly one of them: a new role, or disabled: true."""
+    role: str | None = rule(str, default=None, enum=tuple(accounts.ROLES), service_checks=True)
+    disabled: bool | None = rule(bool, default=None, schema={"const": True})
+
+
 async def post_user(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    created = await service.add_user(
-        context_of(request), field(body, "email", str), field(body, "password", str),
-        field(body, "role", str, required=False, default="viewer"))
+    body = await parse_body(request, AddUser)
+    created = await service.add_user(context_of(request), body.email, body.password,
+                                      body.role)
     return json_response(user_json(created), status=201)
 
 
 async def patch_user(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    role = field(body, "role", str, required=False, default=None)
-    disable = field(body, "disabled", bool, required=False, default=None)
+    body = await parse_body(request, ChangeUser)
+    role, disable = body.role, body.disabled
     if (role is None) == (disable is None) or disable is False:
         raise ApiError(400, "invalid_field",
                        "give either 'role' or 'disabled': true (a disabled user stays disabled)")
@@ -44,23 +57,18 @@ async def patch_user(request: web.Request) -> web.Response:
     return json_response(user_json(changed))
 
 
-USER_BODY = {"type": "object", "required": ["email", "password"], "properties": {
-    "email": {"type": "string"}, "password": {"type": "string", "minLength": users.MIN_PASSWORD},
-    "role": {"enum": list(accounts.ROLES)}}}
-
 OPERATIONS = [
     Operation("GET", "/api/v1/users", get_users,
               "Dashboard users: e-mail, role, whether disabled", role="admin"),
     Operation("POST", "/api/v1/users", post_user,
-              "Add a dashboard user (an API key cannot make an owner)", body=USER_BODY,
+              "Add a dashboard user (an API key cannot make an owner)", model=AddUser,
               responses={201: "User created", 400: "Invalid e-mail, weak password, taken "
                                                    "e-mail or unknown role",
                          403: "Role not allowed for this API key",
                          429: "Server busy hashing passwords"}, role="admin"),
     Operation("PATCH", "/api/v1/users/{id}", patch_user,
               "Change a user's role ({role}) or disable them ({disabled: true}; their sessions "
-              "end)", body={"type": "object", "properties": {
-                  "role": {"enum": list(accounts.ROLES)}, "disabled": {"const": True}}},
+              "end)", model=ChangeUser,
               responses={200: "The user", 400: "Invalid", 403: "Role not allowed for this API key",
                          404: "No such user",
                          409: "Disabled user, or the last active owner"}, role="admin"),

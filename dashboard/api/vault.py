@@ -6,11 +6,12 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from dashboard.errors import error_response, field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import error_response, json_response, parse_body
+from dashboard.models import request_model, rule
 from dashboard.ratelimit import HashBusyError, TooManyAttemptsError
 from dashboard.routing import Operation
 from dashboard.services import accounts as service
-from dashboard.services import context_of
 
 
 def setup(app: web.Application) -> None:
@@ -29,11 +30,28 @@ async def _guarded(call) -> web.Response | None:
     return None
 
 
+@request_model
+class Unlock:
+    passphrase: str = rule(str)
+    ttl_seconds: float | None = rule(float, default=None, description=(
+        "how long the vault stays unlocked (default and most: the server's settings)"))
+
+
+@request_model
+class Custody:
+    custody: str = rule(str, enum=("passphrase", "service"), service_checks=True)
+
+
+@request_model
+class ChangePassphrase:
+    passphrase: str = rule(str, description="the current passphrase")
+    new_passphrase: str = rule(str)
+
+
 async def unlock(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    passphrase = field(body, "passphrase", str)
-    ttl = field(body, "ttl_seconds", float, required=False, default=None)
-    refused = await _guarded(service.unlock_vault(context_of(request), passphrase, ttl))
+    body = await parse_body(request, Unlock)
+    refused = await _guarded(service.unlock_vault(context_of(request), body.passphrase,
+                                                  body.ttl_seconds))
     return refused or web.Response(status=204)
 
 
@@ -53,23 +71,21 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def custody(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    found = await service.change_custody(context_of(request), field(body, "custody", str))
+    body = await parse_body(request, Custody)
+    found = await service.change_custody(context_of(request), body.custody)
     return json_response(asdict(found))
 
 
 async def passphrase(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = await parse_body(request, ChangePassphrase)
     refused = await _guarded(service.change_passphrase(
-        context_of(request), field(body, "passphrase", str),
-        field(body, "new_passphrase", str)))
+        context_of(request), body.passphrase, body.new_passphrase))
     return refused or web.Response(status=204)
 
 
 OPERATIONS = [
     Operation("POST", "/api/v1/vault/unlock", unlock, "Unlock the tenant's keys for a while",
-              body={"type": "object", "required": ["passphrase"], "properties": {
-                  "passphrase": {"type": "string"}, "ttl_seconds": {"type": "number"}}},
+              model=Unlock,
               responses={204: "Unlocked", 403: "Wrong passphrase", 429: "Too many attempts"}),
     Operation("POST", "/api/v1/vault/lock", lock, "Forget the unlocked keys now",
               responses={204: "Locked"}),
@@ -77,17 +93,14 @@ OPERATIONS = [
     Operation("POST", "/api/v1/vault/custody", custody,
               "Choose key custody: passphrase (default) or service (unattended sending; whoever "
               "holds the operator master key can then read). Only while unlocked.",
-              body={"type": "object", "required": ["custody"], "properties": {
-                  "custody": {"enum": ["passphrase", "service"]}}},
+              model=Custody,
               responses={200: "New vault status", 423: "Vault is locked"}, role="admin"),
     Operation("POST", "/api/v1/vault/passphrase", passphrase,
               "Change the vault passphrase (the current one proves the caller knows it). A "
               "passphrase too easy to guess is a 400 weak_passphrase whose error carries "
               "feedback {score, min_score, tr, en}; wrong current passphrases count like "
               "unlock attempts",
-              body={"type": "object", "required": ["passphrase", "new_passphrase"],
-                    "properties": {"passphrase": {"type": "string"},
-                                   "new_passphrase": {"type": "string"}}},
+              model=ChangePassphrase,
               responses={204: "Changed", 400: "Weak new passphrase", 403: "Wrong passphrase",
                          429: "Too many attempts"}, role="admin"),
 ]

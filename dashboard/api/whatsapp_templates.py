@@ -10,10 +10,11 @@ from aiohttp import web
 from bot.whatsapp_templates import TemplateSyncError, apply_status_change
 from bot.whatsapp_webhook import TemplateStatusChange
 from campaigns.ports import Line
-from dashboard.errors import error_response, field, json_body, json_response
+from dashboard.context import context_of
+from dashboard.errors import error_response, json_response, parse_body
 from dashboard.keys import db_key
+from dashboard.models import request_model, rule
 from dashboard.routing import Operation
-from dashboard.services import context_of
 from dashboard.services import whatsapp_templates as template_services
 from dashboard.services.whatsapp_templates import alert_paused
 
@@ -46,21 +47,26 @@ async def sync_templates(request: web.Request) -> web.Response:
         return sync_refused(exc)
 
 
+@request_model
+class PreviewTemplate:
+    name: str = rule(str)
+    language: str = rule(str)
+    parameters: list = rule(list, default=[], items=str, max_length=100, description=(
+        "contact-field templates filling {{1}}, {{2}}…, e.g. \"{{name}}\", "
+        "\"{{sehir|şehriniz}}\""))
+    purpose: str = rule(str, default="commercial", enum=("commercial", "informational"),
+                        service_checks=True)
+    sample: dict = rule(dict, default={}, description="values for the contact fields")
+
+
 async def preview_template(request: web.Request) -> web.Response:
     """A template filled with sample values (each parameter a contact-field template), and
     whether a campaign of this purpose could use it (`problem`, else null)."""
     ctx, line_id = context_of(request), request.match_info["id"]
     await template_services.whatsapp_line(ctx, line_id)  # 404 / not_whatsapp before the body
-    body = await json_body(request)
-    name, language = field(body, "name", str), field(body, "language", str)
-    parameters = field(body, "parameters", list, required=False, default=[])
-    purpose = field(body, "purpose", str, required=False, default="commercial")
-    if not all(isinstance(p, str) for p in parameters) or len(parameters) > 100:
-        raise template_services.LineInputError("'parameters' must be a list of strings",
-                                               "invalid_field")
-    sample = field(body, "sample", dict, required=False, default={})
+    body = await parse_body(request, PreviewTemplate)
     return json_response(await template_services.preview(
-        ctx, line_id, name, language, parameters, purpose, sample))
+        ctx, line_id, body.name, body.language, body.parameters, body.purpose, body.sample))
 
 
 async def status_webhook(app: web.Application, line: Line, event: TemplateStatusChange) -> int:
@@ -70,13 +76,6 @@ async def status_webhook(app: web.Application, line: Line, event: TemplateStatus
     alert_paused(app, line.tenant_id, paused)
     return changed + len(paused)
 
-
-_PREVIEW_BODY = {"type": "object", "required": ["name", "language"], "properties": {
-    "name": {"type": "string"}, "language": {"type": "string"},
-    "parameters": {"type": "array", "items": {"type": "string"},
-                   "description": "contact-field templates filling {{1}}, {{2}}…, e.g. "
-                                  "\"{{name}}\", \"{{sehir|şehriniz}}\""},
-    "purpose": {"enum": ["commercial", "informational"]}, "sample": {"type": "object"}}}
 
 OPERATIONS = [
     Operation("GET", "/api/v1/lines/{id}/templates", list_templates,
@@ -95,6 +94,6 @@ OPERATIONS = [
                          503: "Graph throttled the listing (Retry-After)"}),
     Operation("POST", "/api/v1/lines/{id}/templates/preview", preview_template,
               "A synced template filled with sample values, and whether a campaign of this "
-              "purpose may use it", body=_PREVIEW_BODY, role="viewer",
+              "purpose may use it", model=PreviewTemplate, role="viewer",
               responses={200: "{text, characters, parameter_count, problem}"}),
 ]

@@ -1,6 +1,7 @@
 """Dashboard pages. Each module registers its routes with `dashboard.pages.web.page` on import."""
 from dashboard.pages import (  # noqa: F401
     audit,
+    business,
     campaigns,
     consents,
     contacts,

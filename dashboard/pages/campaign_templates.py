@@ -6,9 +6,9 @@ from aiohttp import web
 
 from bot.whatsapp_templates import TemplateSyncError
 from campaigns.provider_templates import filled
+from dashboard.context import context_of
 from dashboard.pages.failures import shown
 from dashboard.pages.web import form, page, render
-from dashboard.services import context_of
 from dashboard.services import lines as line_services
 from dashboard.services import whatsapp_templates as template_services
 

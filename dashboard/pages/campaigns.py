@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 
 from campaigns.service import NewCampaign
+from dashboard.context import context_of
 from dashboard.pages import campaign_templates
 from dashboard.pages.failures import shown
 from dashboard.pages.web import (
@@ -24,8 +25,8 @@ from dashboard.pages.web import (
 )
 from dashboard.services import audience as audience_services
 from dashboard.services import campaigns as campaign_services
-from dashboard.services import context_of, reads
 from dashboard.services import lines as line_services
+from dashboard.services import reads
 
 ACTIONS = campaign_services.ACTIONS
 CONFIRMED = ("start", "cancel")  # asked again before they happen (a dialog, or a page)

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from bot import registry
 from dashboard.api.consent import suppressions_csv
+from dashboard.context import context_of
 from dashboard.pages.failures import shown
 from dashboard.pages.web import error_page, form, page, render
 from dashboard.services import accounts as account_services
-from dashboard.services import consent, context_of
+from dashboard.services import consent
 
 
 def _channels() -> list[str]:

@@ -11,12 +11,12 @@ from aiohttp import web
 
 from campaigns.audiences import MAX_CONSENT_TEXT
 from crypto.errors import VaultLockedError
-from dashboard.errors import ApiError
+from dashboard.context import context_of
 from dashboard.keys import settings_key
 from dashboard.pages.failures import shown
 from dashboard.pages.web import UPLOAD, USER, error_page, forget_reads, page, render, spooled_upload
+from dashboard.services import ServiceError, ServiceNotFoundError, audience, consent
 from dashboard.services import accounts as account_services
-from dashboard.services import audience, consent, context_of
 from dashboard.services.audience import consent_text_param
 
 # Form fields read from the multipart body besides the file (short text only), with the
@@ -49,8 +49,8 @@ async def _person(request: web.Request, phone: str) -> dict:
         found["subject"] = {"contact": await audience.contact(ctx, phone)}
     except VaultLockedError:
         found["locked"] = True
-    except ApiError as exc:
-        if exc.status != 404:
+    except ServiceError as exc:
+        if not isinstance(exc, ServiceNotFoundError):
             found["error"] = shown(request, exc)[2]
     return found
 
@@ -90,14 +90,15 @@ async def list_members(request: web.Request) -> web.StreamResponse:
             ctx, request.match_info["id"], number, chosen, size=audience.PAGE_SIZE)
     except VaultLockedError:
         found, locked = None, True
-    except ApiError as exc:
-        return error_page(request, exc.status, shown(request, exc)[2])
+    except ServiceError as exc:
+        status, _, text = shown(request, exc)
+        return error_page(request, status, text)
     if found is None:  # locked: the list's name and size only
         current = next((item for item in await audience.lists(ctx)
                         if item["id"] == request.match_info["id"]), None)
         if current is None:
-            return error_page(request, 404, shown(request, ApiError(
-                404, "not_found", "no such list"))[2])
+            return error_page(request, 404, shown(request, ServiceNotFoundError(
+                "no such list"))[2])
     else:
         current = found.list
     return render(request, "contact_list.html", list=current, found=found, locked=locked,
@@ -148,7 +149,7 @@ async def import_form(request: web.Request) -> web.StreamResponse:
     with spool:
         try:
             consent_text = consent_text_param(values.get("consent_text"))
-        except ApiError:
+        except ServiceError:
             return await _page(request, failed, values=values, import_error=(
                 f"İzin metni en çok {MAX_CONSENT_TEXT} karakter olabilir. / The consent "
                 f"statement can be at most {MAX_CONSENT_TEXT} characters."))
@@ -164,7 +165,7 @@ async def import_form(request: web.Request) -> web.StreamResponse:
             refused = shown(request, exc)
             if refused is None:
                 raise
-            if isinstance(exc, ApiError) and exc.code == "not_found":
+            if isinstance(exc, ServiceNotFoundError):
                 message = "Liste bulunamadı. / No such list."
             else:
                 message = refused[2]

@@ -7,9 +7,10 @@ from aiohttp import web
 
 from bot.telegram_invites import InviteError
 from dashboard.api.invites import invites_of, svg_response
+from dashboard.context import context_of
 from dashboard.keys import ACTOR, TENANT
 from dashboard.pages.web import USER, error_page, form, page, render
-from dashboard.services import audience, context_of
+from dashboard.services import audience
 from dashboard.services import lines as line_services
 
 

@@ -9,15 +9,16 @@ from aiohttp import web
 
 from accounts import DEFAULT_KEY_ROLE, ROLES, AccountError, NotFoundError
 from dashboard import i18n
+from dashboard.context import context_of
 from dashboard.labels import error_text
 from dashboard.pages.web import form, page, render
 from dashboard.services import accounts as service
-from dashboard.services import context_of
 from dashboard.services.values import iso
 
 
 def _shown(k: service.ApiKeyInfo) -> dict:
-    return {"id": k.id, "name": k.name, "created_at": iso(k.created_at),
+    return {"id": k.id, "name": k.name, "name_locked": k.name_locked,
+            "created_at": iso(k.created_at),
             "revoked_at": iso(k.revoked_at), "revoked": k.revoked_at is not None,
             "role": k.role}
 

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from bot import registry
 from bot.channels import TIERS
+from dashboard.context import context_of
 from dashboard.pages.failures import shown
 from dashboard.pages.web import USER, form, page, render
-from dashboard.services import context_of
 from dashboard.services import lines as line_services
 
 # Why a line is paused, as the owner reads it (Turkish first); other reasons are shown as-is.

@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from dashboard import i18n, labels
+from dashboard.context import context_of
 from dashboard.pages.web import USER, page, render
 from dashboard.services import accounts as account_services
-from dashboard.services import context_of
 from dashboard.services import lines as line_services
 from dashboard.services import overview as overview_services
 from dashboard.services import subjects as subject_services

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from crypto.errors import VaultLockedError
+from dashboard.context import context_of
 from dashboard.pages.failures import shown
 from dashboard.pages.web import error_page, form, page, render
 from dashboard.services import accounts as account_services
-from dashboard.services import context_of
 from dashboard.services import subjects as subject_services
 
 

@@ -8,9 +8,10 @@ import io
 from aiohttp import web
 
 from campaigns.service import NewCampaign
+from dashboard.context import context_of
 from dashboard.pages.failures import shown
 from dashboard.pages.web import error_page, forget_reads, page
-from dashboard.services import audience, context_of
+from dashboard.services import audience
 from dashboard.services import campaigns as campaign_services
 from dashboard.services import lines as line_services
 

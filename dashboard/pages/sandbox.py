@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from crypto.errors import VaultLockedError
+from dashboard.context import context_of
 from dashboard.pages.failures import shown
 from dashboard.pages.web import USER, error_page, forget_reads, form, page, render
-from dashboard.services import context_of
 from dashboard.services import lines as line_services
 from dashboard.services.values import iso
 

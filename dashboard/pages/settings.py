@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from dashboard import labels
+from dashboard.context import context_of
 from dashboard.inputs import InputError
 from dashboard.pages.web import USER, form, page, render
-from dashboard.services import context_of
 from dashboard.services import settings as service
 
 HOURS = range(24)

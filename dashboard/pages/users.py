@@ -6,11 +6,11 @@ from aiohttp import web
 
 from accounts import ROLES, AccountError
 from dashboard import i18n
+from dashboard.context import context_of
 from dashboard.labels import error_text
 from dashboard.pages.web import form, page, render, too_many
 from dashboard.ratelimit import HashBusyError
 from dashboard.services import accounts as service
-from dashboard.services import context_of
 from dashboard.services.values import iso
 
 

@@ -11,11 +11,11 @@ from accounts import AccountError, WeakPassphraseError
 from accounts.passphrase import estimate
 from crypto.errors import WrongPassphraseError
 from dashboard import i18n
+from dashboard.context import context_of
 from dashboard.labels import error_text
 from dashboard.pages.web import USER, form, page, render
 from dashboard.ratelimit import HashBusyError, TooManyAttemptsError
 from dashboard.services import accounts as service
-from dashboard.services import context_of
 
 DEFAULT_TTL_MINUTES = 60
 MAX_TYPED = 200  # characters of a typed passphrase (or hint) the meter looks at
@@ -27,13 +27,17 @@ TOO_MANY = ("Çok fazla yanlış deneme ya da sunucu meşgul; biraz sonra tekrar
 
 async def _page(request: web.Request, status: int = 200, error: str | None = None,
                 ttl_minutes: str = str(DEFAULT_TTL_MINUTES)) -> web.Response:
+    from dashboard.services import business
     vault = asdict(await service.vault_status(context_of(request)))
     done = request.query.get("done")
     user = request[USER]
+    owner = user.can("owner")
     return render(request, "vault.html", status=status, vault=vault, error=error,
                   ttl_minutes=ttl_minutes, can_act=user.can("operator"),
-                  can_change=user.can("admin"),
-                  done=done if done in ("unlocked", "locked", "changed") else None)
+                  can_change=user.can("admin"), can_recover=owner,
+                  has_recovery=owner and await business.has_recovery_code(context_of(request)),
+                  done=done if done in ("unlocked", "locked", "changed", "locked_for_code")
+                  else None)
 
 
 def _refusal(request: web.Request, exc: Exception) -> tuple[int, str]:

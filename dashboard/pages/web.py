@@ -17,6 +17,7 @@ from aiohttp import web
 
 from accounts import users
 from dashboard import i18n, labels, notices
+from dashboard.errors import known_failure
 from dashboard.inputs import InputError, check_params
 from dashboard.keys import (
     ACTOR,
@@ -153,6 +154,11 @@ async def _safely(handler: Page, request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         if is_unavailable(exc):
             raise  # error_middleware answers a readable 503 with Retry-After
+        refused = known_failure(exc)  # a service's refusal the page did not handle itself
+        if refused is not None:
+            status, code, message = refused
+            return error_page(request, status,
+                              labels.error_text(code, message, i18n.language(request)))
         log.exception("page failed", extra={"path": request.path})
         return error_page(request, 500, i18n.t(request, "server_error"))
 
@@ -362,7 +368,8 @@ async def setup(request: web.Request) -> web.StreamResponse:
         return response
     request.app[setup_state_key]["token"] = ""
     user, api_key = done.owner, done.api_key
-    welcome = render(request, "welcome.html", api_key=api_key)
+    welcome = render(request, "welcome.html", api_key=api_key,
+                     recovery_code=done.recovery_code)
     return await _signed_in(request, user, welcome)
 
 

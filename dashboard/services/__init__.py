@@ -2,18 +2,15 @@
 
 A service is a plain async function (or a small class) that takes a `Context` — who acts, for
 which tenant, with the application's components — and typed arguments, and returns dataclasses
-or raises the domain's errors (campaigns.service.CampaignError, …), which the JSON API maps to
-`{"error": …}` answers (dashboard.errors) and pages to a message. Neither side reimplements the
-other: a JSON handler parses, calls, maps; a page reads its form, calls, renders."""
+or raises the domain's errors (campaigns.service.CampaignError, ServiceError below, …), which
+the JSON API maps to `{"error": …}` answers (dashboard.errors) and pages to a message. Neither
+side reimplements the other: a JSON handler parses, calls, maps; a page reads its form, calls,
+renders."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from aiohttp import web
-
-from dashboard.keys import ACTOR, API_KEY_ROLE, TENANT, actor_of
 
 
 @dataclass(frozen=True)
@@ -27,10 +24,23 @@ class Context:
         return self.components[key]
 
 
-def context_of(request: web.Request) -> Context:
-    """The acting tenant and caller of an authenticated request (API key or session)."""
-    from dashboard.pages.web import USER  # pages set it; imported late (web imports services)
-    user = request.get(USER)
-    role = user.role if user is not None else request.get(API_KEY_ROLE)
-    actor = request.get(ACTOR) or actor_of(request)
-    return Context(tenant_id=request[TENANT], actor=actor, role=role, components=request.app)
+class ServiceError(Exception):
+    """A request a service refuses because of what was asked (bad input): a stable lowercase
+    `code` and a message written to be shown, naming fields, never a value the caller sent.
+    The web layer maps the family to statuses in one place (dashboard.errors: 400, and the
+    subclasses' 404 and 409); pages show the code's text (dashboard.labels)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class ServiceNotFoundError(ServiceError):
+    """The tenant has no such object (another tenant's is not found either)."""
+
+    def __init__(self, message: str, code: str = "not_found"):
+        super().__init__(code, message)
+
+
+class ServiceStateError(ServiceError):
+    """The request is well formed, but the state of things forbids it now."""

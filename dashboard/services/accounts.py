@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 import accounts
-from accounts import users
+from accounts import recovery, users
 from crypto.errors import WrongPassphraseError
 from dashboard import notices
 from dashboard.keys import (
@@ -25,18 +23,19 @@ from dashboard.keys import (
     master_key,
     sessions_key,
     settings_key,
+    unlock_failures_key,
 )
 from dashboard.ratelimit import FailureLimiter, reserve
 from dashboard.services import Context
+from dashboard.services.names import opened
 from optout import audit
+
 
 # Argon2id already costs ~0.5 s per guess; this caps a stolen API key (or session) at 5 guesses
 # of the vault passphrase per 5 min per tenant, over unlocks and passphrase changes together
 # (the CLI has no such limit: the operator's shell always works).
-unlock_failures_key = web.AppKey("unlock_failures", FailureLimiter)
-
-
-def setup(app: web.Application) -> None:
+def setup(app) -> None:
+    """Puts the unlock failure limiter into the application (dashboard.api.vault does)."""
     app[unlock_failures_key] = FailureLimiter(limit=5, window_seconds=300)
 
 
@@ -61,6 +60,7 @@ class SetupDone:
     tenant_id: str
     api_key: str  # the first API key, shown once
     owner: Any  # the owner's user row, to start their session with
+    recovery_code: str = ""  # shown once, printable (accounts.recovery)
 
 
 async def set_up_business(components: Mapping[Any, Any], business: str, email: str,
@@ -84,8 +84,10 @@ async def set_up_business(components: Mapping[Any, Any], business: str, email: s
     await accounts.unlock(db, components[keyring_key], tenant_id, passphrase, ttl,
                           fanout=components.get(fanout_key))
     await audit.write(db, tenant_id, "setup", "vault.unlock", ttl_seconds=ttl)
+    code = await recovery.issue_code(db, components[keyring_key], tenant_id, "setup",
+                                     settings.kdf)
     owner = await users.authenticate(db, master, email, password, settings.kdf)
-    return SetupDone(tenant_id, api_key, owner)
+    return SetupDone(tenant_id, api_key, owner, code)
 
 
 # --- the vault -------------------------------------------------------------------------------
@@ -248,10 +250,14 @@ async def update_user(ctx: Context, user_id: str, role: str | None = None,
 @dataclass(frozen=True)
 class ApiKeyInfo:
     id: str
-    name: str
+    name: str | None  # None while the vault is locked (the name is sealed)
     role: str
     created_at: float
     revoked_at: float | None
+
+    @property
+    def name_locked(self) -> bool:
+        return self.name is None
 
 
 @dataclass(frozen=True)
@@ -263,9 +269,11 @@ class NewApiKey:
 
 
 async def list_api_keys(ctx: Context) -> list[ApiKeyInfo]:
-    """The tenant's API keys, never their secrets."""
-    return [ApiKeyInfo(k["id"], k["name"], k["role"], k["created_at"], k["revoked_at"])
-            for k in await accounts.api_keys_of(ctx[db_key], ctx.tenant_id)]
+    """The tenant's API keys, never their secrets; names opened while unlocked."""
+    found = await accounts.api_keys_of(ctx[db_key], ctx.tenant_id)
+    names = await opened(ctx, [k["name_sealed"] for k in found]) or [None] * len(found)
+    return [ApiKeyInfo(k["id"], name, k["role"], k["created_at"], k["revoked_at"])
+            for k, name in zip(found, names, strict=True)]
 
 
 async def create_api_key(ctx: Context, name: str, role: str = accounts.DEFAULT_KEY_ROLE

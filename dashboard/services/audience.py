@@ -1,7 +1,7 @@
 """Contact lists, CSV imports, one contact's details and browsing a list — what the JSON API
 (dashboard.api.audience) and the contacts pages both do. Names, numbers and attributes are
 sealed: reading them needs the vault unlocked (VaultLockedError otherwise). Refusals are
-ApiError (the API's codes) and campaigns.audiences.AudienceError."""
+ServiceError (dashboard.services) and campaigns.audiences.AudienceError."""
 from __future__ import annotations
 
 import json
@@ -19,10 +19,11 @@ from campaigns.audiences import (
     list_exists,
 )
 from campaigns.csvparse import CsvFormatError
-from dashboard.errors import ApiError
+from crypto.errors import VaultLockedError
 from dashboard.inputs import clean_text
 from dashboard.keys import db_key, directory_key, fields_key, importer_key
-from dashboard.services import Context
+from dashboard.services import Context, ServiceError, ServiceNotFoundError
+from dashboard.services.names import list_names, shown
 from dashboard.services.values import address_param, iso
 from optout import audit
 from store.tables import (
@@ -43,20 +44,24 @@ def consent_text_param(value: str | None) -> str:
     parameter, the dashboard form's field): trimmed, at most MAX_CONSENT_TEXT characters."""
     text = clean_text((value or "").strip())
     if len(text) > MAX_CONSENT_TEXT:
-        raise ApiError(400, "invalid_field",
+        raise ServiceError("invalid_field",
                        f"'consent_text' is over {MAX_CONSENT_TEXT} characters")
     return text
 
 
 async def lists(ctx: Context) -> list[dict]:
-    """The tenant's contact lists with their member counts and CSV columns, oldest first."""
-    q = sa.select(contact_lists.c.id, contact_lists.c.name, contact_lists.c.created_at,
+    """The tenant's contact lists with their member counts and CSV columns, oldest first.
+    Names are opened while unlocked; locked, each is None with "name_locked": true."""
+    q = sa.select(contact_lists.c.id, contact_lists.c.name_sealed,
+                  contact_lists.c.subscribers_of, contact_lists.c.created_at,
                   contact_lists.c.columns, audiences.members_column()).where(
         contact_lists.c.tenant_id == ctx.tenant_id).order_by(contact_lists.c.created_at)
     async with ctx[db_key].connect() as conn:
         rows = list(await conn.execute(q))
-    return [{"id": r.id, "name": r.name, "members": int(r.members), "created_at": r.created_at,
-             "columns": list(r.columns or [])} for r in rows]
+    names = await list_names(ctx, rows)
+    return [{"id": r.id, **shown(None if names is None else names[i], names is None),
+             "members": int(r.members), "created_at": r.created_at,
+             "columns": list(r.columns or [])} for i, r in enumerate(rows)]
 
 
 async def new_list(ctx: Context, name: str) -> dict:
@@ -66,10 +71,10 @@ async def new_list(ctx: Context, name: str) -> dict:
 
 
 async def check_list(ctx: Context, list_id: str) -> None:
-    """ApiError not_found unless the tenant has the list."""
+    """ServiceNotFoundError unless the tenant has the list."""
     async with ctx[db_key].connect() as conn:
         if not await list_exists(conn, ctx.tenant_id, list_id):
-            raise ApiError(404, "not_found", "no such list")
+            raise ServiceNotFoundError("no such list")
 
 
 async def _drop_list(ctx: Context, list_id: str) -> None:
@@ -94,10 +99,10 @@ async def import_csv(ctx: Context, spool: BinaryIO, filename: str, consent_text:
     """Imports a CSV already spooled to `spool` (its position at the end of what was written)
     into `list_id`, into a new list named `new_list_name`, or into no list. A new list is
     created only for the import and removed again when the import fails or nothing of the
-    file landed: a failed import leaves no empty list behind. ApiError: empty_file,
+    file landed: a failed import leaves no empty list behind. ServiceError: empty_file,
     not_found (no such list), invalid_csv, …"""
     if spool.tell() == 0:
-        raise ApiError(400, "empty_file", "the request body is empty: send the CSV file")
+        raise ServiceError("empty_file", "the request body is empty: send the CSV file")
     created = None
     if list_id is not None:
         await check_list(ctx, list_id)
@@ -112,7 +117,7 @@ async def import_csv(ctx: Context, spool: BinaryIO, filename: str, consent_text:
     except CsvFormatError as exc:
         if created is not None:
             await _drop_list(ctx, created)
-        raise ApiError(400, getattr(exc, "code", "invalid_csv"), str(exc)) from None
+        raise ServiceError(getattr(exc, "code", "invalid_csv"), str(exc)) from None
     except BaseException:
         if created is not None:
             await _drop_list(ctx, created)
@@ -130,7 +135,7 @@ async def import_csv(ctx: Context, spool: BinaryIO, filename: str, consent_text:
 
 async def contact(ctx: Context, raw_address: str | None, channel: str = "sandbox") -> dict:
     """One contact's details (name, attributes, lists), opened: VaultLockedError while
-    locked; ApiError not_found when there is no such contact."""
+    locked; ServiceNotFoundError when there is no such contact."""
     address = address_param(raw_address, channel, "address")
     async with ctx[db_key].connect() as conn:
         index = (await ctx[directory_key].indexer(conn, ctx.tenant_id))(address)
@@ -138,10 +143,14 @@ async def contact(ctx: Context, raw_address: str | None, channel: str = "sandbox
             contacts.c.tenant_id == ctx.tenant_id, contacts.c.address_index == index,
             contacts.c.erased_at.is_(None)))).first()
         if row is None:
-            raise ApiError(404, "not_found", "no contact with that address")
-        names = [r.name for r in await conn.execute(sa.select(contact_lists.c.name).join(
+            raise ServiceNotFoundError("no contact with that address")
+        joined = list(await conn.execute(sa.select(
+            contact_lists.c.name_sealed, contact_lists.c.subscribers_of).join(
             list_members, list_members.c.list_id == contact_lists.c.id).where(
-            list_members.c.contact_id == row.id))]
+            list_members.c.contact_id == row.id)))
+    names = await list_names(ctx, joined)
+    if names is None:
+        raise VaultLockedError("vault is locked")
     sealed = [bytes(b) for b in (row.name_sealed, row.attributes_sealed) if b]
     opened = iter(await ctx[fields_key].open_fields(ctx.tenant_id, sealed))
     name = next(opened).decode() if row.name_sealed else ""
@@ -170,15 +179,15 @@ class ListPage:
 async def browse(ctx: Context, list_id: str, page: int = 1, consent: str | None = None,
                  size: int = PAGE_SIZE) -> ListPage:
     """A page of a list's members, opened (VaultLockedError while locked), in the order they
-    were added; `consent` keeps only those whose phone consent is in that state. ApiError
-    not_found for an unknown list, invalid_field for an unknown filter."""
+    were added; `consent` keeps only those whose phone consent is in that state.
+    ServiceNotFoundError for an unknown list, invalid_field for an unknown filter."""
     if consent is not None and consent not in CONSENT_FILTERS:
-        raise ApiError(400, "invalid_field",
+        raise ServiceError("invalid_field",
                        f"'consent' must be one of {', '.join(CONSENT_FILTERS)}")
     page = max(1, page)
     found = next((item for item in await lists(ctx) if item["id"] == list_id), None)
     if found is None:
-        raise ApiError(404, "not_found", "no such list")
+        raise ServiceNotFoundError("no such list")
     state = consent_state.c.status
     q = (sa.select(contacts.c.address_sealed, contacts.c.name_sealed, contacts.c.created_at,
                    state.label("status"))

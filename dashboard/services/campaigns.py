@@ -32,6 +32,7 @@ from campaigns.service import (
 from crypto.errors import VaultLockedError
 from dashboard.keys import db_key, directory_key, fields_key, scheduler_hook_key
 from dashboard.services import Context
+from dashboard.services.names import line_names, list_names, opened, shown
 from optout import audit
 from optout.deadlines import parse_consent_date
 from store import raw
@@ -86,7 +87,17 @@ async def create(ctx: Context, spec: NewCampaign) -> dict:
         row = await service.get(conn, ctx.tenant_id, campaign_id)
         await audit.record(conn, ctx.tenant_id, ctx.actor, "campaign.create",
                            campaign_id=campaign_id, purpose=spec.purpose, **_confirmed(row))
-        return await service.status(conn, row)
+        body = await service.status(conn, row)
+    # The name was just typed: shown as given, locked or not.
+    return body | shown(spec.name.strip(), False)
+
+
+async def _named(ctx: Context, rows, bodies: list[dict]) -> list[dict]:
+    """The statuses with each campaign's name opened (None and name_locked while locked)."""
+    names = await opened(ctx, [r.name_sealed for r in rows])
+    for i, body in enumerate(bodies):
+        body.update(shown(None if names is None else names[i], names is None))
+    return bodies
 
 
 async def get(ctx: Context, campaign_id: str, *, with_window: bool = True) -> dict:
@@ -97,7 +108,7 @@ async def get(ctx: Context, campaign_id: str, *, with_window: bool = True) -> di
         body = await service.status(conn, row)
         if with_window:
             body["window"] = await window.for_campaign(conn, row, time.time())
-        return body
+    return (await _named(ctx, [row], [body]))[0]
 
 
 async def window_of(ctx: Context, campaign_id: str) -> dict | None:
@@ -110,10 +121,11 @@ async def window_of(ctx: Context, campaign_id: str) -> dict | None:
 @dataclass(frozen=True)
 class Described:
     """What a campaign's page says about it besides its counts."""
-    line_name: str | None  # None: the line was deleted
+    line_name: str | None  # None: the line was deleted (or names_locked)
     channel: str | None
-    list_name: str | None  # None: the list was deleted
+    list_name: str | None  # None: the list was deleted (or names_locked)
     text: str | None  # the message as written; None while the vault is locked
+    names_locked: bool = False  # the vault is locked: names are sealed
 
 
 async def describe(ctx: Context, campaign_id: str) -> Described:
@@ -121,16 +133,19 @@ async def describe(ctx: Context, campaign_id: str) -> Described:
     async with ctx[db_key].connect() as conn:
         row = await service.get(conn, ctx.tenant_id, campaign_id)
         line = await get_line(conn, ctx.tenant_id, row.line_id)
-        list_name = (await conn.execute(sa.select(contact_lists.c.name).where(
+        listed = (await conn.execute(sa.select(
+            contact_lists.c.name_sealed, contact_lists.c.subscribers_of).where(
             contact_lists.c.tenant_id == ctx.tenant_id,
-            contact_lists.c.id == row.list_id))).scalar()
+            contact_lists.c.id == row.list_id))).first()
     try:
         text = (await ctx[fields_key].open_fields(
             ctx.tenant_id, [bytes(row.template_sealed)]))[0].decode()
     except VaultLockedError:
         text = None
-    return Described(line.name if line else None, line.channel if line else None, list_name,
-                     text)
+    line_name = (await line_names(ctx, [line]) or {}).get(line.id) if line else None
+    list_name = (await list_names(ctx, [listed]) or [None])[0] if listed else None
+    return Described(line_name, line.channel if line else None, list_name, text,
+                     names_locked=text is None)
 
 
 async def list_campaigns(ctx: Context, limit: int = 500) -> list[dict]:
@@ -140,13 +155,15 @@ async def list_campaigns(ctx: Context, limit: int = 500) -> list[dict]:
         campaigns.c.created_at.desc()).limit(limit)
     async with ctx[db_key].connect() as conn:
         rows = list(await conn.execute(q))
-        return await service.statuses(conn, rows)
+        bodies = await service.statuses(conn, rows)
+    return await _named(ctx, rows, bodies)
 
 
 async def today(ctx: Context) -> dict:
     """Today's figures (the tenant's time zone): how many messages entered each state today
     (sent, delivered, read, failed, skipped …), messages waiting to go now, refusals recorded
-    today (replies, İYS, imports, API), and people suppressed in all."""
+    today (replies, İYS, imports, API), people who refused themselves today (the overview's
+    "opt-outs today"), and people suppressed in all."""
     tenant_id = ctx.tenant_id
     async with ctx[db_key].connect() as conn:
         profile = await ctx[directory_key].profile(conn, tenant_id)
@@ -165,8 +182,11 @@ async def today(ctx: Context) -> dict:
         suppressed = (await raw.fetch(
             conn, "SELECT count(DISTINCT address_index) FROM suppressions WHERE tenant_id = ?",
             (tenant_id,)))[0][0]
+        # The overview's figure: people who refused themselves today (overview imports us).
+        from dashboard.services.overview import people_opt_outs
+        by_people = await people_opt_outs(conn, tenant_id, since)
     return {"since": midnight.isoformat(), "messages": entered, "waiting": waiting,
-            "opt_outs": opt_outs, "suppressed": suppressed}
+            "opt_outs": opt_outs, "opt_outs_by_people": by_people, "suppressed": suppressed}
 
 
 async def window_estimate(ctx: Context, line_id: str, list_id: str) -> dict | None:
@@ -203,7 +223,7 @@ async def act(ctx: Context, campaign_id: str, action: str, *, include_unknown: b
         body = await service.status(conn, row)
     if body["state"] == "scheduled":
         ctx[scheduler_hook_key](campaign_id, row.send_at)
-    return body
+    return (await _named(ctx, [row], [body]))[0]
 
 
 async def _check_not_empty(conn, tenant_id: str, campaign_id: str) -> None:

@@ -1,6 +1,6 @@
 """The consent ledger, the gate's dry run and suppressions — what the JSON API
 (dashboard.api.consent) and the consents/contacts pages both do. Writes are audited under the
-context's actor. Refusals are ApiError (the API's codes) and optout's input errors; reading
+context's actor. Refusals are ServiceError (dashboard.services) and optout's input errors; reading
 evidence or suppressed addresses needs the vault unlocked (evidence is left out while locked,
 the suppression export raises VaultLockedError)."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ import json
 import math
 import time
 
+from campaigns.audiences import readable_source
 from crypto.errors import VaultLockedError
-from dashboard.errors import ApiError
 from dashboard.keys import db_key, directory_key, erasures_key, fields_key, watch_key
-from dashboard.services import Context
+from dashboard.services import Context, ServiceError, ServiceStateError
 from dashboard.services.values import address_param, iso
 from optout import audit, facts, ledger, refusals, subjects, suppression
 from optout.deadlines import parse_consent_date
@@ -33,7 +33,7 @@ async def _writer(ctx: Context):
 
 def occurred_at(raw) -> float:
     """A consent's time: now (a whole second) when None; ISO 8601 or Unix seconds, after
-    2000-01-01 and not in the future (ApiError invalid_field)."""
+    2000-01-01 and not in the future (ServiceError invalid_field)."""
     if raw is None:  # a whole second, like people's replies: a STOP of that second wins
         return float(math.floor(time.time()))
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -41,11 +41,11 @@ def occurred_at(raw) -> float:
     elif isinstance(raw, str) and (parsed := parse_consent_date(raw)) is not None:
         when = parsed.timestamp()
     else:
-        raise ApiError(400, "invalid_field", "'occurred_at' must be an ISO 8601 date-time")
+        raise ServiceError("invalid_field", "'occurred_at' must be an ISO 8601 date-time")
     if not math.isfinite(when) or when < OCCURRED_AT_EARLIEST:
-        raise ApiError(400, "invalid_field", "'occurred_at' must be a date after 2000-01-01")
+        raise ServiceError("invalid_field", "'occurred_at' must be a date after 2000-01-01")
     if when > time.time() + 60:
-        raise ApiError(400, "invalid_field", "'occurred_at' is in the future")
+        raise ServiceError("invalid_field", "'occurred_at' is in the future")
     return when
 
 
@@ -57,9 +57,10 @@ async def record(ctx: Context, channel: str, raw_address: str, status: str, sour
     consent_type = consent_type_for(channel)
     address = address_param(raw_address, channel, "address")
     if not evidence or not isinstance(evidence, (str, dict)):
-        raise ApiError(400, "missing_field", "'evidence' (the statement or form shown) is required")
+        raise ServiceError("missing_field",
+                           "'evidence' (the statement or form shown) is required")
     if reconsent and status != ledger.GRANTED:
-        raise ApiError(400, "invalid_field", "'reconsent' goes with a granted consent only")
+        raise ServiceError("invalid_field", "'reconsent' goes with a granted consent only")
     when = occurred_at(occurred)
     profile, sealer = await _writer(ctx)
     document = {"statement": evidence, "address": address, "channel": channel,
@@ -67,7 +68,8 @@ async def record(ctx: Context, channel: str, raw_address: str, status: str, sour
         {"reconsent": True} if reconsent else {})
     event = ConsentEvent(
         address_index=ctx[directory_key].index(profile.id, address),
-        consent_type=consent_type, status=status, source=source,
+        # Free text stays in the sealed evidence; an İYS source code stays readable.
+        consent_type=consent_type, status=status, source=readable_source(source, "api"),
         recipient_type=ledger.recipient_type_of(recipient_type), occurred_at=when,
         evidence_sealed=sealer.seal_field(json.dumps(document, ensure_ascii=False).encode()))
     if status == ledger.REVOKED:  # before the commit: see optout.watch
@@ -93,22 +95,21 @@ async def _record_consent(conn, profile, event: ConsentEvent, against: refusals.
     new evidence, dated after what it lifts)."""
     if reconsent:
         if against is not None and event.occurred_at <= against.since:
-            raise ApiError(409, "reconsent_not_newer", "the reconsent is not dated after the "
-                                                       "refusal or erasure it would lift")
+            raise ServiceStateError("reconsent_not_newer", "the reconsent is not dated after "
+                                    "the refusal or erasure it would lift")
         event_id = await refusals.grant_by_person(conn, profile.id, event, profile.iys_enabled)
         if event_id is None:
-            raise ApiError(409, "reconsent_not_newer", "the person stopped in the same second "
-                                                       "or later; that stop stands")
+            raise ServiceStateError("reconsent_not_newer", "the person stopped in the same "
+                                    "second or later; that stop stands")
         return event_id
     if against is not None and against.erased:
-        raise ApiError(409, "erased", "this person's data was erased at their request and they "
-                                      "get no messages; only their own new consent starts "
-                                      "again: send it with \"reconsent\": true and its evidence")
+        raise ServiceStateError("erased", "this person's data was erased at their request and "
+                                "they get no messages; only their own new consent starts "
+                                "again: send it with \"reconsent\": true and its evidence")
     if against is not None and event.status == ledger.GRANTED:
-        raise ApiError(409, "refused_earlier", "this person refused; an import or a plain "
-                                               "consent does not undo that. If they consented "
-                                               "again themselves, send \"reconsent\": true "
-                                               "with the new evidence")
+        raise ServiceStateError("refused_earlier", "this person refused; an import or a plain "
+                                "consent does not undo that. If they consented again "
+                                "themselves, send \"reconsent\": true with the new evidence")
     (event_id,) = await ledger.record(conn, profile.id, [event], profile.iys_enabled)
     return event_id
 
@@ -159,10 +160,10 @@ async def gate(ctx: Context, raw_address: str | None, channel: str = "sandbox",
     try:
         chosen = Purpose(purpose)
     except ValueError:
-        raise ApiError(400, "invalid_field",
+        raise ServiceError("invalid_field",
                        "'purpose' must be commercial or informational") from None
     if not raw_address:
-        raise ApiError(400, "missing_field", "'address' is required")
+        raise ServiceError("missing_field", "'address' is required")
     from optout.addresses import normalise_address
     from optout.gate import Facts
     address = normalise_address(raw_address, channel)

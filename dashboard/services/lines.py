@@ -8,30 +8,42 @@ from bot.lines import check_name
 from bot.sandbox import simulate_receipts
 from campaigns.lines import LineDeleteError, get_line, list_lines
 from campaigns.ports import Line
-from dashboard.errors import ApiError, field
+from dashboard.inputs import field
 from dashboard.keys import db_key, inbound_key, line_admin_key, sandbox_key
-from dashboard.services import Context
+from dashboard.services import Context, ServiceError, ServiceNotFoundError, ServiceStateError
+from dashboard.services.names import line_names, shown
 from dashboard.services.values import address_param, line_fields, refuse_addresses
 
 
-def line_view(line: Line) -> dict:
-    """What the owner sees of a line: never its credentials; its channel's options."""
+def line_view(line: Line, names: dict[str, str | None] | None = None) -> dict:
+    """What the owner sees of a line: never its credentials; its channel's options. Its
+    name from `names` (names.line_names; None while locked: "name_locked"), unless the line
+    was just made and carries the name as typed."""
     options = line.options or {}
     spec = registry.find(line.channel)
-    found = {"id": line.id, "channel": line.channel, "name": line.name,
+    locked = not line.name and names is None
+    found = {"id": line.id, "channel": line.channel,
+             **shown(line.name or (names or {}).get(line.id), locked),
              "rate_per_second": line.rate_per_second, "state": line.state,
              "state_reason": line.state_reason,
              "webhook_path": f"/webhooks/{line.channel}/{line.id}"
              if spec is not None and spec.webhooks else None}
-    shown = [f.name for f in spec.options] if spec is not None else []
-    found.update({k: options[k] for k in shown if k in options})
+    visible = [f.name for f in spec.options] if spec is not None else []
+    found.update({k: options[k] for k in visible if k in options})
     return found
+
+
+async def view(ctx: Context, line: Line) -> dict:
+    """line_view with the name opened while unlocked."""
+    return line_view(line, await line_names(ctx, [line]))
 
 
 async def lines(ctx: Context) -> list[dict]:
     """The tenant's lines (line_view), oldest first."""
     async with ctx[db_key].connect() as conn:
-        return [line_view(line) for line in await list_lines(conn, ctx.tenant_id)]
+        found = await list_lines(conn, ctx.tenant_id)
+    names = await line_names(ctx, found)
+    return [line_view(line, names) for line in found]
 
 
 async def sandbox_lines(ctx: Context) -> list[dict]:
@@ -45,11 +57,11 @@ async def sandbox_received(ctx: Context, to: str | None, limit: int):
 
 
 async def line(ctx: Context, line_id: str) -> Line:
-    """The tenant's line; ApiError not_found."""
+    """The tenant's line; ServiceNotFoundError."""
     async with ctx[db_key].connect() as conn:
         found = await get_line(conn, ctx.tenant_id, line_id)
     if found is None:
-        raise ApiError(404, "not_found", "no such line")
+        raise ServiceNotFoundError("no such line")
     return found
 
 
@@ -58,7 +70,7 @@ async def sandbox_reply(ctx: Context, line_id: str, raw_from: str, text: str) ->
     real one: {intent, duplicate, replied}."""
     found = await line(ctx, line_id)
     if found.channel != "sandbox":
-        raise ApiError(400, "not_sandbox", "this line is not a sandbox line")
+        raise ServiceError("not_sandbox", "this line is not a sandbox line")
     address = address_param(raw_from, "sandbox", "from")
     outcome = await ctx[inbound_key].receive(found, address, text)
     return {"intent": outcome.intent.value if outcome.intent else None,
@@ -80,12 +92,12 @@ async def add_line(ctx: Context, body: dict) -> dict:
     try:
         spec = registry.get(channel)
     except registry.UnknownChannelError as exc:
-        raise ApiError(400, "unsupported_channel", str(exc)) from None
+        raise ServiceError("unsupported_channel", str(exc)) from None
     name = check_name(field(body, "name", str))
     rate = field(body, "rate_per_second", float, required=False, default=None)
     values = _values(body, spec.credentials + spec.options)
-    return line_view(await ctx[line_admin_key].add(ctx.tenant_id, spec.name, name, rate,
-                                                   values))
+    return await view(ctx, await ctx[line_admin_key].add(ctx.tenant_id, spec.name, name, rate,
+                                                         values))
 
 
 async def edit_line(ctx: Context, line_id: str, body: dict) -> dict:
@@ -98,19 +110,19 @@ async def edit_line(ctx: Context, line_id: str, body: dict) -> dict:
     known = {"name", "rate_per_second", *(f.name for f in editable)}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise ApiError(400, "unknown_field", f"'{unknown[0]}' cannot be changed on a "
-                                             f"{spec.name} line; editable: "
-                                             f"{', '.join(sorted(known))}")
+        raise ServiceError("unknown_field", f"'{unknown[0]}' cannot be changed on a "
+                                            f"{spec.name} line; editable: "
+                                            f"{', '.join(sorted(known))}")
     changes = _values(body, editable, required=False)
     if "name" in body:
         changes["name"] = field(body, "name", str)
     if "rate_per_second" in body:
         changes["rate_per_second"] = field(body, "rate_per_second", float)
     if not changes:
-        raise ApiError(400, "missing_field", "nothing to change; editable: "
-                                             f"{', '.join(sorted(known))}")
-    return line_view(await ctx[line_admin_key].update(ctx.tenant_id, ctx.actor, found.id,
-                                                      changes))
+        raise ServiceError("missing_field", "nothing to change; editable: "
+                                            f"{', '.join(sorted(known))}")
+    return await view(ctx, await ctx[line_admin_key].update(ctx.tenant_id, ctx.actor, found.id,
+                                                            changes))
 
 
 async def act(ctx: Context, line_id: str, action: str) -> dict:
@@ -118,13 +130,13 @@ async def act(ctx: Context, line_id: str, action: str) -> dict:
     paused_campaigns); the line_view after it."""
     admin = ctx[line_admin_key]
     if action == "pause":
-        return line_view(await admin.pause(ctx.tenant_id, ctx.actor, line_id))
+        return await view(ctx, await admin.pause(ctx.tenant_id, ctx.actor, line_id))
     if action == "resume":
         resumed = await admin.resume(ctx.tenant_id, ctx.actor, line_id)
-        return line_view(resumed.line) | {"resumed_from": resumed.previous_reason}
+        return await view(ctx, resumed.line) | {"resumed_from": resumed.previous_reason}
     if action == "archive":
         found, paused = await admin.archive(ctx.tenant_id, ctx.actor, line_id)
-        return line_view(found) | {"paused_campaigns": paused}
+        return await view(ctx, found) | {"paused_campaigns": paused}
     raise ValueError(action)
 
 
@@ -133,7 +145,7 @@ async def delete_line(ctx: Context, line_id: str) -> None:
     try:
         await ctx[line_admin_key].delete(ctx.tenant_id, ctx.actor, line_id)
     except LineDeleteError as exc:
-        raise ApiError(409, exc.code, str(exc)) from None
+        raise ServiceStateError(exc.code, str(exc)) from None
 
 
 async def sandbox_receipts(ctx: Context) -> tuple[int, int]:

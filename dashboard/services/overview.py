@@ -26,7 +26,7 @@ def person_sources() -> tuple[str, ...]:
     """Source prefixes of refusals the person made themselves: a reply (STOP, a button) on a
     channel, a refusal recorded in İYS (pulled by the sync), a provider's opt-out or block
     ("whatsapp:user_preferences", "whatsapp:131050", "telegram:blocked"). Not imports (their
-    rows carry the file's own source or "import:…") and not consents recorded over the API."""
+    rows carry the file's İYS source code or "import") and not consents recorded over the API."""
     return ("inbound:", "IYS:", *(f"{name}:" for name in registry.names()))
 
 

@@ -7,104 +7,95 @@ address_not_allowed), the same for the API and the pages."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dashboard.errors import ApiError
 from dashboard.inputs import InputError
 from dashboard.keys import db_key, directory_key, master_key
-from dashboard.services import Context
+from dashboard.models import ABSENT, given, parse, request_model, rule
+from dashboard.services import Context, ServiceError
 from dashboard.services.values import iso, refuse_addresses
 from optout import audit, iys_sync
 from optout.outbound import ADDRESS_FORMAT
 from optout.tenants import TenantProfile, update_settings
 from store import raw
 
-_TEXT = {"sender_name": 200, "sender_contact": 200, "iys_code": 32, "iys_brand_code": 32,
-         "timezone": 64}
 LANGUAGES = ("tr", "en")
-SETTINGS_FIELDS = (*_TEXT, "language", "iys_enabled", "quiet_hours", "frequency_cap",
-                   "frequency_window_days", "quiet_start_hour", "quiet_end_hour",
-                   "iys_credentials", "brand_names")
 IYS_ACCOUNT = ("username", "password")
-_RANGES = {"frequency_cap": (0, 100, "a number"), "frequency_window_days": (1, 90, "a number"),
-           "quiet_start_hour": (0, 23, "an hour"), "quiet_end_hour": (0, 23, "an hour")}
 
 
 def _invalid(message: str) -> InputError:
     return InputError("invalid_field", message)
 
 
-def _known_zone(name: str) -> bool:
+def _check_zone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        return False
-    return True
+        raise _invalid("'timezone' must be an IANA zone name") from None
 
 
-def _check_text(key: str, value) -> None:
-    if not isinstance(value, str) or len(value) > _TEXT[key]:
-        raise _invalid(f"'{key}' must be a string of at most {_TEXT[key]} characters")
-    if key == "timezone" and not _known_zone(value):
-        raise _invalid("'timezone' must be an IANA zone name")
-
-
-def _check_number(key: str, value) -> None:
-    low, high, kind = _RANGES[key]
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise _invalid(f"'{key}' must be {kind} from {low} to {high}")
-
-
-def _check_credentials(value) -> None:
-    if not (isinstance(value, dict) and all(
-            isinstance(value.get(k), str) and value.get(k) for k in IYS_ACCOUNT)):
+def _check_credentials(value: dict) -> None:
+    if not all(isinstance(value.get(k), str) and value.get(k) for k in IYS_ACCOUNT):
         raise _invalid("'iys_credentials' needs username and password")
     if unknown := sorted(set(value) - set(IYS_ACCOUNT)):
         raise InputError("unknown_field", f"unknown field 'iys_credentials.{unknown[0]}'")
 
 
-def _check_brands(value) -> None:
-    if not (isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
-            and len(value) <= 20):
+def _check_brands(value: list) -> None:
+    if not all(v.strip() for v in value):
         raise _invalid("'brand_names' must be a list of names")
 
 
-def _check_one(key: str, value) -> None:
-    if key in _TEXT:
-        _check_text(key, value)
-    elif key == "language":
-        if value not in LANGUAGES:
-            raise _invalid("'language' must be tr or en")
-    elif key in ("iys_enabled", "quiet_hours"):
-        if not isinstance(value, bool):
-            raise _invalid(f"'{key}' must be true or false")
-    elif key in _RANGES:
-        _check_number(key, value)
-    elif key == "iys_credentials":
-        _check_credentials(value)
-    elif key == "brand_names":
-        _check_brands(value)
-    else:
-        raise InputError("unknown_field", f"unknown setting '{key}'")
+def _screen(changes: dict) -> None:
+    """A field naming a provider address is refused first, whatever else is wrong: İYS's
+    address is the operator's (providers.iys_url), and the password must never follow a
+    tenant's."""
+    try:
+        refuse_addresses(changes, SETTINGS_FIELDS)
+        refuse_addresses(changes.get("iys_credentials"), IYS_ACCOUNT, "iys_credentials.")
+    except ServiceError as exc:
+        raise InputError(exc.code, exc.message) from None
+
+
+def _text(limit: int, **options):
+    return rule(str, max_length=limit, **options)
+
+
+@request_model(closed=True, nulls=False, screen=_screen)
+class SettingsChange:
+    """PATCH /settings (and the settings page): every field optional, nothing else taken."""
+    sender_name: str = _text(200, default=ABSENT, description="not empty")
+    sender_contact: str = _text(200, default=ABSENT)
+    iys_code: str = _text(32, default=ABSENT)
+    iys_brand_code: str = _text(32, default=ABSENT)
+    timezone: str = _text(64, default=ABSENT, check=_check_zone,
+                          description="an IANA zone name, e.g. Europe/Istanbul")
+    language: str = rule(str, default=ABSENT, enum=LANGUAGES)
+    iys_enabled: bool = rule(bool, default=ABSENT)
+    quiet_hours: bool = rule(bool, default=ABSENT)
+    quiet_start_hour: int = rule(int, default=ABSENT, minimum=0, maximum=23)
+    quiet_end_hour: int = rule(int, default=ABSENT, minimum=0, maximum=23)
+    frequency_cap: int = rule(int, default=ABSENT, minimum=0, maximum=100, description=(
+        "commercial messages per person per window; 0: off"))
+    frequency_window_days: int = rule(int, default=ABSENT, minimum=1, maximum=90)
+    iys_credentials: dict = rule(dict, default=ABSENT, check=_check_credentials, schema={
+        "required": list(IYS_ACCOUNT), "additionalProperties": False, "writeOnly": True,
+        "properties": {k: {"type": "string", "minLength": 1} for k in IYS_ACCOUNT}})
+    brand_names: list = rule(list, default=ABSENT, items=str, max_length=20,
+                             check=_check_brands)
+
+
+SETTINGS_FIELDS = tuple(f.name for f in fields(SettingsChange))
 
 
 def validated(changes: dict) -> dict:
-    """The changes if every one is a known setting with a valid value; InputError naming the
-    first that is not. A field naming a provider address is refused first, whatever else is
-    wrong: İYS's address is the operator's (providers.iys_url), and the password must never
-    follow a tenant's."""
-    try:
-        refuse_addresses(changes, SETTINGS_FIELDS)
-        if isinstance(changes, dict):
-            refuse_addresses(changes.get("iys_credentials"), IYS_ACCOUNT, "iys_credentials.")
-    except ApiError as exc:
-        raise InputError(exc.code, exc.message) from None
-    for key, value in changes.items():
-        _check_one(key, value)
-    if changes.get("sender_name", "x").strip() == "":
+    """The changes if every one is a known setting with a valid value (SettingsChange);
+    InputError naming the first that is not."""
+    found = given(parse(SettingsChange, changes))
+    if found.get("sender_name", "x").strip() == "":
         raise _invalid("'sender_name' must not be empty")
-    return dict(changes)
+    return found
 
 
 def settings_dict(p: TenantProfile) -> dict:

@@ -2,15 +2,23 @@
 and erasing them, and the request log with its 30-day deadlines — what the JSON API
 (dashboard.api.subjects) and the KVKK page (dashboard.pages.people) both do. Each access,
 export, correction and erasure is logged as a request and audited under the context's actor.
-Errors: ApiError (invalid address, nothing to correct, no such contact), VaultLockedError."""
+Errors: ServiceError (invalid address, nothing to correct, no such contact), VaultLockedError."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
-from dashboard.errors import ApiError
-from dashboard.keys import db_key, directory_key, erasures_key, fields_key, keyring_key, watch_key
-from dashboard.services import Context
+from crypto.errors import VaultLockedError
+from dashboard.keys import (
+    db_key,
+    directory_key,
+    erasures_key,
+    fields_key,
+    inbound_key,
+    keyring_key,
+    watch_key,
+)
+from dashboard.services import Context, ServiceError, ServiceNotFoundError
 from dashboard.services.values import address_param, iso
 from optout import audit, subjects
 from optout.subject_deadlines import due_soon
@@ -43,6 +51,19 @@ async def access(ctx: Context, raw_address: str | None, channel: str = "sandbox"
     return report
 
 
+async def _erase_later(ctx: Context, address: str) -> dict:
+    backlog = ctx[inbound_key].backlog
+    if backlog is None:
+        raise VaultLockedError("vault is locked")
+    async with ctx[db_key].connect() as conn:
+        profile = await ctx[directory_key].profile(conn, ctx.tenant_id)
+    async with ctx[db_key].begin() as conn:
+        await backlog.keep(ctx.tenant_id, profile.public_key, "erase",
+                           {"address": address, "channel": "api", "line_id": None}, conn=conn)
+        await audit.record(conn, ctx.tenant_id, ctx.actor, "subject.erase_kept")
+    return {"request_id": None, "erased": {}, "completed": False}
+
+
 @dataclass(frozen=True)
 class Export:
     request_id: str
@@ -70,8 +91,13 @@ async def export(ctx: Context, raw_address: str | None, channel: str = "sandbox"
 
 
 async def erase(ctx: Context, raw_address: str | None, channel: str = "sandbox") -> dict:
-    """Erases the person; {request_id, erased (counts), completed}."""
-    _, index = await _index(ctx, raw_address, channel)
+    """Erases the person; {request_id, erased (counts), completed}. While the vault is locked
+    the person cannot be found (the number index is the tenant's): the request is kept sealed
+    and carried out first thing at the next unlock (request_id null, completed false)."""
+    try:
+        _, index = await _index(ctx, raw_address, channel)
+    except VaultLockedError:
+        return await _erase_later(ctx, address_param(raw_address, channel, "address"))
     ctx[watch_key].note(ctx.tenant_id, index)  # before the commit: optout.watch
     async with ctx[db_key].begin() as conn:
         counts = await subjects.erase(conn, ctx.tenant_id, index)
@@ -88,9 +114,9 @@ async def correct(ctx: Context, raw_address: str | None, name: str | None = None
     """KVKK art. 11(1)(d): corrects the person's name or attributes (sealed like on import)."""
     _, index = await _index(ctx, raw_address, channel)
     if name is None and attributes is None:
-        raise ApiError(400, "missing_field", "give 'name' and/or 'attributes' to correct")
+        raise ServiceError("missing_field", "give 'name' and/or 'attributes' to correct")
     if attributes is not None and not all(isinstance(v, str) for v in attributes.values()):
-        raise ApiError(400, "invalid_field", "'attributes' values must be strings")
+        raise ServiceError("invalid_field", "'attributes' values must be strings")
     async with ctx[db_key].connect() as conn:
         profile = await ctx[directory_key].profile(conn, ctx.tenant_id)
     sealer = await ctx[fields_key].shared_sealer(ctx.tenant_id, profile.public_key)
@@ -101,7 +127,7 @@ async def correct(ctx: Context, raw_address: str | None, name: str | None = None
             sealer.seal_field(json.dumps(attributes, ensure_ascii=False).encode())
             if attributes is not None else None)
         if not changed:
-            raise ApiError(404, "not_found", "no contact with that address")
+            raise ServiceNotFoundError("no contact with that address")
         request_id = await subjects.record_request(conn, ctx.tenant_id, index, "correction",
                                                    "api", done=True)
         await audit.record(conn, ctx.tenant_id, ctx.actor, "subject.correct",

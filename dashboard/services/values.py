@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot import registry
-from dashboard.errors import ApiError
+from dashboard.services import ServiceError
 from optout.outbound import names_an_address
 
 COMMON_FIELDS = ("channel", "name", "rate_per_second")
@@ -25,17 +25,18 @@ def refuse_addresses(body: object, known: tuple[str, ...], where: str = "") -> N
         return
     for key, value in body.items():
         if names_an_address(str(key), None if key in known else value):
-            raise ApiError(400, "address_not_allowed",
-                           f"'{where}{key}' is not accepted: provider addresses are set by "
-                           "the operator (providers.* in the configuration), not per tenant")
+            raise ServiceError("address_not_allowed",
+                               f"'{where}{key}' is not accepted: provider addresses are "
+                               "set by the operator (providers.* in the configuration), not "
+                               "per tenant")
 
 
 def address_param(raw: str | None, channel: str, name: str) -> str:
     if not raw or not raw.strip():
-        raise ApiError(400, "missing_field", f"'{name}' is required")
+        raise ServiceError("missing_field", f"'{name}' is required")
     address = registry.normalise(raw, channel)
     if address is None:
-        raise ApiError(400, "invalid_address", f"'{name}' is not a valid {channel} address")
+        raise ServiceError("invalid_address", f"'{name}' is not a valid {channel} address")
     return address
 
 

@@ -141,6 +141,7 @@ async def test_whatsapp_campaign_statuses_and_stop(tenant, graph, wa_line):
 
 
 async def test_whatsapp_webhook_signature_and_handshake(tenant, wa_line):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     client = tenant.client
     payload = text_message_body("+905350000003", "DUR", message_id="wamid.X")
     r = await _post_wa(client, wa_line["id"], payload, secret="wrong")
@@ -159,6 +160,7 @@ async def test_whatsapp_webhook_signature_and_handshake(tenant, wa_line):
 
 
 async def test_whatsapp_user_preferences_stop(tenant, wa_line):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     await tenant.call("POST", "/consents", json={
         "address": "05350000004", "channel": "whatsapp", "status": "granted",
         "source": "HS_WEB", "evidence": "web formu"})
@@ -202,6 +204,7 @@ async def _post_tg(tenant: ApiTenant, line: dict, update: dict, secret: str | No
 
 
 async def test_telegram_start_consent_campaign_stop_and_block(tenant, bot_api, tg_line):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     state, _ = bot_api
     await tenant.unlock()
     chat = 700100200
@@ -216,8 +219,12 @@ async def test_telegram_start_consent_campaign_stop_and_block(tenant, bot_api, t
     from dashboard.keys import db_key
     from store import raw
     async with tenant.client.app[db_key].connect() as conn:
-        (list_id,) = (await raw.fetch(conn, "SELECT id FROM contact_lists WHERE name = ?",
-                                      ("Telegram: Mağaza botu",)))[0]
+        (list_id,) = (await raw.fetch(conn, "SELECT id FROM contact_lists WHERE "
+                                            "subscribers_of = ?", (tg_line["id"],)))[0]
+    # Its name is the bot's: "Telegram: <line name>", opened while unlocked.
+    lists = (await (await tenant.call("GET", "/lists")).json())["lists"]
+    assert {"id": list_id, "name": "Telegram: Mağaza botu", "name_locked": False}.items() <= \
+        next(x for x in lists if x["id"] == list_id).items()
     await asyncio.sleep(1.1)  # Telegram: one message a second per chat
     r = await tenant.call("POST", "/campaigns", json={
         "name": "tg", "line_id": tg_line["id"], "list_id": list_id,
@@ -336,3 +343,34 @@ async def test_whatsapp_campaign_with_an_approved_template(tenant, graph, wa_lin
     assert msg["template"]["name"] == "kampanya_duyuru"
     params = [p["text"] for p in msg["template"]["components"][0]["parameters"]]
     assert params == ["Ayşe", "Van"] and msg["reference"]
+
+
+async def test_whatsapp_stop_while_locked_is_confirmed_now_and_applied_at_unlock(
+        tenant, graph, wa_line):
+    """Issue 17: locked, the number index is the tenant's. The signed webhook's STOP is
+    confirmed at once, kept sealed (a retry with the same message id kept once), and applied
+    at the unlock."""
+    from dashboard.keys import db_key, inbound_key
+    from store.tables import inbound_messages, sealed_inbound
+    state, _ = graph
+    await tenant.unlock()
+    await tenant.call("POST", "/consents", json={
+        "address": "05350000009", "channel": "whatsapp", "status": "granted",
+        "source": "HS_WEB", "evidence": "web formu"})
+    await tenant.call("POST", "/vault/lock")
+    now = int(time.time())
+    for delay in (0, 1):  # Meta retries with another envelope, the same message id
+        r = await _post_wa(tenant.client, wa_line["id"], text_message_body(
+            "+905350000009", "DUR", message_id="wamid.LOCKED1", timestamp=str(now + delay)))
+        assert r.status == 200
+    await asyncio.sleep(0.2)
+    assert len([m for m in state.sent if m["to"] == "905350000009"]) == 1  # the confirmation
+    db = tenant.client.app[db_key]
+    async with db.connect() as conn:
+        kept = (await conn.execute(sealed_inbound.select())).all()
+        stored = (await conn.execute(inbound_messages.select())).all()
+    assert len(kept) == 1 and stored == []
+    await tenant.unlock()
+    await tenant.client.app[inbound_key].backlog.apply(tenant.id)  # (or its loop did already)
+    assert await _gate(tenant, "+905350000009", "whatsapp") == "opted_out"
+    assert len([m for m in state.sent if m["to"] == "905350000009"]) == 1  # not confirmed twice

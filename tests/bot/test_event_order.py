@@ -117,6 +117,7 @@ def _preference(value: str, at: int) -> dict:
 
 
 async def test_old_preference_event_does_not_undo_newer_stop(tenant, wa_line):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     r = await _post_wa(tenant, wa_line, _preference("stop", T0 + 200))
     assert r["handled"] == 1
     assert await _gate(tenant, PHONE, "whatsapp") == "opted_out"
@@ -140,6 +141,7 @@ async def test_old_preference_event_does_not_undo_newer_stop(tenant, wa_line):
 
 
 async def test_same_signed_delivery_twice_is_a_no_op(tenant, wa_line):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     body, headers = signed_webhook(APP_SECRET, batch(
         _preference("stop", T0 + 200),
         text_message_body(WA, "merhaba", message_id="wamid.ORDER1", timestamp=str(T0))))
@@ -155,6 +157,7 @@ async def test_same_signed_delivery_twice_is_a_no_op(tenant, wa_line):
 async def test_same_telegram_update_twice_is_a_no_op(tenant, tg_line):
     """A consent tap carries no time of its own: without the update-id check, Telegram's
     redelivery would record the consent a second time."""
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     chat = 700100900
     tap = callback_update(chat, "consent:yes", 501)
     assert (await _post_tg(tenant, tg_line, tap))["handled"] == 1
@@ -165,6 +168,7 @@ async def test_same_telegram_update_twice_is_a_no_op(tenant, tg_line):
 
 
 async def test_late_telegram_member_update_does_not_lift_a_newer_block(tenant, tg_line):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     chat = 700100901
     await _post_tg(tenant, tg_line, kicked_update(chat, 601, date=T0 + 200))
     assert await _gate(tenant, str(chat), "telegram") == "blocked"
@@ -205,6 +209,7 @@ async def test_late_stop_and_start_replies_apply_in_event_order(tenant, graph, w
 async def test_sandbox_replies_out_of_order_are_stale_and_unanswered(tenant):
     """The shared inbound path (every channel): a superseded STOP or START is stored and
     reported stale, changes nothing and gets no confirmation."""
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     app = tenant.client.app
     async with app[db_key].connect() as conn:
         lines = (await (await tenant.call("GET", "/lines")).json())["lines"]
@@ -266,6 +271,7 @@ async def test_late_statuses_do_not_move_a_row_backwards(tenant, graph, wa_line)
 async def test_late_provider_opt_out_status_does_not_undo_a_newer_resume(tenant, wa_line):
     """Error 131050 on a failed status is an opt-out dated by that status: a resume the
     person made after it stands."""
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     await _post_wa(tenant, wa_line, _preference("resume", T0 + 300))
     assert await _gate(tenant, PHONE, "whatsapp") == "allowed"
     await _post_wa(tenant, wa_line, status_body(

@@ -229,6 +229,7 @@ async def test_invite_api_refuses_what_it_cannot_make(tenant, bot_api, tg_line, 
 
 async def test_telegram_invite_page_creates_shows_and_revokes(client, tenant, bot_api, tg_line,
                                                               shop_list):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     owner = await make_web_user(client, tenant, "owner")
     contacts = await (await owner.get("/contacts")).text()
     assert f"/contacts/lists/{shop_list}/telegram" in contacts

@@ -81,6 +81,7 @@ async def _campaign(tenant: ApiTenant, cid: str) -> dict:
 
 
 async def test_template_sync_and_picker(tenant, graph, owner):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     state, _ = graph
     state.templates = [SUMMER, PENDING, PAUSED, NOTICE]
     state.template_page_limit = 2  # two pages
@@ -166,6 +167,7 @@ async def test_template_sync_and_picker(tenant, graph, owner):
 
 
 async def test_commercial_template_without_opt_out_is_refused(tenant, graph):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     state, _ = graph
     body = "Merhaba {{1}}, Örnek Mağaza'da bu hafta indirim var!"
     state.templates = [

@@ -65,9 +65,10 @@ def _izinli() -> list[str]:
     return [found] if found else [sys.executable, "-c", "from izinli.cli import main; main()"]
 
 
-def _env() -> dict[str, str]:
+def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("IZINLI_MASTER_KEY", "IZINLI_DATABASE_URL", "IZINLI_DATA_DIR")}
+    env["XDG_CONFIG_HOME"] = str(tmp / "xdg-config")  # the master key: never the real home
     env["IZINLI_KDF"] = "min"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
@@ -140,7 +141,7 @@ class World:
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([*_izinli(), *args, "--data-dir", str(self.data_dir)],
-                              cwd=self.tmp, env=_env(), input=stdin, capture_output=True,
+                              cwd=self.tmp, env=_env(self.tmp), input=stdin, capture_output=True,
                               text=True, timeout=60)
 
 
@@ -155,7 +156,7 @@ def server(tmp_path_factory):
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen([*_izinli(), "serve", "--port", str(port), "--host", "127.0.0.1",
                              "--data-dir", str(data_dir)],
-                            cwd=tmp, env=_env(), stdout=subprocess.PIPE, stderr=log)
+                            cwd=tmp, env=_env(tmp), stdout=subprocess.PIPE, stderr=log)
     lines: queue.Queue[str] = queue.Queue()
 
     def drain() -> None:  # keeps reading so the server never blocks on a full pipe

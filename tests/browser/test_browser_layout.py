@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.labels import CATALOGUE, label
+from dashboard.labels import AUDIT_ACTIONS, AUDIT_FIELDS, CATALOGUE, label
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE = {"width": 390, "height": 844}
@@ -18,24 +18,36 @@ TIMEOUT = 30_000
 ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{2}:\d{2}:\d{2}\.\d+")
 
 
-def _codes() -> list[str]:
-    """The codes a Turkish page must never show as they are: every catalogue code whose
-    Turkish text differs from it (upper-case İYS words such as RET are Turkish already)."""
+def _codes(lang: str = "tr") -> list[str]:
+    """The codes a page in `lang` must never show as they are: every catalogue code whose text
+    differs from it (upper-case İYS words such as RET are Turkish already). In English, only
+    codes that read as codes (with "_"): "draft" or "paused" are English words as well."""
     found = set()
     for kind, table in CATALOGUE.items():
         for code in table:
-            if code.upper() == code or label(code, kind, "tr").lower() == code.lower():
+            if code.upper() == code or label(code, kind, lang).lower() == code.lower():
                 continue
             if code == "sandbox":  # the default sandbox line is named so (the owner's data)
+                continue
+            if lang == "en" and "_" not in code:
                 continue
             found.add(code)
     return sorted(found)
 
 
+def _raw(codes: list[str]) -> re.Pattern:
+    # A code as a whole word: not part of a path, an id, an e-mail or another word.
+    return re.compile(r"(?<![\w/.:@-])(" + "|".join(re.escape(c) for c in codes)
+                      + r")(?![\w/.@=-])")
+
+
 CODES = _codes()
-# A code as a whole word: not part of a path, an id, an e-mail or another word, nor a field
-# name in the audit log's "name=value" details.
-RAW = re.compile(r"(?<![\w/.:@-])(" + "|".join(re.escape(c) for c in CODES) + r")(?![\w/.@=-])")
+RAW = {"tr": _raw(CODES), "en": _raw(_codes("en"))}
+# The audit log's action names ("campaign.start") and detail names ("campaign_id"), which
+# pages show by their labels (dashboard.labels.AUDIT_ACTIONS, AUDIT_FIELDS), "=" or not.
+AUDIT_RAW = re.compile(r"(?<![\w/.:@-])(" + "|".join(
+    re.escape(c) for c in sorted(AUDIT_ACTIONS) + sorted(f for f in AUDIT_FIELDS if "_" in f))
+    + r")(?![\w/.@-])")
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +77,9 @@ def _visible(page) -> str:
     return page.evaluate("document.body.innerText")
 
 
-def _problems(text: str) -> list[str]:
+def _problems(text: str, lang: str = "tr") -> list[str]:
     found = [f"code {m.group(1)!r} in …{text[max(0, m.start() - 40):m.end() + 40]!r}…"
-             for m in RAW.finditer(text)]
+             for raw in (RAW[lang], AUDIT_RAW) for m in raw.finditer(text)]
     found += [f"timestamp {m.group(0)!r}" for m in ISO.finditer(text)]
     return found
 
@@ -110,8 +122,53 @@ def test_no_raw_codes_on_any_page_tr(world, signed_in, pages):
     page.goto(world.base + "/vault")
     expect(page.locator("[data-testid=vault-status]")).to_contain_text(
         re.compile(r"\d+ (saat|dakika)"))
+    # The audit log: real entries (the campaigns, the import, the key), by their labels.
+    _audit_labelled(world, page, "tr")
     assert not problems, "raw codes or ISO times on Turkish pages:\n" + "\n".join(
         f"{path}: {found[:5]}" for path, found in problems.items())
+
+
+def _audit_labelled(world, page, lang: str) -> None:
+    page.goto(world.base + "/audit")
+    main = page.locator("main")
+    for action in ("campaign.create", "campaign.start", "campaign.cancel", "contacts.import",
+                   "api_key.create"):
+        expect(page.locator(f"[data-action='{action}']").first).to_have_text(
+            AUDIT_ACTIONS[action][lang == "en"])
+    expect(main).to_contain_text(AUDIT_FIELDS["campaign_id"][lang == "en"])
+    assert not _problems(_visible(page), lang), _problems(_visible(page), lang)
+
+
+def test_no_raw_codes_on_any_page_en(world, signed_in, pages):
+    """The same walk in English (the user's language chosen in the header)."""
+    page = signed_in()
+    page.goto(world.base + "/")
+    page.locator("form[action='/language'] button").click()
+    page.wait_for_load_state()
+    try:
+        assert page.locator("html").get_attribute("lang") == "en"
+        problems: dict[str, list[str]] = {}
+        for path in pages:
+            response = page.goto(world.base + path)
+            assert response is not None and response.status == 200, (path, response.status)
+            if path.startswith("/campaigns/") and path != "/campaigns/new":
+                expect(page.locator("[data-state]")).not_to_be_empty()
+            if found := _problems(_visible(page), "en"):
+                problems[path] = found
+        page.goto(world.base + pages[6])
+        expect(page.locator("[data-state]")).to_have_text("completed", timeout=TIMEOUT)
+        expect(page.locator("main")).to_contain_text("no consent")
+        page.goto(world.base + pages[3])
+        expect(page.locator("[data-testid=consent-history]")).to_contain_text(re.compile(
+            r"\d{1,2} (January|February|March|April|May|June|July|August|September|October"
+            r"|November|December) \d{4}, \d{2}:\d{2}"))
+        _audit_labelled(world, page, "en")
+        assert not problems, "raw codes or ISO times on English pages:\n" + "\n".join(
+            f"{path}: {found[:5]}" for path, found in problems.items())
+    finally:  # the owner's language back to Turkish for the other tests
+        page.goto(world.base + "/")
+        page.locator("form[action='/language'] button").click()
+        page.wait_for_load_state()
 
 
 def test_mobile_no_horizontal_scroll(world, signed_in, pages):

@@ -20,8 +20,8 @@ import asyncpg
 from real_server import PASSPHRASE, Api, Cluster, wait_for
 from sqlalchemy.engine import make_url
 
-from crypto.blind import blind_index
-from crypto.master import MasterKey, parse_master_key_text
+from crypto.blind import blind_index, open_lookup_key
+from crypto.keys import unwrap_secret
 
 N = 900
 RATE = 100  # msg/s: nine seconds of sending, rounds of about half a second (50 rows)
@@ -35,11 +35,13 @@ def _phones() -> list[str]:
 
 
 def _indexes(cluster: Cluster, phones: list[str]) -> dict[bytes, str]:
-    """Blind index → phone, computed as the service does (the master key unwraps the
-    tenant's lookup key), to name the recipients of rows seen in the outbox."""
-    master = MasterKey(parse_master_key_text(cluster.env["IZINLI_MASTER_KEY"]), source="test")
-    (tenant,) = cluster.query("SELECT wrapped_lookup_key FROM tenants")
-    key = master.unwrap(bytes(tenant["wrapped_lookup_key"]))
+    """Blind index → phone, computed as the service does (the tenant's lookup key, opened with
+    its secret key: the passphrase), to name the recipients of rows seen in the outbox."""
+    (tenant,) = cluster.query("SELECT public_key, wrapped_secret, sealed_lookup_key "
+                              "FROM tenants")
+    secret = unwrap_secret(bytes(tenant["wrapped_secret"]), PASSPHRASE)
+    key = open_lookup_key(bytes(tenant["sealed_lookup_key"]), bytes(tenant["public_key"]),
+                          secret)
     return {blind_index(key, p): p for p in phones}
 
 

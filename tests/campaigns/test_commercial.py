@@ -143,6 +143,7 @@ async def _audit(t: ApiTenant, action: str) -> list[dict]:
 
 
 async def test_informational_with_commercial_text_needs_confirmation(tenant, client):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     line, list_id = await _setup(tenant)
     base = {"name": "bilgi", "line_id": line, "list_id": list_id, "purpose": "informational"}
 
@@ -204,6 +205,7 @@ async def test_informational_with_commercial_text_needs_confirmation(tenant, cli
 async def test_an_unchecked_informational_draft_is_read_when_started(tenant, client):
     """A draft from before the check (commercial_words NULL) is read at its start: refused
     while locked, then checked like a new one."""
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     line, list_id = await _setup(tenant)
     r = await tenant.call("POST", "/campaigns", json={
         "name": "eski", "line_id": line, "list_id": list_id, "purpose": "informational",
@@ -212,6 +214,7 @@ async def test_an_unchecked_informational_draft_is_read_when_started(tenant, cli
     async with client.app[db_key].begin() as conn:
         await conn.execute(campaigns.update().where(campaigns.c.id == cid).values(
             commercial_words=None))
+    await tenant.call("POST", "/vault/lock")
     r = await tenant.call("POST", f"/campaigns/{cid}/start")
     assert r.status == 423 and (await r.json())["error"]["code"] == "vault_locked"
     await tenant.unlock()
@@ -223,6 +226,7 @@ async def test_an_unchecked_informational_draft_is_read_when_started(tenant, cli
 
 
 async def test_the_dashboard_shows_the_words_and_asks_for_the_confirmation(tenant, owner):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     line, list_id = await _setup(tenant)
     greeting = "Yeni yılınız kutlu olsun! Tüm ürünlerde %20 indirim."
     preview = await (await owner.post("/campaigns/preview", {

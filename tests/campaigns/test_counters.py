@@ -150,6 +150,7 @@ async def _member_truth(db, list_id: str) -> int:
 async def test_list_sizes_follow_imports_reimports_deletes_and_folds(tenant: ApiTenant):
     """GET /lists counts members from folded counters plus waiting moves: a re-import of the
     same people adds nobody, removed members go, and folding changes nothing seen."""
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     db = tenant.client.app[db_key]
     first = await _list(tenant, [f"{p},Kişi,evet,Ankara" for p in _phones(40)])
     other = await _list(tenant, [f"{p},Kişi,evet,Ankara" for p in _phones(15, start=30)])

@@ -77,6 +77,7 @@ async def _claim(db, fence: Fence, cid: str, commercial=True, token: int = 11):
 
 
 async def test_a_stale_tokens_claim_and_record_change_nothing(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     db = tenant.client.app[db_key]
     cid, line = await _scheduled(tenant, [f"+9053460{i:05d}" for i in range(4)])
     async with db.begin() as conn:
@@ -103,6 +104,7 @@ async def test_a_stale_tokens_claim_and_record_change_nothing(tenant):
 
 
 async def test_a_claim_refuses_a_person_suppressed_just_before_it(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     db, directory = tenant.client.app[db_key], tenant.client.app[directory_key]
     phones = [f"+9053470{i:05d}" for i in range(4)]
     commercial, _ = await _scheduled(tenant, phones)
@@ -123,6 +125,7 @@ async def test_a_claim_refuses_a_person_suppressed_just_before_it(tenant):
 
 
 async def test_a_lost_claim_answer_is_put_back_by_its_token(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     db = tenant.client.app[db_key]
     cid, line = await _scheduled(tenant, [f"+9053480{i:05d}" for i in range(3)])
     async with db.begin() as conn:

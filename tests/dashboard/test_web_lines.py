@@ -9,6 +9,7 @@ from dashboard.keys import db_key
 
 
 async def test_lines_page_edits_pauses_resumes_and_archives(owner, tenant):
+    await tenant.unlock()  # line names are sealed: read while unlocked
     lines = (await (await tenant.call("GET", "/lines")).json())["lines"]
     line_id = lines[0]["id"]
     r = await tenant.call("POST", "/lines", json={"channel": "sandbox", "name": "ikinci"})

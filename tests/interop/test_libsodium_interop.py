@@ -40,7 +40,7 @@ def _b64(data: bytes) -> str:
 
 def _open_with_libsodium_js(node: str, request: dict) -> dict:
     done = subprocess.run(
-        [node, str(HERE / "open.mjs")],
+        [node, str(HERE / request.pop("script", "open.mjs"))],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -76,3 +76,78 @@ def test_libsodium_js_opens_our_fields_blind_index_and_master_blobs():
     assert answer["blind_indexes"] == [_b64(blind_index(lookup_key, a)) for a in ADDRESSES]
     assert answer["master_plaintext"] == _b64(lookup_key)
     assert (answer["kdf"]["opslimit"], answer["kdf"]["memlimit"]) == KDF_LEVELS["min"]
+
+
+CSV = "telefon;ad;şehir;consent\n0532 111 22 33;Şükrü Çağlayan;İğdır;granted\n"
+REPLY = "Kampanya ne zaman? Çok güzel 👍"
+
+
+async def test_interop_opens_service_written_data(tenant):
+    """The running service writes a contact (CSV import), its data keys, a list name, an
+    inbound reply (sandbox) and a sealed KVKK export; libsodium.js opens them from the
+    database's bytes with only the passphrase and docs/crypto.md (tests/interop/
+    open_service.mjs holds no izinli code)."""
+    import sqlalchemy as sa
+    from conftest import PASSPHRASE as TENANT_PASSPHRASE
+
+    from dashboard.keys import db_key
+    from store.tables import contact_lists, contacts, data_keys, inbound_messages, tenants
+
+    node = _node()
+    await tenant.unlock()
+    r = await tenant.call("POST", "/lists", json={"name": "Kış müşterileri"})
+    assert r.status == 201, await r.text()
+    list_id = (await r.json())["id"]
+    r = await tenant.call("POST", "/contacts/import", data=CSV.encode(),
+                          params={"list_id": list_id, "filename": "kış-kampanyası.csv"},
+                          headers={"Content-Type": "text/csv"})
+    assert r.status == 200 and (await r.json())["imported"] == 1, await r.text()
+    line = next(x for x in (await (await tenant.call("GET", "/lines")).json())["lines"]
+                if x["channel"] == "sandbox")
+    r = await tenant.call("POST", "/sandbox/inbound",
+                          json={"line_id": line["id"], "from": "+905321112233", "text": REPLY})
+    assert r.status == 200, await r.text()
+    r = await tenant.call("GET", "/subjects/export",
+                          params={"address": "+905321112233", "sealed": "true"})
+    assert r.status == 200, await r.text()
+    exported = await r.json()
+
+    async with tenant.client.app[db_key].connect() as conn:
+        wrapped = (await conn.execute(sa.select(tenants.c.wrapped_secret).where(
+            tenants.c.id == tenant.id))).scalar_one()
+        keys = [(bytes(k.id), bytes(k.sealed)) for k in await conn.execute(
+            sa.select(data_keys.c.id, data_keys.c.sealed).where(
+                data_keys.c.tenant_id == tenant.id))]
+        person = (await conn.execute(sa.select(contacts).where(
+            contacts.c.tenant_id == tenant.id))).one()
+        list_name = (await conn.execute(sa.select(contact_lists.c.name_sealed).where(
+            contact_lists.c.id == list_id))).scalar_one()
+        reply = (await conn.execute(sa.select(inbound_messages.c.text_sealed).where(
+            inbound_messages.c.tenant_id == tenant.id))).scalar_one()
+    answer = _open_with_libsodium_js(node, {
+        "script": "open_service.mjs",
+        "passphrase": unicodedata.normalize("NFD", TENANT_PASSPHRASE),
+        "wrapped_secret": _b64(bytes(wrapped)),
+        "data_keys": [[_b64(i), _b64(s)] for i, s in keys],
+        "fields": {"address": _b64(bytes(person.address_sealed)),
+                   "name": _b64(bytes(person.name_sealed)),
+                   "attributes": _b64(bytes(person.attributes_sealed)),
+                   "list_name": _b64(bytes(list_name)),
+                   "reply": _b64(bytes(reply))},
+        "sealed_export": exported,
+    })
+
+    fields = answer["fields"]
+    assert (fields["address"], fields["name"], fields["list_name"], fields["reply"]) == (
+        "+905321112233", "Şükrü Çağlayan", "Kış müşterileri", REPLY)
+    assert json.loads(fields["attributes"]) == {"sehir": "İğdır"}
+    inner = answer["export"]
+    assert inner["format"] == "izinli.subject-export.v1"
+    assert inner["address"] == "+905321112233"
+    held = inner["held"]
+    assert held["contact"]["name"] == "Şükrü Çağlayan"
+    assert json.loads(held["contact"]["attributes"]) == {"sehir": "İğdır"}
+    assert [x["name"] for x in held["contact"]["lists"]] == ["Kış müşterileri"]
+    evidence = json.loads(held["consents"][0]["evidence"])
+    assert (evidence["address"], evidence["file"]) == ("+905321112233", "kış-kampanyası.csv")
+    assert held["replies_received"] == 1

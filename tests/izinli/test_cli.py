@@ -53,11 +53,18 @@ def test_help_lists_commands(tmp_path):
         assert command in out.stdout
 
 
+def master_key_file() -> Path:
+    """Where the master key is made: the config dir (tests/conftest.py points it at tmp)."""
+    return Path(os.environ["XDG_CONFIG_HOME"]) / "izinli" / "master.key"
+
+
 def test_tenant_create_prints_id_and_key_and_makes_master_key_0600(tmp_path):
     info = create_tenant(tmp_path)
-    assert set(info) == {"tenant_id", "api_key"} and info["api_key"].startswith("izk_")
-    mode = stat.S_IMODE((tmp_path / "var" / "master.key").stat().st_mode)
+    assert set(info) == {"tenant_id", "api_key", "recovery_code"}
+    assert info["api_key"].startswith("izk_") and len(info["recovery_code"]) == 29
+    mode = stat.S_IMODE(master_key_file().stat().st_mode)
     assert mode == 0o600
+    assert not (tmp_path / "var" / "master.key").exists()  # apart from the data
 
 
 def test_short_passphrase_is_refused(tmp_path):
@@ -156,6 +163,9 @@ def test_serve_zero_config_prints_url_answers_health_and_stops_on_sigterm(tmp_pa
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
             assert r.status == 200
         assert (tmp_path / "var" / "izinli.db").exists()
+        # First start: where the master key was made, and to back it up apart from the data.
+        told = proc.stdout.readline()
+        assert f"created the master key at {master_key_file()}" in told and "apart" in told
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert "Traceback" not in proc.stderr.read()
@@ -182,8 +192,8 @@ def test_serve_stops_on_sigint(tmp_path):
 def test_audit_verify_from_cli(tmp_path):
     import sqlite3
     create_tenant(tmp_path)
-    out = run(tmp_path, "audit", "checkpoint")
-    assert out.returncode == 0 and json.loads(out.stdout)["signed_through"] == 1
+    out = run(tmp_path, "audit", "checkpoint")  # tenant.create, vault.recovery_code
+    assert out.returncode == 0 and json.loads(out.stdout)["signed_through"] == 2
     out = run(tmp_path, "audit", "public-key")
     assert out.returncode == 0, out.stderr
     public = json.loads(out.stdout)["public_key"]
@@ -193,8 +203,8 @@ def test_audit_verify_from_cli(tmp_path):
     out = run(tmp_path, "audit", "verify")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {
-        "entries": 1, "checkpoints": 1, "signed_through": 1, "journal_checkpoints": 1,
-        "legacy_checkpoints": 0, "public_key": public, "ok": True}
+        "entries": 2, "checkpoints": 1, "signed_through": 2, "journal_checkpoints": 1,
+        "legacy_checkpoints": 0, "redacted": 0, "public_key": public, "ok": True}
     with sqlite3.connect(tmp_path / "var" / "izinli.db") as raw:
         raw.execute("UPDATE audit_log SET action = 'nothing.happened' WHERE seq = 1")
     assert_one_line_error(run(tmp_path, "audit", "verify"), 1, "broken at entry 1")
@@ -210,13 +220,13 @@ def test_audit_verify_uses_an_auditors_public_key_not_the_database(tmp_path):
     auditor.mkdir()
     for name in ("audit.pub", "audit.checkpoints"):
         (auditor / name).write_bytes((var / name).read_bytes())
-    (var / "master.key").rename(tmp_path / "master.key.away")  # the auditor has no master key
+    master_key_file().rename(tmp_path / "master.key.away")  # the auditor has no master key
     assert_one_line_error(run(tmp_path, "audit", "verify"), 2, "--public-key")
     out = run(tmp_path, "audit", "verify", "--public-key", str(auditor / "audit.pub"))
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True, out.stderr
     other = "11" * 32  # a key that did not sign these checkpoints
     assert_one_line_error(run(tmp_path, "audit", "verify", "--public-key", other), 1,
-                          "broken at entry 1: checkpoint at entry 1 (signed ")
+                          "broken at entry 2: checkpoint at entry 2 (signed ")
     assert "forged" in run(tmp_path, "audit", "verify", "--public-key", other).stderr
     assert_one_line_error(run(tmp_path, "audit", "verify", "--public-key", "nope"), 2,
                           "audit public key")
@@ -229,7 +239,7 @@ def test_audit_verify_uses_an_auditors_public_key_not_the_database(tmp_path):
     assert out.returncode == 0, out.stderr  # the database alone cannot tell
     assert_one_line_error(run(tmp_path, "audit", "verify", "--public-key", public,
                               "--checkpoints", str(auditor / "audit.checkpoints")), 1,
-                          "entry 1 missing after the end of the log: it ends at entry 0 but "
+                          "entries 1–2 missing after the end of the log: it ends at entry 0 but "
                           "audit.checkpoints line 1 (signed ")
 
 
@@ -244,13 +254,16 @@ def test_sealed_kvkk_export_opens_with_the_passphrase(tmp_path):
             req = urllib.request.Request(base + path, data=body, method=method,
                                          headers={**auth, "Content-Type": content_type})
             with urllib.request.urlopen(req, timeout=10) as r:
-                return json.loads(r.read())
+                body = r.read()
+                return json.loads(body) if body else None
 
+        # Importing and finding the person need the tenant's number key (issue 17): unlocked.
+        call("POST", "/vault/unlock", json.dumps({"passphrase": PASSPHRASE}).encode())
         list_id = call("POST", "/lists", json.dumps({"name": "eczane"}).encode())["id"]
         call("POST", f"/contacts/import?list_id={list_id}",
              "telefon;ad soyad;consent\n0532 444 55 66;Gülşen Ağaoğlu;evet\n".encode(),
              "text/csv")
-        export = call("GET", "/subjects/export?address=05324445566")  # the vault is locked
+        export = call("GET", "/subjects/export?address=05324445566&sealed=true")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     assert "Gülşen" not in json.dumps(export, ensure_ascii=False)

@@ -1,5 +1,6 @@
 """The data dir and what it holds are the owner's alone (issue 12 item 7): the directory is
-created 0700, the SQLite files (izinli.db, -wal, -shm) and the master key are 0600."""
+created 0700, the SQLite files (izinli.db, -wal, -shm) and the master key (kept apart from the
+data) are 0600."""
 import os
 import stat
 
@@ -25,10 +26,13 @@ async def test_data_dir_is_0700_and_database_files_are_0600(tmp_path, aiohttp_cl
         await accounts.create_tenant(client.app[db_key], client.app[master_key], "Mağaza",
                                      "doğru at pil zımba 42", kdf="min")  # writes the WAL
         assert _mode(data_dir) == 0o700
-        names = {"izinli.db", "izinli.db-wal", "izinli.db-shm", "master.key"}
+        names = {"izinli.db", "izinli.db-wal", "izinli.db-shm"}
         assert names <= set(os.listdir(data_dir))
         for name in names:
             assert _mode(data_dir / name) == 0o600, name
+        # The master key lives apart from the data (issue 17 item 3), private as well.
+        assert _mode(config.master_key_path) == 0o600
+        assert _mode(config.master_key_path.parent) == 0o700
     finally:
         os.umask(old)
 

@@ -41,6 +41,7 @@ async def _gate(tenant, address):
 
 async def test_refusal_in_iys_blocks_commercial_sends_after_a_pull(tenant, iys):
     state, base = iys
+    await tenant.unlock()  # the blind-index key is the tenant's (issue 17)
     await tenant.call("POST", "/consents", json={
         "address": "05321239876", "channel": "whatsapp", "status": "granted",
         "source": "HS_WEB", "evidence": "web formu"})
@@ -76,6 +77,7 @@ async def test_iys_credentials_need_the_codes(tenant):
 
 
 async def test_consents_collected_here_are_pushed_to_iys(tenant, iys):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     state, base = iys
     await _enable(tenant, base)
     for status in ("granted", "revoked"):
@@ -85,6 +87,7 @@ async def test_consents_collected_here_are_pushed_to_iys(tenant, iys):
         assert r.status == 201
     sync = tenant.client.app[iys_sync_key]
     assert await _gate(tenant, "+905321239878") in ("opted_out", "iys_pending")
+    await tenant.call("POST", "/vault/lock")
     assert await sync.push(tenant.id) == {}  # locked: the numbers are sealed; it waits
     await tenant.unlock()
     # Granted and revoked within one second: İYS gets them one second apart, in order.
@@ -105,6 +108,7 @@ async def test_consents_collected_here_are_pushed_to_iys(tenant, iys):
 
 
 async def test_with_iys_on_a_consent_is_pending_until_iys_accepts_it(tenant, iys):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     _, base = iys
     await _enable(tenant, base)
     await tenant.call("POST", "/consents", json={
@@ -117,6 +121,7 @@ async def test_with_iys_on_a_consent_is_pending_until_iys_accepts_it(tenant, iys
 
 
 async def test_deadlines_at_risk_are_found(tenant, iys):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     _, base = iys
     await _enable(tenant, base)
     await tenant.call("POST", "/consents", json={
@@ -129,6 +134,7 @@ async def test_deadlines_at_risk_are_found(tenant, iys):
 
 
 async def test_records_iys_rejects_are_shown_to_the_owner_without_the_number(tenant, iys):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     state, base = iys
     await _enable(tenant, base)
     # İYS already holds an ONAY for this number (given through another provider): ours is a

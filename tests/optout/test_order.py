@@ -138,7 +138,7 @@ async def test_retention_keeps_stops_and_drops_old_deliveries(db):
             {"tenant_id": tenant, "address_index": b"n" * 16, "scope": "MESAJ",
              "family": CONSENT, "event_at": int(now), "stopped": False}])
         await conn.execute(lines.insert().values(
-            id="l1", tenant_id=tenant, channel="whatsapp", name="x", rate_per_second=1.0,
+            id="l1", tenant_id=tenant, channel="whatsapp", rate_per_second=1.0,
             created_at=now))
         await conn.execute(webhook_deliveries.insert(), [
             {"line_id": "l1", "delivery_key": "update:1", "received_at": now - 8 * 86400},

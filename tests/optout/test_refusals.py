@@ -264,6 +264,7 @@ async def test_import_evidence_says_what_it_is(tenant):
 async def test_a_file_that_refuses_keeps_its_own_refusal(tenant):
     """In one file, a consent dated after the person's refusal in that file is not applied;
     one dated before it is history."""
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     result = await _import(tenant, (
         "telefon;consent;izin tarihi\n"
         "05440002211;evet;2025-01-01 09:00\n"

@@ -12,7 +12,13 @@ from conftest import ApiTenant, make_web_user, with_providers
 from fakes.telegram import TOKEN, BotApiState, create_bot_api_app, text_update
 
 from campaigns.ports import Line
-from dashboard.keys import credentials_key, db_key, erasures_key, operator_desk_key
+from dashboard.keys import (
+    credentials_key,
+    db_key,
+    erasures_key,
+    inbound_key,
+    operator_desk_key,
+)
 from optout.subject_deadlines import ALERT_DAYS_BEFORE, due_soon, warn_deadlines
 from store.tables import subject_requests
 
@@ -58,16 +64,22 @@ async def _said(state: BotApiState, fragment: str, timeout: float = 8.0) -> list
 
 
 async def _open_erasure(t: ApiTenant, phone: str) -> str:
-    """An erasure made while the vault is locked: its consent proof cannot be rewritten yet,
-    so the request stays open until the next unlock."""
+    """An erasure made while the vault is locked: kept sealed (the number index is the
+    tenant's, issue 17), it becomes an open request at the next unlock, which stays open
+    until the erasures are finished (the erasures timer, or `finish`)."""
     list_id = (await (await t.call("POST", "/lists", json={"name": phone})).json())["id"]
     r = await t.call("POST", f"/contacts/import?list_id={list_id}",
                      data=f"phone,name,consent\n{phone},Ali,evet\n".encode(),
                      headers={"Content-Type": "text/csv"})
     assert r.status == 200, await r.text()
+    await t.call("POST", "/vault/lock")
     body = await (await t.call("POST", "/subjects/erase", json={"address": phone})).json()
     assert body["completed"] is False, body
-    return body["request_id"]
+    await t.unlock()
+    await t.client.app[inbound_key].backlog.apply(t.id)  # (or its loop did already)
+    async with t.client.app[db_key].connect() as conn:
+        return (await conn.execute(sa.select(subject_requests.c.id).order_by(
+            subject_requests.c.received_at.desc()).limit(1))).scalar_one()
 
 
 def test_due_soon_is_five_days_before_the_thirty_day_deadline():
@@ -80,6 +92,7 @@ def test_due_soon_is_five_days_before_the_thirty_day_deadline():
 
 async def test_kvkk_deadline_alerts_reach_the_operator_bot_and_the_overview(
         client, tenant, bot_api):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     state, _ = bot_api
     await _linked_operator(tenant, state)
     near = await _open_erasure(tenant, "05321112233")
@@ -122,6 +135,7 @@ async def test_kvkk_deadline_alerts_reach_the_operator_bot_and_the_overview(
 
 
 async def test_an_alert_that_could_not_go_out_is_tried_again(client, tenant):
+    await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     await _open_erasure(tenant, "05321112255")
     db = client.app[db_key]
     async with db.begin() as conn:
