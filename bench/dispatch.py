@@ -391,6 +391,7 @@ async def bench_throttle(lines: int, rate: float, seconds: float,
             for _, cid in jobs:
                 row = await service.get(conn, world.tenant_id, cid)
                 sent.append((await service.status(conn, row))["counts"]["sent"])
+        await world.dispatcher.stop()
         await world.db.close()
     # What a provider enforcing `rate` with a half-second burst admits in `elapsed` seconds.
     allowed = rate * elapsed + max(1.0, rate * 0.5)

@@ -12,6 +12,7 @@ from bot.delivery import LONGEST_WAIT, send_patiently
 from campaigns import window
 from campaigns.audiences import add_subscriber, join_list
 from campaigns.ports import Channel, Line, RateLimited
+from crypto.blind import provider_reference
 from crypto.errors import VaultLockedError
 from crypto.service import FieldCrypto
 from optout import inbound
@@ -73,7 +74,8 @@ class InboundRouter:
         sealer = await self.fields.shared_sealer(line.tenant_id, profile.public_key)
         msg = InboundText(tenant_id=line.tenant_id, line_id=line.id, channel=line.channel,
                           address=address, text=text[:4096],
-                          provider_message_id=provider_message_id or str(uuid.uuid4()),
+                          provider_message_id=(provider_reference(provider_message_id)
+                                               if provider_message_id else str(uuid.uuid4())),
                           received_at=time.time(), sent_at=sent_at)
         if self._locked(line.tenant_id):
             return await self._keep_receive(line, profile, msg)

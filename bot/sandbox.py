@@ -50,6 +50,11 @@ class Delivered:
 
 
 class SandboxChannel:
+    # Sends the dispatcher may have in flight here at once (campaigns.dispatcher): each waits
+    # for one commit that keeps every delivery waiting with it, so a round's sends share a few
+    # commits instead of one per 64 (DispatchSettings.max_in_flight, made for real providers).
+    max_in_flight = 1024
+
     def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory,
                  rng: random.Random | None = None):
         self._db, self._fields, self._directory = db, fields, directory

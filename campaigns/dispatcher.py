@@ -47,6 +47,7 @@ from campaigns.throttle import (
     frequency_capped,
     quiet_hours_wait,
 )
+from crypto.blind import provider_reference
 from crypto.errors import VaultLockedError
 from crypto.service import FieldCrypto
 from optout import facts, suppression
@@ -679,7 +680,10 @@ class Dispatcher:
                                                OutboundMessage(text, str(row.id), template))
                 work.results.append(self._result(line, row, address, outcome, work))
 
-        workers = min(self.settings.max_in_flight, len(plans))
+        # A channel may take more at once (the sandbox: its answer is one commit for all the
+        # sends waiting, so more in flight means fewer commits; issue 18).
+        in_flight = getattr(channel, "max_in_flight", None) or self.settings.max_in_flight
+        workers = min(in_flight, len(plans))
         await asyncio.gather(*(worker() for _ in range(workers)))
 
     async def _send_one(self, channel: Channel, line: Line, address: str,
@@ -697,7 +701,8 @@ class Dispatcher:
             self._errors[row.campaign_id] = 0
             self._attempts.pop(row.id, None)
             throttle.provider_took()
-            return Result(row.id, "sent", None, outcome.provider_id, time.time())
+            return Result(row.id, "sent", None, provider_reference(outcome.provider_id),
+                          time.time())
         if isinstance(outcome, RateLimited):
             throttle.rate_limited(outcome.retry_after, time.monotonic())
             return Result(row.id, "pending")  # not accepted by the provider: send later

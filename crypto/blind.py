@@ -51,3 +51,14 @@ def open_lookup_key(sealed: bytes, public_key: bytes, secret_key: bytes) -> byte
     if len(key) != LOOKUP_KEY_BYTES:
         raise CorruptDataError("sealed lookup key has the wrong length")
     return key
+
+
+def provider_reference(provider_id: str) -> str:
+    """What we store of a provider's message id: its BLAKE2b-128 digest, hex, prefixed "b2:".
+
+    A WhatsApp message id ("wamid.…") is base64 that embeds the recipient's phone number, so
+    keeping it readable would hand the number to whoever reads the database. Its digest still
+    finds a duplicate delivery (the provider resends the same id) and cannot be turned back
+    into the number: the id also carries the provider's random part."""
+    digest = hashlib.blake2b(provider_id.encode("utf-8", "surrogatepass"), digest_size=16)
+    return "b2:" + digest.hexdigest()

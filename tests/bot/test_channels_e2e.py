@@ -374,3 +374,46 @@ async def test_whatsapp_stop_while_locked_is_confirmed_now_and_applied_at_unlock
     await tenant.client.app[inbound_key].backlog.apply(tenant.id)  # (or its loop did already)
     assert await _gate(tenant, "+905350000009", "whatsapp") == "opted_out"
     assert len([m for m in state.sent if m["to"] == "905350000009"]) == 1  # not confirmed twice
+
+
+async def test_whatsapp_message_ids_do_not_reveal_numbers(tenant, graph, wa_line):
+    """A WhatsApp message id is base64 that embeds the person's number (the fake's, like
+    Meta's): what the service keeps of an outgoing and an incoming id must not let whoever
+    reads the database decode the number back."""
+    import base64
+
+    import sqlalchemy as sa
+
+    from dashboard.keys import db_key
+    from store.tables import metadata
+    state, _ = graph
+    await tenant.unlock()
+    await _campaign(tenant, wa_line["id"], ["05350000021,Ayşe,evet"])
+    wamid_in = "wamid." + base64.b64encode(b"\x1c\x18\x0c905350000021\x15\x02\x00\x12"
+                                           b"\x18\x14ABCDEF0123456789").decode()
+    r = await _post_wa(tenant.client, wa_line["id"], text_message_body(
+        "+905350000021", "Teşekkürler", message_id=wamid_in))
+    assert r.status == 200
+    sent = [m["id"] for m in state.sent if m["to"] == "905350000021"]
+    assert sent and all("905350000021" in base64.b64decode(i[6:]).decode() for i in sent)
+    found = []
+    async with tenant.client.app[db_key].connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in (await conn.execute(sa.select(table))).all():
+                for value in row:
+                    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                    if "wamid." in text or "905350000021" in text:
+                        found.append(f"{table.name}: {text[:40]}")
+    assert found == [], found
+    stored = await _until(lambda: _inbound_ids(tenant))
+    assert stored and all(s.startswith("b2:") for s in stored)
+
+
+async def _inbound_ids(t: ApiTenant) -> list[str]:
+    import sqlalchemy as sa
+
+    from dashboard.keys import db_key
+    from store.tables import inbound_messages
+    async with t.client.app[db_key].connect() as conn:
+        return list((await conn.execute(sa.select(inbound_messages.c.provider_message_id))
+                     ).scalars())

@@ -119,8 +119,9 @@ class GraphState:
         return last is None or self.clock() - last >= self.pair_interval
 
     def accept(self, number: str, body: dict) -> str:
+        # Like Meta's: the id is base64 that embeds the recipient's number (and the sender's).
         wamid = "wamid." + base64.b64encode(
-            f"{number}:{next(self._ids)}:{secrets.token_hex(4)}".encode()).decode()
+            f"{body['to']}:{number}:{next(self._ids)}:{secrets.token_hex(4)}".encode()).decode()
         self._last_to[(number, body["to"])] = self.clock()
         self.sent.append({"to": body["to"], "text": (body.get("text") or {}).get("body"),
                           "template": body.get("template"), "type": body["type"],

@@ -66,7 +66,9 @@ async def _said(state: BotApiState, fragment: str, timeout: float = 8.0) -> list
 async def _open_erasure(t: ApiTenant, phone: str) -> str:
     """An erasure made while the vault is locked: kept sealed (the number index is the
     tenant's, issue 17), it becomes an open request at the next unlock, which stays open
-    until the erasures are finished (the erasures timer, or `finish`)."""
+    until the erasures are finished (the erasures timer, or `finish`). Left locked, so the
+    erasures timer cannot finish it while the test looks at it."""
+    await t.unlock()
     list_id = (await (await t.call("POST", "/lists", json={"name": phone})).json())["id"]
     r = await t.call("POST", f"/contacts/import?list_id={list_id}",
                      data=f"phone,name,consent\n{phone},Ali,evet\n".encode(),
@@ -77,6 +79,7 @@ async def _open_erasure(t: ApiTenant, phone: str) -> str:
     assert body["completed"] is False, body
     await t.unlock()
     await t.client.app[inbound_key].backlog.apply(t.id)  # (or its loop did already)
+    await t.call("POST", "/vault/lock")
     async with t.client.app[db_key].connect() as conn:
         return (await conn.execute(sa.select(subject_requests.c.id).order_by(
             subject_requests.c.received_at.desc()).limit(1))).scalar_one()

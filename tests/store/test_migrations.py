@@ -177,3 +177,57 @@ async def test_0017_separates_the_pause_reasons(config):
                         "c": ("paused by owner", False)}
     finally:
         await db.close()
+
+
+@pytest.mark.fresh_database
+async def test_0034_keeps_only_digests_of_provider_ids(config):
+    """Ids stored before 0034 (a WhatsApp id embeds the person's number) become digests; a
+    digest already there is left alone."""
+    import nacl.bindings
+    from alembic import command
+
+    from crypto.blind import provider_reference
+    from store import raw
+    from store.engine import open_database
+    from store.migrate import _alembic_config
+
+    wamid = "wamid.HBgMOTA1MzUwMDAwMDIxFQIAERgSQjY2"
+    public, _ = nacl.bindings.crypto_box_keypair()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(config.database_url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda s: command.upgrade(_alembic_config(s), "0030"))
+            await raw.execute(conn, "INSERT INTO tenants (id, name, created_at, public_key, "
+                                    "wrapped_secret, wrapped_lookup_key) VALUES "
+                                    "('t', 'Eski', 1, ?, ?, ?)", (public, b"w", b"l"))
+            await raw.execute(conn, "INSERT INTO lines (id, tenant_id, channel, name, "
+                                    "rate_per_second, created_at) VALUES "
+                                    "('l', 't', 'whatsapp', 'hat', 1, 1)")
+            await raw.execute(conn, "INSERT INTO contact_lists (id, tenant_id, name, created_at) "
+                                    "VALUES ('list', 't', 'liste', 1)")
+            await raw.execute(conn, "INSERT INTO campaigns (id, tenant_id, name, line_id, "
+                                    "list_id, purpose, template_sealed, state, created_at) "
+                                    "VALUES ('c', 't', 'k', 'l', 'list', 'commercial', ?, "
+                                    "'completed', 1)", (b"x",))
+            await raw.execute(conn, "INSERT INTO outbox (campaign_id, tenant_id, contact_id, "
+                                    "state, provider_id, updated_at) VALUES "
+                                    "('c', 't', 'p1', 'sent', ?, 1), "
+                                    "('c', 't', 'p2', 'sent', ?, 1), "
+                                    "('c', 't', 'p3', 'pending', NULL, 1)",
+                              (wamid, provider_reference("kept")))
+            await raw.execute(conn, "INSERT INTO inbound_messages (id, tenant_id, line_id, "
+                                    "provider_message_id, address_index, address_sealed, "
+                                    "text_sealed, received_at) VALUES "
+                                    "('i', 't', 'l', ?, ?, ?, ?, 1)",
+                              (wamid, b"\x00" * 16, b"a", b"t"))
+        await upgrade(db)
+        async with db.connect() as conn:
+            out = dict(await raw.fetch(conn, "SELECT contact_id, provider_id FROM outbox"))
+            inbound = (await raw.fetch(conn, "SELECT provider_message_id FROM inbound_messages")
+                       )[0][0]
+    finally:
+        await db.close()
+    assert out == {"p1": provider_reference(wamid), "p2": provider_reference("kept"),
+                   "p3": None}
+    assert inbound == provider_reference(wamid)
