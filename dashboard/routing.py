@@ -36,6 +36,11 @@ class Operation:
     role: str | None = None
 
     @property
+    def body_schema(self) -> dict | None:
+        """The request body's schema: the model's, or the declared one of a non-JSON body."""
+        return schema_of(self.model) if self.model is not None else self.body
+
+    @property
     def needed_role(self) -> str:
         return self.role or ("viewer" if self.method in ("GET", "HEAD") else "operator")
 
@@ -77,7 +82,7 @@ def openapi_document(operations: Iterable[Operation], version: str) -> dict:
                    for n in _path_params(op.path)]
         if params:
             entry["parameters"] = params
-        schema = schema_of(op.model) if op.model is not None else op.body
+        schema = op.body_schema
         if schema is not None:
             entry["requestBody"] = {"required": True,
                                     "content": {op.body_type: {"schema": schema}}}

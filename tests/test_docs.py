@@ -95,7 +95,7 @@ def test_api_calls_named_in_the_guides_exist(name):
 def test_line_bodies_in_the_guides_use_documented_fields(name):
     bodies = _line_bodies(guide(name))
     assert bodies, "the guide shows no curl body for POST /api/v1/lines"
-    schema = _operations()[("POST", "/api/v1/lines")].body
+    schema = _operations()[("POST", "/api/v1/lines")].body_schema
     known = _schema_properties(schema)
     for body in bodies:
         unknown = set(body) - known
@@ -109,7 +109,7 @@ def test_fields_named_for_patch_exist(name):
     sentences = [s for s in re.split(r"(?<=[.!?])\s+|\|", guide(name))
                  if "PATCH /api/v1/lines/{id}" in s]
     assert sentences and operation is not None
-    known = _schema_properties(operation.body)
+    known = _schema_properties(operation.body_schema)
     for sentence in sentences:
         named = set(re.findall(r"`([a-z][a-z_]*)`", sentence))
         assert named <= known, f"{name}: PATCH does not take {sorted(named - known)}"
