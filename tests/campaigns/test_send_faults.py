@@ -202,9 +202,13 @@ async def test_provider_5xx_backs_off_and_retries(tenant, graph, status, seconds
     assert len({m["to"] for m in state.sent}) == len(state.sent) == n
     assert c["state_reason"] is None
     assert any((r or "").startswith("provider_errors") for r in reasons), reasons
-    # The line slowed down during the outage: a few calls, not `rate` per second of it.
+    # The line slowed down during the outage: a few calls, not `rate` per second of it. The
+    # calls already under way when the first error came back (more of them if the loop
+    # stalled and the bucket let a burst go) fail together; after that first answer the line
+    # waits out its back-off (2 s, longer than the outage) and asks at most once more.
     errors = [at for at, code in state.answers if code >= 500]
-    assert errors and len(errors) <= 4, errors
+    assert errors and len(errors) < rate * seconds, errors
+    assert len([at for at in errors if at > errors[0] + 0.25]) <= 1, errors
     # ...and is back at its configured rate within seconds after it.
     accepted = [at for at, code in state.answers if code == 200 and at > began + seconds]
     last_second = [at for at in accepted if at > accepted[-1] - 1.0]
