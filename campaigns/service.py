@@ -312,7 +312,15 @@ async def status(conn: AsyncConnection, row, counted: tuple[dict, dict] | None =
             "started_at": row.started_at,
             "finished_at": row.finished_at, "counts": counts, "skipped_by_reason": skipped,
             "failed_by_reason": failed,
-            "actions": [action for action, states in _FROM.items() if row.state in states]}
+            "actions": allowed_actions(row.state, counts)}
+
+
+def allowed_actions(state: str, counts: dict) -> list[str]:
+    """What the owner can do now: the state allows it, and a retry has something to take
+    (failed messages, or unknown ones the owner may choose to send again)."""
+    retriable = counts.get("failed", 0) or counts.get("unknown", 0)
+    return [action for action, states in _FROM.items()
+            if state in states and (action != "retry" or retriable)]
 
 
 def _finite(value: float | None) -> float | None:

@@ -2,6 +2,8 @@
 import asyncio
 import time
 
+from campaigns.service import allowed_actions
+
 
 async def _campaign(t, template="Merhaba {{name}}", start=True):
     list_id = (await (await t.call("POST", "/lists", json={"name": "vip"})).json())["id"]
@@ -55,6 +57,12 @@ async def test_a_campaign_says_which_actions_it_allows(tenant):
     assert draft["actions"] == ["start", "cancel"]
     r = await tenant.call("POST", f"/campaigns/{draft['id']}/start")
     assert "start" not in (await r.json())["actions"]
+    # Finished with one sent and one skipped (refused): nothing failed, nothing to retry.
+    done, _ = await _campaign(tenant)
+    done = await (await tenant.call("GET", f"/campaigns/{done['id']}")).json()
+    assert (done["state"], done["counts"]["failed"], done["actions"]) == ("completed", 0, [])
+    assert allowed_actions("completed", {"failed": 1}) == ["retry"]
+    assert allowed_actions("paused", {"unknown": 2}) == ["resume", "cancel", "retry"]
     listed = (await (await tenant.call("GET", "/campaigns", params={"limit": "1"})).json())
     assert len(listed["campaigns"]) == 1
     assert (await tenant.call("GET", "/campaigns", params={"limit": "x"})).status == 400
