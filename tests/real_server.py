@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -24,10 +25,30 @@ IZINLI = shutil.which("izinli") or str(Path(sys.executable).parent / "izinli")
 PASSPHRASE = "doğru at pil zımba 42"
 
 
+def _port_candidates():
+    """Ports below the kernel's ephemeral range (32768 up), a block of 3,000 per pytest-xdist
+    worker: a port handed to a served process between this check and its own bind is never
+    taken meanwhile by another worker, nor by a client connection's ephemeral port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 20_000 + 3_000 * (int(worker) % 4 if worker.isdigit() else 0)
+    start = random.randrange(3_000)
+    while True:
+        for offset in range(3_000):
+            yield base + (start + offset) % 3_000
+
+
+_ports = _port_candidates()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for port in _ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable")
 
 
 class Api:

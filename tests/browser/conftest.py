@@ -10,7 +10,6 @@ import os
 import queue
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from real_server import free_port
 
 CHROMIUM = os.environ.get("IZINLI_CHROMIUM", "/usr/bin/chromium")
 REQUIRE = os.environ.get("IZINLI_REQUIRE_BROWSER") == "1"
@@ -53,11 +53,6 @@ def _need_browser():
             pytest.fail(f"IZINLI_REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _izinli() -> list[str]:
@@ -152,7 +147,7 @@ def server(tmp_path_factory):
         pytest.skip("no browser")
     tmp = tmp_path_factory.mktemp("izinli-browser")
     data_dir = tmp / "var"
-    port = _free_port()
+    port = free_port()  # (real_server: a block of ports per xdist worker)
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen([*_izinli(), "serve", "--port", str(port), "--host", "127.0.0.1",
                              "--data-dir", str(data_dir)],
