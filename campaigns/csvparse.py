@@ -129,7 +129,7 @@ def parse(fileobj: BinaryIO, default_region: str = "TR") -> ParsedFile:
     a malformed line later raises CsvFormatError from the iterator.
     """
     encoding = detect_encoding(fileobj)
-    text = io.TextIOWrapper(_Borrowed(fileobj), encoding=encoding, errors="replace", newline="")
+    text = _text_of(fileobj, encoding)
     lines = _physical_lines(text)
     skipped, header_line = _first_non_blank(lines)
     delimiter = _excel_separator_hint(header_line)
@@ -148,8 +148,27 @@ def parse(fileobj: BinaryIO, default_region: str = "TR") -> ParsedFile:
     return ParsedFile(encoding, delimiter, columns, _rows(reader, skipped, plan))
 
 
+# A file that is not UTF-8 as a whole but holds UTF-8 Turkish letters is a mix: an Excel
+# export (Windows-1254) with rows or a header pasted from a UTF-8 source. Each valid UTF-8
+# sequence is read as UTF-8 and every other byte as Windows-1254. The lead bytes of these
+# sequences are Ã, Ä and Å in Windows-1254, letters a Turkish file does not use, so a file
+# that is Windows-1254 throughout is read exactly as before.
+MIXED = "utf-8+cp1254"
+_UTF8_TURKISH = re.compile(b"|".join(re.escape(c.encode()) for c in "çğıöşüÇĞİÖŞÜ"))
+
+
+def _cp1254_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return exc.object[exc.start:exc.end].decode("cp1254", errors="replace"), exc.end
+
+
+codecs.register_error("izinli-cp1254", _cp1254_fallback)
+
+
 def detect_encoding(fileobj: BinaryIO) -> str:
-    """utf-8-sig or utf-16 by BOM, else utf-8 if the whole file decodes, else cp1254."""
+    """utf-8-sig or utf-16 by BOM, else utf-8 if the whole file decodes, else MIXED if it
+    holds UTF-8 Turkish letters, else cp1254."""
     fileobj.seek(0)
     head = fileobj.read(3)
     fileobj.seek(0)
@@ -157,7 +176,9 @@ def detect_encoding(fileobj: BinaryIO) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    return "utf-8" if _is_utf8(fileobj) else "cp1254"
+    if _is_utf8(fileobj):
+        return "utf-8"
+    return MIXED if _holds_utf8_turkish(fileobj) else "cp1254"
 
 
 def _is_utf8(fileobj: BinaryIO) -> bool:
@@ -171,6 +192,25 @@ def _is_utf8(fileobj: BinaryIO) -> bool:
     finally:
         fileobj.seek(0)
     return True
+
+
+def _holds_utf8_turkish(fileobj: BinaryIO) -> bool:
+    tail = b""  # a letter's two bytes may straddle two chunks
+    try:
+        for chunk in iter(functools.partial(fileobj.read, _CHUNK), b""):
+            if _UTF8_TURKISH.search(tail + chunk):
+                return True
+            tail = chunk[-1:]
+    finally:
+        fileobj.seek(0)
+    return False
+
+
+def _text_of(fileobj: BinaryIO, encoding: str) -> io.TextIOWrapper:
+    if encoding == MIXED:
+        return io.TextIOWrapper(_Borrowed(fileobj), encoding="utf-8", errors="izinli-cp1254",
+                                newline="")
+    return io.TextIOWrapper(_Borrowed(fileobj), encoding=encoding, errors="replace", newline="")
 
 
 def _excel_separator_hint(line: str) -> str | None:

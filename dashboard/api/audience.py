@@ -102,7 +102,8 @@ IMPORT_RESULT_SCHEMA = {"type": "object", "properties": {
         f"the rows behind kept_refusal and erased, first {MAX_REPORTED_INVALID}; reason "
         f"{REFUSED_EARLIER} (the row's consent was not applied) or {ERASED} (the whole row "
         "was skipped)")},
-    "encoding": {"type": "string", "examples": ["utf-8", "utf-8-sig", "cp1254", "utf-16"]},
+    "encoding": {"type": "string", "examples": ["utf-8", "utf-8-sig", "cp1254", "utf-16",
+                                                "utf-8+cp1254"]},
     "delimiter": {"type": "string"}}}
 
 OPERATIONS = [

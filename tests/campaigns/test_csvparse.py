@@ -6,6 +6,8 @@ import io
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from campaigns.csvparse import (
     MAX_LINE_CHARS,
@@ -74,6 +76,32 @@ def test_a_single_cp1254_byte_at_the_end_of_a_large_file_is_noticed(tmp_path):
         assert detect_encoding(f) == "cp1254"
         assert f.tell() == 0
         assert [r.name for r in parse(f).rows][-1] == "Ağa"
+
+
+def test_a_utf8_header_over_windows_1254_rows_reads_both():
+    # Typed in a UTF-8 editor above rows exported from Excel (Windows-1254): each part is read
+    # in its own encoding, so the column is "sehir" and the names keep their letters.
+    data = ("telefon;ad soyad;şehir;izin\n0532 111 22 33;Şükrü Çağlayan;İzmir;evet\n".encode()
+            + "0532 111 22 34;Ayşe Işık;Iğdır;hayır\n".encode("cp1254"))
+    result = parse(io.BytesIO(data))
+    assert result.encoding == "utf-8+cp1254"
+    assert [c.key for c in result.columns if c.field == "attribute"] == ["sehir"]
+    assert [(r.name, r.attributes, r.consent) for r in result.rows] == [
+        ("Şükrü Çağlayan", {"sehir": "İzmir"}, "granted"),
+        ("Ayşe Işık", {"sehir": "Iğdır"}, "revoked")]
+
+
+@given(st.lists(st.text(alphabet="abcçdefgğhıijklmnoöprsştuüvyzABCÇDEFGĞHIİJKLMNOÖPRSŞTUÜVYZ "
+                                 "'-.,0123456789", min_size=1, max_size=30),
+                min_size=1, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_a_windows_1254_file_is_never_taken_for_a_mix(names):
+    text = "telefon;ad\n" + "".join(f"0532 111 22 {i % 100:02d};{n.strip() or 'x'}\n"
+                                     for i, n in enumerate(names))
+    result = parse(io.BytesIO(text.encode("cp1254")))
+    assert result.encoding in ("cp1254", "utf-8")  # utf-8 when it is all ASCII
+    assert [r.name for r in result.rows if isinstance(r, ContactRow)] == [
+        " ".join((n.strip() or "x").split()) for n in names]
 
 
 def test_quoted_delimiter_and_newline_shift_later_line_numbers():
