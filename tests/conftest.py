@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -130,6 +131,18 @@ def database_url(request, tmp_path: Path):
         pytest.skip(f"PostgreSQL unreachable: {exc}")
     yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     _pg_admin('DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers():
+    """The root logger's handlers as they were before the test: a test that runs the CLI in
+    this process (`izinli.cli.main` calls izinli.logs.configure) leaves a handler writing to
+    the stderr pytest captured for that test, a file closed once the test ends ("Logging
+    error … I/O operation on closed file" in later tests)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture(autouse=True)
