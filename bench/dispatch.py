@@ -33,7 +33,8 @@ import nacl.bindings
 from sqlalchemy.engine import make_url
 
 import accounts
-from bot.sandbox import SandboxChannel
+from bot import registry
+from bot.registry import BuildContext
 from campaigns import service
 from campaigns.audiences import create_list
 from campaigns.dispatcher import Dispatcher, DispatchSettings
@@ -115,7 +116,10 @@ class World:
         await accounts.unlock(self.db, self.keyring, self.tenant_id, PASSPHRASE, 86400)
         self.fields = FieldCrypto(self.keyring, SqlDataKeyStore(self.db))
         self.directory = TenantDirectory(master, self.keyring)  # the tenant's number key
-        self.sandbox = SandboxChannel(self.db, self.fields, self.directory)
+        # Built as the app builds it (bot.channels: the sandbox's spec, its in-flight figure).
+        self.sandbox = registry.get("sandbox").build(BuildContext(
+            credentials_for=None, providers=None, db=self.db, fields=self.fields,
+            directory=self.directory))
         self.dispatcher = Dispatcher(self.db, self.fields, self.directory,
                                      {"sandbox": self.sandbox}, RevocationWatch(),
                                      DispatchSettings())

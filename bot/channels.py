@@ -36,6 +36,9 @@ SANDBOX = ChannelSpec(
     name="sandbox", title="Deneme hattı (sandbox)", address_kind="phone",
     normalise=normalise_phone, default_rate=SANDBOX_DEFAULT_RATE, max_rate=SANDBOX_MAX_RATE,
     build=lambda ctx: SandboxChannel(ctx.db, ctx.fields, ctx.directory),
+    # Its answer is one commit for all the sends waiting (bot.sandbox): more in flight means
+    # fewer commits, so a round's sends share a few instead of one per 64 (issue 18).
+    max_in_flight=1024,
     options=(Field("simulate", "Simülasyon", kind=dict, required=False,
                    check=_simulate),))
 

@@ -97,6 +97,9 @@ class ChannelSpec:
     parse_credentials: Callable[[bytes], Any] | None = None
     # Checked credential values (by field name) → the JSON to wrap (may add generated secrets).
     make_credentials: Callable[[dict], bytes | str] | None = None
+    # Sends the dispatcher may have in flight on the channel at once; None: its default
+    # (DispatchSettings.max_in_flight, made for real providers answering in tens of ms).
+    max_in_flight: int | None = None
     # What the provider enforces per line, as campaigns.throttle.LineThrottle keywords.
     limits: Callable[[Line], dict] = field(default=lambda line: {})
     # A provider error code (send answers, failed status webhooks) → a send outcome.
@@ -135,6 +138,7 @@ def register(spec: ChannelSpec) -> ChannelSpec:
     address normaliser through optout.channels."""
     _SPECS[spec.name] = spec
     ports.declare_limits(spec.name, spec.limits)
+    ports.declare_in_flight(spec.name, spec.max_in_flight)
     window.declare(spec.name, spec.customer_window_seconds)
     optout_channels.declare(spec.name, consent_type=spec.consent_type,
                             processor=spec.processor, normalise=spec.normalise)
@@ -144,6 +148,7 @@ def register(spec: ChannelSpec) -> ChannelSpec:
 def unregister(name: str) -> None:
     _SPECS.pop(name, None)
     ports.withdraw_limits(name)
+    ports.declare_in_flight(name, None)
     window.declare(name, None)
     optout_channels.withdraw(name)
 

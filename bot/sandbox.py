@@ -4,10 +4,12 @@ a provider: latency, random temporary failures and an enforced rate answered wit
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -50,50 +52,58 @@ class Delivered:
 
 
 class SandboxChannel:
-    # Sends the dispatcher may have in flight here at once (campaigns.dispatcher): each waits
-    # for one commit that keeps every delivery waiting with it, so a round's sends share a few
-    # commits instead of one per 64 (DispatchSettings.max_in_flight, made for real providers).
-    max_in_flight = 1024
-
     def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory,
                  rng: random.Random | None = None):
         self._db, self._fields, self._directory = db, fields, directory
         self._rng = rng or random.Random()
-        self._waiting: list[tuple[tuple, asyncio.Future]] = []  # (row, its commit) to write
+        # (rows, their commit) to write: one entry per send_many call
+        self._waiting: list[tuple[list[tuple], asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
         self._limits: dict[str, TokenBucket] = {}
         self._public_keys: dict[str, bytes] = {}
         self.rate_limited = 0  # 429s answered, for benchmarks
 
     async def send(self, line: Line, address: str, message: OutboundMessage) -> SendResult:
-        started = time.time()  # when the "provider" got the message, before any await
+        (result,) = await self.send_many(line, [(address, message)])
+        return result
+
+    async def send_many(self, line: Line,
+                        messages: Sequence[tuple[str, OutboundMessage]]) -> list[SendResult]:
+        """Sends that start together (campaigns.ports.BatchChannel): each is refused or kept
+        as one send would be, and the kept ones share one commit, so a batch costs one
+        future and one wake-up instead of one per message."""
+        started = time.time()  # when the "provider" got the messages, before any await
         simulate = (line.options or {}).get("simulate") or {}
-        refusal = self._simulated_refusal(line, simulate)
-        if refusal is not None:
-            return refusal
+        results: list[SendResult | None] = [self._simulated_refusal(line, simulate)
+                                            for _ in messages]
         if simulate.get("latency_ms"):
             await asyncio.sleep(simulate["latency_ms"] / 1000)
         sealer = await self._fields.shared_sealer(line.tenant_id,
                                                   await self._public_key(line.tenant_id))
         # A confirmation sent while the vault is locked has no index: the number is only
         # sealed (`received` finds it by opening the sealed number).
-        index = (self._directory.index(line.tenant_id, address)
-                 if self._directory.can_index(line.tenant_id) else None)
-        row = (line.tenant_id, line.id, index,
-               sealer.seal_field(address.encode()), sealer.seal_field(message.text.encode()),
-               started)
+        index = (functools.partial(self._directory.index, line.tenant_id)
+                 if self._directory.can_index(line.tenant_id) else lambda _: None)
+        seal = sealer.seal_field
+        rows = [(line.tenant_id, line.id, index(address), seal(address.encode()),
+                 seal(message.text.encode()), started)
+                for (address, message), refused in zip(messages, results, strict=True)
+                if refused is None]
         try:
-            await self._store(row)
-        except Exception as exc:  # the "provider" could not keep it: nothing was delivered
+            if rows:
+                await self._store(rows)
+        except Exception as exc:  # the "provider" could not keep them: nothing was delivered
             log.warning("sandbox delivery not stored", extra={"line_id": line.id,
                                                               "error": type(exc).__name__})
-            return Unavailable("sandbox_store_error")
-        return Sent(provider_id=f"sandbox-{uuid.uuid4()}")
+            return [r or Unavailable("sandbox_store_error") for r in results]
+        batch = uuid.uuid4().hex  # one random part per batch, a counter within it
+        return [r or Sent(provider_id=f"sandbox-{batch}-{i}") for i, r in enumerate(results)]
 
-    async def _store(self, row: tuple) -> None:
-        """Returns once `row` is committed, together with the rows of the sends around it."""
+    async def _store(self, rows: list[tuple]) -> None:
+        """Returns once `rows` are committed, together with the rows of the sends around
+        them."""
         committed = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, committed))
+        self._waiting.append((rows, committed))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting())
         # Shielded: a cancelled send (a stopping dispatcher) still lets its row be written, as
@@ -105,7 +115,7 @@ class SandboxChannel:
             batch, self._waiting = self._waiting, []
             failure = None
             try:
-                await self._keep([row for row, _ in batch])
+                await self._keep([row for rows, _ in batch for row in rows])
             except Exception as exc:
                 failure = exc
             for _, committed in batch:

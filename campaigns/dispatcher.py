@@ -12,19 +12,20 @@ import json
 import logging
 import secrets
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from campaigns import leases, outbox, service, window
+from campaigns import leases, outbox, ports, service, window
 from campaigns.leases import Lease
 from campaigns.lines import active_lines, set_line_state
 from campaigns.outbox import Claimed, Fence, Result
 from campaigns.ports import (
     LINE_PAUSE_CODES,
     Alerts,
+    BatchChannel,
     Blocked,
     Channel,
     Line,
@@ -637,54 +638,105 @@ class Dispatcher:
 
     async def _send_all(self, line: Line, lease: Lease, plans, work: _Round) -> None:
         """Up to max_in_flight sends at once (a real provider answers in tens of ms), paced
-        by the line's throttle; workers share one queue instead of a task per message."""
-        throttle = self._throttle(line)
+        by the line's throttle. A channel that takes batches gets them whole, two in flight
+        (one being kept while the next is checked); others get one send per message from
+        workers sharing one queue instead of a task per message."""
         channel = self.channels[line.channel]
-        consent_type = consent_type_for(line.channel)
-        keyring = self.fields.keyring
+        in_flight = ports.max_in_flight(line.channel) or self.settings.max_in_flight
+        if isinstance(channel, BatchChannel):
+            todo = deque(plans)
+            await asyncio.gather(*(self._send_batches(channel, line, lease, todo, in_flight,
+                                                      work) for _ in range(min(2, len(plans)))))
+            return
         queue = iter(plans)
-        windowed = window.window_of(line.channel) is not None
+        await asyncio.gather(*(self._send_each(channel, line, lease, queue, work)
+                               for _ in range(min(in_flight, len(plans)))))
 
-        async def worker() -> None:
-            for row, address, text, template in queue:
-                recipient = row.address_index  # throttles key on it, as the outbox does
-                while (wait := throttle.wait_time(time.monotonic(), recipient)) > 0:
-                    await asyncio.sleep(wait)
-                # Checked with no await before the provider call starts: a revocation noted
-                # (and so committed) before this instant is always seen.
-                if reason := self.watch.revoked(
-                        row.tenant_id, row.address_index, consent_type,
-                        self._campaigns[row.campaign_id].purpose == "commercial"):
-                    work.results.append(Result(row.id, "skipped", reason))
-                    continue
-                if not keyring.is_unlocked(row.tenant_id):
-                    # Locked (here, through another process, or at its TTL) since the round
-                    # was planned: what is left waits for the next unlock.
-                    work.results.append(Result(row.id, "pending"))
-                    continue
-                if not lease.valid(time.monotonic()):
-                    # Another process may hold the line by now: nothing more is sent here.
-                    # Recorded pending under our token; refused if the line was taken over
-                    # (the taker then counts the row unknown, never sends it twice).
-                    work.results.append(Result(row.id, "pending"))
-                    continue
-                # Free text on a window channel goes only inside the person's window, which
-                # the 24 h unique-recipient limit (WhatsApp tier) does not count.
-                capped = template is not None or not windowed
-                if capped and not throttle.admits(recipient, time.monotonic()):
-                    work.results.append(Result(row.id, "pending"))
-                    work.daily_limit.add(row.campaign_id)
-                    continue
-                throttle.sent(recipient, time.monotonic(), capped)
-                outcome = await self._send_one(channel, line, address,
-                                               OutboundMessage(text, str(row.id), template))
-                work.results.append(self._result(line, row, address, outcome, work))
+    async def _send_each(self, channel: Channel, line: Line, lease: Lease, queue,
+                         work: _Round) -> None:
+        """One worker: the next plan, its throttle wait, its checks, its send."""
+        throttle, consent_type = self._throttle(line), consent_type_for(line.channel)
+        for row, address, text, template in queue:
+            recipient = row.address_index  # throttles key on it, as the outbox does
+            while (wait := throttle.wait_time(time.monotonic(), recipient)) > 0:
+                await asyncio.sleep(wait)
+            capped = self._capped(line, template)
+            if (refused := self._refusal(lease, throttle, row, capped, consent_type,
+                                         time.monotonic(), work)) is not None:
+                work.results.append(refused)
+                continue
+            throttle.sent(recipient, time.monotonic(), capped)
+            outcome = await self._send_one(channel, line, address,
+                                           OutboundMessage(text, str(row.id), template))
+            work.results.append(self._result(throttle, row, address, outcome, work))
 
-        # A channel may take more at once (the sandbox: its answer is one commit for all the
-        # sends waiting, so more in flight means fewer commits; issue 18).
-        in_flight = getattr(channel, "max_in_flight", None) or self.settings.max_in_flight
-        workers = min(in_flight, len(plans))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+    async def _send_batches(self, channel: BatchChannel, line: Line, lease: Lease,
+                            todo: deque, size: int, work: _Round) -> None:
+        """Takes from `todo` as many plans as the throttle allows at this instant (at most
+        `size`), checks each exactly as a single send is checked and sends them in one call:
+        the checks and the call have no await between them."""
+        throttle = self._throttle(line)
+        while todo:
+            now = time.monotonic()
+            batch, wait = self._admit(line, lease, throttle, todo, size, now, work)
+            if not batch:
+                if todo:  # a back-off, an empty bucket or a person's interval
+                    await asyncio.sleep(max(wait, throttle.wait_time(now), 0.001))
+                continue
+            throttle.took(len(batch), now)
+            outcomes = await self._send_batch(channel, line, [
+                (address, OutboundMessage(text, str(row.id), template))
+                for row, address, text, template in batch])
+            work.results += [self._result(throttle, plan[0], plan[1], outcome, work)
+                             for plan, outcome in zip(batch, outcomes, strict=True)]
+
+    def _admit(self, line: Line, lease: Lease, throttle: LineThrottle, todo: deque,
+               size: int, now: float, work: _Round) -> tuple[list, float]:
+        """(the plans that start now, how long the next one must wait for its recipient's
+        interval); refused plans get their result here."""
+        batch, room = [], min(size, throttle.allowance(now))
+        consent_type = consent_type_for(line.channel)
+        while todo and len(batch) < room:
+            row, _, _, template = plan = todo[0]
+            if (wait := throttle.pair_wait(row.address_index, now)) > 0:
+                return batch, wait
+            todo.popleft()
+            capped = self._capped(line, template)
+            if (refused := self._refusal(lease, throttle, row, capped, consent_type, now,
+                                         work)) is not None:
+                work.results.append(refused)
+                continue
+            throttle.starting(row.address_index, now, capped)
+            batch.append(plan)
+        return batch, 0.0
+
+    def _capped(self, line: Line, template) -> bool:
+        """Free text on a window channel goes only inside the person's window, which the
+        24 h unique-recipient limit (WhatsApp tier) does not count."""
+        return template is not None or window.window_of(line.channel) is None
+
+    def _refusal(self, lease: Lease, throttle: LineThrottle, row: Claimed, capped: bool,
+                 consent_type: str, now: float, work: _Round) -> Result | None:
+        """Why `row` may not start now, as its result; None when it may. Called with no await
+        before the provider call starts: a revocation noted (and so committed) before this
+        instant is always seen."""
+        if reason := self.watch.revoked(
+                row.tenant_id, row.address_index, consent_type,
+                self._campaigns[row.campaign_id].purpose == "commercial"):
+            return Result(row.id, "skipped", reason)
+        if not self.fields.keyring.is_unlocked(row.tenant_id):
+            # Locked (here, through another process, or at its TTL) since the round was
+            # planned: what is left waits for the next unlock.
+            return Result(row.id, "pending")
+        if not lease.valid(now):
+            # Another process may hold the line by now: nothing more is sent here. Recorded
+            # pending under our token; refused if the line was taken over (the taker then
+            # counts the row unknown, never sends it twice).
+            return Result(row.id, "pending")
+        if capped and not throttle.admits(row.address_index, now):
+            work.daily_limit.add(row.campaign_id)
+            return Result(row.id, "pending")
+        return None
 
     async def _send_one(self, channel: Channel, line: Line, address: str,
                         message: OutboundMessage):
@@ -695,8 +747,17 @@ class Dispatcher:
                                                     "error": type(exc).__name__})
             return PermanentFailure("channel_error")
 
-    def _result(self, line: Line, row: Claimed, address: str, outcome, work: _Round) -> Result:
-        throttle = self._throttle(line)
+    async def _send_batch(self, channel: BatchChannel, line: Line,
+                          messages: list[tuple[str, OutboundMessage]]) -> list:
+        try:
+            return await channel.send_many(line, messages)
+        except Exception as exc:  # an adapter bug must not lose the rows' fate
+            log.error("channel send raised", extra={"line_id": line.id,
+                                                    "error": type(exc).__name__})
+            return [PermanentFailure("channel_error")] * len(messages)
+
+    def _result(self, throttle: LineThrottle, row: Claimed, address: str, outcome,
+                work: _Round) -> Result:
         if isinstance(outcome, Sent):
             self._errors[row.campaign_id] = 0
             self._attempts.pop(row.id, None)

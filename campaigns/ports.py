@@ -3,9 +3,9 @@ the closed set of outcomes a send can have. bot/ implements these; nothing above
 a provider's HTTP status or error code."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,17 @@ class Channel(Protocol):
         nothing. A send returns Sent only once its message is kept, as a provider does."""
 
 
+@runtime_checkable
+class BatchChannel(Protocol):
+    """A channel that can start many sends in one call (the sandbox: one commit for all).
+    The dispatcher checks each message (opt-outs, lock, lease, throttle) with no await before
+    the call, exactly as it does before a single send."""
+
+    async def send_many(self, line: Line,
+                        messages: Sequence[tuple[str, OutboundMessage]]) -> list[SendResult]:
+        """One outcome per message, in order."""
+
+
 class Alerts(Protocol):
     """Told when a campaign needs the owner: completed, paused (with the reason), waiting for
     an unlock, or its line paused by a provider signal."""
@@ -149,3 +160,19 @@ def withdraw_limits(channel: str) -> None:
 def provider_limits(line: Line) -> dict:
     limits = _LIMITS.get(line.channel)
     return {} if limits is None else limits(line)
+
+
+# How many sends the dispatcher may have in flight on a channel at once, when the channel says
+# (bot.registry: ChannelSpec.max_in_flight); else DispatchSettings.max_in_flight.
+_IN_FLIGHT: dict[str, int] = {}
+
+
+def declare_in_flight(channel: str, most: int | None) -> None:
+    if most is None:
+        _IN_FLIGHT.pop(channel, None)
+    else:
+        _IN_FLIGHT[channel] = most
+
+
+def max_in_flight(channel: str) -> int | None:
+    return _IN_FLIGHT.get(channel)

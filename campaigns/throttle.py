@@ -98,6 +98,10 @@ class TokenBucket:
         self.take(now, n)
         return True
 
+    def available(self, now: float) -> float:
+        """Tokens that may be taken at `now` (at most the burst)."""
+        return self._available(now, 1)
+
     def _burst_for(self, rate: float) -> float:
         # Half a second of messages at most, so a line never floods the provider at once.
         if self._fixed_burst is not None:
@@ -375,14 +379,37 @@ class LineThrottle:
         """Seconds left of a provider's back-off (429 or errors); 0 when the line may send."""
         return _until(self.aimd.paused_until, now)
 
+    def allowance(self, now: float) -> int:
+        """How many messages may start at `now` as one batch (whole tokens in the bucket, 0
+        while a provider back-off lasts); each recipient's own limits are checked apart
+        (pair_wait, admits) and noted (starting) before the batch takes its tokens (took)."""
+        self._sync(now)
+        if now < self.aimd.paused_until:
+            return 0
+        return int(self.bucket.available(now))
+
+    def pair_wait(self, recipient: str, now: float) -> float:
+        """Seconds until `recipient` may be sent another message on this line."""
+        return self.pairs.wait_time(recipient, now)
+
     def sent(self, recipient: str, now: float, capped: bool = True) -> None:
         """`capped` False: a reply inside the person's 24 h window, which WhatsApp's
         unique-recipient limit does not count."""
-        self._sync(now)
-        self.bucket.take(now)
+        self.starting(recipient, now, capped)
+        self.took(1, now)
+
+    def starting(self, recipient: str, now: float, capped: bool = True) -> None:
+        """A message to `recipient` starts at `now` (see sent()): its interval and its place
+        under the 24 h cap are counted at once, so the next message of a batch sees them."""
         self.pairs.record(recipient, now)
         if capped:
             self.rolling_cap.record(recipient, now)
+
+    def took(self, count: int, now: float) -> None:
+        """`count` messages started at `now` (each noted by starting()): their tokens are
+        taken at once, so a batch costs one bucket update, not one per message."""
+        self._sync(now)
+        self.bucket.take(now, count)
         self.aimd.on_success(now)
         self._sync(now)
 

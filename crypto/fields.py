@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import nacl.bindings
 import nacl.exceptions
 import nacl.utils
+from nacl import _sodium
 
 from crypto.errors import CorruptDataError, MissingDataKeyError
 
@@ -23,9 +24,26 @@ MIN_FIELD_BYTES = _NONCE_END + nacl.bindings.crypto_secretbox_MACBYTES
 
 # Hot path: bind the low-level calls once. crypto_secretbox_open measured ~15 % faster than
 # the _easy variant in PyNaCl 1.6 (whose argument check formats a string on every call).
-_secretbox = nacl.bindings.crypto_secretbox
 _secretbox_open = nacl.bindings.crypto_secretbox_open
 _NaclCryptoError = nacl.exceptions.CryptoError
+# Sealing calls libsodium's crypto_secretbox_easy through PyNaCl's own cffi handle: the
+# binding's wrapper (length checks, zero padding, a cffi buffer and a copy) cost more than
+# the cipher on a short field, 5.7 against 2.6 µs, and an import seals 3-4 fields per row.
+# The output is the binding's byte for byte (MAC then ciphertext; tests/crypto checks it).
+_MAC_BYTES = nacl.bindings.crypto_secretbox_MACBYTES
+_secretbox_easy = _sodium.lib.crypto_secretbox_easy
+_from_buffer = _sodium.ffi.from_buffer
+
+
+def _secretbox(plaintext: bytes, nonce: bytes, key: bytes) -> bytes:
+    """nacl.bindings.crypto_secretbox(plaintext, nonce, key), without its wrapper's cost;
+    `nonce` and `key` have the right sizes (the callers below make them)."""
+    if type(plaintext) is not bytes:  # cffi passes only bytes as a pointer directly
+        plaintext = bytes(plaintext)
+    out = bytearray(len(plaintext) + _MAC_BYTES)
+    if _secretbox_easy(_from_buffer(out), plaintext, len(plaintext), nonce, key) != 0:
+        raise _NaclCryptoError("Encryption failed")
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,16 @@ class FieldSealer:
         # random 192-bit nonces never repeat in practice under one DEK.
         nonce = os.urandom(_NONCE_BYTES)
         return self._prefix + nonce + _secretbox(plaintext, nonce, self._dek)
+
+    def seal_many(self, plaintexts: list[bytes]) -> list[bytes]:
+        """`seal_field` of each, in order; one getrandom(2) call draws all their nonces."""
+        nonces = os.urandom(_NONCE_BYTES * len(plaintexts))
+        prefix, dek = self._prefix, self._dek
+        out = []
+        for i, plaintext in enumerate(plaintexts):
+            nonce = nonces[i * _NONCE_BYTES:(i + 1) * _NONCE_BYTES]
+            out.append(prefix + nonce + _secretbox(plaintext, nonce, dek))
+        return out
 
 
 def seal_str(sealer: FieldSealer, text: str) -> bytes:

@@ -79,6 +79,8 @@ _EVENT_COLUMNS = ("id", "tenant_id", "address_index", "consent_type", "status", 
                   "recorded_at", "iys_sync_state", "iys_deadline")
 _INSERT_EVENTS = (f"INSERT INTO consent_events ({', '.join(_EVENT_COLUMNS)}) "
                   f"VALUES ({raw.marks(len(_EVENT_COLUMNS))})")
+_EVENT_TYPES = ("text", "text", "bytea", "text", "text", "text", "text", "text", "bytea",
+                "float8", "float8", "text", "float8")
 _STATE_COLUMNS = ("tenant_id", "address_index", "consent_type", "status", "recipient_type",
                   "source", "occurred_at", "event_id", "ended_at")
 # A state only moves forward in time: an older event arriving late is kept in the history
@@ -92,13 +94,19 @@ _UPSERT_STATE = (
 # Checked in the statement itself, so a STOP committed while an import runs still holds.
 _UPSERT_STATE_KEEPING_REFUSAL = (
     _UPSERT_STATE + f" AND (consent_state.status = '{GRANTED}' OR excluded.status = '{REVOKED}')")
+_STATE_TYPES = ("text", "bytea", "text", "text", "text", "text", "float8", "text", "float8")
+# PostgreSQL: the same statements reading a batch from one array per column (store.raw).
+_PG_INSERT_EVENTS = raw.from_arrays(_INSERT_EVENTS, _EVENT_TYPES)
+_PG_UPSERT = {sql: raw.from_arrays(sql, _STATE_TYPES)
+              for sql in (_UPSERT_STATE, _UPSERT_STATE_KEEPING_REFUSAL)}
 
 
 async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict],
                       lifts_refusal: bool = False) -> None:
     if rows:
-        await raw.execute_many(conn, _INSERT_EVENTS,
-                               [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
+        await raw.execute_batch(conn, _INSERT_EVENTS,
+                                [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows],
+                                _PG_INSERT_EVENTS)
         await _advance_state(conn, tenant_id, rows, lifts_refusal)
 
 
@@ -167,8 +175,8 @@ async def _advance_state(conn: AsyncConnection, tenant_id: str, rows: list[dict]
                r["recipient_type"], r["source"], r["occurred_at"], r["id"],
                r["occurred_at"] if r["status"] == REVOKED else None)
               for r in latest.values()]
-    await raw.execute_many(
-        conn, _UPSERT_STATE if lifts_refusal else _UPSERT_STATE_KEEPING_REFUSAL, states)
+    sql = _UPSERT_STATE if lifts_refusal else _UPSERT_STATE_KEEPING_REFUSAL
+    await raw.execute_batch(conn, sql, states, _PG_UPSERT[sql])
 
 
 async def state_and_history(conn: AsyncConnection, tenant_id: str, address_index: bytes,

@@ -30,6 +30,28 @@ async def execute_many(conn: AsyncConnection, sql: str, rows: Sequence[tuple]) -
         await conn.exec_driver_sql(for_driver(conn, sql), list(rows))
 
 
+def from_arrays(sql: str, types: Sequence[str]) -> str:
+    """`sql`, an `INSERT … VALUES (?, …)` statement, reading its rows from one array per
+    column instead (PostgreSQL `unnest`, one `?::type[]` each): a whole batch in one statement
+    and one round trip, where asyncpg's executemany binds and runs the statement per row."""
+    values = re.search(r"VALUES \((\s*\?\s*(?:,\s*\?\s*)*)\)", sql)
+    if values is None or values.group(1).count("?") != len(types):
+        raise ValueError("from_arrays needs an INSERT … VALUES statement with one ? per type")
+    arrays = ", ".join(f"?::{t}[]" for t in types)
+    return f"{sql[:values.start()]}SELECT * FROM unnest({arrays}){sql[values.end():]}"
+
+
+async def execute_batch(conn: AsyncConnection, sql: str, rows: Sequence[tuple],
+                        arrays_sql: str) -> None:
+    """`sql` for each of `rows`; on PostgreSQL, when there are several (an import's batch),
+    `arrays_sql` (a `from_arrays` form of it) once, with one list per column of `rows`."""
+    if conn.dialect.name == "postgresql" and len(rows) > 1:
+        await conn.exec_driver_sql(for_driver(conn, arrays_sql),
+                                   tuple(list(c) for c in zip(*rows, strict=True)))
+    else:
+        await execute_many(conn, sql, rows)
+
+
 async def execute(conn: AsyncConnection, sql: str, params: tuple = ()) -> int:
     return (await conn.exec_driver_sql(for_driver(conn, sql), params)).rowcount
 

@@ -501,3 +501,20 @@ def test_a_message_the_provider_did_not_take_starts_no_pair_interval():
     assert line.wait_time(0.1, "a") > 5
     line.not_taken("a")  # a 5xx: WhatsApp's 6 s per recipient never began
     assert line.wait_time(0.1, "a") == 0
+
+
+def test_a_batch_takes_what_single_sends_would():
+    """allowance/starting/took (the dispatcher's batches) pace like one sent() per message:
+    the same tokens, each recipient's interval counted before the next of the batch."""
+    batched = LineThrottle(10, now=0.0, pair_interval=6.0)
+    single = LineThrottle(10, now=0.0, pair_interval=6.0)
+    room = batched.allowance(0.0)
+    assert room == int(single.bucket.available(0.0)) >= 2
+    for recipient in ("a", "b"):
+        batched.starting(recipient, 0.0)
+        single.sent(recipient, 0.0)
+    batched.took(2, 0.0)
+    assert batched.allowance(0.0) == room - 2 == int(single.bucket.available(0.0))
+    assert batched.pair_wait("a", 0.0) == 6.0 and batched.pair_wait("c", 0.0) == 0.0
+    batched.rate_limited(5.0, 0.0)
+    assert batched.allowance(1.0) == 0  # nothing starts during a provider back-off
