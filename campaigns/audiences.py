@@ -456,17 +456,11 @@ def _occurred_at(row: ContactRow, now: float) -> float | None:
 
 async def _existing_ids(conn, tenant_id: str, indexes: list[bytes]) -> dict[bytes, str]:
     found: dict[bytes, str] = {}
-    pg = conn.dialect.name == "postgresql"
     for start in range(0, len(indexes), 5000):
-        chunk = indexes[start:start + 5000]
-        if pg:  # one array parameter: one plan whatever the batch size (optout.refusals)
-            rows = await raw.fetch(conn, "SELECT address_index, id FROM contacts WHERE "
-                                         "tenant_id = ? AND address_index = ANY(?::bytea[])",
-                                   (tenant_id, chunk))
-        else:
-            rows = await raw.fetch(conn, "SELECT address_index, id FROM contacts WHERE "
-                                         f"tenant_id = ? AND address_index IN "
-                                         f"({raw.marks(len(chunk))})", (tenant_id, *chunk))
+        # One array parameter on PostgreSQL: one plan whatever the batch size.
+        among, params = raw.among(conn, "address_index", indexes[start:start + 5000], "bytea")
+        rows = await raw.fetch(conn, "SELECT address_index, id FROM contacts WHERE tenant_id = ? "
+                                     f"AND {among}", (tenant_id, *params))
         found.update({bytes(r[0]): r[1] for r in rows})
     return found
 

@@ -128,7 +128,7 @@ class UploadQueue:
         async with self.db.begin() as conn:
             # By primary key only (the ids are this tenant's, from the page just read): the
             # plan stays an index lookup whatever the statistics say.
-            among, ids = _among(conn, "id", list(records), "varchar")
+            among, ids = raw.among(conn, "id", list(records), "varchar")
             got = await raw.fetch(conn, (
                 f"UPDATE consent_events SET iys_claim = ?, iys_claimed_at = {leases.db_now(conn)}"
                 f", iys_request_id = NULL WHERE {among} AND iys_sync_state = 'pending' "
@@ -234,15 +234,6 @@ class UploadQueue:
         return Batch(claim, [r[0] for r in members], [bytes(r[1]) for r in members],
                      [("ONAY" if r[3] == "granted" else "RET", r[2]) for r in members],
                      records, request_id=members[0][10], overdue=bool(members[0][12]))
-
-
-def _among(conn, column: str, values: list, pg_type: str) -> tuple[str, tuple]:
-    """SQL for "`column` is one of `values`" and its parameters: one array parameter on
-    PostgreSQL (one statement whatever the count, so its plan is cached once and stays an
-    index lookup), an IN list on SQLite."""
-    if conn.dialect.name == "postgresql":
-        return f"{column} = ANY(?::{pg_type}[])", (values,)
-    return f"{column} IN ({raw.marks(len(values))})", tuple(values)
 
 
 def _last_sent_query(conn, tenant_id: str, keys: list[tuple[bytes, str]]

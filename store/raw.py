@@ -52,6 +52,16 @@ async def execute_batch(conn: AsyncConnection, sql: str, rows: Sequence[tuple],
         await execute_many(conn, sql, rows)
 
 
+def among(conn: AsyncConnection, column: str, values: Sequence, pg_type: str
+          ) -> tuple[str, tuple]:
+    """SQL for "`column` is one of `values`" and its parameters: one array parameter on
+    PostgreSQL (one statement whatever the count, so its plan is cached once and stays an
+    index lookup), an IN list on SQLite."""
+    if conn.dialect.name == "postgresql":
+        return f"{column} = ANY(?::{pg_type}[])", (list(values),)
+    return f"{column} IN ({marks(len(values))})", tuple(values)
+
+
 async def execute(conn: AsyncConnection, sql: str, params: tuple = ()) -> int:
     return (await conn.exec_driver_sql(for_driver(conn, sql), params)).rowcount
 
