@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 FLUSH_WAIT = 10.0
 _INSERT = ("INSERT INTO sandbox_messages (tenant_id, line_id, to_index, to_sealed, text_sealed, "
            "at) VALUES (?, ?, ?, ?, ?, ?)")
+# PostgreSQL: a flush's rows in one statement (one array per column), not one per message.
+_INSERT_ARRAYS = raw.from_arrays(_INSERT, ("text", "text", "bytea", "bytea", "bytea", "float8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +138,8 @@ class SandboxChannel:
         while True:
             try:
                 async with self._db.begin() as conn:
-                    await raw.execute_many(conn, _INSERT, await self._not_kept(conn, rows)
-                                           if retrying else rows)
+                    await raw.execute_batch(conn, _INSERT, await self._not_kept(conn, rows)
+                                            if retrying else rows, _INSERT_ARRAYS)
                 return
             except Exception as exc:
                 if not is_unavailable(exc):

@@ -114,6 +114,17 @@ class _Round:
     daily_limit: set[str] = field(default_factory=set)  # campaigns held by the 24 h cap
 
 
+@dataclass
+class _Front:
+    """A claimed round and what it was claimed under."""
+    line: Line
+    lease: Lease
+    rows: list  # the line's running campaigns (service.active rows)
+    running: list[str]  # those that could send when claimed
+    claimed: list[Claimed]
+    ahead: bool = False  # claimed while the previous round was sending
+
+
 class Dispatcher:
     def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory,
                  channels: dict[str, Channel], watch: RevocationWatch,
@@ -134,6 +145,11 @@ class Dispatcher:
         # reconcile before their next round.
         self._held: dict[str, set[int]] = {}
         self._unsettled: set[str] = set()
+        # A line running flat out works two rounds at once (see pump): the next round's claim
+        # taken while this round sends, and this round's results being written while the next
+        # one is planned.
+        self._ahead: dict[str, asyncio.Task] = {}
+        self._behind: dict[str, asyncio.Task] = {}
         self._holder = leases.new_holder()
         self._leases: dict[str, Lease] = {}
         self._renewer: asyncio.Task | None = None
@@ -284,7 +300,36 @@ class Dispatcher:
                         extra={"line_id": line_id, "count": count})
 
     async def pump(self, line_id: str) -> bool:
-        """One round for a line; False when there is nothing to do right now."""
+        """One round for a line; False when there is nothing to do right now.
+
+        A line running flat out (its last claim took a whole `max_batch`) overlaps two rounds,
+        so the database and the process work at once: the next round's claim is taken while
+        this round sends, and this round's results are written while the next round is
+        planned. What makes a send safe does not move: every claim is committed `sending`
+        before its provider call; before a claim taken ahead sends, the previous round's
+        results and auto-pause checks are committed and its campaigns are read again (an
+        owner's pause or cancel in between sends nothing more); the frequency cap is read
+        only after the previous round's sends are written. A throttled line (every real
+        provider line below max_batch per round) runs one round at a time, as before."""
+        try:
+            ahead = self._ahead.pop(line_id, None)
+            front = await ahead if ahead is not None else await self._front(line_id)
+            if isinstance(front, bool):
+                await self._settle(line_id)
+                return front
+            if not front.claimed:
+                await self._settle(line_id)
+                await self._drained(front)
+                return False
+            await self._round(front)
+            return True
+        except BaseException as exc:
+            await self._abandon(line_id, cancelled=not isinstance(exc, Exception))
+            raise
+
+    async def _front(self, line_id: str) -> _Front | bool:
+        """The checks before a round and its claim; a bool when there is nothing to claim
+        (True: look again at once)."""
         async with self.db.connect() as conn:
             lines = await active_lines(conn, [line_id])
             rows = [r for r in await service.active(conn)
@@ -317,19 +362,62 @@ class Dispatcher:
                            int(throttle.effective_rate(time.monotonic())
                                * self.settings.batch_seconds)))
         claimed = await self._claim(line, lease, running, rows, limit)
-        if not claimed:
-            async with self.db.begin() as conn:
-                # Nothing of this line is in flight here now: a row still `sending` was left
-                # by a holder whose claim committed as it lost the line (it never sends it).
-                await outbox.recover_in_flight(conn, line_id, fence=Fence(line_id, lease.token))
-                done = await outbox.finish_drained(conn, running)
-            tenant_of = {r.id: r.tenant_id for r in rows}
-            for campaign_id in done:
-                log.info("campaign completed", extra={"campaign_id": campaign_id})
-                self._alert(tenant_of[campaign_id], campaign_id, "completed")
-            return False
-        await self._round(line, lease, claimed, rows)
-        return True
+        self._held.setdefault(line.id, set()).update(row.id for row in claimed)
+        return _Front(line, lease, rows, running, claimed)
+
+    async def _drained(self, front: _Front) -> None:
+        """Nothing left to claim: campaigns with nothing in flight either are completed."""
+        line_id = front.line.id
+        async with self.db.begin() as conn:
+            # Nothing of this line is in flight here now: a row still `sending` was left by a
+            # holder whose claim committed as it lost the line (it never sends it).
+            await outbox.recover_in_flight(conn, line_id, self._held.get(line_id, ()),
+                                           fence=Fence(line_id, front.lease.token))
+            done = await outbox.finish_drained(conn, front.running)
+        tenant_of = {r.id: r.tenant_id for r in front.rows}
+        for campaign_id in done:
+            log.info("campaign completed", extra={"campaign_id": campaign_id})
+            self._alert(tenant_of[campaign_id], campaign_id, "completed")
+
+    async def _settle(self, line_id: str) -> None:
+        """Waits for the line's previous round to be written (and raises what broke it)."""
+        behind = self._behind.pop(line_id, None)
+        if behind is not None:
+            await behind
+
+    async def _abandon(self, line_id: str, cancelled: bool) -> None:
+        """The line's round broke off: what runs beside it ends too. Cancelled (a stopping
+        dispatcher), it is cancelled as a round would be; otherwise the previous round's
+        results are still written, and rows claimed ahead go back to pending."""
+        ahead, behind = self._ahead.pop(line_id, None), self._behind.pop(line_id, None)
+        tasks = [t for t in (ahead, behind) if t is not None]
+        if cancelled:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._held.pop(line_id, None)  # as a cancelled round's: recovered as unknown
+            return
+        if ahead is not None:
+            front = (await asyncio.gather(ahead, return_exceptions=True))[0]
+            if isinstance(front, _Front) and front.claimed:
+                work = _Round([Result(r.id, "pending") for r in front.claimed])
+                try:
+                    await self._until_stored(lambda: self._record(front.line, front.lease,
+                                                                  work))
+                finally:
+                    self._let_go(line_id, front.claimed)
+        if behind is not None:
+            (error,) = await asyncio.gather(behind, return_exceptions=True)
+            if isinstance(error, BaseException):
+                log.error("round results not written", extra={
+                    "line_id": line_id, "error": type(error).__name__})
+
+    def _let_go(self, line_id: str, claimed: list[Claimed]) -> None:
+        held = self._held.get(line_id)
+        if held is not None:
+            held.difference_update(row.id for row in claimed)
+            if not held:
+                del self._held[line_id]
 
     async def _hold(self, line: Line) -> Lease | None:
         """This process's lease on the line, taken when the line has none or its holder's
@@ -474,32 +562,69 @@ class Dispatcher:
         offset = time.monotonic() - time.time()
         throttle.rolling_cap.seed((index, at + offset) for index, at in seen)
 
-    async def _round(self, line: Line, lease: Lease, claimed: list[Claimed], rows) -> None:
+    async def _round(self, front: _Front) -> None:
+        line, lease, claimed = front.line, front.lease, front.claimed
         work = _Round()
-        self._held[line.id] = {row.id for row in claimed}
         try:
+            plans = await self._plan(line, claimed, work)
+            await self._settle(line.id)  # the previous round written, its guard run
+            if front.ahead:
+                plans = await self._still_sendable(line, plans, work)
+        except Exception:
+            # Claimed but never handed to a provider: back to pending, not `unknown`.
+            planned = {r.id for r in work.results}
+            work.results += [Result(r.id, "pending") for r in claimed if r.id not in planned]
             try:
-                plans = await self._plan(line, claimed, work)
-            except Exception:
-                # Claimed but never handed to a provider: back to pending, not `unknown`.
-                planned = {r.id for r in work.results}
-                work.results += [Result(r.id, "pending") for r in claimed
-                                 if r.id not in planned]
                 await self._until_stored(lambda: self._record(line, lease, work))
-                raise
-            interrupted = await self._send_settled(line, lease, plans, work)
-            # What the provider answered is kept through an outage and written once the
-            # database takes it: a delivered message ends `sent`, never stuck `sending`.
+            finally:
+                self._let_go(line.id, claimed)
+            raise
+        if len(claimed) >= self.settings.max_batch:  # flat out: the next claim starts now
+            self._ahead[line.id] = asyncio.create_task(self._front_ahead(line.id))
+        interrupted = await self._send_settled(line, lease, plans, work)
+        back = self._back(front, work, interrupted)
+        if line.id in self._ahead:
+            self._behind[line.id] = asyncio.create_task(back)
+        else:
+            await back
+
+    async def _front_ahead(self, line_id: str) -> _Front | bool:
+        front = await self._front(line_id)
+        if isinstance(front, _Front):
+            front.ahead = True
+        return front
+
+    async def _back(self, front: _Front, work: _Round, interrupted: Exception | None) -> None:
+        """The round's results, written once the database takes them (a delivered message
+        ends `sent`, never stuck `sending`), then the auto-pause checks."""
+        line, lease, claimed = front.line, front.lease, front.claimed
+        try:
             await self._until_stored(self.channels[line.channel].flush)
             await self._until_stored(lambda: self._record(line, lease, work))
         finally:
-            del self._held[line.id]
+            self._let_go(line.id, claimed)
         if interrupted is not None:
             raise interrupted
-        acknowledged = {r.id for r in rows if r.optout_acknowledged}
+        acknowledged = {r.id for r in front.rows if r.optout_acknowledged}
         await self._guard({row.campaign_id for row in claimed} - acknowledged,
                           {row.campaign_id for row in claimed} & acknowledged,
                           {row.campaign_id: row.tenant_id for row in claimed})
+
+    async def _still_sendable(self, line: Line, plans, work: _Round):
+        """Plans of a claim taken while the previous round sent, less those that may no longer
+        go: their campaign is not running now (paused by its owner or by the previous round's
+        checks, cancelled), or the provider asked the line to back off meanwhile. Those rows
+        go back to pending."""
+        ids = {plan[0].campaign_id for plan in plans}
+        async with self.db.connect() as conn:
+            running = set() if not ids else {r.id for r in await conn.execute(
+                sa.select(campaigns.c.id).where(campaigns.c.id.in_(ids),
+                                                campaigns.c.state == "running"))}
+        if self._throttle(line).paused_for(time.monotonic()) > 0:
+            running = set()
+        work.results += [Result(p[0].id, "pending") for p in plans
+                         if p[0].campaign_id not in running]
+        return [p for p in plans if p[0].campaign_id in running]
 
     async def _send_settled(self, line: Line, lease: Lease, plans,
                             work: _Round) -> Exception | None:
@@ -552,14 +677,17 @@ class Dispatcher:
         commercial = [r.contact_id for r in rows if infos[r.campaign_id].purpose == "commercial"]
         async with self.db.connect() as conn:  # one connection, never a second one inside
             profile = await self.directory.profile(conn, tenant_id)
-            found = await facts.gather(conn, tenant_id, [r.address_index for r in rows],
-                                       consent_type, profile.iys_enabled,
-                                       profile.has_merchant_contacts)
-            cap = profile.frequency_cap
-            counts = await outbox.sent_recently(
-                conn, tenant_id, commercial if cap else [],
-                time.time() - profile.frequency_window_days * 86400)
-            inside = await self._inside_window(conn, line, rows, infos)
+            # The frequency cap counts the previous round's sends: read after they are written.
+            wait = bool(profile.frequency_cap and commercial and line.id in self._behind)
+            if not wait:
+                found, counts, inside = await self._plan_facts(conn, profile, line, rows,
+                                                               infos, commercial, consent_type)
+        if wait:
+            await self._settle(line.id)
+            async with self.db.connect() as conn:
+                found, counts, inside = await self._plan_facts(conn, profile, line, rows,
+                                                               infos, commercial, consent_type)
+        cap = profile.frequency_cap
         allowed, texts = [], set()
         for row in rows:
             info = infos[row.campaign_id]
@@ -585,6 +713,19 @@ class Dispatcher:
             else:
                 work.results.append(Result(row.id, "skipped", reason))
         return await self._render(profile, allowed, texts)
+
+    async def _plan_facts(self, conn, profile: TenantProfile, line: Line, rows: list[Claimed],
+                          infos: dict[str, _CampaignInfo], commercial: list[str],
+                          consent_type: str):
+        """(gate facts by blind index, commercial sends per contact in the cap's window, who
+        is inside their window) for a tenant's rows of the round."""
+        found = await facts.gather(conn, profile.id, [r.address_index for r in rows],
+                                   consent_type, profile.iys_enabled,
+                                   profile.has_merchant_contacts)
+        counts = await outbox.sent_recently(
+            conn, profile.id, commercial if profile.frequency_cap else [],
+            time.time() - profile.frequency_window_days * 86400)
+        return found, counts, await self._inside_window(conn, line, rows, infos)
 
     async def _inside_window(self, conn, line: Line, rows: list[Claimed],
                              infos: dict[str, _CampaignInfo]) -> set[bytes] | None:

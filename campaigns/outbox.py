@@ -147,6 +147,8 @@ async def record(conn: AsyncConnection, results: Sequence[Result],
     statement per RECORD_CHUNK results, so PostgreSQL's statement trigger fires once a round
     instead of once a message."""
     now = time.time()
+    back = [r.id for r in results if r.state == "pending"]
+    cancelled = await _cancelled_campaigns(conn, back)
     where = "outbox.state IN ('pending', 'sending')"
     fenced: tuple = ()
     if fence is not None:
@@ -164,6 +166,26 @@ async def record(conn: AsyncConnection, results: Sequence[Result],
         for r in chunk:
             values += (r.id, r.state, r.reason, r.provider_id, r.sent_at)
         await raw.execute(conn, _sqlite_record(len(chunk)) + where, (now, *values, *fenced))
+    if cancelled:  # nothing of a cancelled campaign waits: skipped as `cancel` skips the rest
+        rows, in_rows = raw.among(conn, "id", back, "bigint")
+        campaign, in_campaigns = raw.among(conn, "campaign_id", cancelled, "varchar")
+        await raw.execute(conn, "UPDATE outbox SET state = 'skipped', reason = 'cancelled', "
+                                f"updated_at = ? WHERE {rows} AND {campaign} AND state = 'pending'",
+                          (now, *in_rows, *in_campaigns))
+
+
+async def _cancelled_campaigns(conn: AsyncConnection, row_ids: list[int]) -> list[str]:
+    """Of the campaigns of these rows, those cancelled. On PostgreSQL the campaign rows are
+    locked (FOR SHARE) until the caller commits, and `cancel` changes the campaign before it
+    skips its pending rows: either this sees the cancel, or the cancel's skip sees these rows
+    back at pending. Either way none stays pending in a cancelled campaign."""
+    if not row_ids:
+        return []
+    rows, params = raw.among(conn, "o.id", row_ids, "bigint")
+    lock = " FOR SHARE OF c" if conn.dialect.name == "postgresql" else ""
+    return [r[0] for r in await raw.fetch(
+        conn, "SELECT c.id, c.state FROM campaigns c WHERE c.id IN (SELECT o.campaign_id "
+              f"FROM outbox o WHERE {rows}){lock}", params) if r[1] == "cancelled"]
 
 
 _PG_RECORD = (

@@ -228,8 +228,12 @@ async def transition(conn: AsyncConnection, tenant_id: str, campaign_id: str, ac
         return await _set(conn, row.id, "scheduled" if row.send_at and row.send_at > now
                           else "running", None, optout_acknowledged=acknowledged)
     if action == "cancel":
+        # The campaign first, then its pending rows: a round writing rows back to pending
+        # meanwhile either waits for this and skips them itself, or is seen by the skip
+        # (campaigns.outbox.record).
+        await _set(conn, row.id, "cancelled", "cancelled by owner", finished_at=now)
         await outbox.skip_open(conn, row.id, "cancelled")
-        return await _set(conn, row.id, "cancelled", "cancelled by owner", finished_at=now)
+        return "cancelled"
     await outbox.requeue(conn, row.id, include_unknown=include_unknown)
     return await _set(conn, row.id, "running" if row.state == "completed" else row.state, None)
 

@@ -4,6 +4,7 @@ a claim never hands out a person suppressed or revoked before it."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 import sqlalchemy as sa
@@ -217,3 +218,48 @@ async def test_no_send_starts_once_the_lease_may_have_expired(tenant):
         assert delivered == 0
     finally:
         await dispatcher.stop()
+
+
+async def test_rows_written_back_to_pending_in_a_cancelled_campaign_are_skipped(tenant):
+    """A round that gives claimed rows back (a rate limit, a lost lease, a claim taken ahead
+    of a cancel) while the owner cancels: whichever commits first, no row is left pending in
+    the cancelled campaign, where nothing would ever send or skip it."""
+    from campaigns import service
+    await tenant.unlock()
+    db = tenant.client.app[db_key]
+    for k, order in enumerate(("cancel first", "record first")):
+        phones = [f"+905349{k}{i:05d}" for i in range(3)]
+        cid, line = await _scheduled(tenant, phones)
+        async with db.begin() as conn:
+            await conn.execute(sa.text("UPDATE campaigns SET state = 'running', send_at = NULL "
+                                       "WHERE id = :id"), {"id": cid})
+            await conn.execute(sa.text("DELETE FROM line_leases WHERE line_id = :l"),
+                               {"l": line})  # the app's dispatcher may have taken the line
+            token = await leases.acquire(conn, line, "a", 30)
+        claimed = await _claim(db, Fence(line, token), cid)
+        assert len(claimed) == 3
+        back = [Result(r.id, "pending") for r in claimed]
+
+        async def cancel():
+            async with db.begin() as conn:
+                await service.transition(conn, tenant.id, cid, "cancel")
+
+        async def record():
+            async with db.begin() as conn:
+                await outbox.record(conn, back, Fence(line, token))
+
+        first, second = (cancel, record) if order == "cancel first" else (record, cancel)
+        async with db.begin() as conn:  # the first one's transaction stays open meanwhile
+            if first is cancel:
+                await service.transition(conn, tenant.id, cid, "cancel")
+            else:
+                await outbox.record(conn, back, Fence(line, token))
+            # A task of its own, as another request's: not inside this transaction.
+            waiting = asyncio.create_task(second(), context=contextvars.Context())
+            await asyncio.sleep(0.3)
+        await waiting
+        assert await _states(db, cid) == ["skipped"] * 3, order
+        async with db.connect() as conn:
+            reasons = {r[0] for r in await conn.execute(sa.select(outbox_table.c.reason).where(
+                outbox_table.c.campaign_id == cid))}
+        assert reasons == {"cancelled"}, order
