@@ -230,7 +230,8 @@ async def pipeline_context(app: web.Application) -> AsyncIterator[None]:
                                 provider_attempts=config.campaigns.provider_attempts,
                                 provider_backoff_seconds=config.campaigns.provider_backoff_seconds,
                                 provider_backoff_max_seconds=(
-                                    config.campaigns.provider_backoff_max_seconds)),
+                                    config.campaigns.provider_backoff_max_seconds),
+                                max_batch=config.campaigns.max_batch),
                             alerts=app[operator_desk_key])
     backlog = app[inbound_key].backlog  # nothing sent for a tenant while it holds items
     dispatcher.held_tenants = backlog.held

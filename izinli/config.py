@@ -81,6 +81,9 @@ class CampaignConfig:
     provider_attempts: int = 5
     provider_backoff_seconds: float = 2.0
     provider_backoff_max_seconds: float = 30.0
+    # Messages one round of a line claims at most (a round is also at most half a second of
+    # the line's rate). A line whose rounds are this full overlaps two rounds.
+    max_batch: int = 2000
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ _CHOICES = {
 }
 _URLS = ("providers.whatsapp_url", "providers.telegram_url", "providers.iys_url")
 # A timer's period (0 or an overflowing one cannot be scheduled): key → the largest allowed.
-_ABOVE_ZERO = {"iys.pull_minutes": 1440}
+_ABOVE_ZERO = {"iys.pull_minutes": 1440, "campaigns.max_batch": 10_000}
 _ALIASES = {
     "IZINLI_DATABASE_URL": "store.url",
     "IZINLI_DATA_DIR": "data_dir",

@@ -72,10 +72,11 @@ class Api:
 
 
 @contextlib.contextmanager
-def serve(tmp_path: Path, port: int, env: dict):
+def serve(tmp_path: Path, port: int, env: dict, args: tuple[str, ...] = ()):
     with open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb") as log:
         proc = subprocess.Popen([IZINLI, "serve", "--port", str(port),
-                                 "--data-dir", str(tmp_path / "var")], cwd=tmp_path, env=env,
+                                 "--data-dir", str(tmp_path / "var"), *args], cwd=tmp_path,
+                                env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             healthy(proc, port)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import dataclasses
 import random
 import time
 
@@ -10,21 +10,20 @@ import pytest
 import sqlalchemy as sa
 from conftest import ApiTenant
 
-import izinli.app
-from campaigns.dispatcher import DispatchSettings
 from dashboard.keys import db_key
 from store.tables import inbound_messages, outbox, sandbox_messages
 
 
-@pytest.fixture(autouse=True, params=["rounds one at a time", "rounds overlapped"])
-def rounds(request, monkeypatch):
+@pytest.fixture(params=["rounds one at a time", "rounds overlapped"])
+def config(config, request):
     """Every test here runs twice: with the rounds a real line has, and with rounds of one
-    message, so each round takes a whole batch and the dispatcher overlaps rounds (the next
-    claim taken while a round sends, results written while the next one is planned)."""
-    if request.param == "rounds overlapped":
-        monkeypatch.setattr(izinli.app, "DispatchSettings",
-                            functools.partial(DispatchSettings, max_batch=1))
-    return request.param
+    message (campaigns.max_batch = 1), so each round is full and the dispatcher overlaps
+    rounds (the next claim taken while a round sends, results written while the next one is
+    planned)."""
+    if request.param == "rounds one at a time":
+        return config
+    return dataclasses.replace(config, campaigns=dataclasses.replace(config.campaigns,
+                                                                     max_batch=1))
 
 
 async def _lines(t: ApiTenant) -> str:
