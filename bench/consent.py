@@ -57,9 +57,9 @@ def write_csv(path: Path, rows: int, seed: int = 7) -> None:
             fh.write(f"{phone};{rnd.choice(NAMES)};{rnd.choice(CITIES)};{consent}\n")
 
 
-async def _setup(url: str, cache_mb: int = 8) -> tuple[Database, str, TenantDirectory,
-                                                   FieldCrypto]:
-    db = open_database(url, sqlite_cache_mb=cache_mb)
+async def _setup(url: str, cache_mb: tuple[int, int] = (2, 8)
+                 ) -> tuple[Database, str, TenantDirectory, FieldCrypto]:
+    db = open_database(url, sqlite_cache_mb=cache_mb[0], sqlite_bulk_cache_mb=cache_mb[1])
     await upgrade(db)
     master = MasterKey(os.urandom(32), source="bench")
     tenant_id, _ = await accounts.create_tenant(db, master, "Bench Mağaza", "bench passphrase 1",
@@ -71,7 +71,8 @@ async def _setup(url: str, cache_mb: int = 8) -> tuple[Database, str, TenantDire
     return db, tenant_id, directory, FieldCrypto(keyring, SqlDataKeyStore(db))
 
 
-async def bench_import(sizes: list[int], url: str | None, cache_mb: int = 8) -> dict:
+async def bench_import(sizes: list[int], url: str | None,
+                       cache_mb: tuple[int, int] = (2, 8)) -> dict:
     """Imports files of each size, then re-imports them. With a PostgreSQL URL the bench runs
     on a database of its own, created on that server and dropped after (bench.dispatch)."""
     from bench.dispatch import kind_of, scratch_database

@@ -106,8 +106,8 @@ async def scratch_database(kind: str, server_url: str | None) -> AsyncIterator[s
 class World:
     """A tenant with an unlocked vault and a dispatcher over one database."""
 
-    async def open(self, url: str) -> World:
-        self.db: Database = open_database(url)
+    async def open(self, url: str, cache_mb: int = 2) -> World:
+        self.db: Database = open_database(url, sqlite_cache_mb=cache_mb)
         await upgrade(self.db)
         master = MasterKey(os.urandom(32), source="bench")
         self.tenant_id, _ = await accounts.create_tenant(self.db, master, "Bench Mağaza",
@@ -319,7 +319,7 @@ def _runs(figures: list[float]) -> str:
 
 async def bench_dispatch(sizes: list[int], databases: list[str] | None = None,
                          server_url: str | None = None, repeat: int = 3,
-                         profile: bool = False) -> dict:
+                         profile: bool = False, cache_mb: int = 2) -> dict:
     """Pipeline against floor for each database and size, `repeat` interleaved runs each."""
     databases = databases or (["sqlite", "postgresql"]
                               if server_url and kind_of(server_url) == "postgresql"
@@ -330,7 +330,7 @@ async def bench_dispatch(sizes: list[int], databases: list[str] | None = None,
         for n in sizes:
             profiler = cProfile.Profile() if profile else None
             async with scratch_database(kind, server_url) as url:
-                world = await World().open(url)
+                world = await World().open(url, cache_mb)
                 try:
                     list_id = await world.audience(n)
                     ours, floors, builds, loads = [], [], [], []
@@ -361,6 +361,8 @@ async def bench_dispatch(sizes: list[int], databases: list[str] | None = None,
                   f"{row['floor_per_s']:,.0f} msgs/s ({_runs(floors)}); ratio "
                   f"{row['ratio']:.2f} (median of {', '.join(f'{r:.2f}' for r in ratios)}); "
                   f"outbox built in {row['outbox_build_s']:.2f} s; RSS {row['rss_mb']:.0f} MB "
+                  + (f"(SQLite page cache {cache_mb} MiB a connection) " if kind == "sqlite"
+                     else "") +
                   f"(peak {row['peak_rss_mb']:.0f} MB); {load_average()}", flush=True)
             if profiler is not None:
                 out = io.StringIO()

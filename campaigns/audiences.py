@@ -199,7 +199,7 @@ class ContactImporter:
                 await conn.exec_driver_sql(f"ANALYZE {', '.join(_IMPORTED_TABLES)}")
 
     async def _write(self, writer: _BatchWriter, prepared: _Prepared) -> BatchCounts:
-        async with self._db.begin() as conn:
+        async with self._db.begin() as conn, self._db.bulk(conn):
             return await writer.write(conn, prepared)
 
 

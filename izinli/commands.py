@@ -154,7 +154,7 @@ async def cmd_bench_import(args, config: Config) -> int:
     from bench import consent
     await consent.bench_import(
         [min(100_000, args.rows), args.rows] if args.rows > 100_000 else [args.rows],
-        _bench_url(config), config.store.sqlite_cache_mb)
+        _bench_url(config), (config.store.sqlite_cache_mb, config.store.sqlite_bulk_cache_mb))
     return 0
 
 
@@ -177,7 +177,7 @@ async def cmd_bench_dispatch(args, config: Config) -> int:
     if args.repeat < 1:
         raise ValueError("--repeat must be at least 1")
     await dispatch.bench_dispatch(args.recipients or [10_000, 1_000_000], kinds or None, url,
-                                  args.repeat, args.profile)
+                                  args.repeat, args.profile, config.store.sqlite_cache_mb)
     return 0
 
 

@@ -43,7 +43,8 @@ class StoreConfig:
     url: str = ""
     echo: bool = False
     # SQLite page cache per connection, MiB (more helps million-row imports; costs memory).
-    sqlite_cache_mb: int = 8
+    sqlite_cache_mb: int = 2
+    sqlite_bulk_cache_mb: int = 8
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,8 @@ async def open_store(config: Config) -> Database:
         log.warning("data dir is open to other users; chmod 700 it",
                     extra={"path": str(config.data_dir)})
     db = open_database(config.database_url, echo=config.store.echo,
-                       sqlite_cache_mb=config.store.sqlite_cache_mb)
+                       sqlite_cache_mb=config.store.sqlite_cache_mb,
+                       sqlite_bulk_cache_mb=config.store.sqlite_bulk_cache_mb)
     try:
         await _reachable(db, config.database_url)
         await upgrade(db)

@@ -40,8 +40,10 @@ class StoreError(Exception):
 class Database:
     """One engine per process. `begin()` yields a connection inside a transaction."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, sqlite_cache_mb: int = 2,
+                 sqlite_bulk_cache_mb: int = 8):
         self.engine = engine
+        self._cache_mb, self._bulk_cache_mb = sqlite_cache_mb, sqlite_bulk_cache_mb
         # On SQLite a writing transaction takes the write lock at BEGIN (see _sqlite_engine).
         self._writer = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         # SQLite has one writer at a time: in-process writers queue here instead of polling
@@ -72,6 +74,21 @@ class Database:
                     yield conn
             finally:
                 _in_write.reset(token)
+
+    @asynccontextmanager
+    async def bulk(self, conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+        """`conn` (in a `begin()` transaction) with a page cache of sqlite_bulk_cache_mb for
+        the block (SQLite): a batch of an import dirties many pages of the blind-index
+        B-trees, which a small cache would spill before the commit. Set back after it, so the
+        pooled connections keep small caches (memory does not grow with the data)."""
+        if self.dialect != "sqlite" or self._bulk_cache_mb <= self._cache_mb:
+            yield conn
+            return
+        await conn.exec_driver_sql(f"PRAGMA cache_size=-{int(self._bulk_cache_mb) * 1024}")
+        try:
+            yield conn
+        finally:
+            await conn.exec_driver_sql(f"PRAGMA cache_size=-{int(self._cache_mb) * 1024}")
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -187,7 +204,8 @@ def safe_url(url: str) -> str:
         return "<unparseable url>"
 
 
-def open_database(url: str, echo: bool = False, sqlite_cache_mb: int = 8) -> Database:
+def open_database(url: str, echo: bool = False, sqlite_cache_mb: int = 2,
+                  sqlite_bulk_cache_mb: int = 8) -> Database:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -198,7 +216,8 @@ def open_database(url: str, echo: bool = False, sqlite_cache_mb: int = 8) -> Dat
     if parsed.drivername.startswith("sqlite"):
         if parsed.database and parsed.database != ":memory:":
             private_sqlite_files(parsed.database)
-        return Database(_sqlite_engine(url, echo, sqlite_cache_mb))
+        return Database(_sqlite_engine(url, echo, sqlite_cache_mb), sqlite_cache_mb,
+                        sqlite_bulk_cache_mb)
     engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10,
                                  max_overflow=10)
     return Database(engine)
@@ -270,8 +289,8 @@ def _sqlite_engine(url: str, echo: bool, cache_mb: int) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # Page cache per connection: more speeds up imports that write blind indexes at
-        # random places; each pooled connection holds up to this much memory.
+        # Page cache per pooled connection (each holds up to this much memory); an import's
+        # batch raises its own for its transaction (Database.bulk).
         cursor.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
         cursor.close()
 

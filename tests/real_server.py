@@ -126,13 +126,14 @@ class Cluster:
                              env=self.env, capture_output=True, text=True, check=True)
         self.key = json.loads(out.stdout)["api_key"]
 
-    def start(self, n: int) -> list[tuple[subprocess.Popen, Api]]:
+    def start(self, n: int, args: tuple[str, ...] = ()) -> list[tuple[subprocess.Popen, Api]]:
         started = []
         for i in range(n):
             port = free_port()
             log = open(self.tmp / f"serve-{i}.log", "wb")  # noqa: SIM115 (closed with the test)
             proc = subprocess.Popen(
-                [IZINLI, "serve", "--port", str(port), "--data-dir", str(self.tmp / f"var{i}")],
+                [IZINLI, "serve", "--port", str(port), "--data-dir", str(self.tmp / f"var{i}"),
+                 *args],
                 cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
             log.close()
