@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns import leases
@@ -43,17 +44,21 @@ class Result:
 
 async def build(conn: AsyncConnection, campaign_id: str, tenant_id: str, list_id: str) -> int:
     """One pending row per list member, in one INSERT … SELECT (a million rows in seconds).
-    The UNIQUE (campaign, contact) makes a repeated build add nothing."""
+    The UNIQUE (campaign, contact) makes a repeated build add nothing: ON CONFLICT DO
+    NOTHING, one index probe a row. (A NOT EXISTS on the outbox instead was planned, once the
+    table's statistics said it was small, as a scan of the outbox per member — a scan that
+    also visits the rows the statement itself inserts: 50,000 members took 58 s on
+    PostgreSQL, 100,000 took 154 s.)"""
     now = time.time()
     members = sa.select(
         sa.literal(campaign_id), sa.literal(tenant_id), list_members.c.contact_id,
         sa.literal("pending"), sa.literal(now),
     ).join(contacts, contacts.c.id == list_members.c.contact_id).where(
-        list_members.c.list_id == list_id, contacts.c.erased_at.is_(None),
-        ~sa.exists().where(outbox.c.campaign_id == campaign_id,
-                           outbox.c.contact_id == list_members.c.contact_id))
-    result = await conn.execute(outbox.insert().from_select(
-        ["campaign_id", "tenant_id", "contact_id", "state", "updated_at"], members))
+        list_members.c.list_id == list_id, contacts.c.erased_at.is_(None))
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(outbox)
+    result = await conn.execute(insert.from_select(
+        ["campaign_id", "tenant_id", "contact_id", "state", "updated_at"], members,
+    ).on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"]))
     return result.rowcount
 
 
