@@ -3,7 +3,8 @@ the line's lease (campaigns.leases; one sender per line however many processes r
 round it claims about half a second of work — moved to `sending` and committed in one
 statement that refuses recipients suppressed at that instant —, gates it in one query,
 re-checks fresh revocations and its lease before every send, paces with the line's throttle,
-sends through the channel and records the results in one transaction under the lease."""
+sends through the channel and records the results in one transaction under the lease. A line
+whose rounds are full (`max_batch`) overlaps two of them (see `Dispatcher.pump`)."""
 from __future__ import annotations
 
 import asyncio
