@@ -238,24 +238,23 @@ async def test_rows_written_back_to_pending_in_a_cancelled_campaign_are_skipped(
             token = await leases.acquire(conn, line, "a", 30)
         claimed = await _claim(db, Fence(line, token), cid)
         assert len(claimed) == 3
-        back = [Result(r.id, "pending") for r in claimed]
+        back, fence = [Result(r.id, "pending") for r in claimed], Fence(line, token)
 
-        async def cancel():
-            async with db.begin() as conn:
-                await service.transition(conn, tenant.id, cid, "cancel")
+        async def cancel(conn, cid=cid):
+            await service.transition(conn, tenant.id, cid, "cancel")
 
-        async def record():
+        async def record(conn, back=back, fence=fence):
+            await outbox.record(conn, back, fence)
+
+        async def alone(write):
             async with db.begin() as conn:
-                await outbox.record(conn, back, Fence(line, token))
+                await write(conn)
 
         first, second = (cancel, record) if order == "cancel first" else (record, cancel)
         async with db.begin() as conn:  # the first one's transaction stays open meanwhile
-            if first is cancel:
-                await service.transition(conn, tenant.id, cid, "cancel")
-            else:
-                await outbox.record(conn, back, Fence(line, token))
+            await first(conn)
             # A task of its own, as another request's: not inside this transaction.
-            waiting = asyncio.create_task(second(), context=contextvars.Context())
+            waiting = asyncio.create_task(alone(second), context=contextvars.Context())
             await asyncio.sleep(0.3)
         await waiting
         assert await _states(db, cid) == ["skipped"] * 3, order
