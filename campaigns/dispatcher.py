@@ -333,8 +333,7 @@ class Dispatcher:
         (True: look again at once)."""
         async with self.db.connect() as conn:
             lines = await active_lines(conn, [line_id])
-            rows = [r for r in await service.active(conn)
-                    if r.line_id == line_id and r.state == "running"]
+            rows = [r for r in await service.active(conn, line_id) if r.state == "running"]
         if not lines or lines[0].state != "active" or not rows:
             return False
         line = lines[0]

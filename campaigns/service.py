@@ -278,12 +278,15 @@ async def start_due(conn: AsyncConnection, campaign_id: str) -> str | None:
     return None if row is None else row.tenant_id
 
 
-async def active(conn: AsyncConnection) -> list:
-    """Campaigns the dispatcher looks after: running, or waiting for an unlock."""
+async def active(conn: AsyncConnection, line_id: str | None = None) -> list:
+    """Campaigns the dispatcher looks after: running, or waiting for an unlock; those of one
+    line only when `line_id` is given (each round of a line reads them: not every tenant's)."""
     q = sa.select(campaigns.c.id, campaigns.c.tenant_id, campaigns.c.line_id,
                   campaigns.c.state, campaigns.c.state_reason, campaigns.c.purpose,
                   campaigns.c.optout_acknowledged).where(
         campaigns.c.state.in_(("running", "waiting_unlock")))
+    if line_id is not None:
+        q = q.where(campaigns.c.line_id == line_id)
     return list(await conn.execute(q))
 
 
