@@ -400,17 +400,23 @@ class Dispatcher:
         if ahead is not None:
             front = (await asyncio.gather(ahead, return_exceptions=True))[0]
             if isinstance(front, _Front) and front.claimed:
-                work = _Round([Result(r.id, "pending") for r in front.claimed])
-                try:
-                    await self._until_stored(lambda: self._record(front.line, front.lease,
-                                                                  work))
-                finally:
-                    self._let_go(line_id, front.claimed)
+                await self._give_back(front, _Round())
         if behind is not None:
             (error,) = await asyncio.gather(behind, return_exceptions=True)
             if isinstance(error, BaseException):
                 log.error("round results not written", extra={
                     "line_id": line_id, "error": type(error).__name__})
+
+    async def _give_back(self, front: _Front, work: _Round) -> None:
+        """A claimed round that never reached the provider: its rows without a result go
+        back to pending (not `unknown`), written with the results it has."""
+        answered = {r.id for r in work.results}
+        work.results += [Result(r.id, "pending") for r in front.claimed
+                         if r.id not in answered]
+        try:
+            await self._until_stored(lambda: self._record(front.line, front.lease, work))
+        finally:
+            self._let_go(front.line.id, front.claimed)
 
     def _let_go(self, line_id: str, claimed: list[Claimed]) -> None:
         held = self._held.get(line_id)
@@ -571,13 +577,7 @@ class Dispatcher:
             if front.ahead:
                 plans = await self._still_sendable(line, plans, work)
         except Exception:
-            # Claimed but never handed to a provider: back to pending, not `unknown`.
-            planned = {r.id for r in work.results}
-            work.results += [Result(r.id, "pending") for r in claimed if r.id not in planned]
-            try:
-                await self._until_stored(lambda: self._record(line, lease, work))
-            finally:
-                self._let_go(line.id, claimed)
+            await self._give_back(front, work)  # the skips already decided are kept
             raise
         if len(claimed) >= self.settings.max_batch:  # flat out: the next claim starts now
             self._ahead[line.id] = asyncio.create_task(self._front_ahead(line.id))
@@ -615,11 +615,9 @@ class Dispatcher:
         go: their campaign is not running now (paused by its owner or by the previous round's
         checks, cancelled), or the provider asked the line to back off meanwhile. Those rows
         go back to pending."""
-        ids = {plan[0].campaign_id for plan in plans}
         async with self.db.connect() as conn:
-            running = set() if not ids else {r.id for r in await conn.execute(
-                sa.select(campaigns.c.id).where(campaigns.c.id.in_(ids),
-                                                campaigns.c.state == "running"))}
+            running = {r.id for r in await service.active(conn, line.id)
+                       if r.state == "running"}
         if self._throttle(line).paused_for(time.monotonic()) > 0:
             running = set()
         work.results += [Result(p[0].id, "pending") for p in plans
