@@ -4,12 +4,14 @@ never lifts a refusal and never brings an erased person back (optout.refusals)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import io
 import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -19,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns import outbox
-from campaigns.csvparse import ContactRow, RowError, parse
+from campaigns.csvparse import ContactRow, CsvFormatError, ParsedFile, RowError, parse
+from campaigns.forked import forked_items
 from crypto.fields import FieldSealer
 from crypto.service import FieldCrypto
 from optout import ledger, refusals
@@ -29,7 +32,7 @@ from optout.names import seal_name
 from optout.tenants import TenantDirectory, update_settings
 from store import raw
 from store.engine import Database
-from store.ids import new_id
+from store.ids import new_id, new_ids
 from store.tables import contact_lists, list_member_moves
 
 BATCH = 5000
@@ -160,16 +163,26 @@ class ImportSource:
     consent_text: str = ""
 
 
+# Files at least this large are parsed and sealed in a worker process (campaigns.forked):
+# below it, making the process costs more than the work it takes over.
+FORK_ABOVE_BYTES = 256 * 1024
+
+
 class ContactImporter:
-    def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory):
+    def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory,
+                 fork_above_bytes: int | None = FORK_ABOVE_BYTES):
+        """`fork_above_bytes`: files of at least this size are prepared in a worker process;
+        None: never."""
         self._db, self._fields, self._directory = db, fields, directory
+        self._fork_above = fork_above_bytes
 
     async def run(self, tenant_id: str, list_id: str | None, fileobj: BinaryIO,
                   source: ImportSource) -> ImportResult:
         """Imports in batches, each its own transaction: a long import never holds the write
         lock that an opt-out needs, and re-running a file is idempotent. While one batch is
-        being written, the next is parsed and sealed."""
-        parsed = parse(fileobj)
+        being written, the next is parsed and sealed: in a worker process for a large file,
+        so the server's event loop stays free and the parsing has a core of its own."""
+        parsed = parse(fileobj)  # a file that cannot be read is refused before anything else
         async with self._db.connect() as conn:
             profile = await self._directory.profile(conn, tenant_id)
             index_of = await self._directory.indexer(conn, tenant_id)
@@ -181,15 +194,32 @@ class ContactImporter:
         result = ImportResult(encoding=parsed.encoding, delimiter=parsed.delimiter)
         writer = _BatchWriter(tenant_id, list_id, sealer, source, profile.iys_enabled, index_of)
         in_flight: asyncio.Task | None = None
-        for batch in _batches(parsed.rows, BATCH):
-            prepared = writer.prepare([r for r in batch if _accept(r, result)], result)
+        try:
+            async with contextlib.aclosing(self._prepared(fileobj, parsed, writer)) as items:
+                async for item in items:
+                    for line, reason in item.rejects:
+                        result.reject(line, reason)
+                    if in_flight is not None:
+                        result.add(await in_flight)
+                    in_flight = asyncio.create_task(self._write(writer, item))
+                    await asyncio.sleep(0)  # the write's first statement starts meanwhile
             if in_flight is not None:
                 result.add(await in_flight)
-            in_flight = asyncio.create_task(self._write(writer, prepared))
-        if in_flight is not None:
-            result.add(await in_flight)
+                in_flight = None
+        finally:
+            if in_flight is not None:  # the file failed mid-way: the batch under way lands
+                result.add(await asyncio.shield(in_flight))
         await self._analyze_after(result)
         return result
+
+    def _prepared(self, fileobj: BinaryIO, parsed: ParsedFile, writer: _BatchWriter
+                  ) -> AsyncIterator[_Prepared]:
+        """The file's batches ready to write. A large file's are made by a worker process
+        that carries on reading `parsed` from where the header left it (campaigns.forked)."""
+        if self._fork_above is not None and _size(fileobj) >= self._fork_above:
+            return forked_items(functools.partial(_prepare_rows, parsed.rows, writer),
+                                passes=(CsvFormatError,), keep_fds=_fds_of(fileobj))
+        return _inline(_prepare_rows(parsed.rows, writer))
 
     async def _analyze_after(self, result: ImportResult) -> None:
         """PostgreSQL: fresh planner statistics after a large import, so the next lookups
@@ -203,28 +233,54 @@ class ContactImporter:
             return await writer.write(conn, prepared)
 
 
+def _fds_of(fileobj: BinaryIO) -> list[int]:
+    """The descriptor a file object reads from; none for one in memory."""
+    try:
+        return [fileobj.fileno()]
+    except (AttributeError, OSError):  # io.BytesIO: io.UnsupportedOperation, an OSError
+        return []
+
+
+def _size(fileobj: BinaryIO) -> int:
+    position = fileobj.tell()
+    try:
+        return fileobj.seek(0, io.SEEK_END)
+    finally:
+        fileobj.seek(position)
+
+
+async def _inline(items: Iterator[_Prepared]) -> AsyncIterator[_Prepared]:
+    for item in items:
+        yield item
+
+
+def _prepare_rows(rows: Iterator[ContactRow | RowError], writer: _BatchWriter
+                  ) -> Iterator[_Prepared]:
+    """The file's batches ready to write. CPU only, no I/O but the file: what a worker process
+    runs (campaigns.forked). CsvFormatError at the line where a file stops making sense."""
+    for batch in _batches(rows, BATCH):
+        rejects = [(r.line, r.reason) for r in batch if type(r) is RowError]
+        valid = [r for r in batch if type(r) is not RowError] if rejects else batch
+        yield writer.prepare(valid, rejects)
+
+
 def _batches(rows: Iterable, size: int) -> Iterator[list]:
     it = iter(rows)
     while batch := list(islice(it, size)):
         yield batch
 
 
-def _accept(row: ContactRow | RowError, result: ImportResult) -> bool:
-    if isinstance(row, RowError):
-        result.reject(row.line, row.reason)
-        return False
-    return True
-
-
 @dataclass
 class _Prepared:
     """One batch ready to write: sealed contact values per blind index, the file lines of
-    each person, and ledger rows with (file line, dated at the upload) for each."""
+    each person, ledger rows with (file line, dated at the upload) for each, and the rows
+    that were not valid."""
     contacts: dict[bytes, dict]
     lines: dict[bytes, list[int]]
     events: list[dict]
     event_lines: list[tuple[int, bool]]
     now: float
+    rejects: list[tuple[int, str]]  # the batch's invalid rows: (file line, reason)
 
 
 @dataclass
@@ -236,8 +292,9 @@ class _BatchWriter:
     iys_enabled: bool
     index_of: Callable[[str], bytes]
 
-    def prepare(self, rows: list[ContactRow], result: ImportResult) -> _Prepared:
-        """Everything CPU-bound: indexes, sealing, consent event rows. No I/O."""
+    def prepare(self, rows: list[ContactRow], rejects: list[tuple[int, str]]) -> _Prepared:
+        """Everything CPU-bound: indexes, sealing, consent event rows. No I/O. `rejects`:
+        the batch's invalid rows so far, (file line, reason); rows found invalid here join."""
         now = time.time()
         evidence = _evidence_object(bool(self.source.consent_text))
         shared = self._shared_evidence(now)
@@ -245,7 +302,7 @@ class _BatchWriter:
         for row in rows:
             occurred = _occurred_at(row, now)
             if occurred is None:
-                result.reject(row.line, "invalid_consent_date")
+                rejects.append((row.line, "invalid_consent_date"))
                 continue
             index = self.index_of(row.phone)
             latest[index] = row
@@ -257,7 +314,8 @@ class _BatchWriter:
         sealed = self._contact_values(latest)
         events = self._events(consents)
         return _Prepared(sealed, lines, ledger.event_rows(self.tenant_id, events, now,
-                                                          self.iys_enabled), event_lines, now)
+                                                          self.iys_enabled), event_lines, now,
+                         sorted(rejects))
 
     async def write(self, conn: AsyncConnection, batch: _Prepared) -> BatchCounts:
         # In the batch's own transaction, so what it finds still holds when the rows land.
@@ -302,10 +360,11 @@ class _BatchWriter:
                 for index, row in latest.items()}
 
     async def _upsert(self, conn, sealed: dict[bytes, dict], existing: dict, now: float) -> None:
+        added = [(i, v) for i, v in sealed.items() if i not in existing]
         await _write(conn, _INSERT_CONTACT, [
-            (new_id(), self.tenant_id, i, v["address_sealed"], v["name_sealed"],
+            (contact_id, self.tenant_id, i, v["address_sealed"], v["name_sealed"],
              v["attributes_sealed"], v["recipient_type"], now, now)
-            for i, v in sealed.items() if i not in existing])
+            for (i, v), contact_id in zip(added, new_ids(len(added)), strict=True)])
         await _write(conn, _UPDATE_CONTACT, [
             (v["address_sealed"], v["name_sealed"], v["attributes_sealed"],
              v["recipient_type"], now, existing[i])

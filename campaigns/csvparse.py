@@ -72,6 +72,18 @@ class CsvFormatError(ValueError):
         super().__init__(message if line is None else f"line {line}: {message}")
         self.line = line
 
+    def __reduce__(self):
+        # As it was, whatever a subclass's constructor takes: an import's worker process
+        # (campaigns.forked) hands it back to the server through pickle.
+        return _restored, (type(self), self.args, self.__dict__)
+
+
+def _restored(cls: type[CsvFormatError], args: tuple, state: dict) -> CsvFormatError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class NoPhoneColumnError(CsvFormatError):
     code = "no_phone_column"

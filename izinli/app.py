@@ -149,7 +149,9 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[line_admin_key] = LineAdmin(db, credentials, bus, channels, app[public_url_key] or None)
     bus.subscribe(LINE_GONE_TOPIC, lambda line_id: line_gone(app, line_id))
     bus.subscribe(LINE_CHANGED_TOPIC, lambda line_id: line_changed(app, line_id))
-    app[importer_key] = ContactImporter(db, fields, directory)
+    app[importer_key] = ContactImporter(
+        db, fields, directory,
+        fork_above_bytes=app[config_key].campaigns.import_worker_min_kb * 1024)
     # What arrives for a locked tenant waits sealed, applied before any send (issue 17).
     backlog = InboundBacklog(db, fields, directory, app[watch_key])
     app[inbound_key] = InboundRouter(db, fields, directory, channels=app[channels_key],

@@ -85,6 +85,9 @@ class CampaignConfig:
     # Messages one round of a line claims at most (a round is also at most half a second of
     # the line's rate). A line whose rounds are this full overlaps two rounds.
     max_batch: int = 2000
+    # A CSV import of a file at least this large (KiB) is parsed and sealed in a worker
+    # process forked for it, beside the server process that writes it.
+    import_worker_min_kb: int = 256
 
 
 @dataclass(frozen=True)

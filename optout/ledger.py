@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from optout import channels
 from optout.deadlines import TZ, iys_upload_deadline
 from store import raw
-from store.ids import new_id
+from store.ids import new_ids
 from store.tables import consent_events, consent_state
 
 GRANTED, REVOKED = "granted", "revoked"
@@ -71,7 +71,8 @@ async def record(conn: AsyncConnection, tenant_id: str, events: Sequence[Consent
 def event_rows(tenant_id: str, events: Sequence[ConsentEvent], now: float,
                iys_enabled: bool) -> list[dict]:
     """The rows `insert_rows` writes; built apart so bulk writers can prepare them early."""
-    return [_event_row(tenant_id, e, now, iys_enabled) for e in events]
+    return [_event_row(tenant_id, e, now, iys_enabled, event_id)
+            for e, event_id in zip(events, new_ids(len(events)), strict=True)]
 
 
 _EVENT_COLUMNS = ("id", "tenant_id", "address_index", "consent_type", "status", "source",
@@ -123,7 +124,8 @@ def recipient_type_of(value: str) -> str:
             "recipient_type must be individual or merchant (BIREYSEL or TACIR)") from None
 
 
-def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -> dict:
+def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool,
+               event_id: str) -> dict:
     if e.status not in (GRANTED, REVOKED):
         raise ConsentInputError("status must be granted or revoked")
     if e.recipient_type not in (INDIVIDUAL, MERCHANT):
@@ -131,7 +133,7 @@ def _event_row(tenant_id: str, e: ConsentEvent, now: float, iys_enabled: bool) -
     iys_type = e.consent_type in IYS_TYPES
     source = e.source.strip()[:200] or "unknown"
     return {
-        "id": new_id(), "tenant_id": tenant_id, "address_index": e.address_index,
+        "id": event_id, "tenant_id": tenant_id, "address_index": e.address_index,
         "consent_type": e.consent_type, "status": e.status, "source": source,
         "iys_source": iys_source_for(source),
         "recipient_type": e.recipient_type, "evidence_sealed": e.evidence_sealed,

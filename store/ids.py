@@ -15,3 +15,18 @@ def new_id() -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
     return str(uuid.UUID(int=value))
+
+
+def new_ids(n: int) -> list[str]:
+    """`n` ids as `new_id` makes them, sharing one clock reading and one getrandom(2) call:
+    a bulk writer (an import batch) makes thousands at a time, and `new_id` costs 3 µs each."""
+    ms = f"{(time.time_ns() // 1_000_000) & ((1 << 48) - 1):012x}"
+    head = f"{ms[:8]}-{ms[8:]}-7"
+    rand = os.urandom(10 * n).hex()
+    # 80 random bits per id, 74 of them used: 12 after the version nibble, 2 in the variant's
+    # nibble (whose top bits are 10), 60 after it.
+    return [f"{head}{rand[i:i + 3]}-{_VARIANT[rand[i + 3]]}{rand[i + 4:i + 7]}-"
+            f"{rand[i + 7:i + 19]}" for i in range(0, 20 * n, 20)]
+
+
+_VARIANT = {f"{v:x}": f"{8 | (v & 3):x}" for v in range(16)}
