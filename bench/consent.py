@@ -39,6 +39,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def children_peak_rss_mb() -> float:
+    """The largest peak RSS of any reaped child process (an import's worker)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cpu_seconds() -> float:
     """CPU time of this process, all threads (aiosqlite's included): steadier than wall time
     on a machine others share."""
@@ -61,6 +71,11 @@ async def _setup(url: str, cache_mb: tuple[int, int] = (2, 8)
                  ) -> tuple[Database, str, TenantDirectory, FieldCrypto]:
     db = open_database(url, sqlite_cache_mb=cache_mb[0], sqlite_bulk_cache_mb=cache_mb[1])
     await upgrade(db)
+    return (db, *await _tenant(db))
+
+
+async def _tenant(db: Database) -> tuple[str, TenantDirectory, FieldCrypto]:
+    """A new tenant, unlocked: (its id, the directory and field crypto that serve it)."""
     master = MasterKey(os.urandom(32), source="bench")
     tenant_id, _ = await accounts.create_tenant(db, master, "Bench Mağaza", "bench passphrase 1",
                                                 kdf="min")
@@ -68,57 +83,74 @@ async def _setup(url: str, cache_mb: tuple[int, int] = (2, 8)
     keyring = Keyring()
     await accounts.unlock(db, keyring, tenant_id, "bench passphrase 1", 3600)
     directory = TenantDirectory(master, keyring)
-    return db, tenant_id, directory, FieldCrypto(keyring, SqlDataKeyStore(db))
+    return tenant_id, directory, FieldCrypto(keyring, SqlDataKeyStore(db))
 
 
 async def bench_import(sizes: list[int], url: str | None,
-                       cache_mb: tuple[int, int] = (2, 8)) -> dict:
-    """Imports files of each size, then re-imports them. With a PostgreSQL URL the bench runs
-    on a database of its own, created on that server and dropped after (bench.dispatch)."""
+                       cache_mb: tuple[int, int] = (2, 8),
+                       workers: list[bool] | None = None) -> dict:
+    """Imports files of each size, then re-imports them; with each of `workers` (True: rows
+    prepared in a worker process, as the server does for a large file; False: in this
+    process), each on a fresh database. With a PostgreSQL URL the bench runs on a database of
+    its own, created on that server and dropped after (bench.dispatch)."""
     from bench.dispatch import kind_of, scratch_database
     figures = {}
-    async with scratch_database(kind_of(url) if url else "sqlite", url) as db_url:
-        with tempfile.TemporaryDirectory() as tmp:
-            db, tenant_id, directory, fields = await _setup(db_url, cache_mb)
-            try:
-                importer = ContactImporter(db, fields, directory)
-                for n in sizes:
-                    figures[n] = await _import_twice(db, importer, tenant_id, Path(tmp), n)
-            finally:
-                await db.close()
+    for worker in workers or [True]:
+        # Each mode on a database of its own: the second would otherwise write into tables
+        # the first one filled.
+        async with scratch_database(kind_of(url) if url else "sqlite", url) as db_url:
+            with tempfile.TemporaryDirectory() as tmp:
+                db = open_database(db_url, sqlite_cache_mb=cache_mb[0],
+                                   sqlite_bulk_cache_mb=cache_mb[1])
+                try:
+                    await upgrade(db)
+                    for n in sizes:
+                        tenant_id, directory, fields = await _tenant(db)
+                        importer = ContactImporter(db, fields, directory,
+                                                   fork_above_bytes=0 if worker else None)
+                        figures[n, worker] = await _import_twice(
+                            db, importer, tenant_id, Path(tmp), n,
+                            "worker" if worker else "in-process")
+                finally:
+                    await db.close()
     return figures
 
 
 async def _import_twice(db: Database, importer: ContactImporter, tenant_id: str, tmp: Path,
-                        n: int) -> dict:
+                        n: int, mode: str) -> dict:
     csv_path = tmp / f"contacts-{n}.csv"
     write_csv(csv_path, n, seed=n)
-    result, elapsed, cpu = await _timed_import(importer, tenant_id, csv_path)
+    result, elapsed, cpu, child_cpu = await _timed_import(importer, tenant_id, csv_path)
     figures = {"rows_per_s": n / elapsed, "seconds": elapsed, "cpu_seconds": cpu,
+               "worker_cpu_seconds": child_cpu,
                "imported": result.imported, "updated": result.updated,
                "invalid": result.invalid_total, "peak_rss_mb": peak_rss_mb(),
+               "worker_peak_rss_mb": children_peak_rss_mb(),
                "file_mb": csv_path.stat().st_size / 2**20}
-    print(f"import {n} rows: {n / elapsed:,.0f} rows/s ({elapsed:.1f} s, CPU {cpu:.1f} s, "
-          f"file {figures['file_mb']:.1f} MB, imported {result.imported}, updated "
+    print(f"import {n} rows, {mode}: {n / elapsed:,.0f} rows/s ({elapsed:.1f} s, CPU "
+          f"{cpu:.1f} s here + {child_cpu:.1f} s in the worker, file "
+          f"{figures['file_mb']:.1f} MB, imported {result.imported}, updated "
           f"{result.updated}, invalid {result.invalid_total}); peak RSS so far "
-          f"{figures['peak_rss_mb']:.0f} MB", flush=True)
+          f"{figures['peak_rss_mb']:.0f} MB, worker {figures['worker_peak_rss_mb']:.0f} MB",
+          flush=True)
     stopped = await _stop_some(db, tenant_id)
-    again, elapsed, cpu = await _timed_import(importer, tenant_id, csv_path)
+    again, elapsed, cpu, child_cpu = await _timed_import(importer, tenant_id, csv_path)
     figures |= {"reimport_rows_per_s": n / elapsed, "reimport_cpu_seconds": cpu,
-                "kept_refusal": again.kept_refusal}
-    print(f"re-import {n} rows after {stopped} people stopped: {n / elapsed:,.0f} rows/s "
-          f"({elapsed:.1f} s, CPU {cpu:.1f} s, updated {again.updated}, kept_refusal "
-          f"{again.kept_refusal}, undated {again.undated}); peak RSS so far "
-          f"{peak_rss_mb():.0f} MB", flush=True)
+                "reimport_worker_cpu_seconds": child_cpu, "kept_refusal": again.kept_refusal}
+    print(f"re-import {n} rows, {mode}, after {stopped} people stopped: {n / elapsed:,.0f} "
+          f"rows/s ({elapsed:.1f} s, CPU {cpu:.1f} s here + {child_cpu:.1f} s in the worker, "
+          f"updated {again.updated}, kept_refusal {again.kept_refusal}, undated "
+          f"{again.undated}); peak RSS so far {peak_rss_mb():.0f} MB", flush=True)
     csv_path.unlink()
     return figures
 
 
 async def _timed_import(importer: ContactImporter, tenant_id: str, csv_path: Path):
-    started, cpu = time.perf_counter(), cpu_seconds()
+    started, cpu, child = time.perf_counter(), cpu_seconds(), children_cpu_seconds()
     with open(csv_path, "rb") as fh:
         result = await importer.run(tenant_id, None, fh, ImportSource(csv_path.name, "bench"))
-    return result, time.perf_counter() - started, cpu_seconds() - cpu
+    return (result, time.perf_counter() - started, cpu_seconds() - cpu,
+            children_cpu_seconds() - child)
 
 
 async def _stop_some(db: Database, tenant_id: str, every: int = 100) -> int:

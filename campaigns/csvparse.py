@@ -303,7 +303,11 @@ class _RowPlan:
         phone = normalise_phone(raw_phone, self.default_region)
         if phone is None:
             return RowError(line, "invalid_phone")
-        consent_cell, source, date, type_cell = (_cell(row, i) for i in self.optional)
+        consent_at, source_at, date_at, type_at = self.optional
+        consent_cell = "" if consent_at is None else row[consent_at].strip()
+        source = "" if source_at is None else row[source_at].strip()
+        date = "" if date_at is None else row[date_at].strip()
+        type_cell = "" if type_at is None else row[type_at].strip()
         consent = _classify("consent", consent_cell) if consent_cell else None
         if consent_cell and consent is None:
             return RowError(line, "invalid_consent")
@@ -314,10 +318,6 @@ class _RowPlan:
         attributes = {key: row[i].strip() for key, i in self.attributes}
         return ContactRow(line, phone, name, attributes, consent, source or None, date or None,
                           recipient_type)
-
-
-def _cell(row: list[str], index: int | None) -> str:
-    return "" if index is None else row[index].strip()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = b_sub.add_parser("import", help="CSV import rows/s and peak memory")
     _common(imp)
     imp.add_argument("--rows", type=int, default=1_000_000)
+    imp.add_argument("--worker", default="yes", metavar="yes,no",
+                     help="prepare rows in a worker process (yes), in the importing process "
+                          "(no), or both one after the other on fresh tenants (yes,no)")
     gate = b_sub.add_parser("gate", help="batched gate decisions/s")
     _common(gate)
     gate.add_argument("--entries", type=int, default=1_000_000)

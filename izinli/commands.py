@@ -152,9 +152,13 @@ def _bench_url(config: Config) -> str | None:
 
 async def cmd_bench_import(args, config: Config) -> int:
     from bench import consent
+    modes = [m.strip() for m in args.worker.split(",") if m.strip()]
+    if not modes or any(m not in ("yes", "no") for m in modes):
+        raise ValueError("--worker takes yes, no or yes,no")
     await consent.bench_import(
         [min(100_000, args.rows), args.rows] if args.rows > 100_000 else [args.rows],
-        _bench_url(config), (config.store.sqlite_cache_mb, config.store.sqlite_bulk_cache_mb))
+        _bench_url(config), (config.store.sqlite_cache_mb, config.store.sqlite_bulk_cache_mb),
+        [m == "yes" for m in modes])
     return 0
 
 

@@ -3,6 +3,7 @@ updated in the same transaction; a state only moves forward in time."""
 from __future__ import annotations
 
 import functools
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,8 +106,8 @@ _PG_UPSERT = {sql: raw.from_arrays(sql, _STATE_TYPES)
 async def insert_rows(conn: AsyncConnection, tenant_id: str, rows: list[dict],
                       lifts_refusal: bool = False) -> None:
     if rows:
-        await raw.execute_batch(conn, _INSERT_EVENTS,
-                                [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows],
+        values = operator.itemgetter(*_EVENT_COLUMNS)
+        await raw.execute_batch(conn, _INSERT_EVENTS, [values(r) for r in rows],
                                 _PG_INSERT_EVENTS)
         await _advance_state(conn, tenant_id, rows, lifts_refusal)
 
