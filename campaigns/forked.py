@@ -26,6 +26,7 @@ import pickle
 import signal
 import struct
 import sys
+import warnings
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import TypeVar
 
@@ -46,7 +47,14 @@ async def forked_items(produce: Callable[[], Iterator[T]],
     """The items of `produce()`, computed in a forked child, in order. The child keeps the
     descriptors in `keep_fds` (a file `produce` reads) and closes every other."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that a multi-threaded process (the server has its database
+        # threads) may deadlock a forked child that takes a lock another thread held. The
+        # child here takes none of theirs: no logging, no database, no event loop, no
+        # executor; only its own computation, os.urandom and a pipe.
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork",
+                                category=DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         _child(read_fd, write_fd, produce, passes, keep_fds)
     os.close(write_fd)

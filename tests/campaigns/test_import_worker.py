@@ -4,20 +4,30 @@ the same answer, the same sealed contacts and consents, refusals kept; file erro
 same 400s; the worker is gone when the import ends."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from conftest import ApiTenant
+from real_server import Api, free_port, serve
 
 import accounts
 from campaigns.audiences import BATCH, ContactImporter, ImportSource
 from dashboard.keys import db_key, directory_key, fields_key, master_key
 from store.tables import consent_events, consent_state, contacts
 
+IZINLI = shutil.which("izinli") or str(Path(sys.executable).with_name("izinli"))
 # Rows over two batches, so the worker streams more than one; invalid rows and a person twice.
 ROWS = BATCH + 40
 
@@ -142,3 +152,74 @@ def _children() -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == me:
                 found.add(int(entry))
     return found
+
+
+def _process_children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill9_of_the_server_mid_import_takes_the_worker_with_it(tmp_path):
+    """The server is killed (SIGKILL, the server alone, as the OOM killer would) while a
+    worker prepares a large import: the worker ends at once (its pipe has no reader; that it
+    keeps none of the server's descriptors is test_forked's), and the import runs again on a
+    restarted server."""
+    (tmp_path / "izinli.toml").write_text("[campaigns]\nimport_worker_min_kb = 0\n")
+    args = ("--config", str(tmp_path / "izinli.toml"))
+    env = {**os.environ, "IZINLI_KDF": "min"}
+    env.pop("IZINLI_MASTER_KEY", None)
+    env.pop("IZINLI_DATABASE_URL", None)
+    (tmp_path / "pass").write_text("doğru at pil zımba 42")
+    out = subprocess.run([IZINLI, "tenant", "create", "Çökme Testi", "--passphrase-file",
+                          str(tmp_path / "pass"), "--data-dir", str(tmp_path / "var")],
+                         env=env, capture_output=True, text=True, check=True)
+    key = json.loads(out.stdout)["api_key"]
+    rows = 150_000
+    body = ("telefon;ad;consent\n" + "".join(
+        f"0532{i:07d};Müşteri {i};evet\n" for i in range(rows))).encode()
+    port = free_port()
+    with serve(tmp_path, port, env, args) as proc:
+        api = Api(port, key)
+        api("POST", "/vault/unlock", {"passphrase": "doğru at pil zımba 42"})
+        posting = threading.Thread(target=_post_quietly, args=(api, body), daemon=True)
+        posting.start()
+        deadline = time.monotonic() + 30
+        while not (workers := _process_children(proc.pid)):
+            assert time.monotonic() < deadline, "no worker process appeared"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers):
+            assert time.monotonic() < deadline, "the worker outlived the server"
+            time.sleep(0.05)
+        posting.join(30)
+
+    port = free_port()
+    with serve(tmp_path, port, env, args):
+        api = Api(port, key)
+        api("POST", "/vault/unlock", {"passphrase": "doğru at pil zımba 42"})
+        again = api("POST", "/contacts/import", body, "text/csv")
+    assert again["imported"] + again["updated"] == rows and again["invalid_total"] == 0
+
+
+def _post_quietly(api, body: bytes) -> None:
+    with contextlib.suppress(AssertionError, OSError):
+        api("POST", "/contacts/import", body, "text/csv")
