@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 _FRAME = struct.Struct("!BI")  # kind, length
 _ITEM, _RAISED, _FAILED = 1, 2, 3
-_READ_LIMIT = 4 << 20
+_READ_LIMIT = 1 << 20  # bytes read ahead of the item being read: the pipe pauses beyond twice this
 
 
 class WorkerFailed(RuntimeError):
