@@ -9,6 +9,7 @@ import functools
 import io
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -170,11 +171,14 @@ FORK_ABOVE_BYTES = 256 * 1024
 
 class ContactImporter:
     def __init__(self, db: Database, fields: FieldCrypto, directory: TenantDirectory,
-                 fork_above_bytes: int | None = FORK_ABOVE_BYTES):
+                 fork_above_bytes: int | None = FORK_ABOVE_BYTES,
+                 max_workers: int | None = None):
         """`fork_above_bytes`: files of at least this size are prepared in a worker process;
-        None: never."""
+        None: never. At most `max_workers` (default: one per core) run at once; further
+        imports wait for one."""
         self._db, self._fields, self._directory = db, fields, directory
         self._fork_above = fork_above_bytes
+        self._workers = asyncio.Semaphore(max_workers or os.cpu_count() or 1)
 
     async def run(self, tenant_id: str, list_id: str | None, fileobj: BinaryIO,
                   source: ImportSource) -> ImportResult:
@@ -217,9 +221,18 @@ class ContactImporter:
         """The file's batches ready to write. A large file's are made by a worker process
         that carries on reading `parsed` from where the header left it (campaigns.forked)."""
         if self._fork_above is not None and _size(fileobj) >= self._fork_above:
-            return forked_items(functools.partial(_prepare_rows, parsed.rows, writer),
-                                passes=(CsvFormatError,), keep_fds=_fds_of(fileobj))
+            return self._in_worker(functools.partial(_prepare_rows, parsed.rows, writer),
+                                   _fds_of(fileobj))
         return _inline(_prepare_rows(parsed.rows, writer))
+
+    async def _in_worker(self, produce: Callable[[], Iterator[_Prepared]],
+                         fds: list[int]) -> AsyncIterator[_Prepared]:
+        # At most one worker per core at a time: many tenants importing at once queue for a
+        # worker instead of each taking a process (and the server's cores) of its own.
+        async with self._workers, contextlib.aclosing(forked_items(
+                produce, passes=(CsvFormatError,), keep_fds=fds)) as items:
+            async for item in items:
+                yield item
 
     async def _analyze_after(self, result: ImportResult) -> None:
         """PostgreSQL: fresh planner statistics after a large import, so the next lookups

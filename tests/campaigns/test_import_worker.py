@@ -4,6 +4,7 @@ the same answer, the same sealed contacts and consents, refusals kept; file erro
 same 400s; the worker is gone when the import ends."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
@@ -223,3 +224,34 @@ def test_kill9_of_the_server_mid_import_takes_the_worker_with_it(tmp_path):
 def _post_quietly(api, body: bytes) -> None:
     with contextlib.suppress(AssertionError, OSError):
         api("POST", "/contacts/import", body, "text/csv")
+
+
+async def test_imports_at_once_share_the_workers(client):
+    """Three tenants import at once through an importer allowed one worker: one worker
+    process at a time, and every import lands whole."""
+    app = client.app
+    importer = ContactImporter(app[db_key], app[fields_key], app[directory_key],
+                               fork_above_bytes=0, max_workers=1)
+    tenants = []
+    for i in range(3):
+        tenant_id, _ = await accounts.create_tenant(app[db_key], app[master_key], f"Dükkan {i}",
+                                                    "another passphrase 9", kdf="min")
+        await accounts.unlock(app[db_key], app[fields_key].keyring, tenant_id,
+                              "another passphrase 9", 3600)
+        tenants.append(tenant_id)
+    body = _file()
+    most = 0
+
+    async def watch():
+        nonlocal most
+        while True:
+            most = max(most, len(_children()))
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    results = await asyncio.gather(*(importer.run(t, None, io.BytesIO(body),
+                                                  ImportSource("upload.csv", "test"))
+                                     for t in tenants))
+    watcher.cancel()
+    assert most == 1
+    assert {r.imported for r in results} == {ROWS - results[0].invalid_total}
