@@ -8,6 +8,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import math
 import os
 import time
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns import outbox
 from campaigns.csvparse import ContactRow, CsvFormatError, ParsedFile, RowError, parse
-from campaigns.forked import forked_items
+from campaigns.forked import WorkerUnavailable, forked_items
 from crypto.fields import FieldSealer
 from crypto.service import FieldCrypto
 from optout import ledger, refusals
@@ -35,6 +36,8 @@ from store import raw
 from store.engine import Database
 from store.ids import new_id, new_ids
 from store.tables import contact_lists, list_member_moves
+
+log = logging.getLogger(__name__)
 
 BATCH = 5000
 # Rows written after which PostgreSQL's planner statistics are refreshed (`_analyze_after`).
@@ -204,15 +207,16 @@ class ContactImporter:
                     for line, reason in item.rejects:
                         result.reject(line, reason)
                     if in_flight is not None:
-                        result.add(await in_flight)
+                        written, in_flight = in_flight, None
+                        result.add(await written)
                     in_flight = asyncio.create_task(self._write(writer, item))
                     await asyncio.sleep(0)  # the write's first statement starts meanwhile
             if in_flight is not None:
-                result.add(await in_flight)
-                in_flight = None
+                written, in_flight = in_flight, None
+                result.add(await written)
         finally:
             if in_flight is not None:  # the file failed mid-way: the batch under way lands
-                result.add(await asyncio.shield(in_flight))
+                await asyncio.gather(asyncio.shield(in_flight), return_exceptions=True)
         await self._analyze_after(result)
         return result
 
@@ -229,9 +233,17 @@ class ContactImporter:
                          fds: list[int]) -> AsyncIterator[_Prepared]:
         # At most one worker per core at a time: many tenants importing at once queue for a
         # worker instead of each taking a process (and the server's cores) of its own.
-        async with self._workers, contextlib.aclosing(forked_items(
-                produce, passes=(CsvFormatError,), keep_fds=fds)) as items:
-            async for item in items:
+        async with self._workers:
+            try:
+                async with contextlib.aclosing(forked_items(
+                        produce, passes=(CsvFormatError,), keep_fds=fds)) as items:
+                    async for item in items:
+                        yield item
+                return
+            except WorkerUnavailable as exc:  # raised before any item: nothing was read yet
+                log.warning("import worker unavailable, preparing in the server process",
+                            extra={"error": exc.strerror})
+            for item in produce():
                 yield item
 
     async def _analyze_after(self, result: ImportResult) -> None:

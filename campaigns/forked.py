@@ -41,30 +41,48 @@ class WorkerFailed(RuntimeError):
     """The child failed other than with one of the expected exceptions, or died."""
 
 
+class WorkerUnavailable(OSError):
+    """No child could be made (no pipe, no process): nothing was computed, the caller may do
+    the work itself."""
+
+
+def _pipe() -> tuple[int, int]:
+    try:
+        return os.pipe()
+    except OSError as exc:  # out of descriptors
+        raise WorkerUnavailable(exc.errno, exc.strerror) from None
+
+
 async def forked_items(produce: Callable[[], Iterator[T]],
                        passes: tuple[type[BaseException], ...] = (),
                        keep_fds: Collection[int] = ()) -> AsyncIterator[T]:
     """The items of `produce()`, computed in a forked child, in order. The child keeps the
     descriptors in `keep_fds` (a file `produce` reads) and closes every other."""
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that a multi-threaded process (the server has its database
-        # threads) may deadlock a forked child that takes a lock another thread held. The
-        # child here takes none of theirs: no logging, no database, no event loop, no
-        # executor; only its own computation, os.urandom and a pipe.
-        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork",
-                                category=DeprecationWarning)
-        pid = os.fork()
+    read_fd, write_fd = _pipe()
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that a multi-threaded process (the server has its database
+            # threads) may deadlock a forked child that takes a lock another thread held. The
+            # child here takes none of theirs: no logging, no database, no event loop, no
+            # executor; only its own computation, os.urandom and a pipe.
+            warnings.filterwarnings("ignore", message=".*multi-threaded.*fork",
+                                    category=DeprecationWarning)
+            pid = os.fork()
+    except OSError as exc:  # too many processes, no memory for one more
+        os.close(read_fd)
+        os.close(write_fd)
+        raise WorkerUnavailable(exc.errno, exc.strerror) from None
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         _child(read_fd, write_fd, produce, passes, keep_fds)
     os.close(write_fd)
+    pipe = os.fdopen(read_fd, "rb", buffering=0)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_READ_LIMIT)
     transport = None
     finished = False
     try:
         transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
         while True:
             try:
                 head = await reader.readexactly(_FRAME.size)
@@ -90,7 +108,7 @@ async def forked_items(produce: Callable[[], Iterator[T]],
         if transport is not None:
             transport.close()
         else:
-            os.close(read_fd)
+            pipe.close()
         status = await _reap(pid, kill=not finished)
         if finished and status != 0 and sys.exc_info()[0] is None:
             raise WorkerFailed(f"the worker process ended with status {status}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -255,3 +256,18 @@ async def test_imports_at_once_share_the_workers(client):
     watcher.cancel()
     assert most == 1
     assert {r.imported for r in results} == {ROWS - results[0].invalid_total}
+
+
+async def test_no_process_to_spare_the_import_runs_in_the_server(tenant, monkeypatch, caplog):
+    """fork(2) refused (EAGAIN: the process limit): the import is prepared in the server
+    process instead and lands whole; a warning says so."""
+    await tenant.unlock()
+
+    def refuse():
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    status, res = await _import(tenant, _file())
+    assert status == 200, res
+    assert res["imported"] == ROWS - res["invalid_total"]
+    assert "import worker unavailable" in caplog.text
