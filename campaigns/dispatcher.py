@@ -140,6 +140,9 @@ class Dispatcher:
         self._reseed: set[str] = set()  # lines whose throttle was rebuilt: cap read again
         self._campaigns: dict[str, _CampaignInfo] = {}
         self._errors: dict[str, int] = defaultdict(int)
+        # A campaign's first spam_first_sends sends, once there are that many (they stay
+        # those): the spam guard then reads only the suppressions of those people.
+        self._firsts: dict[str, list[outbox.FirstSend]] = {}
         self._attempts: dict[int, int] = {}  # outbox row → provider errors so far
         # Rows each line's live round has marked `sending` and still answers for, and lines
         # whose last round ended without settling its rows (an outage, a bug): those lines
@@ -248,6 +251,8 @@ class Dispatcher:
                 del self._campaigns[campaign_id]
         for campaign_id in [c for c in self._errors if c not in keep]:
             del self._errors[campaign_id]
+        for campaign_id in [c for c in self._firsts if c not in keep]:
+            del self._firsts[campaign_id]
         for line_id in [i for i in self._throttles if i not in self._leases and i not in busy]:
             del self._throttles[line_id]
             self._reseed.discard(line_id)
@@ -995,8 +1000,13 @@ class Dispatcher:
                     reason = (f"{service.ERROR_RUN}: {self._errors[campaign_id]} send errors "
                               "in a row")
                 elif campaign_id not in acknowledged:
-                    sent, stopped = await outbox.optouts_among_first(conn, campaign_id,
-                                                                     s.spam_first_sends)
+                    firsts = self._firsts.get(campaign_id)
+                    if firsts is None:
+                        firsts = await outbox.first_sends(conn, campaign_id,
+                                                          s.spam_first_sends)
+                        if len(firsts) >= s.spam_first_sends:  # they stay these: kept
+                            self._firsts[campaign_id] = firsts
+                    sent, stopped = len(firsts), await outbox.stopped_among(conn, firsts)
                     if stopped > s.spam_optout_rate * s.spam_first_sends:
                         reason = (f"{service.OPTOUT_RATE}: {stopped} of the first {sent} "
                                   "recipients opted out")

@@ -455,15 +455,36 @@ async def optouts_among_first(conn: AsyncConnection, campaign_id: str,
                               first: int) -> tuple[int, int]:
     """(sent, stopped): of the campaign's first `first` sent messages, how many recipients
     opted out or blocked the sender afterwards — the spam guard's signal."""
-    from store.tables import suppressions
-    firsts = sa.select(outbox.c.contact_id, outbox.c.sent_at, outbox.c.tenant_id).where(
+    firsts = await first_sends(conn, campaign_id, first)
+    return len(firsts), await stopped_among(conn, firsts)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSend:
+    tenant_id: str
+    address_index: bytes
+    sent_at: float
+
+
+async def first_sends(conn: AsyncConnection, campaign_id: str, first: int) -> list[FirstSend]:
+    """The campaign's first `first` sent messages, oldest first. Once there are `first` of
+    them they stay the same (a later send has a later sent_at): a caller may keep them."""
+    q = sa.select(outbox.c.tenant_id, contacts.c.address_index, outbox.c.sent_at).join(
+        contacts, contacts.c.id == outbox.c.contact_id).where(
         outbox.c.campaign_id == campaign_id, outbox.c.sent_at.is_not(None),
-    ).order_by(outbox.c.sent_at).limit(first).subquery()
-    sent = (await conn.execute(sa.select(sa.func.count()).select_from(firsts))).scalar()
-    stopped_q = sa.select(sa.func.count(sa.distinct(firsts.c.contact_id))).select_from(
-        firsts.join(contacts, contacts.c.id == firsts.c.contact_id).join(
-            suppressions, sa.and_(suppressions.c.tenant_id == firsts.c.tenant_id,
-                                  suppressions.c.address_index == contacts.c.address_index))
-    ).where(suppressions.c.kind.in_(("opted_out", "blocked")),
-            suppressions.c.created_at >= firsts.c.sent_at)
-    return sent, (await conn.execute(stopped_q)).scalar()
+    ).order_by(outbox.c.sent_at, outbox.c.id).limit(first)
+    return [FirstSend(r.tenant_id, bytes(r.address_index), r.sent_at)
+            for r in await conn.execute(q)]
+
+
+async def stopped_among(conn: AsyncConnection, firsts: Sequence[FirstSend]) -> int:
+    """How many of `firsts` opted out or blocked the sender after their message: one read of
+    the suppressions by key."""
+    if not firsts:
+        return 0
+    sent_at = {f.address_index: f.sent_at for f in firsts}
+    among, params = raw.among(conn, "address_index", list(sent_at), "bytea")
+    rows = await raw.fetch(conn, "SELECT address_index, created_at FROM suppressions WHERE "
+                                 f"tenant_id = ? AND kind IN ('opted_out', 'blocked') AND {among}",
+                           (firsts[0].tenant_id, *params))
+    return len({bytes(index) for index, created in rows if created >= sent_at[bytes(index)]})

@@ -339,3 +339,24 @@ async def test_sandbox_holds_a_delivery_while_the_database_is_unavailable(tenant
         kept = (await conn.execute(sa.select(sa.func.count()).select_from(
             sandbox_messages))).scalar()
     assert kept == 2
+
+
+async def test_an_optout_among_the_first_sends_pauses_after_more_were_sent(tenant):
+    """The spam guard keeps who the first FIRST_SENDS recipients were once the campaign is
+    past them, and reads their opt-outs every round: one of them stopping later, while the
+    campaign is well past them, still pauses it."""
+    await tenant.unlock()
+    line_id = await _sandbox_line(tenant, 40)
+    cid = await _campaign(tenant, line_id, _phones(200, 800))
+    await tenant.call("POST", f"/campaigns/{cid}/start")
+    deadline = time.monotonic() + 30
+    while (await _state(tenant, cid))["counts"]["sent"] < 2 * FIRST_SENDS:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    first = (await (await tenant.call("GET", "/sandbox/messages")).json())["messages"][0]["to"]
+    r = await tenant.call("POST", "/sandbox/inbound", json={"line_id": line_id, "from": first,
+                                                            "text": "DUR"})
+    assert r.status == 200
+    c = await _until(tenant, cid, states=("paused", "completed"))
+    assert c["state"] == "paused", c
+    assert c["state_reason"] == f"optout_rate: 1 of the first {FIRST_SENDS} recipients opted out"
