@@ -84,17 +84,19 @@ async def claim(conn: AsyncConnection, fence: Fence, campaign_ids: Sequence[str]
     now = time.time()
     if conn.dialect.name == "postgresql":
         rows = await raw.fetch(conn, _PG_CLAIM.format(live=leases.live_sql(conn)), (
-            ids, limit, claim_token, now, fence.line_id, fence.token, scope, commercial, scope))
+            ids, limit, limit, claim_token, now, fence.line_id, fence.token, scope, commercial,
+            scope))
     else:
         # SQLite plans correlated subqueries in RETURNING as table scans: the statement moves
         # the rows, a second one in the same write transaction reads them. SQLite has one
         # writer, so no STOP can commit in between.
+        pick = [v for campaign_id in ids for v in (campaign_id, limit)]
+        if len(ids) > 1:
+            pick.append(limit)
         moved = [r[0] for r in await raw.fetch(conn, (
             "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? "
-            "WHERE id IN (SELECT id FROM outbox "
-            f"WHERE campaign_id IN ({raw.marks(len(ids))}) AND state = 'pending' "
-            f"ORDER BY id LIMIT ?) AND {leases.live_sql(conn)} RETURNING id"),
-            (claim_token, now, *ids, limit, fence.line_id, fence.token))]
+            f"WHERE id IN ({_sqlite_pick(len(ids))}) AND {leases.live_sql(conn)} RETURNING id"),
+            (claim_token, now, *pick, fence.line_id, fence.token))]
         if not moved:
             return []
         rows = await raw.fetch(conn, _SQLITE_CLAIMED.format(
@@ -114,14 +116,31 @@ _CLAIMED = ("{table}.id, {table}.campaign_id, {table}.tenant_id, {table}.contact
 # The pick is a MATERIALIZED CTE: run once. As `id IN (subquery)` joined to contacts the
 # planner may re-run the subquery per row, and each run skips the rows it locked before, so
 # the claim grew past its LIMIT.
+# Each campaign's next rows are read in the order of ix_outbox_claim (campaign, state, id), as
+# far as the limit and no further; the claim is the first `limit` of those. `campaign_id =
+# ANY(…)` instead read every pending row of the campaigns and sorted them — a campaign of a
+# million rows sorted what it had left at every round (8 ms a round at 30,000 rows).
 _PG_CLAIM = (
-    "WITH picked AS MATERIALIZED (SELECT id FROM outbox "
-    "WHERE campaign_id = ANY(?::varchar[]) AND state = 'pending' ORDER BY id LIMIT ? "
-    "FOR UPDATE SKIP LOCKED) "
+    "WITH picked AS MATERIALIZED (SELECT p.id FROM unnest(?::varchar[]) AS c(id) "
+    "CROSS JOIN LATERAL (SELECT id FROM outbox WHERE campaign_id = c.id AND state = 'pending' "
+    "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) p ORDER BY p.id LIMIT ?) "
     "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? FROM picked, "
     "contacts c WHERE outbox.id = picked.id AND c.id = outbox.contact_id "
     "AND outbox.state = 'pending' AND {live} RETURNING "
     + _CLAIMED.format(table="outbox", commercial="= ANY(?::varchar[])"))
+@functools.lru_cache(maxsize=16)
+def _sqlite_pick(campaigns: int) -> str:
+    """The ids of the next pending rows of `campaigns` campaigns (parameters: campaign id
+    and limit for each, then the limit), read in index order as far as the limit: one
+    campaign's from ix_outbox_claim directly; several campaigns' each so, then merged (an IN
+    list would sort every pending row of them)."""
+    one = "SELECT id FROM outbox WHERE campaign_id = ? AND state = 'pending' ORDER BY id LIMIT ?"
+    if campaigns == 1:
+        return one
+    each = " UNION ALL ".join([f"SELECT id FROM ({one})"] * campaigns)
+    return f"SELECT id FROM ({each}) ORDER BY id LIMIT ?"
+
+
 _SQLITE_CLAIMED = (
     "SELECT " + _CLAIMED.format(table="o", commercial="IN ({commercial})")
     + " FROM outbox o JOIN contacts c ON c.id = o.contact_id WHERE o.id IN ({ids})")

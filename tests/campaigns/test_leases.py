@@ -262,3 +262,28 @@ async def test_rows_written_back_to_pending_in_a_cancelled_campaign_are_skipped(
             reasons = {r[0] for r in await conn.execute(sa.select(outbox_table.c.reason).where(
                 outbox_table.c.campaign_id == cid))}
         assert reasons == {"cancelled"}, order
+
+
+async def test_a_claim_over_several_campaigns_takes_the_lowest_pending_rows_once(tenant):
+    """A line running several campaigns claims their next rows in outbox order, as far as the
+    limit, each row once (each campaign's rows are read in index order and merged)."""
+    await tenant.unlock()
+    db = tenant.client.app[db_key]
+    first, line = await _scheduled(tenant, [f"+90532990{i:04d}" for i in range(5)])
+    second, _ = await _scheduled(tenant, [f"+90532991{i:04d}" for i in range(4)])
+    third, _ = await _scheduled(tenant, [f"+90532992{i:04d}" for i in range(3)])
+    async with db.begin() as conn:
+        token = await leases.acquire(conn, line, "holder", 30)
+        every = [r[0] for r in await conn.execute(sa.select(outbox_table.c.id).where(
+            outbox_table.c.campaign_id.in_([first, second, third])).order_by(
+            outbox_table.c.id))]
+    claimed = []
+    for _ in range(6):
+        async with db.begin() as conn:
+            rows = await outbox.claim(conn, Fence(line, token), [third, first, second], set(),
+                                      "MESAJ", 4, 12)
+        assert [r.id for r in rows] == sorted(r.id for r in rows)
+        claimed.append([r.id for r in rows])
+    assert claimed == [every[0:4], every[4:8], every[8:12], [], [], []]
+    assert set(await _states(db, first) + await _states(db, second)
+               + await _states(db, third)) == {"sending"}
