@@ -128,6 +128,8 @@ _PG_CLAIM = (
     "contacts c WHERE outbox.id = picked.id AND c.id = outbox.contact_id "
     "AND outbox.state = 'pending' AND {live} RETURNING "
     + _CLAIMED.format(table="outbox", commercial="= ANY(?::varchar[])"))
+
+
 @functools.lru_cache(maxsize=16)
 def _sqlite_pick(campaigns: int) -> str:
     """The ids of the next pending rows of `campaigns` campaigns (parameters: campaign id
@@ -470,16 +472,9 @@ async def finish_drained(conn: AsyncConnection, campaign_ids: Sequence[str]) -> 
     return done
 
 
-async def optouts_among_first(conn: AsyncConnection, campaign_id: str,
-                              first: int) -> tuple[int, int]:
-    """(sent, stopped): of the campaign's first `first` sent messages, how many recipients
-    opted out or blocked the sender afterwards — the spam guard's signal."""
-    firsts = await first_sends(conn, campaign_id, first)
-    return len(firsts), await stopped_among(conn, firsts)
-
-
 @dataclass(frozen=True, slots=True)
 class FirstSend:
+    """One of a campaign's first sends, as the spam guard looks at it."""
     tenant_id: str
     address_index: bytes
     sent_at: float

@@ -140,9 +140,10 @@ async def test_no_worker_is_left_behind(tenant):
     assert _children() == before
 
 
-def _children() -> set[int]:
-    """This process's child processes (zombies included: an unreaped worker shows here)."""
-    me = os.getpid()
+def _children(parent: int | None = None) -> set[int]:
+    """The child processes of `parent` (default: this process), zombies included: an
+    unreaped worker shows here."""
+    parent = os.getpid() if parent is None else parent
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -151,22 +152,8 @@ def _children() -> set[int]:
                     stat = fh.read()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
                 found.add(int(entry))
-    return found
-
-
-def _process_children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
     return found
 
 
@@ -203,7 +190,7 @@ def test_kill9_of_the_server_mid_import_takes_the_worker_with_it(tmp_path):
         posting = threading.Thread(target=_post_quietly, args=(api, body), daemon=True)
         posting.start()
         deadline = time.monotonic() + 30
-        while not (workers := _process_children(proc.pid)):
+        while not (workers := _children(proc.pid)):
             assert time.monotonic() < deadline, "no worker process appeared"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
