@@ -94,6 +94,10 @@ class DispatchSettings:
 # Provider-error retries remembered at once; past it the oldest are forgotten (they then get a
 # few more tries). In memory, not in the outbox: see Dispatcher._retry_later.
 MAX_TRACKED_RETRIES = 100_000
+# A round's planning (decrypt, render) gives the event loop a turn every YIELD_EVERY rows: the
+# previous round's result write and the next claim, waiting on the database, move on meanwhile
+# instead of holding SQLite's write lock until a whole round is rendered.
+YIELD_EVERY = 256
 
 @dataclass
 class _CampaignInfo:
@@ -498,11 +502,18 @@ class Dispatcher:
         claim's token, return to pending once it is back."""
         token = secrets.randbits(62)
         commercial = {r.id for r in rows if r.purpose == "commercial"}
+        fence, scope = Fence(line.id, lease.token), consent_type_for(line.channel)
         try:
+            if self.db.dialect == "postgresql":
+                async with self.db.begin() as conn:
+                    return await outbox.claim(conn, fence, running, commercial, scope, limit,
+                                              token)
+            # SQLite: the write lock is given back before the rows are read (outbox.mark_
+            # claimed); a read that fails leaves them `sending` unread: back to pending below.
             async with self.db.begin() as conn:
-                return await outbox.claim(conn, Fence(line.id, lease.token), running,
-                                          commercial, consent_type_for(line.channel), limit,
-                                          token)
+                ids = await outbox.mark_claimed(conn, fence, running, limit, token)
+            async with self.db.connect() as conn:
+                return await outbox.claimed(conn, ids, running, commercial, scope)
         except Exception as exc:
             if is_unavailable(exc):
                 await self._until_stored(lambda: self._unclaim(running, token))
@@ -746,6 +757,14 @@ class Dispatcher:
                       texts: set[int] = frozenset()):
         """[(row, address, text, provider template)]: rows in `texts` get free text (inside
         their window) even when the campaign has a template for the others."""
+        plans = []
+        for start in range(0, len(rows), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            plans += await self._render_some(profile, rows[start:start + YIELD_EVERY], texts)
+        return plans
+
+    async def _render_some(self, profile: TenantProfile, rows: list[Claimed], texts):
         blobs = []
         for row in rows:
             blobs += [row.address_sealed, row.name_sealed or b"", row.attributes_sealed or b""]
@@ -992,13 +1011,14 @@ class Dispatcher:
         pause, so it needs no acknowledgement; the opt-out figure does not change after a
         resume, so only that one is acknowledged (campaigns.optout_acknowledged)."""
         s = self.settings
-        paused: list[tuple[str, str]] = []
-        async with self.db.begin() as conn:
+        reasons: dict[str, str] = {}
+        # Read first, on a read connection: most rounds pause nothing, and a write
+        # transaction here would queue behind the next round's claim for nothing (SQLite).
+        async with self.db.connect() as conn:
             for campaign_id in campaign_ids | acknowledged:
-                reason = None
                 if self._errors[campaign_id] >= s.max_consecutive_errors:
-                    reason = (f"{service.ERROR_RUN}: {self._errors[campaign_id]} send errors "
-                              "in a row")
+                    reasons[campaign_id] = (f"{service.ERROR_RUN}: "
+                                            f"{self._errors[campaign_id]} send errors in a row")
                 elif campaign_id not in acknowledged:
                     firsts = self._firsts.get(campaign_id)
                     if firsts is None:
@@ -1008,16 +1028,18 @@ class Dispatcher:
                             self._firsts[campaign_id] = firsts
                     sent, stopped = len(firsts), await outbox.stopped_among(conn, firsts)
                     if stopped > s.spam_optout_rate * s.spam_first_sends:
-                        reason = (f"{service.OPTOUT_RATE}: {stopped} of the first {sent} "
-                                  "recipients opted out")
-                if reason:
-                    self._errors[campaign_id] = 0
-                    await service.set_state(conn, [campaign_id], "paused", reason,
-                                            only_from=("running",))
-                    log.warning("campaign auto-paused", extra={"campaign_id": campaign_id,
-                                                               "reason": reason})
-                    paused.append((campaign_id, reason))
-        for campaign_id, reason in paused:
+                        reasons[campaign_id] = (f"{service.OPTOUT_RATE}: {stopped} of the "
+                                                f"first {sent} recipients opted out")
+        if not reasons:
+            return
+        async with self.db.begin() as conn:
+            for campaign_id, reason in reasons.items():
+                await service.set_state(conn, [campaign_id], "paused", reason,
+                                        only_from=("running",))
+        for campaign_id, reason in reasons.items():
+            self._errors[campaign_id] = 0
+            log.warning("campaign auto-paused", extra={"campaign_id": campaign_id,
+                                                       "reason": reason})
             self._alert(tenants[campaign_id], campaign_id, "paused", reason)
 
     def _alert(self, tenant_id: str, campaign_id: str | None, event: str,

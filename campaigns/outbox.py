@@ -74,34 +74,54 @@ async def claim(conn: AsyncConnection, fence: Fence, campaign_ids: Sequence[str]
                 claim_token: int) -> list[Claimed]:
     """Moves the next pending rows of these campaigns to `sending` and returns them, in ONE
     statement on PostgreSQL (FOR UPDATE SKIP LOCKED: two processes never get the same row;
-    on SQLite, two in one write transaction), and nothing is claimed unless `fence` is a
-    live lease. Each row
+    on SQLite, `mark_claimed` then `claimed` in one write transaction), and nothing is
+    claimed unless `fence` is a live lease. Each row
     says whether its recipient was suppressed for `scope` — or, in `commercial` campaigns,
     had revoked consent — at that instant (`refused`): such a row is never sent, so a STOP
     committed before the claim is a database fact for every process. Committed by the
     caller BEFORE any provider call: after a crash these rows become unknown."""
+    if conn.dialect.name != "postgresql":
+        return await claimed(conn, await mark_claimed(conn, fence, campaign_ids, limit,
+                                                      claim_token), campaign_ids,
+                             commercial, scope)
     ids, commercial = list(campaign_ids), [c for c in campaign_ids if c in commercial]
-    now = time.time()
-    if conn.dialect.name == "postgresql":
-        rows = await raw.fetch(conn, _PG_CLAIM.format(live=leases.live_sql(conn)), (
-            ids, limit, limit, claim_token, now, fence.line_id, fence.token, scope, commercial,
-            scope))
-    else:
-        # SQLite plans correlated subqueries in RETURNING as table scans: the statement moves
-        # the rows, a second one in the same write transaction reads them. SQLite has one
-        # writer, so no STOP can commit in between.
-        pick = [v for campaign_id in ids for v in (campaign_id, limit)]
-        if len(ids) > 1:
-            pick.append(limit)
-        moved = [r[0] for r in await raw.fetch(conn, (
-            "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? "
-            f"WHERE id IN ({_sqlite_pick(len(ids))}) AND {leases.live_sql(conn)} RETURNING id"),
-            (claim_token, now, *pick, fence.line_id, fence.token))]
-        if not moved:
-            return []
-        rows = await raw.fetch(conn, _SQLITE_CLAIMED.format(
-            ids=raw.marks(len(moved)), commercial=raw.marks(len(commercial)) or "NULL"),
-            (scope, *commercial, scope, *moved))
+    rows = await raw.fetch(conn, _PG_CLAIM.format(live=leases.live_sql(conn)), (
+        ids, limit, limit, claim_token, time.time(), fence.line_id, fence.token, scope,
+        commercial, scope))
+    return _claimed_rows(rows)
+
+
+async def mark_claimed(conn: AsyncConnection, fence: Fence, campaign_ids: Sequence[str],
+                       limit: int, claim_token: int) -> list[int]:
+    """SQLite: the claim's write alone — the next pending rows moved to `sending` under
+    `claim_token` while `fence` is live — returning their ids. SQLite plans correlated
+    subqueries in RETURNING as table scans, so `claimed` reads the rows in a second
+    statement. The dispatcher commits this first and reads after, on a read connection:
+    the write lock is not held while 2,000 rows are read, and the read's refusals are at a
+    later instant, so a STOP committed before the claim is still seen."""
+    ids = list(campaign_ids)
+    pick = [v for campaign_id in ids for v in (campaign_id, limit)]
+    if len(ids) > 1:
+        pick.append(limit)
+    return [r[0] for r in await raw.fetch(conn, (
+        "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? "
+        f"WHERE id IN ({_sqlite_pick(len(ids))}) AND {leases.live_sql(conn)} RETURNING id"),
+        (claim_token, time.time(), *pick, fence.line_id, fence.token))]
+
+
+async def claimed(conn: AsyncConnection, row_ids: Sequence[int], campaign_ids: Sequence[str],
+                  commercial: Collection[str], scope: str) -> list[Claimed]:
+    """SQLite: the rows `mark_claimed` moved, with their contacts and whether each recipient
+    is suppressed for `scope` (or, in `commercial` campaigns, revoked) now (`refused`)."""
+    if not row_ids:
+        return []
+    commercial = [c for c in campaign_ids if c in commercial]
+    return _claimed_rows(await raw.fetch(conn, _SQLITE_CLAIMED.format(
+        ids=raw.marks(len(row_ids)), commercial=raw.marks(len(commercial)) or "NULL"),
+        (scope, *commercial, scope, *row_ids)))
+
+
+def _claimed_rows(rows) -> list[Claimed]:
     return sorted((Claimed(r[0], r[1], r[2], r[3], bytes(r[4]), _b(r[5]), _b(r[6]), _b(r[7]),
                            bool(r[8])) for r in rows), key=lambda c: c.id)
 

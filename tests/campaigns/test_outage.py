@@ -165,16 +165,25 @@ async def _states(db, ids: list[int]) -> list[str]:
     return [found[i] for i in ids]
 
 
-async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch):
+@pytest.mark.parametrize("failing", ["claim", "claimed"])
+async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch, failing):
     """A round's results are kept through an outage and written once the database is back
     (delivered messages end `sent`); a claim that failed sends nothing and its rows, found by
-    the claim's token, go back to pending; the line task carries on by itself."""
+    the claim's token, go back to pending; the line task carries on by itself. `claimed`: on
+    SQLite the claim's rows are read after its write commits (outbox.mark_claimed): a read
+    that fails leaves them `sending` unread, and they go back to pending the same way."""
     await tenant.unlock()
-    failures = {"claim": 1, "record": 3}
+    db = tenant.client.app[db_key]
+    if failing == "claimed" and db.dialect != "sqlite":
+        pytest.skip("PostgreSQL claims and reads the rows in one statement")
+    # The claim's write is outbox.claim on PostgreSQL, outbox.mark_claimed on SQLite.
+    steps = {"claim": "claim" if db.dialect == "postgresql" else "mark_claimed",
+             "claimed": "claimed", "record": "record"}
+    failures = {failing: 1, "record": 3}
     unmarked: list[int] = []
 
     def flaky(name: str):
-        real = getattr(outbox, name)
+        real = getattr(outbox, steps[name])
 
         async def call(conn, *args):
             if failures[name] and args[0]:
@@ -187,7 +196,7 @@ async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch):
     async def unclaim(conn, campaign_ids, token):
         unmarked.append(token)
         return await real_unclaim(conn, campaign_ids, token)
-    monkeypatch.setattr(outbox, "claim", flaky("claim"))
+    monkeypatch.setattr(outbox, steps[failing], flaky(failing))
     monkeypatch.setattr(outbox, "record", flaky("record"))
     monkeypatch.setattr(outbox, "unclaim", unclaim)
     phones = [f"+9053430{i:05d}" for i in range(20)]
@@ -197,7 +206,7 @@ async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch):
             != "completed":
         assert time.monotonic() < deadline, c
         await asyncio.sleep(0.05)
-    assert failures == {"claim": 0, "record": 0}
+    assert failures == {failing: 0, "record": 0}
     assert len(unmarked) == 1  # the failed claim's rows (by its token), back to pending
     assert c["counts"]["sent"] == 20 and c["counts"]["unknown"] == 0, c
     messages = (await (await tenant.call("GET", "/sandbox/messages")).json())["messages"]
