@@ -89,8 +89,8 @@ class SandboxChannel:
         kept = [m for m, refused in zip(messages, results, strict=True) if refused is None]
         sealed = iter(sealer.seal_many([part for address, message in kept
                                         for part in (address.encode(), message.text.encode())]))
-        rows = [(line.tenant_id, line.id, index(address), next(sealed), next(sealed), started)
-                for address, _ in kept]
+        rows = [(line.tenant_id, line.id, message.recipient_index or index(address),
+                 next(sealed), next(sealed), started) for address, message in kept]
         try:
             if rows:
                 await self._store(rows)

@@ -703,9 +703,10 @@ class Dispatcher:
                                                                infos, commercial, consent_type)
         cap = profile.frequency_cap
         allowed, texts = [], set()
+        purposes = {c: Purpose(info.purpose) for c, info in infos.items()}
         for row in rows:
             info = infos[row.campaign_id]
-            decision = decide(found[row.address_index], Purpose(info.purpose))
+            decision = decide(found[row.address_index], purposes[row.campaign_id])
             reason = decision.reason if not decision.allowed else None
             if reason is None and not row.address_sealed:
                 reason = "suppressed"  # erased after the outbox was built
@@ -830,7 +831,8 @@ class Dispatcher:
                 continue
             throttle.sent(recipient, time.monotonic(), capped)
             outcome = await self._send_one(channel, line, address,
-                                           OutboundMessage(text, str(row.id), template))
+                                           OutboundMessage(text, str(row.id), template,
+                                                           row.address_index))
             work.results.append(self._result(throttle, row, address, outcome, work))
 
     async def _send_batches(self, channel: BatchChannel, line: Line, lease: Lease,
@@ -848,7 +850,7 @@ class Dispatcher:
                 continue
             throttle.took(len(batch), now)
             outcomes = await self._send_batch(channel, line, [
-                (address, OutboundMessage(text, str(row.id), template))
+                (address, OutboundMessage(text, str(row.id), template, row.address_index))
                 for row, address, text, template in batch])
             work.results += [self._result(throttle, plan[0], plan[1], outcome, work)
                              for plan, outcome in zip(batch, outcomes, strict=True)]

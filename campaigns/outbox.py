@@ -6,6 +6,7 @@ import functools
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,8 +20,9 @@ OPEN_STATES = ("pending", "sending")
 COUNT_KEYS = ("pending", "sending", "sent", "delivered", "read", "failed", "skipped", "unknown")
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+# Claimed and Result are made once per message on the send path: NamedTuples (0.4 µs each to
+# make, immutable) rather than frozen dataclasses (2.3 µs: a setattr call per field).
+class Claimed(NamedTuple):
     id: int
     campaign_id: str
     tenant_id: str
@@ -33,8 +35,7 @@ class Claimed:
     refused: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     id: int
     state: str
     reason: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +33,15 @@ class ProviderTemplate:
     parameters: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
+class OutboundMessage(NamedTuple):  # one per message: cheaper to make than a frozen dataclass
     text: str
     # Our reference the provider echoes in status callbacks (WhatsApp biz_opaque_callback_data).
     reference: str | None = None
     # When set, channels that have templates send it instead of `text` (kept for the record).
     template: ProviderTemplate | None = None
+    # The recipient's blind index when the sender knows it (the dispatcher does): a channel
+    # that files what it sent by recipient (the sandbox) need not compute it again.
+    recipient_index: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

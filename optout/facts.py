@@ -81,6 +81,7 @@ def _sqlite_sql(n: int, merchants: bool) -> str:
     return sql
 
 
+@functools.lru_cache(maxsize=512)  # a handful of distinct answers; Facts is immutable
 def _facts(consent: tuple | None, suppression: str | None, merchant: bool,
            iys_enabled: bool) -> Facts:
     if consent is None:
