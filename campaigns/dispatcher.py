@@ -98,6 +98,7 @@ MAX_TRACKED_RETRIES = 100_000
 # previous round's result write and the next claim, waiting on the database, move on meanwhile
 # instead of holding SQLite's write lock until a whole round is rendered.
 YIELD_EVERY = 256
+HEAD_START_SECONDS = 0.25
 
 @dataclass
 class _CampaignInfo:
@@ -337,9 +338,11 @@ class Dispatcher:
             await self._abandon(line_id, cancelled=not isinstance(exc, Exception))
             raise
 
-    async def _front(self, line_id: str) -> _Front | bool:
+    async def _front(self, line_id: str, claiming: asyncio.Event | None = None
+                     ) -> _Front | bool:
         """The checks before a round and its claim; a bool when there is nothing to claim
-        (True: look again at once)."""
+        (True: look again at once). `claiming` is set once the claim's write transaction is
+        open."""
         async with self.db.connect() as conn:
             lines = await active_lines(conn, [line_id])
             rows = [r for r in await service.active(conn, line_id) if r.state == "running"]
@@ -370,7 +373,7 @@ class Dispatcher:
         limit = max(1, min(self.settings.max_batch,
                            int(throttle.effective_rate(time.monotonic())
                                * self.settings.batch_seconds)))
-        claimed = await self._claim(line, lease, running, rows, limit)
+        claimed = await self._claim(line, lease, running, rows, limit, claiming)
         self._held.setdefault(line.id, set()).update(row.id for row in claimed)
         return _Front(line, lease, rows, running, claimed)
 
@@ -496,7 +499,7 @@ class Dispatcher:
                     log.warning("line lease lost", extra={"line_id": line_id})
 
     async def _claim(self, line: Line, lease: Lease, running: list[str], rows,
-                     limit: int) -> list[Claimed]:
+                     limit: int, claiming: asyncio.Event | None = None) -> list[Claimed]:
         """Claims the round's rows (committed `sending` before any provider call). When the
         commit's answer is lost with the database nothing is sent: the rows, found by the
         claim's token, return to pending once it is back."""
@@ -506,11 +509,15 @@ class Dispatcher:
         try:
             if self.db.dialect == "postgresql":
                 async with self.db.begin() as conn:
+                    if claiming is not None:
+                        claiming.set()
                     return await outbox.claim(conn, fence, running, commercial, scope, limit,
                                               token)
             # SQLite: the write lock is given back before the rows are read (outbox.mark_
             # claimed); a read that fails leaves them `sending` unread: back to pending below.
             async with self.db.begin() as conn:
+                if claiming is not None:
+                    claiming.set()
                 ids = await outbox.mark_claimed(conn, fence, running, limit, token)
             async with self.db.connect() as conn:
                 return await outbox.claimed(conn, ids, running, commercial, scope)
@@ -596,7 +603,10 @@ class Dispatcher:
             await self._give_back(front, work)  # the skips already decided are kept
             raise
         if len(claimed) >= self.settings.max_batch:  # flat out: the next claim starts now
-            self._ahead[line.id] = asyncio.create_task(self._front_ahead(line.id))
+            claiming = asyncio.Event()
+            ahead = asyncio.create_task(self._front_ahead(line.id, claiming))
+            self._ahead[line.id] = ahead
+            await _head_start(ahead, claiming)
         interrupted = await self._send_settled(line, lease, plans, work)
         back = self._back(front, work, interrupted)
         if line.id in self._ahead:
@@ -604,8 +614,11 @@ class Dispatcher:
         else:
             await back
 
-    async def _front_ahead(self, line_id: str) -> _Front | bool:
-        front = await self._front(line_id)
+    async def _front_ahead(self, line_id: str, claiming: asyncio.Event) -> _Front | bool:
+        try:
+            front = await self._front(line_id, claiming)
+        finally:
+            claiming.set()
         if isinstance(front, _Front):
             front.ahead = True
         return front
@@ -1056,6 +1069,20 @@ class Dispatcher:
         task = asyncio.create_task(send())
         self._alerting.add(task)
         task.add_done_callback(self._alerting.discard)
+
+
+async def _head_start(ahead: asyncio.Task, claiming: asyncio.Event) -> None:
+    """Waits (at most HEAD_START_SECONDS) until the next round's claim has its write
+    transaction open, or has ended without one. Its few reads before that need the event loop,
+    which the sends' first stretch (checks, sealing) would hold for tens of ms: the sends'
+    own writes (the sandbox's deliveries) then took SQLite's write lock first, and the next
+    round's rows were read and planned only after this round had sent, not while."""
+    waiter = asyncio.ensure_future(claiming.wait())
+    try:
+        await asyncio.wait({ahead, waiter}, timeout=HEAD_START_SECONDS,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 def _backoff(first: float = 0.1, longest: float = 2.0):

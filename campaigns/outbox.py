@@ -104,7 +104,7 @@ async def mark_claimed(conn: AsyncConnection, fence: Fence, campaign_ids: Sequen
     pick = [v for campaign_id in ids for v in (campaign_id, limit)]
     if len(ids) > 1:
         pick.append(limit)
-    return [r[0] for r in await raw.fetch(conn, (
+    return [r[0] for r in await raw.fetch_at_once(conn, (
         "UPDATE outbox SET state = 'sending', claim_token = ?, updated_at = ? "
         f"WHERE id IN ({_sqlite_pick(len(ids))}) AND {leases.live_sql(conn)} RETURNING id"),
         (claim_token, time.time(), *pick, fence.line_id, fence.token))]
@@ -117,7 +117,7 @@ async def claimed(conn: AsyncConnection, row_ids: Sequence[int], campaign_ids: S
     if not row_ids:
         return []
     commercial = [c for c in campaign_ids if c in commercial]
-    return _claimed_rows(await raw.fetch(conn, _SQLITE_CLAIMED.format(
+    return _claimed_rows(await raw.fetch_at_once(conn, _SQLITE_CLAIMED.format(
         ids=raw.marks(len(row_ids)), commercial=raw.marks(len(commercial)) or "NULL"),
         (scope, *commercial, scope, *row_ids)))
 
@@ -212,7 +212,8 @@ async def record(conn: AsyncConnection, results: Sequence[Result],
         values = []
         for r in chunk:
             values += (r.id, r.state, r.reason, r.provider_id, r.sent_at)
-        await raw.execute(conn, _sqlite_record(len(chunk)) + where, (now, *values, *fenced))
+        await raw.fetch_at_once(conn, _sqlite_record(len(chunk)) + where,
+                                (now, *values, *fenced))
     if cancelled:  # nothing of a cancelled campaign waits: skipped as `cancel` skips the rest
         rows, in_rows = raw.among(conn, "id", back, "bigint")
         campaign, in_campaigns = raw.among(conn, "campaign_id", cancelled, "varchar")

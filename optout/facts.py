@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from optout.gate import Facts
 from optout.suppression import EVERYTHING, PRECEDENCE
+from store import raw
 
 # Keeps each statement well under every driver's bound-parameter limit (SQLite: 32766).
 CHUNK = 5000
@@ -45,7 +46,7 @@ async def _rows(conn: AsyncConnection, tenant_id: str, chunk: list[bytes],
         params = [tenant_id, consent_type, *chunk, tenant_id, consent_type, *chunk]
         if merchants:
             params += [tenant_id, *chunk]
-        return (await conn.exec_driver_sql(sql, tuple(params))).fetchall()
+        return await raw.fetch_at_once(conn, sql, tuple(params))
     # PostgreSQL (the only other store): one array parameter per probe, not thousands.
     params = (tenant_id, consent_type, chunk, tenant_id, consent_type, chunk)
     if merchants:

@@ -70,6 +70,20 @@ async def fetch(conn: AsyncConnection, sql: str, params: tuple = ()) -> list:
     return (await conn.exec_driver_sql(for_driver(conn, sql), params)).fetchall()
 
 
+async def fetch_at_once(conn: AsyncConnection, sql: str, params: tuple = ()) -> list:
+    """`fetch` for the dispatcher's per-round statements (claim, gate, results), as plain
+    tuples. On SQLite the statement runs and its rows are read in ONE call on aiosqlite's
+    thread; through SQLAlchemy's adapter it is four (cursor, execute, fetch, close), and each
+    waits for the event loop's next turn — behind a round being planned or sent, for tens of
+    ms, while the statement's transaction may hold the write lock. It runs in the
+    connection's open transaction, or as a statement of its own if none is open yet.
+    Driver errors come as the driver raises them (sqlite3.Error; store.faults knows them)."""
+    if conn.dialect.name != "sqlite":
+        return await fetch(conn, sql, params)
+    driver = conn.sync_connection.connection.driver_connection  # aiosqlite.Connection
+    return list(await driver.execute_fetchall(sql, params))
+
+
 FOLD_BATCH = 20_000  # moves folded per transaction: a STOP never waits long for the write lock
 
 
