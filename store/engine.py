@@ -7,7 +7,9 @@ import contextvars
 import logging
 import os
 import sqlite3
+import sys
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -40,6 +42,11 @@ MIN_FREE_BYTES = 1 << 20  # /healthz calls a SQLite disk with less than this lef
 # FALLBACK_AUTOCHECKPOINT pages, should the thread fall behind or be stopped.
 CHECKPOINT_SECONDS = 0.1
 FALLBACK_AUTOCHECKPOINT = 4000
+# It checkpoints once this many pages wait in the log, or whatever waits after
+# CHECKPOINT_IDLE_SECONDS: a checkpoint syncs the files, which a trickle of small writes
+# should not pay ten times a second.
+CHECKPOINT_FRAMES = 256
+CHECKPOINT_IDLE_SECONDS = 2.0
 
 
 class StoreError(Exception):
@@ -210,10 +217,20 @@ class _Checkpointer:
         checkpointer._thread.start()
         return checkpointer
 
+    def _due(self, last: float) -> bool:
+        waiting = _frames_waiting(f"{self._path}-shm")
+        if waiting is None:  # no readable log index: let SQLite decide
+            return True
+        return waiting >= CHECKPOINT_FRAMES or (
+            waiting > 0 and time.monotonic() - last >= CHECKPOINT_IDLE_SECONDS)
+
     def _run(self) -> None:
-        conn, failing = None, False
+        conn, failing, last = None, False, time.monotonic()
         try:
             while not self.stopping.wait(CHECKPOINT_SECONDS):
+                if not self._due(last):
+                    continue
+                last = time.monotonic()
                 try:
                     if conn is None:  # mode=rw: never creates a file that has gone
                         conn = sqlite3.connect(f"file:{quote(self._path)}?mode=rw", uri=True,
@@ -235,6 +252,22 @@ class _Checkpointer:
     def stop(self) -> None:
         self.stopping.set()
         self._thread.join(timeout=5)
+
+
+def _frames_waiting(shm_path: str) -> int | None:
+    """Pages in the WAL not yet copied back, read from the WAL index (the -shm file, in the
+    machine's byte order; sqlite.org/walformat.html): mxFrame at byte 16 of the header less
+    nBackfill at byte 96. None when it cannot be read."""
+    try:
+        with open(shm_path, "rb") as index:
+            head = index.read(100)
+    except OSError:
+        return None
+    if len(head) < 100:
+        return None
+    frames = int.from_bytes(head[16:20], sys.byteorder)
+    copied = int.from_bytes(head[96:100], sys.byteorder)
+    return max(0, frames - copied)
 
 
 async def _to_completion(cleanup: Coroutine[Any, Any, None]) -> None:

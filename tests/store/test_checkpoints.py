@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from store import raw
-from store.engine import FALLBACK_AUTOCHECKPOINT, open_database
+from store.engine import CHECKPOINT_FRAMES, FALLBACK_AUTOCHECKPOINT, open_database
 from store.faults import DISK_FULL, unavailable_kind
 
 THREAD = "izinli-sqlite-checkpoint"
@@ -36,8 +36,8 @@ async def test_the_wal_reaches_the_database_file_without_a_commit_checkpointing(
     path = str(tmp_path / "c.db")
     db = open_database(f"sqlite+aiosqlite:///{path}")
     try:
-        await _filled(db, 300)  # ~300 pages: far below the commits' own threshold
-        assert FALLBACK_AUTOCHECKPOINT > 300
+        await _filled(db, 600)  # ~310 pages: far below the commits' own threshold
+        assert CHECKPOINT_FRAMES < 300 < FALLBACK_AUTOCHECKPOINT
         deadline = time.monotonic() + 5
         while os.path.getsize(path) < 300 * 2000:  # what only a checkpoint writes there
             assert time.monotonic() < deadline, "the WAL was never checkpointed"
@@ -64,9 +64,10 @@ async def test_a_checkpoint_that_cannot_run_is_said_once(tmp_path, caplog):
     path = tmp_path / "c.db"
     db = open_database(f"sqlite+aiosqlite:///{path}")
     try:
-        async with db.begin():
-            pass  # starts the checkpointer; it has not connected yet
+        async with db.begin() as conn:  # starts the checkpointer; it has not connected yet
+            await conn.execute(text("PRAGMA user_version = 1"))
         path.rename(tmp_path / "moved.db")
+        await _filled(db, 600)  # pages waiting: it tries at once
         await asyncio.sleep(0.5)
         warned = [r for r in caplog.records if r.getMessage() == "WAL checkpoint failed"]
         assert len(warned) == 1
