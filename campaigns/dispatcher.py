@@ -507,23 +507,29 @@ class Dispatcher:
         commercial = {r.id for r in rows if r.purpose == "commercial"}
         fence, scope = Fence(line.id, lease.token), consent_type_for(line.channel)
         try:
-            if self.db.dialect == "postgresql":
-                async with self.db.begin() as conn:
-                    if claiming is not None:
-                        claiming.set()
-                    return await outbox.claim(conn, fence, running, commercial, scope, limit,
-                                              token)
-            # SQLite: the write lock is given back before the rows are read (outbox.mark_
-            # claimed); a read that fails leaves them `sending` unread: back to pending below.
             async with self.db.begin() as conn:
                 if claiming is not None:
                     claiming.set()
+                if self.db.dialect == "postgresql":
+                    return await outbox.claim(conn, fence, running, commercial, scope, limit,
+                                              token)
                 ids = await outbox.mark_claimed(conn, fence, running, limit, token)
-            async with self.db.connect() as conn:
-                return await outbox.claimed(conn, ids, running, commercial, scope)
         except Exception as exc:
             if is_unavailable(exc):
                 await self._until_stored(lambda: self._unclaim(running, token))
+            raise
+        # SQLite: the rows are read once the write lock is given back (outbox.mark_claimed).
+        # They are `sending` and nobody holds them yet: whatever stops the read, they go back
+        # to pending (found by the claim's token), as a rolled-back claim would leave them.
+        try:
+            async with self.db.connect() as conn:
+                return await outbox.claimed(conn, ids, running, commercial, scope)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # one try: a stopping dispatcher must end
+                await asyncio.shield(self._unclaim(running, token))
+            raise
+        except Exception:
+            await self._until_stored(lambda: self._unclaim(running, token))
             raise
 
     async def _unclaim(self, campaign_ids: list[str], token: int) -> None:

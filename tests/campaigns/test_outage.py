@@ -213,6 +213,35 @@ async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch, failing
     assert sorted(m["to"] for m in messages) == phones  # each once: nothing sent twice
 
 
+async def test_a_claim_whose_rows_cannot_be_read_gives_them_back(tenant, monkeypatch):
+    """SQLite reads a claim's rows after its write commits: a read that breaks for any reason
+    (here a bug, not an outage) leaves them `sending` with nobody holding them; they go back
+    to pending by the claim's token and are sent once — never `unknown` (nothing was sent)."""
+    await tenant.unlock()
+    db = tenant.client.app[db_key]
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL claims and reads the rows in one statement")
+    real, broken = outbox.claimed, []
+
+    async def claimed(conn, *args):
+        if not broken:
+            broken.append(1)
+            raise RuntimeError("a bug in the read")
+        return await real(conn, *args)
+    monkeypatch.setattr(outbox, "claimed", claimed)
+    phones = [f"+9053460{i:05d}" for i in range(12)]
+    cid, _ = await _api_campaign(tenant, phones)
+    deadline = time.monotonic() + 20
+    while (c := await (await tenant.call("GET", f"/campaigns/{cid}")).json())["state"] \
+            != "completed":
+        assert time.monotonic() < deadline, c
+        await asyncio.sleep(0.05)
+    assert broken
+    assert c["counts"]["sent"] == 12 and c["counts"]["unknown"] == 0, c
+    messages = (await (await tenant.call("GET", "/sandbox/messages")).json())["messages"]
+    assert sorted(m["to"] for m in messages) == phones
+
+
 async def test_line_reconcile_turns_only_its_unheld_sending_rows_unknown(tenant):
     await tenant.unlock()  # the number index needs the tenant's key (issue 17)
     db = tenant.client.app[db_key]
