@@ -158,6 +158,16 @@ async def _api_campaign(t, phones: list[str], rate: int = 200, send_at: float | 
     return cid, line
 
 
+async def _completed(tenant, cid: str, timeout: float = 20) -> dict:
+    """The campaign once it has completed (through the API)."""
+    deadline = time.monotonic() + timeout
+    while (c := await (await tenant.call("GET", f"/campaigns/{cid}")).json())["state"] \
+            != "completed":
+        assert time.monotonic() < deadline, c
+        await asyncio.sleep(0.05)
+    return c
+
+
 async def _states(db, ids: list[int]) -> list[str]:
     async with db.connect() as conn:
         found = dict(list(await conn.execute(sa.select(outbox_table.c.id, outbox_table.c.state)
@@ -201,11 +211,7 @@ async def test_round_outcomes_wait_for_the_database(tenant, monkeypatch, failing
     monkeypatch.setattr(outbox, "unclaim", unclaim)
     phones = [f"+9053430{i:05d}" for i in range(20)]
     cid, _ = await _api_campaign(tenant, phones)
-    deadline = time.monotonic() + 20
-    while (c := await (await tenant.call("GET", f"/campaigns/{cid}")).json())["state"] \
-            != "completed":
-        assert time.monotonic() < deadline, c
-        await asyncio.sleep(0.05)
+    c = await _completed(tenant, cid)
     assert failures == {failing: 0, "record": 0}
     assert len(unmarked) == 1  # the failed claim's rows (by its token), back to pending
     assert c["counts"]["sent"] == 20 and c["counts"]["unknown"] == 0, c
@@ -231,11 +237,7 @@ async def test_a_claim_whose_rows_cannot_be_read_gives_them_back(tenant, monkeyp
     monkeypatch.setattr(outbox, "claimed", claimed)
     phones = [f"+9053460{i:05d}" for i in range(12)]
     cid, _ = await _api_campaign(tenant, phones)
-    deadline = time.monotonic() + 20
-    while (c := await (await tenant.call("GET", f"/campaigns/{cid}")).json())["state"] \
-            != "completed":
-        assert time.monotonic() < deadline, c
-        await asyncio.sleep(0.05)
+    c = await _completed(tenant, cid)
     assert broken
     assert c["counts"]["sent"] == 12 and c["counts"]["unknown"] == 0, c
     messages = (await (await tenant.call("GET", "/sandbox/messages")).json())["messages"]
