@@ -98,7 +98,7 @@ MAX_TRACKED_RETRIES = 100_000
 # previous round's result write and the next claim, waiting on the database, move on meanwhile
 # instead of holding SQLite's write lock until a whole round is rendered.
 YIELD_EVERY = 256
-HEAD_START_SECONDS = 0.25
+HEAD_START_SECONDS = 0.25  # the longest a round waits for the next claim's write (_head_start)
 
 @dataclass
 class _CampaignInfo:
@@ -518,6 +518,8 @@ class Dispatcher:
             if is_unavailable(exc):
                 await self._until_stored(lambda: self._unclaim(running, token))
             raise
+        if not ids:  # nothing claimed: no read
+            return []
         # SQLite: the rows are read once the write lock is given back (outbox.mark_claimed).
         # They are `sending` and nobody holds them yet: whatever stops the read, they go back
         # to pending (found by the claim's token), as a rolled-back claim would leave them.
