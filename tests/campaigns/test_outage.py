@@ -389,7 +389,8 @@ def _fill(directory: Path) -> Path:
 def _truncate_wal(db: Path) -> None:
     """Checkpoints the WAL into the database and empties it, so the next write needs new disk
     space: otherwise writes that fit in the WAL's old length succeed for a while on a full
-    disk, and the moment they start failing is chance."""
+    disk, and the moment they start failing is chance (a reader must then keep the WAL from
+    being reused once checkpointed: see the test)."""
     conn = sqlite3.connect(db, timeout=10)
     try:
         for _ in range(50):
@@ -415,6 +416,11 @@ def test_disk_full_answers_503_and_heals(tmp_path, small_disk):
         stop = {"line_id": line, "from": phones[-1], "text": "DUR"}
         more = "phone,consent\n" + "".join(f"+9053420{i:05d},evet\n" for i in range(300))
         _truncate_wal(small_disk / "izinli.db")
+        # A reader from here on keeps the WAL from starting over at its beginning once the
+        # server's checkpoints have copied it back: every write from now on needs new space.
+        reader = sqlite3.connect(small_disk / "izinli.db", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM alembic_version").fetchall()
         filler = _fill(small_disk)
         try:
             answers = [api.raw("POST", "/sandbox/inbound", stop),
@@ -425,6 +431,7 @@ def test_disk_full_answers_503_and_heals(tmp_path, small_disk):
             time.sleep(2.0)  # the line's rounds run into the full disk meanwhile
         finally:
             filler.unlink()
+            reader.close()
         for answer in answers:
             _assert_unavailable(answer)
         _assert_unavailable(health, "disk_full")
