@@ -149,14 +149,17 @@ class SandboxChannel:
 
     @staticmethod
     async def _not_kept(conn, rows: list[tuple]) -> list[tuple]:
-        kept = set()
-        for row in rows:  # rare: only after a failed commit
-            found = await raw.fetch(conn, "SELECT 1 FROM sandbox_messages WHERE line_id = ? "
-                                          "AND (to_index = ? OR to_index IS NULL) AND at = ?",
-                                    (row[1], row[2], row[5]))
-            if found:
-                kept.add(id(row))
-        return [row for row in rows if id(row) not in kept]
+        """The rows a failed commit did not keep after all (rare): one read per send batch,
+        whose rows share their tenant, line and time, by ix_sandbox_messages_at. A stored
+        delivery without an index (sent while locked) may be any of the batch's."""
+        found: dict[tuple, set] = {}
+        for tenant_id, line_id, _, _, _, at in rows:
+            if (tenant_id, line_id, at) not in found:
+                found[tenant_id, line_id, at] = {index for (index,) in await raw.fetch(
+                    conn, "SELECT to_index FROM sandbox_messages WHERE tenant_id = ? "
+                          "AND at = ? AND line_id = ?", (tenant_id, at, line_id))}
+        return [row for row in rows
+                if not found[row[0], row[1], row[5]] & {row[2], None}]
 
     async def _public_key(self, tenant_id: str) -> bytes:
         key = self._public_keys.get(tenant_id)
@@ -209,7 +212,8 @@ class SandboxChannel:
                 q = q.where(sa.or_(sandbox_messages.c.to_index == index,
                                    sandbox_messages.c.to_index.is_(None)))
             rows = list(await conn.execute(
-                q.order_by(sandbox_messages.c.id.desc()).limit(limit)))[::-1]
+                q.order_by(sandbox_messages.c.at.desc(), sandbox_messages.c.id.desc())
+                .limit(limit)))[::-1]
         blobs = [bytes(b) for r in rows for b in (r.to_sealed, r.text_sealed)]
         opened = await self._fields.open_fields(tenant_id, blobs)
         found = [Delivered(to=opened[2 * i].decode(), text=opened[2 * i + 1].decode(), at=r.at,

@@ -303,7 +303,9 @@ sandbox_messages = sa.Table(
     sa.Column("to_sealed", sa.LargeBinary, nullable=False),
     sa.Column("text_sealed", sa.LargeBinary, nullable=False),
     sa.Column("at", sa.Double, nullable=False),
-    sa.Index("ix_sandbox_messages_to", "tenant_id", "to_index"),
+    # In time order, so a delivery only ever lands at the index's end (migration 0035); a
+    # recipient's deliveries are found by reading the tenant's.
+    sa.Index("ix_sandbox_messages_at", "tenant_id", "at", "id"),
 )
 
 # --- campaign issue (migration 0003) --------------------------------------------------------
