@@ -8,6 +8,7 @@ list_members), so no move is written back after its counters are gone. The audit
 touched here: its entries are chained, optout.audit redacts them in place."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import sqlalchemy as sa
@@ -67,6 +68,7 @@ async def delete_tenant_rows(conn: AsyncConnection, tenant_id: str) -> dict[str,
 
 # Small tables whose rows held keys or master-wrapped values: rewritten on PostgreSQL, so the
 # deleted versions of their rows do not linger in the table files until a vacuum reuses them.
+TRUNCATE_ATTEMPTS = 20
 _REWRITE = ("tenants", "users", "tenant_settings", "lines", "operators")
 
 
@@ -86,9 +88,16 @@ async def scrub(db: Database) -> None:
         # SQLAlchemy would open (store.engine begins every one explicitly).
         driver = (await conn.get_raw_connection()).driver_connection
         await driver.execute("VACUUM")
-        cursor = await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        busy = (await cursor.fetchone())[0]
-        await cursor.close()
+        # A checkpoint under way elsewhere (every process's background one: store.engine)
+        # makes this one busy for a moment: tried again for up to a second.
+        for attempt in range(TRUNCATE_ATTEMPTS):
+            cursor = await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = (await cursor.fetchone())[0]
+            await cursor.close()
+            if not busy:
+                break
+            if attempt + 1 < TRUNCATE_ATTEMPTS:
+                await asyncio.sleep(0.05)
     if busy:
         log.warning("the WAL could not be emptied after a deletion (readers were busy); the "
                     "next checkpoint does it")
