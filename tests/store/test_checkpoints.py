@@ -11,6 +11,7 @@ import time
 
 from sqlalchemy import text
 
+from store import purge
 from store.engine import CHECKPOINT_WRITES, FALLBACK_AUTOCHECKPOINT, open_database
 
 THREAD = "izinli-sqlite-checkpoint"
@@ -123,5 +124,32 @@ async def test_a_checkpoint_that_cannot_run_is_said_once(tmp_path, caplog):
         warned = [r for r in caplog.records if r.getMessage() == "WAL checkpoint failed"]
         assert len(warned) == 1
         assert not path.exists()
+    finally:
+        await db.close()
+
+
+_HOLD_CHECKPOINT_LOCK = """
+import fcntl, struct, sys, time
+with open(sys.argv[1], "rb+") as index:  # byte 121 of the WAL index: SQLite's checkpoint lock
+    fcntl.fcntl(index, fcntl.F_SETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 121, 1, 0))
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+async def test_a_scrub_empties_the_wal_although_a_checkpoint_is_under_way(tmp_path, caplog):
+    """Another checkpoint holding the lock (a process's background one) makes the scrub's
+    TRUNCATE busy at once, without waiting: it tries again rather than leave deleted rows'
+    pages in the WAL."""
+    path = str(tmp_path / "c.db")
+    db = open_database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await _filled(db, 40)
+        with subprocess.Popen([sys.executable, "-c", _HOLD_CHECKPOINT_LOCK, f"{path}-shm",
+                               "0.3"], stdout=subprocess.PIPE, text=True) as holder:
+            assert holder.stdout.readline().strip() == "held"
+            await purge.scrub(db)
+        assert os.path.getsize(f"{path}-wal") == 0
+        assert not [r for r in caplog.records if "could not be emptied" in r.getMessage()]
     finally:
         await db.close()
