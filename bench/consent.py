@@ -157,10 +157,13 @@ async def _stop_some(db: Database, tenant_id: str, every: int = 100) -> int:
     """Every `every`-th consenting person replies STOP (revoked and suppressed, as
     optout.inbound leaves them); how many."""
     async with db.begin() as conn:
-        rows = await raw.fetch(conn, "SELECT address_index FROM consent_state WHERE "
-                                     "tenant_id = ? AND status = 'granted' ORDER BY event_id",
-                               (tenant_id,))
-        stopped = [bytes(r[0]) for r in rows[::every]]
+        # Picked by the database: reading every consenting person here made this step, not
+        # the import, the bench's peak RSS (+100 MB at 1,000,000 rows).
+        rows = await raw.fetch(conn, "SELECT address_index FROM (SELECT address_index, "
+                                     "row_number() OVER (ORDER BY event_id) AS n FROM "
+                                     "consent_state WHERE tenant_id = ? AND status = 'granted') "
+                                     "AS granted WHERE (n - 1) % ? = 0", (tenant_id, every))
+        stopped = [bytes(r[0]) for r in rows]
         for index in stopped:
             await suppression.suppress(conn, tenant_id, index, "MESAJ", "opted_out", "bench",
                                        None)
