@@ -66,9 +66,10 @@ async def delete_tenant_rows(conn: AsyncConnection, tenant_id: str) -> dict[str,
     return {t: n for t, n in deleted.items() if n}
 
 
+# How often a scrub tries to empty the WAL, 50 ms apart, while another checkpoint holds it.
+TRUNCATE_ATTEMPTS = 20
 # Small tables whose rows held keys or master-wrapped values: rewritten on PostgreSQL, so the
 # deleted versions of their rows do not linger in the table files until a vacuum reuses them.
-TRUNCATE_ATTEMPTS = 20
 _REWRITE = ("tenants", "users", "tenant_settings", "lines", "operators")
 
 
@@ -89,7 +90,7 @@ async def scrub(db: Database) -> None:
         driver = (await conn.get_raw_connection()).driver_connection
         await driver.execute("VACUUM")
         # A checkpoint under way elsewhere (every process's background one: store.engine)
-        # makes this one busy for a moment: tried again for up to a second.
+        # makes this one busy at once, without waiting: tried again for up to a second.
         for attempt in range(TRUNCATE_ATTEMPTS):
             cursor = await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             busy = (await cursor.fetchone())[0]
