@@ -131,7 +131,8 @@ async def test_a_checkpoint_that_cannot_run_is_said_once(tmp_path, caplog):
 _HOLD_CHECKPOINT_LOCK = """
 import fcntl, struct, sys, time
 with open(sys.argv[1], "rb+") as index:  # byte 121 of the WAL index: SQLite's checkpoint lock
-    fcntl.fcntl(index, fcntl.F_SETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 121, 1, 0))
+    # F_SETLKW: waits while the server's own background checkpoint holds it.
+    fcntl.fcntl(index, fcntl.F_SETLKW, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 121, 1, 0))
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
 """
